@@ -1,0 +1,179 @@
+//! `codegym bench verify`: our oracle verification against the mechanism of the released pipeline
+//! (a fresh `python3` process per (environment, configuration) cell that executes the environment
+//! and calls `solve`), run side by side on this machine with the same number of workers. Prints
+//! cells per second for each side and the ratios; also the share of our worker time spent outside
+//! guest code. Two workloads: the released sample (1-2 configurations per environment: interpreter
+//! start-up dominates) and a method-shaped matrix (environments x configurations).
+
+use crate::dataset::{self, Table};
+use crate::harness::{self, EnvSource, OracleRun};
+use crate::sandbox::{self, ExecMode, Limits, Sandbox};
+use crate::tables::{EnvironmentRow, TaskConfigRow};
+use anyhow::{Context, Result, bail};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Resolved benchmark settings.
+#[derive(Debug, Clone)]
+pub struct BenchSettings {
+    pub fixtures: PathBuf,
+    pub matrix_envs: usize,
+    pub matrix_configs: usize,
+    pub repeat: usize,
+    pub python: String,
+    pub threads: usize,
+}
+
+/// One (environment, configuration) cell.
+#[derive(Clone)]
+struct Cell {
+    env_code: String,
+    env_name: String,
+    config: String,
+}
+
+/// What one side measured on one workload.
+struct SideResult {
+    seconds: f64,
+    passed: usize,
+    calls: Vec<i64>,
+}
+
+const BASELINE_CELL: &str = r#"
+import json, sys
+env_code = open(sys.argv[1]).read()
+namespace = {"__name__": "released_env"}
+exec(compile(env_code, sys.argv[1], "exec"), namespace)
+env = namespace[sys.argv[2]].from_env_str(open(sys.argv[3]).read())
+message = str(env.solve())
+print(json.dumps({"passed": "reward=1" in message, "oracle_calls": env.step_count}))
+"#;
+
+pub fn verify(settings: &BenchSettings) -> Result<()> {
+    let (envs, tasks) = (settings.fixtures.join("envs.parquet"), settings.fixtures.join("tasks.parquet"));
+    if !envs.is_file() {
+        bail!("no released sample at {}\n  hint: pass --fixtures DIR (a folder with envs.parquet and tasks.parquet)", settings.fixtures.display());
+    }
+    let scratch = tempfile::tempdir()?;
+    crate::import_codegym::import(&envs, &tasks, scratch.path())?;
+    let sample = cells(scratch.path())?;
+    let matrix = matrix(&sample, settings.matrix_envs, settings.matrix_configs);
+    let runtime = crate::runtime::ensure()?;
+    let sandbox = runtime.sandbox()?;
+    println!("codegym bench verify: {} workers, best of {} run(s); baseline: `{} cell.py` per cell", settings.threads, settings.repeat, settings.python);
+    println!("{:<22} {:>6} {:>14} {:>18} {:>8} {:>12}", "workload", "cells", "ours cells/s", "baseline cells/s", "ratio", "outside guest");
+    let workloads = [("released sample", sample), (&*format!("matrix {}x{}", settings.matrix_envs, settings.matrix_configs), matrix)];
+    for (name, cells) in workloads {
+        let mut ours_best: Option<(SideResult, f64)> = None;
+        let mut base_best: Option<SideResult> = None;
+        for _ in 0..settings.repeat {
+            let ours = run_ours(&sandbox, &cells, settings.threads)?;
+            let base = run_baseline(&cells, settings, scratch.path())?;
+            if ours_best.as_ref().is_none_or(|(best, _)| ours.0.seconds < best.seconds) {
+                ours_best = Some(ours);
+            }
+            if base_best.as_ref().is_none_or(|best| base.seconds < best.seconds) {
+                base_best = Some(base);
+            }
+        }
+        let ((ours, outside), base) = (ours_best.expect("repeat >= 1"), base_best.expect("repeat >= 1"));
+        let (ours_rate, base_rate) = (cells.len() as f64 / ours.seconds, cells.len() as f64 / base.seconds);
+        println!(
+            "{:<22} {:>6} {:>14.1} {:>18.1} {:>7.2}x {:>11.1}%",
+            name, cells.len(), ours_rate, base_rate, ours_rate / base_rate, outside * 100.0
+        );
+        let agree = ours.calls == base.calls;
+        println!("{:<22} passed: ours {} / baseline {}; oracle calls identical on every cell: {}", "", ours.passed, base.passed, agree);
+    }
+    Ok(())
+}
+
+fn cells(data: &Path) -> Result<Vec<Cell>> {
+    let envs: Vec<EnvironmentRow> = dataset::read_table(data, Table::Environments)?;
+    let configs: Vec<TaskConfigRow> = dataset::read_table(data, Table::TaskConfigs)?;
+    let by_id: std::collections::HashMap<&str, &EnvironmentRow> = envs.iter().map(|e| (e.env_id.as_str(), e)).collect();
+    Ok(configs
+        .iter()
+        .filter_map(|c| by_id.get(c.env_id.as_str()).map(|e| Cell { env_code: e.env_code.clone(), env_name: e.env_name.clone(), config: c.config.clone() }))
+        .collect())
+}
+
+/// `envs` environments x `per_env` cells, cycling through each environment's released
+/// configurations (the released sample has one or two per environment).
+fn matrix(sample: &[Cell], envs: usize, per_env: usize) -> Vec<Cell> {
+    let mut names: Vec<&str> = sample.iter().map(|c| c.env_name.as_str()).collect();
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names.into_iter().take(envs) {
+        let own: Vec<&Cell> = sample.iter().filter(|c| c.env_name == name).collect();
+        out.extend((0..per_env).map(|i| own[i % own.len()].clone()));
+    }
+    out
+}
+
+fn run_ours(sandbox: &Sandbox, cells: &[Cell], threads: usize) -> Result<(SideResult, f64)> {
+    let jobs = cells
+        .iter()
+        .map(|c| harness::oracle_job(EnvSource { code: &c.env_code, name: &c.env_name }, &c.config, None, Limits::default()))
+        .collect();
+    let before = sandbox::counters();
+    let started = Instant::now();
+    let outcomes = sandbox.run_jobs(jobs, ExecMode::default(), threads, None)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let guest = sandbox::counters().guest_time - before.guest_time;
+    let outside = 1.0 - guest.as_secs_f64() / (seconds * threads.min(cells.len()) as f64);
+    let runs: Vec<Option<OracleRun>> = outcomes.iter().map(|o| harness::parse::<OracleRun>(o).ok()).collect();
+    let passed = runs.iter().flatten().filter(|r| r.passed).count();
+    let calls = runs.iter().map(|r| r.as_ref().map_or(-1, |r| r.oracle_calls)).collect();
+    Ok((SideResult { seconds, passed, calls }, outside.max(0.0)))
+}
+
+fn run_baseline(cells: &[Cell], settings: &BenchSettings, scratch: &Path) -> Result<SideResult> {
+    let dir = scratch.join("baseline");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("gymnasium.py"), include_str!("harness/gymnasium.py"))?;
+    std::fs::write(dir.join("cell.py"), BASELINE_CELL)?;
+    for (i, cell) in cells.iter().enumerate() {
+        std::fs::write(dir.join(format!("env-{i}.py")), &cell.env_code)?;
+        std::fs::write(dir.join(format!("config-{i}.txt")), &cell.config)?;
+    }
+    let queue = Mutex::new((0..cells.len()).collect::<VecDeque<_>>());
+    let results = Mutex::new(vec![None; cells.len()]);
+    let started = Instant::now();
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..settings.threads.min(cells.len()))
+            .map(|_| scope.spawn(|| baseline_worker(&queue, &results, cells, &dir, &settings.python)))
+            .collect();
+        for worker in workers {
+            worker.join().expect("baseline worker panicked")?;
+        }
+        Ok(())
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let results = results.into_inner().unwrap();
+    let passed = results.iter().flatten().filter(|(passed, _)| *passed).count();
+    let calls = results.iter().map(|r| r.map_or(-1, |(_, calls)| calls)).collect();
+    Ok(SideResult { seconds, passed, calls })
+}
+
+type BaselineResults = Mutex<Vec<Option<(bool, i64)>>>;
+
+fn baseline_worker(queue: &Mutex<VecDeque<usize>>, results: &BaselineResults, cells: &[Cell], dir: &Path, python: &str) -> Result<()> {
+    while let Some(i) = queue.lock().unwrap().pop_front() {
+        let output = Command::new(python)
+            .current_dir(dir)
+            .arg("cell.py")
+            .arg(format!("env-{i}.py"))
+            .arg(&cells[i].env_name)
+            .arg(format!("config-{i}.txt"))
+            .output()
+            .with_context(|| format!("cannot run the baseline interpreter `{python}`"))?;
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(&output.stdout).ok();
+        results.lock().unwrap()[i] = parsed.map(|v| (v["passed"].as_bool().unwrap_or(false), v["oracle_calls"].as_i64().unwrap_or(-1)));
+    }
+    Ok(())
+}
+

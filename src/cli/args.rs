@@ -1,0 +1,170 @@
+//! Command-line arguments (clap derive only: no file or network access happens here).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "codegym", version, about = "Turn coding problems into verified tool-use RL environments (the CodeGym method)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every verb that runs work takes.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Print nothing but results and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline; with no arguments, on the bundled `data-samples/` into `build/`.
+    Build(BuildArgs),
+    /// Import a released CodeGym dataset (environment table + task table).
+    #[command(name = "import-codegym")]
+    ImportCodegym(ImportArgs),
+    /// (Re)run verification on what a dataset directory holds and update its tables.
+    Verify(VerifyArgs),
+    /// Run SQL over every table of a dataset directory.
+    Sql(SqlArgs),
+    /// Run Python programs in the sandbox.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// Provision or describe the sandbox runtime.
+    #[command(subcommand)]
+    Runtime(RuntimeCommand),
+    /// Benchmarks that print ratios against a baseline run side by side.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Dataset directory to write.
+    #[arg(long, default_value = "build")]
+    pub data: PathBuf,
+    /// The bundled samples directory.
+    #[arg(long, default_value = "data-samples")]
+    pub samples: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The environment table (Parquet or JSON Lines: source, env_name, env_code).
+    #[arg(long)]
+    pub envs: PathBuf,
+    /// The task table (Parquet or JSON Lines: ability, prompt, extra_info, ...).
+    #[arg(long)]
+    pub tasks: PathBuf,
+    /// Dataset directory to write.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Dataset directory to verify.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Time limit per reference-answer or oracle cell, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub cell_timeout_ms: u64,
+    /// Memory limit per cell, in MiB.
+    #[arg(long, default_value_t = 100)]
+    pub cell_memory_mb: usize,
+    /// Run every cell in a fresh interpreter (total isolation, slower).
+    #[arg(long)]
+    pub fresh: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// Dataset directory to query.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output format: table, csv or json (JSON Lines).
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// A file holding the SQL to run (e.g. queries/verification_summary.sql).
+    #[arg(long, conflicts_with = "query")]
+    pub file: Option<PathBuf>,
+    /// The SQL to run.
+    #[arg(required_unless_present = "file")]
+    pub query: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Run one Python program in a fresh sandboxed interpreter.
+    Run(SandboxRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxRunArgs {
+    /// The program.
+    pub file: PathBuf,
+    /// Time limit in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub timeout_ms: u64,
+    /// Memory limit in MiB (on top of the interpreter itself).
+    #[arg(long, default_value_t = 100)]
+    pub memory_mb: usize,
+    /// Cap on each of stdout and stderr, in KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub output_kb: usize,
+    /// A file to feed the program as standard input.
+    #[arg(long)]
+    pub stdin: Option<PathBuf>,
+    /// Seed of the program's randomness.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object: verdict, exit_code, stdout, stderr, duration_ms.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuntimeCommand {
+    /// Download (pip), verify and cache the runtime, and compile its module.
+    Fetch,
+    /// Describe the runtime: version, hash, where it and its compiled module are cached.
+    Info,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Our verification vs. the released pipeline's mechanism (a python3 process per cell).
+    Verify(BenchVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchVerifyArgs {
+    /// The released sample (envs.parquet + tasks.parquet).
+    #[arg(long, default_value = "../shared/fixtures/codegym-sample")]
+    pub fixtures: PathBuf,
+    /// Environments in the method-shaped matrix.
+    #[arg(long, default_value_t = 20)]
+    pub matrix_envs: usize,
+    /// Configurations per environment in the matrix.
+    #[arg(long, default_value_t = 30)]
+    pub matrix_configs: usize,
+    /// Repetitions of each measurement (the best is reported).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// The native interpreter of the baseline.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}

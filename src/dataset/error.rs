@@ -1,0 +1,93 @@
+//! The error type of the `dataset` module. Every variant names the file or table it concerns, so
+//! the message alone tells the user where to look.
+
+use std::path::PathBuf;
+
+/// Reading or writing a dataset table failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// A file-system operation failed (create, rename, read a directory, ...).
+    #[error("I/O error on `{}`: {source}", path.display())]
+    Io {
+        /// The file or directory the operation was on.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Parquet encoding or decoding failed: a corrupt or non-Parquet file, or a write failure.
+    #[error("Parquet error in `{}`: {source} (is it a Parquet file written completely?)", path.display())]
+    Parquet {
+        /// The Parquet file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// Rows could not be turned into the table's Arrow columns, usually because a row field's
+    /// type does not match the column type in `schemas/<table>.json`, or a non-nullable column
+    /// was missing or null.
+    #[error(
+        "cannot build rows of table `{table}` (check the row fields against schemas/{table}.json): {source}"
+    )]
+    Arrow {
+        /// The table name.
+        table: String,
+        /// The underlying error.
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    /// A table's schema is invalid, or data does not fit it.
+    #[error("schema error in table `{table}`: {detail}")]
+    Schema {
+        /// The table name.
+        table: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Parquet rows could not be converted to the requested row type.
+    #[error("cannot decode rows of `{}`: {detail}", path.display())]
+    Decode {
+        /// The Parquet file the rows came from.
+        path: PathBuf,
+        /// What did not fit.
+        detail: String,
+    },
+}
+
+impl DatasetError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DatasetError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
+        DatasetError::Parquet {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn arrow(table: impl Into<String>, source: arrow::error::ArrowError) -> Self {
+        DatasetError::Arrow {
+            table: table.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn schema(table: impl Into<String>, detail: impl Into<String>) -> Self {
+        DatasetError::Schema {
+            table: table.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn decode(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
+        DatasetError::Decode {
+            path: path.into(),
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The on-disk dataset: one folder of Parquet files per table under a data directory.
+//!
+//! This module owns the layout `DIR/<table>/part-00000.parquet`, the table catalogue ([`Table`]), the
+//! column types (read from `schemas/<table>.json`, the single source of truth, by [`schema`]), and the
+//! two directions of conversion between serde row structs and Parquet ([`write_table`],
+//! [`read_table`]). It knows nothing about SQL (that is `query`) or about what the pipeline stages
+//! put in the rows; stages hand it `#[derive(Serialize)]` structs whose field names are the
+//! column names.
+//!
+//! Layout and guarantees:
+//! - each table is one file, `part-00000.parquet`, replaced whole by every write; the write goes to
+//!   a dotted `.tmp` file first and is renamed into place, so a crash leaves the old or the new file,
+//!   never a torn one. Splitting a table into several `part-NNNNN` shards is future work; readers
+//!   already read every `*.parquet` file of a table folder, so they will not need to change.
+//! - rows are deduplicated by the table's key (first occurrence wins) and sorted by it, and the
+//!   Parquet writer is configured without timestamps, so the same rows give byte-identical files.
+//! - the schema version ([`SCHEMA_VERSION`]) is stored in the Parquet key-value metadata under
+//!   [`SCHEMA_VERSION_KEY`].
+
+mod error;
+pub mod reader;
+pub mod schema;
+pub mod writer;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use error::DatasetError;
+pub use reader::{read_batches, read_parquet_rows, read_table};
+pub use schema::{ColumnSpec, ColumnType, SCHEMA_VERSION, SCHEMA_VERSION_KEY, TableSpec};
+pub use writer::{WriteSummary, upsert_table, write_batches, write_table};
+
+/// A table of the dataset. Its [`name`](Table::name) is both the folder name under the data
+/// directory and the SQL table name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// One row per source problem (`problems`).
+    Problems,
+    /// One row per LLM request, live or replayed (`llm_calls`).
+    LlmCalls,
+    /// One row per environment candidate (`environments`).
+    Environments,
+    /// One row per (environment, configuration) (`task_configs`).
+    TaskConfigs,
+    /// One row per (oracle candidate, configuration) run (`oracle_runs`).
+    OracleRuns,
+    /// One row per (configuration, tool) for the chosen oracle (`tool_call_stats`).
+    ToolCallStats,
+    /// One row per item a stage dropped (`rejects`).
+    Rejects,
+    /// One row per run of the engine (`runs`).
+    Runs,
+}
+
+impl Table {
+    /// Every table, in pipeline order.
+    pub const ALL: [Table; 8] = [
+        Table::Problems,
+        Table::LlmCalls,
+        Table::Environments,
+        Table::TaskConfigs,
+        Table::OracleRuns,
+        Table::ToolCallStats,
+        Table::Rejects,
+        Table::Runs,
+    ];
+
+    /// The snake_case table name: the folder name and the SQL table name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Problems => "problems",
+            Table::LlmCalls => "llm_calls",
+            Table::Environments => "environments",
+            Table::TaskConfigs => "task_configs",
+            Table::OracleRuns => "oracle_runs",
+            Table::ToolCallStats => "tool_call_stats",
+            Table::Rejects => "rejects",
+            Table::Runs => "runs",
+        }
+    }
+
+    /// The table's folder under the data directory `dir`.
+    pub fn dir(self, dir: &std::path::Path) -> std::path::PathBuf {
+        dir.join(self.name())
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error of parsing a [`Table`] from a name that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown table `{name}`; the tables are: {}", table_names().join(", "))]
+pub struct UnknownTable {
+    /// The name that was given.
+    pub name: String,
+}
+
+fn table_names() -> Vec<&'static str> {
+    Table::ALL.iter().map(|t| t.name()).collect()
+}
+
+impl FromStr for Table {
+    type Err = UnknownTable;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Table::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| UnknownTable {
+                name: s.to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for t in Table::ALL {
+            assert_eq!(t.name().parse::<Table>().unwrap(), t);
+            assert_eq!(t.to_string(), t.name());
+        }
+    }
+
+    #[test]
+    fn unknown_name_lists_tables() {
+        let err = "problem".parse::<Table>().unwrap_err().to_string();
+        assert!(err.contains("`problem`"), "{err}");
+        assert!(err.contains("problems, llm_calls, environments"), "{err}");
+        assert!(err.contains("runs"), "{err}");
+    }
+}

@@ -1,0 +1,142 @@
+# codegym environment harness: runs inside the sandbox (installed as module `codegym_harness`).
+#
+# Builds an environment from its source and an `EnvName@{json}` configuration, then computes the
+# reference answer, runs an oracle `solve()` while counting every `step()` call per tool and
+# recording the (action, observation) trajectory, or lists the environment's tools. Every function
+# returns a JSON-ready dict: the host reads results, it never scrapes prints.
+
+import ast
+import json
+
+_compiled = {}
+
+
+def _module_for(source, env_name):
+    """Execute the environment module in a fresh namespace (its `__main__` block does not run)."""
+    code = _compiled.get(source)
+    if code is None:
+        code = compile(source, "<env:%s>" % env_name, "exec")
+        _compiled.clear()  # one environment per worker at a time: keep the cache small
+        _compiled[source] = code
+    namespace = {"__name__": "codegym_env", "__builtins__": __builtins__}
+    exec(code, namespace)
+    return namespace
+
+
+def find_env_classes(source):
+    """Names of the classes, found by parsing, that define `from_env_str` (the contract's marker)."""
+    tree = ast.parse(source)
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            methods = {item.name for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))}
+            if "from_env_str" in methods:
+                found.append(node.name)
+    return found
+
+
+def _env_class(source, env_name):
+    namespace = _module_for(source, env_name)
+    cls = namespace.get(env_name)
+    if not isinstance(cls, type):
+        raise LookupError("the module defines no class named %s" % env_name)
+    return cls
+
+
+def _build(source, env_name, config):
+    env = _env_class(source, env_name).from_env_str(config)
+    if env is None:
+        raise ValueError("from_env_str returned None for this configuration")
+    return env
+
+
+def _as_json(value):
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+
+
+def ref_answer(source, env_name, config):
+    """The environment's reference answer for one configuration."""
+    answer = _build(source, env_name, config).get_ref_answer()
+    return {"answer": str(answer), "answer_repr": repr(answer)[:10000], "answer_json": _as_json(answer)}
+
+
+def _tool_name(action):
+    try:
+        name = json.loads(action).get("name")
+        return name if isinstance(name, str) else "<malformed>"
+    except Exception:
+        return "<malformed>"
+
+
+def _bind_solver(env, solver_source):
+    """Replace the environment's `solve` with a candidate `def solve(self)` from its source text."""
+    namespace = {"__name__": "codegym_solver", "__builtins__": __builtins__}
+    exec(compile(solver_source, "<solver>", "exec"), namespace)
+    solve = namespace.get("solve")
+    if not callable(solve):
+        raise LookupError("the solver source defines no function named solve")
+    env.solve = solve.__get__(env)
+
+
+def oracle(source, env_name, config, solver=None, trajectory_limit=4096):
+    """Run the oracle on one configuration; pass iff the returned message contains `reward=1`."""
+    env = _build(source, env_name, config)
+    if solver is not None:
+        _bind_solver(env, solver)
+    step = env.step
+    tool_calls = {}
+    trajectory = []
+
+    def traced_step(action):
+        name = _tool_name(action)
+        tool_calls[name] = tool_calls.get(name, 0) + 1
+        outcome = step(action)
+        if len(trajectory) < trajectory_limit:
+            observation = outcome[1] if isinstance(outcome, tuple) and len(outcome) == 2 else outcome
+            trajectory.append([action if isinstance(action, str) else repr(action), str(observation)])
+        return outcome
+
+    env.step = traced_step
+    message = str(env.solve())
+    return {
+        "passed": "reward=1" in message,
+        "message": message[:2000],
+        "oracle_calls": int(getattr(env, "step_count", sum(tool_calls.values()))),
+        "tool_calls": tool_calls,
+        "trajectory": trajectory,
+    }
+
+
+def _tool_doc(name, method):
+    """`def Name(params):` plus the docstring, with `self` dropped and the Example Output cut."""
+    import inspect
+
+    try:
+        signature = inspect.signature(method)
+        params = [p for p in signature.parameters.values() if p.name != "self"]
+        rendered = str(signature.replace(parameters=params, return_annotation=inspect.Signature.empty))
+    except (TypeError, ValueError):
+        rendered = "(...)"
+    doc = inspect.getdoc(method) or ""
+    kept = []
+    for line in doc.splitlines():
+        if line.strip().lower().startswith("example output") or line.strip().lower().startswith("example:"):
+            break
+        kept.append(line)
+    body = "\n".join("    " + line if line else "" for line in "\n".join(kept).strip().splitlines())
+    return 'def %s%s:\n    r"""\n%s\n    """' % (name, rendered, body)
+
+
+def describe(source, env_name):
+    """The environment's tools in `func_mapping` order, with their agent-facing documentation."""
+    cls = _env_class(source, env_name)
+    env = cls()
+    names = [name for name in getattr(env, "func_mapping", {})]
+    docs = []
+    for name in names:
+        method = getattr(cls, name, None)
+        docs.append(_tool_doc(name, method) if callable(method) else "def %s(...):\n    (no method)" % name)
+    return {"tools": names, "tool_docs": "\n\n".join(docs)}

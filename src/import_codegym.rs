@@ -1,0 +1,218 @@
+//! Import of a released CodeGym dataset: the environment table (`source`, `env_name`, `env_code`)
+//! and the task table (`ability = codegym_v1@{source}__{EnvName}@{json}`, `prompt`,
+//! `extra_info.solve_fc_round`, ...) become `environments` and `task_configs`, keeping the released
+//! oracle count in `source_oracle_calls`. Inputs are Parquet (as the public dataset ships) or JSON
+//! Lines. Every input row ends in a table: an environment row, a configuration row, or a reject.
+
+use crate::dataset::{self, DatasetError, Table};
+use crate::ids::content_id;
+use crate::tables::{EnvironmentRow, RejectRow, TaskConfigRow};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The `source` recorded for imported environments.
+pub const SOURCE: &str = "codegym-release";
+const STAGE: &str = "import";
+
+/// A problem with an input file as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error("{path}: line {line}: {detail}")]
+    JsonLines { path: String, line: usize, detail: String },
+    #[error("cannot read {path}")]
+    Io { path: String, #[source] source: std::io::Error },
+    #[error("{path}: unsupported file type (expected .parquet or .jsonl)")]
+    Format { path: String },
+}
+
+#[derive(Debug, Deserialize)]
+struct ReleasedEnv {
+    source: String,
+    env_name: String,
+    env_code: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    role: String,
+    content: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ExtraInfo {
+    index: Option<serde_json::Value>,
+    solve_fc_round: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReleasedTask {
+    ability: String,
+    #[serde(default)]
+    prompt: Option<Vec<Message>>,
+    #[serde(default)]
+    extra_info: Option<ExtraInfo>,
+}
+
+/// What an import wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub env_rows_in: usize,
+    pub task_rows_in: usize,
+    pub environments: usize,
+    pub task_configs: usize,
+    pub rejects: usize,
+}
+
+fn read_rows<R: DeserializeOwned>(path: &Path) -> Result<Vec<R>, ImportError> {
+    let name = path.display().to_string();
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => Ok(dataset::read_parquet_rows(path)?),
+        Some("jsonl" | "json") => {
+            let text = std::fs::read_to_string(path).map_err(|source| ImportError::Io { path: name.clone(), source })?;
+            text.lines()
+                .enumerate()
+                .filter(|(_, line)| !line.trim().is_empty())
+                .map(|(i, line)| serde_json::from_str(line).map_err(|e| ImportError::JsonLines { path: name.clone(), line: i + 1, detail: e.to_string() }))
+                .collect()
+        }
+        _ => Err(ImportError::Format { path: name }),
+    }
+}
+
+/// `codegym_v1@{source}__{EnvName}@{json}` -> (source, EnvName, `EnvName@{json}`).
+fn parse_ability(ability: &str) -> Option<(&str, &str, String)> {
+    let rest = ability.split_once('@')?.1;
+    let (id, json) = rest.split_once('@')?;
+    let (source, env_name) = id.rsplit_once("__")?;
+    (!source.is_empty() && !env_name.is_empty()).then(|| (source, env_name, format!("{env_name}@{json}")))
+}
+
+/// The task text of a released prompt: the user message after its `Question:` line.
+fn task_text(prompt: &[Message]) -> Option<String> {
+    let user = prompt.iter().find(|m| m.role == "user")?.content.as_deref()?;
+    let text = user.split_once("Question:").map_or(user, |(_, after)| after);
+    Some(text.trim().to_string())
+}
+
+fn tool_docs(prompt: &[Message]) -> Option<String> {
+    prompt.iter().find(|m| m.role == "system")?.content.clone()
+}
+
+fn reject(entity_id: String, source_id: Option<&str>, reason: &str, detail: String) -> RejectRow {
+    RejectRow { stage: STAGE.into(), entity_id, source_id: source_id.map(String::from), reason: reason.into(), detail: Some(detail) }
+}
+
+/// Imports `envs` and `tasks` into the dataset at `data` (replacing earlier imported rows with the
+/// same ids; verification results of unchanged rows are kept by `verify`, which reruns on demand).
+pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, ImportError> {
+    let released_envs: Vec<ReleasedEnv> = read_rows(envs)?;
+    let released_tasks: Vec<ReleasedTask> = read_rows(tasks)?;
+    let mut summary = ImportSummary { env_rows_in: released_envs.len(), task_rows_in: released_tasks.len(), ..Default::default() };
+    let mut rejects = Vec::new();
+    let mut environments: BTreeMap<(String, String), EnvironmentRow> = BTreeMap::new();
+    for (row, env) in released_envs.into_iter().enumerate() {
+        let env_id = content_id("env", &[&env.source, &env.env_name, &env.env_code]);
+        let key = (env.source.clone(), env.env_name.clone());
+        if env.env_code.trim().is_empty() || env.env_name.trim().is_empty() {
+            rejects.push(reject(env_id, Some(&env.source), "empty_field", format!("{}: row {row}: env_name or env_code is empty", envs.display())));
+        } else if let Some(first) = environments.get(&key) {
+            let reason = if first.env_id == env_id { "duplicate_environment" } else { "conflicting_environment" };
+            rejects.push(reject(env_id, Some(&env.source), reason, format!("{}: row {row} repeats ({}, {})", envs.display(), env.source, env.env_name)));
+        } else {
+            environments.insert(key, EnvironmentRow {
+                env_id,
+                problem_id: None,
+                source: SOURCE.into(),
+                source_id: env.source,
+                env_name: env.env_name,
+                task_text: None,
+                env_code: env.env_code,
+                tool_count: 0,
+                tools: Vec::new(),
+                tool_docs: String::new(),
+                status: "imported".into(),
+                status_detail: None,
+                oracle_candidate: None,
+            });
+        }
+    }
+    let mut configs: BTreeMap<String, TaskConfigRow> = BTreeMap::new();
+    for (row, task) in released_tasks.into_iter().enumerate() {
+        let task_id = content_id("released-task", &[&task.ability]);
+        let Some((source, env_name, config)) = parse_ability(&task.ability) else {
+            rejects.push(reject(task_id, None, "malformed_ability", format!("{}: row {row}: ability {:?} is not codegym_v1@SOURCE__ENV@JSON", tasks.display(), task.ability)));
+            continue;
+        };
+        let Some(env) = environments.get_mut(&(source.to_string(), env_name.to_string())) else {
+            rejects.push(reject(task_id, Some(source), "unknown_environment", format!("{}: row {row}: no environment ({source}, {env_name}) in {}", tasks.display(), envs.display())));
+            continue;
+        };
+        if let Some(prompt) = &task.prompt {
+            if env.task_text.is_none() {
+                env.task_text = task_text(prompt);
+            }
+            if env.tool_docs.is_empty() {
+                env.tool_docs = tool_docs(prompt).unwrap_or_default();
+            }
+        }
+        let config_id = content_id("config", &[&env.env_id, &config]);
+        if configs.contains_key(&config_id) {
+            rejects.push(reject(config_id, Some(source), "duplicate_config", format!("{}: row {row} repeats configuration {config}", tasks.display())));
+            continue;
+        }
+        let extra = task.extra_info.unwrap_or_default();
+        let source_index = extra.index.map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+        configs.insert(config_id.clone(), TaskConfigRow {
+            config_id,
+            env_id: env.env_id.clone(),
+            env_name: env_name.to_string(),
+            config,
+            difficulty: "unknown".into(),
+            source_index,
+            ref_answer: None,
+            oracle_passed: None,
+            oracle_calls: None,
+            distinct_tools: None,
+            kept: false,
+            filter_reason: None,
+            source_oracle_calls: extra.solve_fc_round.and_then(|n| i32::try_from(n).ok()),
+        });
+    }
+    let environments: Vec<EnvironmentRow> = environments.into_values().collect();
+    let configs: Vec<TaskConfigRow> = configs.into_values().collect();
+    summary.environments = environments.len();
+    summary.task_configs = configs.len();
+    summary.rejects = rejects.len();
+    dataset::upsert_table(data, Table::Environments, environments)?;
+    dataset::upsert_table(data, Table::TaskConfigs, configs)?;
+    dataset::upsert_table(data, Table::Rejects, rejects)?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abilities_split_into_source_env_and_config() {
+        let (source, env, config) = parse_ability(r#"codegym_v1@Leetcode_1_I__TwoSumEnv@{"a": [1, 2]}"#).unwrap();
+        assert_eq!((source, env), ("Leetcode_1_I", "TwoSumEnv"));
+        assert_eq!(config, r#"TwoSumEnv@{"a": [1, 2]}"#);
+        assert!(parse_ability("codegym_v1@nounderscores@{}").is_none());
+        assert!(parse_ability("garbage").is_none());
+    }
+
+    #[test]
+    fn task_text_is_what_follows_the_question_line() {
+        let prompt = vec![
+            Message { role: "system".into(), content: Some("def Observe():".into()) },
+            Message { role: "user".into(), content: Some("Rules...\nQuestion:\n  Find the max.\n".into()) },
+        ];
+        assert_eq!(task_text(&prompt).as_deref(), Some("Find the max."));
+        assert_eq!(tool_docs(&prompt).as_deref(), Some("def Observe():"));
+    }
+}

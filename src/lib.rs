@@ -1,0 +1,46 @@
+//! codegym turns coding-problem corpora into verified, interactive tool-use environments for
+//! training LLM agents with reinforcement learning (the CodeGym method), and verifies released
+//! CodeGym datasets the same way.
+//!
+//! # Data flow
+//! ```text
+//!   corpus (Parquet)        released CodeGym data (envs + tasks)
+//!        |                              |
+//!     [ingest]                   [import_codegym]
+//!        v                              v
+//!   problems ... synthesis ...  environments + task_configs
+//!                                       |
+//!                                   [verify]  --- sandbox (wasmtime + CPython/WASI) via harness
+//!                                       v
+//!        environments, task_configs, oracle_runs, tool_call_stats, rejects   (Parquet, `dataset`)
+//!                                       |
+//!                               [query] SQL (DataFusion)
+//! ```
+//! A stage reads tables and writes tables; it never reaches into another stage's insides.
+//!
+//! # Modules
+//! - [`runtime`]: provisions the CPython WASI runtime (pip, pinned hash, cache).
+//! - [`sandbox`]: runs untrusted Python jobs in wasmtime with time, memory and output limits.
+//! - [`harness`]: the environment contract as sandbox jobs (reference answers, oracle runs, tools).
+//! - [`import_codegym`]: released CodeGym tables -> `environments` + `task_configs` (+ `rejects`).
+//! - [`verify`]: reference answers, oracle runs and curation filters over `environments`.
+//! - [`tables`]: typed rows of each table.
+//! - [`dataset`]: table schemas (from `schemas/`) and crash-safe Parquet reading and writing.
+//! - [`query`]: SQL over a dataset directory.
+//! - [`bench`]: side-by-side benchmark of verification against a process-per-cell baseline.
+//! - [`cli`]: argument parsing and the commands (the binary's only module).
+
+
+pub mod bench;
+pub mod cli;
+pub mod dataset;
+pub mod env;
+pub mod harness;
+pub mod ids;
+pub mod import_codegym;
+pub mod query;
+pub mod report;
+pub mod runtime;
+pub mod sandbox;
+pub mod tables;
+pub mod verify;

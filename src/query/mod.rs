@@ -1,0 +1,142 @@
+//! SQL over a dataset directory, with DataFusion.
+//!
+//! This module owns the DataFusion side of codegym: registering the table folders of a data
+//! directory as Parquet listing tables ([`session`]), running the statements of `codegym sql`
+//! ([`run_sql`], [`execute`]) and printing results as a text table, CSV or JSON Lines
+//! ([`OutputFormat`]). It reads Parquet only through DataFusion and never writes to the dataset:
+//! DML (`INSERT`, `COPY`) is refused; in-memory DDL (`CREATE VIEW`) is allowed so a script can
+//! build on earlier statements. Table names and schemas come from `dataset`; argument parsing and
+//! exit codes belong to the CLI.
+
+mod output;
+mod sql;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+pub use output::write_result;
+pub use sql::{QueryResult, execute, run_sql, session};
+
+/// How `codegym sql` prints a result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// An aligned text table with a header (`table`).
+    #[default]
+    Table,
+    /// CSV with a header line (`csv`). Nested values (lists, structs) are written as JSON text.
+    Csv,
+    /// JSON Lines (`json`): one JSON object per row, one row per line, nulls written as `null`.
+    Json,
+}
+
+impl OutputFormat {
+    /// Every format, in the order help text lists them.
+    pub const ALL: [OutputFormat; 3] = [OutputFormat::Table, OutputFormat::Csv, OutputFormat::Json];
+
+    /// The name users type after `--format`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Table => "table",
+            OutputFormat::Csv => "csv",
+            OutputFormat::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error of parsing an [`OutputFormat`] from a name that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown output format `{name}`; expected one of: table, csv, json")]
+pub struct UnknownFormat {
+    /// The name that was given.
+    pub name: String,
+}
+
+impl FromStr for OutputFormat {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OutputFormat::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| UnknownFormat {
+                name: s.to_string(),
+            })
+    }
+}
+
+/// Running SQL over a dataset failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The data directory does not exist (or is not a directory).
+    #[error(
+        "no dataset at `{}`: it is not a directory; run `codegym build` or `codegym import-codegym` \
+         first, or pass the dataset directory with --data",
+        path.display()
+    )]
+    NoDataset {
+        /// The `--data` path.
+        path: PathBuf,
+    },
+    /// A table folder could not be registered with DataFusion.
+    #[error("cannot open table `{table}` at `{}`: {source}", path.display())]
+    Register {
+        /// The table name.
+        table: String,
+        /// The table folder.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    /// The SQL names a table the dataset does not have.
+    #[error(
+        "table `{table}` {}; available tables: {}",
+        if *known { "has no data in this dataset (nothing has written it yet)" } else { "does not exist" },
+        if available.is_empty() { "none (the dataset is empty)".to_string() } else { available.join(", ") }
+    )]
+    UnknownTable {
+        /// The table as written in the SQL.
+        table: String,
+        /// Whether it is a codegym table that simply has not been written.
+        known: bool,
+        /// The tables the session has, sorted.
+        available: Vec<String>,
+    },
+    /// The SQL text holds no statement.
+    #[error("no SQL statement given (the text is empty or only comments)")]
+    EmptySql,
+    /// DataFusion rejected or failed the SQL.
+    #[error("{0}")]
+    Sql(#[from] datafusion::error::DataFusionError),
+    /// A result could not be formatted.
+    #[error("cannot format the result: {0}")]
+    Format(#[source] arrow::error::ArrowError),
+    /// Writing the result to the output failed. The `io::Error` is the one the output returned,
+    /// unchanged, so callers can treat `ErrorKind::BrokenPipe` as a normal end.
+    #[error("cannot write the result: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse() {
+        for f in OutputFormat::ALL {
+            assert_eq!(f.name().parse::<OutputFormat>().unwrap(), f);
+        }
+        let err = "yaml".parse::<OutputFormat>().unwrap_err().to_string();
+        assert!(
+            err.contains("`yaml`") && err.contains("table, csv, json"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! The WebAssembly Python sandbox: runs untrusted Python (LLM-written environments, oracles, reference
+//! solutions) inside wasmtime + CPython-on-WASI, with a CPU deadline, a memory cap and bounded output
+//! per job, and nothing of the host visible to the guest.
+//!
+//! Owns the wasmtime `Engine`/`Linker`/`InstancePre` ([`engine`]), the host functions and
+//! determinism sources the guest sees ([`host`]: virtual clock, seeded randomness, `poll_oneoff`),
+//! and the workers that run jobs ([`worker`]). It knows nothing about Parquet, the LLM or what a job
+//! means: callers (the harness, preflight, `codegym sandbox run`) hand it [`Job`]s and get
+//! [`JobOutcome`]s back.
+//!
+//! # Execution modes
+//! - [`ExecMode::JobLoop`]: one long-lived interpreter per worker runs a job loop (see `driver.py`);
+//!   after each job the driver puts the interpreter back to its boot state (modules, builtins,
+//!   module-level containers, classes, functions, random state, recursion limit, ...; tested in
+//!   `tests/it/sandbox.rs`). The host gives every job its own random seed and restarts the virtual
+//!   clock, so a job's result does not depend on which jobs ran before it. A worker is replaced after a
+//!   trap, an exit, memory growth past [`RECYCLE_MEMORY_BYTES`], or every `jobs_per_worker` jobs.
+//! - [`ExecMode::Fresh`]: a fresh instance per job, for total isolation.
+//!
+//! # Limits and verdicts
+//! Each limit has its own verdict: `timeout` (epoch deadline, also ends busy loops in pure wasm),
+//! `memory` (linear-memory cap; growth past it traps, so the guest cannot catch `MemoryError` and go
+//! on), `output_limit` (stdout or stderr past the cap traps). `error` is the program failing on its
+//! own; `ok` is exit status 0. A guest misbehaving is never a Rust `Err`: only a broken runtime is.
+//!
+//! # What the guest sees
+//! No preopened directories (every path is ENOENT), no environment variables, no sockets or
+//! processes (WASI preview 1 has none), a virtual clock that starts at the same instant for every
+//! job and advances only when the guest sleeps (sleeping returns at once), and random bytes from a
+//! per-job seed. Two runs of the same job print the same output.
+
+mod engine;
+mod host;
+mod worker;
+
+pub use engine::{ENGINE_FINGERPRINT, Sandbox};
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A worker whose linear memory has grown past this after a job is replaced before the next one,
+/// so that one job's high-water mark does not eat into the next job's memory budget.
+pub const RECYCLE_MEMORY_BYTES: usize = 96 << 20;
+
+/// Resource limits of one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Wall-clock budget of the job (enforced with epoch interruption).
+    pub timeout: Duration,
+    /// Memory the job may use on top of the booted interpreter.
+    pub memory_bytes: usize,
+    /// Cap on each of stdout and stderr.
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    /// The method's per-cell limits: 3 s and 100 MiB; 1 MiB of output per stream.
+    fn default() -> Self {
+        Limits { timeout: Duration::from_secs(3), memory_bytes: 100 << 20, output_bytes: 1 << 20 }
+    }
+}
+
+/// What a job runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Task {
+    /// A Python program run as `__main__`, with `stdin` as its standard input.
+    Script { code: String, filename: String, stdin: String },
+    /// A function of the embedded harness (`src/harness/harness.py`) called with keyword `args`;
+    /// its JSON return value comes back in [`JobOutcome::result`].
+    Call { function: String, args: serde_json::Value },
+}
+
+/// One unit of work for the sandbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub task: Task,
+    pub limits: Limits,
+    /// Seeds the guest's randomness (hash-independent: `os.urandom`, unseeded `random.Random()`).
+    pub seed: u64,
+}
+
+impl Job {
+    pub fn script(code: impl Into<String>, filename: impl Into<String>, limits: Limits) -> Job {
+        let task = Task::Script { code: code.into(), filename: filename.into(), stdin: String::new() };
+        Job { task, limits, seed: 0 }
+    }
+
+    pub fn call(function: &str, args: serde_json::Value, limits: Limits) -> Job {
+        Job { task: Task::Call { function: function.to_string(), args }, limits, seed: 0 }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    Error,
+    Timeout,
+    Memory,
+    OutputLimit,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Error => "error",
+            Verdict::Timeout => "timeout",
+            Verdict::Memory => "memory",
+            Verdict::OutputLimit => "output_limit",
+        }
+    }
+}
+
+/// The result of one job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobOutcome {
+    pub verdict: Verdict,
+    /// The program's exit status; `None` when a limit ended it.
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// The harness function's return value (for [`Task::Call`] jobs that finished).
+    pub result: Option<serde_json::Value>,
+    /// One line saying why the job did not end `ok` (the exception, the limit hit).
+    pub detail: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// How jobs are mapped onto interpreters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecMode {
+    /// Long-lived interpreters, each running up to `jobs_per_worker` jobs.
+    JobLoop { jobs_per_worker: u32 },
+    /// A fresh interpreter per job.
+    Fresh,
+}
+
+impl Default for ExecMode {
+    fn default() -> Self {
+        ExecMode::JobLoop { jobs_per_worker: 64 }
+    }
+}
+
+/// Progress callback: called once per finished job, from worker threads.
+pub trait JobReporter: Send + Sync {
+    fn on_job_done(&self, index: usize, outcome: &JobOutcome);
+}
+
+/// A runtime that cannot be used at all (as opposed to a guest that misbehaves).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("failed to compile the Python runtime module {path}")]
+    Compile { path: String, #[source] source: wasmtime::Error },
+    #[error("failed to prepare the sandbox: {0}")]
+    Setup(String),
+    #[error("the sandbox interpreter failed to boot: {detail}")]
+    Boot { detail: String },
+    #[error("I/O error on {path}")]
+    Io { path: String, #[source] source: std::io::Error },
+}
+
+/// Process-wide sandbox counters (for benchmarks and run summaries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Interpreters booted.
+    pub workers_booted: u64,
+    /// Time worker threads spent inside the guest (`_start`), host calls included.
+    pub guest_time: Duration,
+}
+
+/// The counters so far.
+pub fn counters() -> Counters {
+    worker::counters()
+}

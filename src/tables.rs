@@ -1,0 +1,71 @@
+//! Typed rows of the dataset tables, one struct per table, field names = column names in `schemas/`
+//! (the writer checks every row against the schema, so a drift fails loudly). Stages exchange these.
+
+use serde::{Deserialize, Serialize};
+
+/// `environments`: one environment candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentRow {
+    pub env_id: String,
+    pub problem_id: Option<String>,
+    pub source: String,
+    pub source_id: String,
+    pub env_name: String,
+    pub task_text: Option<String>,
+    pub env_code: String,
+    pub tool_count: i32,
+    pub tools: Vec<String>,
+    pub tool_docs: String,
+    pub status: String,
+    pub status_detail: Option<String>,
+    pub oracle_candidate: Option<i32>,
+}
+
+/// `task_configs`: one (environment, configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskConfigRow {
+    pub config_id: String,
+    pub env_id: String,
+    pub env_name: String,
+    pub config: String,
+    pub difficulty: String,
+    pub source_index: Option<String>,
+    pub ref_answer: Option<String>,
+    pub oracle_passed: Option<bool>,
+    pub oracle_calls: Option<i32>,
+    pub distinct_tools: Option<i32>,
+    pub kept: bool,
+    pub filter_reason: Option<String>,
+    pub source_oracle_calls: Option<i32>,
+}
+
+/// `oracle_runs`: one (oracle candidate, configuration) cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OracleRunRow {
+    pub env_id: String,
+    pub candidate: i32,
+    pub config_id: String,
+    pub verdict: String,
+    pub oracle_calls: Option<i32>,
+    pub duration_ms: i64,
+    pub detail: Option<String>,
+}
+
+/// `tool_call_stats`: calls per tool of the chosen oracle on one configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallStatRow {
+    pub config_id: String,
+    pub env_id: String,
+    pub tool: String,
+    pub calls: i32,
+}
+
+/// `rejects`: something that did not make it, with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectRow {
+    pub stage: String,
+    pub entity_id: String,
+    pub source_id: Option<String>,
+    pub reason: String,
+    pub detail: Option<String>,
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, one module per area. Tests run the real `codegym` binary on real
+//! files; tests that need `../shared/fixtures` say so and skip where it is absent.
+
+mod codegym_release;
+mod isolation;
+mod sandbox;
+mod sql;
+mod util;

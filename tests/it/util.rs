@@ -1,0 +1,55 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `codegym` binary under test, with progress bars off.
+pub fn codegym() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codegym"));
+    command.env("CODEGYM_NO_PROGRESS", "1");
+    command
+}
+
+/// Runs `codegym args...`, asserting exit status 0; returns stdout.
+pub fn run_ok(args: &[&str]) -> String {
+    let output = codegym().args(args).output().expect("run codegym");
+    assert_success(&output, args);
+    String::from_utf8(output.stdout).expect("utf-8 stdout")
+}
+
+pub fn assert_success(output: &Output, args: &[&str]) {
+    assert!(
+        output.status.success(),
+        "codegym {args:?} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/fixtures/codegym-sample`, or `None` (with a note) where it is absent.
+pub fn released_sample() -> Option<PathBuf> {
+    let dir = repo().join("../shared/fixtures/codegym-sample");
+    if dir.join("envs.parquet").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: {} is absent", dir.display());
+        None
+    }
+}
+
+/// Runs `codegym sql --data DIR --format json QUERY` and parses the JSON Lines.
+pub fn sql_rows(data: &Path, query: &str) -> Vec<serde_json::Value> {
+    let out = run_ok(&["sql", "--data", data.to_str().unwrap(), "--format", "json", query]);
+    out.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+}
+
+/// The sandbox, loaded in-process (for tests that drive several jobs through one worker).
+pub fn sandbox() -> codegym::sandbox::Sandbox {
+    codegym::runtime::ensure().expect("sandbox runtime").sandbox().expect("load sandbox")
+}
