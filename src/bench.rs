@@ -6,7 +6,7 @@
 //! start-up dominates) and a method-shaped matrix (environments x configurations).
 
 use crate::dataset::{self, Table};
-use crate::harness::{self, EnvSource, OracleRun};
+use crate::harness::{self, EnvSource, EnvWork, OracleRun, Step};
 use crate::sandbox::{self, ExecMode, Limits, Sandbox};
 use crate::tables::{EnvironmentRow, TaskConfigRow};
 use anyhow::{Context, Result, bail};
@@ -61,6 +61,8 @@ pub fn verify(settings: &BenchSettings) -> Result<()> {
     crate::import_codegym::import(&envs, &tasks, scratch.path())?;
     let sample = cells(scratch.path())?;
     let matrix = matrix(&sample, settings.matrix_envs, settings.matrix_configs);
+    let python = real_interpreter(&settings.python)?;
+    let settings = &BenchSettings { python, ..settings.clone() };
     let runtime = crate::runtime::ensure()?;
     let sandbox = runtime.sandbox()?;
     println!("codegym bench verify: {} workers, best of {} run(s); baseline: `{} cell.py` per cell", settings.threads, settings.repeat, settings.python);
@@ -91,14 +93,27 @@ pub fn verify(settings: &BenchSettings) -> Result<()> {
     Ok(())
 }
 
+/// The interpreter binary itself: a version-manager shim (pyenv, asdf) in front of it would add its
+/// own start-up to every baseline cell.
+fn real_interpreter(python: &str) -> Result<String> {
+    let output = Command::new(python)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .with_context(|| format!("cannot run the baseline interpreter `{python}`"))?;
+    let path = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    Ok(if path.is_empty() { python.to_string() } else { path })
+}
+
 fn cells(data: &Path) -> Result<Vec<Cell>> {
     let envs: Vec<EnvironmentRow> = dataset::read_table(data, Table::Environments)?;
     let configs: Vec<TaskConfigRow> = dataset::read_table(data, Table::TaskConfigs)?;
     let by_id: std::collections::HashMap<&str, &EnvironmentRow> = envs.iter().map(|e| (e.env_id.as_str(), e)).collect();
-    Ok(configs
+    let mut cells: Vec<Cell> = configs
         .iter()
         .filter_map(|c| by_id.get(c.env_id.as_str()).map(|e| Cell { env_code: e.env_code.clone(), env_name: e.env_name.clone(), config: c.config.clone() }))
-        .collect())
+        .collect();
+    cells.sort_by(|a, b| (&a.env_name, &a.config).cmp(&(&b.env_name, &b.config)));
+    Ok(cells)
 }
 
 /// `envs` environments x `per_env` cells, cycling through each environment's released
@@ -115,17 +130,22 @@ fn matrix(sample: &[Cell], envs: usize, per_env: usize) -> Vec<Cell> {
 }
 
 fn run_ours(sandbox: &Sandbox, cells: &[Cell], threads: usize) -> Result<(SideResult, f64)> {
-    let jobs = cells
-        .iter()
-        .map(|c| harness::oracle_job(EnvSource { code: &c.env_code, name: &c.env_name }, &c.config, None, Limits::default()))
-        .collect();
+    // One job per environment with all its cells as steps, as `verify` schedules them.
+    let mut work: Vec<EnvWork> = Vec::new();
+    for cell in cells {
+        let step = Step::Oracle { config: cell.config.clone(), solver: None };
+        match work.last_mut() {
+            Some(last) if last.env.name == cell.env_name && last.env.code == cell.env_code => last.steps.push(step),
+            _ => work.push(EnvWork { env: EnvSource { code: &cell.env_code, name: &cell.env_name }, steps: vec![step], seed: 0 }),
+        }
+    }
     let before = sandbox::counters();
     let started = Instant::now();
-    let outcomes = sandbox.run_jobs(jobs, ExecMode::default(), threads, None)?;
+    let results = harness::run_steps(sandbox, &work, Limits::default(), ExecMode::default(), threads, None)?;
     let seconds = started.elapsed().as_secs_f64();
     let guest = sandbox::counters().guest_time - before.guest_time;
-    let outside = 1.0 - guest.as_secs_f64() / (seconds * threads.min(cells.len()) as f64);
-    let runs: Vec<Option<OracleRun>> = outcomes.iter().map(|o| harness::parse::<OracleRun>(o).ok()).collect();
+    let outside = 1.0 - guest.as_secs_f64() / (seconds * threads.min(work.len()) as f64);
+    let runs: Vec<Option<OracleRun>> = results.iter().flatten().map(|r| r.parse::<OracleRun>().ok()).collect();
     let passed = runs.iter().flatten().filter(|r| r.passed).count();
     let calls = runs.iter().map(|r| r.as_ref().map_or(-1, |r| r.oracle_calls)).collect();
     Ok((SideResult { seconds, passed, calls }, outside.max(0.0)))

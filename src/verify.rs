@@ -5,8 +5,8 @@
 //! `oracle_runs`, `tool_call_stats` and `rejects`. All guest code runs in the sandbox.
 
 use crate::dataset::{self, DatasetError, Table};
-use crate::harness::{self, EnvSource, OracleRun, RefAnswer, ToolDescription};
-use crate::sandbox::{ExecMode, Job, JobReporter, Limits, Sandbox, SandboxError, Verdict};
+use crate::harness::{self, EnvSource, EnvWork, OracleRun, RefAnswer, Step, ToolDescription};
+use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError, Verdict};
 use crate::tables::{EnvironmentRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -66,14 +66,8 @@ pub struct VerifySummary {
     pub configs_kept: usize,
     pub oracle_cells: usize,
     pub oracle_passed: usize,
+    /// Steps run in the sandbox (describe, reference answers, oracle cells).
     pub sandbox_jobs: usize,
-}
-
-/// What each sandbox job of the batch is for.
-enum Purpose {
-    Describe { env: usize },
-    RefAnswer { config: usize },
-    Oracle { config: usize },
 }
 
 /// Results gathered for one configuration.
@@ -83,29 +77,23 @@ struct ConfigResult {
     oracle: Option<(Result<OracleRun, String>, Verdict, u64)>,
 }
 
-/// Builds the job batch: per environment, `describe` then reference answer and oracle per config,
-/// in a stable order (so consecutive jobs of one environment reuse its compiled module).
-fn plan(envs: &[EnvironmentRow], configs: &[TaskConfigRow], limits: Limits) -> (Vec<Job>, Vec<Purpose>) {
+/// Per environment: describe, then reference answer and oracle per configuration (configurations
+/// in key order). Returns the work and, per environment, the configuration index of each step.
+fn plan<'a>(envs: &'a [EnvironmentRow], configs: &[TaskConfigRow]) -> (Vec<EnvWork<'a>>, Vec<Vec<Option<usize>>>) {
     let index: BTreeMap<&str, usize> = envs.iter().enumerate().map(|(i, e)| (e.env_id.as_str(), i)).collect();
-    let mut by_env: Vec<Vec<usize>> = vec![Vec::new(); envs.len()];
+    let mut work: Vec<EnvWork> = envs
+        .iter()
+        .map(|env| EnvWork { env: EnvSource { code: &env.env_code, name: &env.env_name }, steps: vec![Step::Describe], seed: harness::seed_for(&env.env_id) })
+        .collect();
+    let mut step_configs: Vec<Vec<Option<usize>>> = vec![vec![None]; envs.len()];
     for (i, config) in configs.iter().enumerate() {
         if let Some(&env) = index.get(config.env_id.as_str()) {
-            by_env[env].push(i);
+            work[env].steps.push(Step::RefAnswer { config: config.config.clone() });
+            work[env].steps.push(Step::Oracle { config: config.config.clone(), solver: None });
+            step_configs[env].extend([Some(i), Some(i)]);
         }
     }
-    let (mut jobs, mut purposes) = (Vec::new(), Vec::new());
-    for (env_index, env) in envs.iter().enumerate() {
-        let source = EnvSource { code: &env.env_code, name: &env.env_name };
-        jobs.push(harness::describe_job(source, limits));
-        purposes.push(Purpose::Describe { env: env_index });
-        for &config in &by_env[env_index] {
-            jobs.push(harness::ref_answer_job(source, &configs[config].config, limits));
-            purposes.push(Purpose::RefAnswer { config });
-            jobs.push(harness::oracle_job(source, &configs[config].config, None, limits));
-            purposes.push(Purpose::Oracle { config });
-        }
-    }
-    (jobs, purposes)
+    (work, step_configs)
 }
 
 fn oracle_verdict(result: &Result<OracleRun, String>, verdict: Verdict) -> &'static str {
@@ -126,17 +114,20 @@ pub fn verify(sandbox: &Sandbox, data: &Path, settings: &VerifySettings, reporte
     if envs.is_empty() {
         return Err(VerifyError::Empty(data.display().to_string()));
     }
-    let (jobs, purposes) = plan(&envs, &configs, settings.cell);
-    let sandbox_jobs = jobs.len();
-    let outcomes = sandbox.run_jobs(jobs, settings.mode, settings.threads, reporter)?;
+    let (work, step_configs) = plan(&envs, &configs);
+    let outcomes = harness::run_steps(sandbox, &work, settings.cell, settings.mode, settings.threads, reporter)?;
+    let sandbox_jobs = work.iter().map(|w| w.steps.len()).sum();
 
     let mut described: Vec<Option<Result<ToolDescription, String>>> = vec![None; envs.len()];
     let mut results: Vec<ConfigResult> = configs.iter().map(|_| ConfigResult::default()).collect();
-    for (purpose, outcome) in purposes.iter().zip(&outcomes) {
-        match *purpose {
-            Purpose::Describe { env } => described[env] = Some(harness::parse(outcome)),
-            Purpose::RefAnswer { config } => results[config].ref_answer = Some(harness::parse(outcome)),
-            Purpose::Oracle { config } => results[config].oracle = Some((harness::parse(outcome), outcome.verdict, outcome.duration_ms)),
+    for (env, (steps, targets)) in outcomes.iter().zip(&step_configs).enumerate() {
+        for ((step, result), target) in work[env].steps.iter().zip(steps).zip(targets) {
+            match (step, target) {
+                (Step::Describe, _) => described[env] = Some(result.parse()),
+                (Step::RefAnswer { .. }, Some(config)) => results[*config].ref_answer = Some(result.parse()),
+                (Step::Oracle { .. }, Some(config)) => results[*config].oracle = Some((result.parse(), result.verdict, result.duration_ms)),
+                _ => {}
+            }
         }
     }
     let mut tables = Tables::default();

@@ -3,8 +3,8 @@
 //! Builds the jobs that compute reference answers, run oracles and describe tools, and parses their
 //! JSON results. Knows the CodeGym environment contract; knows nothing of tables or the LLM.
 
-use crate::sandbox::{Job, JobOutcome, Limits, Verdict};
-use serde::Deserialize;
+use crate::sandbox::{ExecMode, Job, JobOutcome, JobReporter, Limits, Sandbox, SandboxError, Verdict};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -54,27 +54,104 @@ pub fn seed_for(key: &str) -> u64 {
     u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
-/// Job: the reference answer of `config`.
-pub fn ref_answer_job(env: EnvSource, config: &str, limits: Limits) -> Job {
-    let args = json!({ "source": env.code, "env_name": env.name, "config": config });
-    Job { seed: seed_for(config), ..Job::call("ref_answer", args, limits) }
+/// One step of a many-step job on one environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Step {
+    /// List the tools and build their agent-facing documentation ([`ToolDescription`]).
+    Describe,
+    /// The reference answer of a configuration ([`RefAnswer`]).
+    RefAnswer { config: String },
+    /// Run an oracle on a configuration ([`OracleRun`]); `solver` replaces the environment's own
+    /// `solve` when given.
+    Oracle { config: String, solver: Option<String> },
 }
 
-/// Job: run the oracle on `config`; `solver` replaces the environment's own `solve` when given.
-pub fn oracle_job(env: EnvSource, config: &str, solver: Option<&str>, limits: Limits) -> Job {
-    let args = json!({ "source": env.code, "env_name": env.name, "config": config, "solver": solver });
-    Job { seed: seed_for(config), ..Job::call("oracle", args, limits) }
+/// Job: run `steps` on one environment in one interpreter visit. Each step's result comes back as a
+/// partial result; `limits.timeout` bounds every step; a failing step does not stop the others.
+pub fn steps_job(env: EnvSource, steps: &[Step], limits: Limits, seed: u64) -> Job {
+    let args = json!({ "source": env.code, "env_name": env.name, "steps": steps });
+    Job { seed, ..Job::call("run_steps", args, limits) }
 }
 
-/// Job: list the environment's tools and build their agent-facing documentation.
-pub fn describe_job(env: EnvSource, limits: Limits) -> Job {
-    Job::call("describe", json!({ "source": env.code, "env_name": env.name }), limits)
+/// How one step ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepResult {
+    /// The step's JSON result, or why there is none (its exception, or the limit that ended it).
+    pub value: Result<serde_json::Value, String>,
+    /// `Ok` when the step ran to completion (even if it raised); otherwise the limit hit.
+    pub verdict: Verdict,
+    pub duration_ms: u64,
 }
 
-/// The typed result of a finished harness job, or why there is none (the verdict's detail).
-pub fn parse<T: serde::de::DeserializeOwned>(outcome: &JobOutcome) -> Result<T, String> {
-    match (&outcome.verdict, &outcome.result) {
-        (Verdict::Ok, Some(value)) => T::deserialize(value).map_err(|e| format!("unexpected harness result: {e}")),
-        _ => Err(outcome.detail.clone().unwrap_or_else(|| format!("job ended with verdict {}", outcome.verdict.as_str()))),
+impl StepResult {
+    /// The typed result, or why there is none.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+        let value = self.value.as_ref().map_err(Clone::clone)?;
+        T::deserialize(value).map_err(|e| format!("unexpected harness result: {e}"))
     }
+}
+
+/// The results of the steps a [`steps_job`] finished, and, when it ended early, the result of the
+/// step it was running (its limit verdict). Steps after that one did not run.
+pub fn step_results(outcome: &JobOutcome, steps: usize) -> Vec<StepResult> {
+    let mut results: Vec<StepResult> = outcome
+        .partials
+        .iter()
+        .map(|partial| {
+            let value = match (partial.value.get("ok"), partial.value.get("error")) {
+                (Some(ok), _) => Ok(ok.clone()),
+                (None, Some(error)) => Err(error.as_str().unwrap_or("step failed").to_string()),
+                _ => Err("unreadable step result".to_string()),
+            };
+            StepResult { value, verdict: Verdict::Ok, duration_ms: partial.duration_ms }
+        })
+        .collect();
+    if results.len() < steps {
+        let spent: u64 = outcome.partials.iter().map(|p| p.duration_ms).sum();
+        let detail = outcome.detail.clone().unwrap_or_else(|| "the job ended before this step finished".to_string());
+        let verdict = if outcome.verdict == Verdict::Ok { Verdict::Error } else { outcome.verdict };
+        results.push(StepResult { value: Err(detail), verdict, duration_ms: outcome.duration_ms.saturating_sub(spent) });
+    }
+    results
+}
+
+/// Steps to run on one environment.
+#[derive(Debug, Clone)]
+pub struct EnvWork<'a> {
+    pub env: EnvSource<'a>,
+    pub steps: Vec<Step>,
+    pub seed: u64,
+}
+
+/// Runs every environment's steps (one job per environment), resuming after a step that a limit
+/// ended with a new job for the steps after it, until every step has a result. Returns the results
+/// per environment, one per step, in step order.
+pub fn run_steps(
+    sandbox: &Sandbox,
+    work: &[EnvWork],
+    limits: Limits,
+    mode: ExecMode,
+    threads: usize,
+    reporter: Option<&dyn JobReporter>,
+) -> Result<Vec<Vec<StepResult>>, SandboxError> {
+    let mut results: Vec<Vec<StepResult>> = work.iter().map(|w| Vec::with_capacity(w.steps.len())).collect();
+    let mut pending: Vec<usize> = (0..work.len()).filter(|&i| !work[i].steps.is_empty()).collect();
+    while !pending.is_empty() {
+        let jobs = pending
+            .iter()
+            .map(|&i| steps_job(work[i].env, &work[i].steps[results[i].len()..], limits, work[i].seed))
+            .collect();
+        let outcomes = sandbox.run_jobs(jobs, mode, threads, reporter)?;
+        let mut next = Vec::new();
+        for (&i, outcome) in pending.iter().zip(&outcomes) {
+            let remaining = work[i].steps.len() - results[i].len();
+            results[i].extend(step_results(outcome, remaining));
+            if results[i].len() < work[i].steps.len() {
+                next.push(i);
+            }
+        }
+        pending = next;
+    }
+    Ok(results)
 }

@@ -97,15 +97,12 @@ pub enum QueryError {
     },
     /// The SQL names a table the dataset does not have.
     #[error(
-        "table `{table}` {}; available tables: {}",
-        if *known { "has no data in this dataset (nothing has written it yet)" } else { "does not exist" },
+        "table `{table}` does not exist; available tables: {}",
         if available.is_empty() { "none (the dataset is empty)".to_string() } else { available.join(", ") }
     )]
     UnknownTable {
         /// The table as written in the SQL.
         table: String,
-        /// Whether it is a codegym table that simply has not been written.
-        known: bool,
         /// The tables the session has, sorted.
         available: Vec<String>,
     },

@@ -2,10 +2,12 @@
 #
 # Protocol (host <-> guest), all on the worker's own stdin/stdout:
 #   host -> guest: frames `u32 little-endian length + JSON`. The first frame boots the worker
-#   ({"nonce", "modules": {name: source}, "preload": [module, ...]}); every later frame is one job
+#   ({"nonce", "modules": {name: source}, "preload": [module, ...], "reset": bool}); every later frame is one job
 #   ({"mode": "script", "code", "filename", "stdin"} or {"mode": "call", "function", "args"}).
 #   guest -> host: a job's own prints go to fd 1 / fd 2 as they happen; its result follows on fd 1 as
-#   MARKER + nonce + ":" + 10-digit length + ":" + JSON ({"exit_code", "result", "error"}).
+#   MARKER + nonce + ":" + 10-digit length + ":" + JSON ({"exit_code", "result", "error"}). A job of
+#   many steps may first hand over partial results the same way ({"partial": value}); each one
+#   restarts the job's time budget, so the budget bounds every step.
 # End of input (the host's choice: no more jobs, or time to recycle this worker) ends the loop.
 #
 # Between jobs the driver puts the interpreter back to the state it had when it booted (see
@@ -14,7 +16,7 @@
 
 
 def _driver_main():
-    import sys, os, json, io, gc, types, contextvars, traceback, builtins, atexit
+    import sys, os, json, io, gc, types, contextvars, builtins, atexit
 
     def read_exact(n):
         chunks = []
@@ -43,9 +45,18 @@ def _driver_main():
         while view:
             view = view[os.write(fd, view):]
 
-    def write_result(exit_code, result, error):
-        body = json.dumps({"exit_code": exit_code, "result": result, "error": error}).encode()
+    def write_frame(payload):
+        body = json.dumps(payload).encode()
         write_all(1, marker + b"%010d:" % len(body) + body)
+
+    def write_result(exit_code, result, error):
+        write_frame({"exit_code": exit_code, "result": result, "error": error})
+
+    def emit_partial(value):
+        """Hands one result of a many-step job to the host now (it restarts the job's clock)."""
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        write_frame({"partial": value})
 
     # Adding an audit hook is permanent in CPython; refusing the event keeps jobs from installing one.
     def refuse_new_audit_hooks(event, _args):
@@ -59,17 +70,16 @@ def _driver_main():
         module.__file__ = "<codegym:" + name + ">"
         sys.modules[name] = module
         exec(compile(source, module.__file__, "exec"), module.__dict__)
+    sys.modules["codegym_harness"].emit_partial = emit_partial
     for name in boot["preload"]:
         try:
             __import__(name)
         except ImportError:
             pass
 
-    import random
-    random.seed(0)
-    snapshot = _Snapshot(sys, gc, random)
+    snapshot = _Snapshot(sys, gc) if boot["reset"] else None
     boot_context = contextvars.copy_context()
-    real_stdin = sys.stdin
+    real_stdin, driver_module = sys.stdin, sys.modules["__main__"]
 
     def run_script(job, job_globals):
         sys.stdin = io.TextIOWrapper(io.BytesIO(job.get("stdin", "").encode()), encoding="utf-8")
@@ -83,6 +93,10 @@ def _driver_main():
         return getattr(harness, job["function"])(**job["args"])
 
     def run_job(job):
+        # Module-level `random` starts each job from the job's own seed (the host reseeds the
+        # guest's random source per job), exactly as a fresh `import random` would.
+        if "random" in sys.modules:
+            sys.modules["random"].seed()
         main_module = types.ModuleType("__main__")
         job_globals = main_module.__dict__
         job_globals["__builtins__"] = builtins
@@ -100,9 +114,13 @@ def _driver_main():
                 exit_code = 1
                 print(code, file=sys.stderr)
         except BaseException as failure:
+            import traceback
             exit_code = 1
             error = "".join(traceback.format_exception_only(type(failure), failure)).strip()
-            traceback.print_exc()
+            frames = failure.__traceback__
+            while frames is not None and frames.tb_frame.f_code.co_filename == "<string>":  # the driver's own
+                frames = frames.tb_next
+            traceback.print_exception(type(failure), failure, frames)
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             try:
                 stream.flush()
@@ -120,8 +138,9 @@ def _driver_main():
         except (TypeError, ValueError) as bad:
             write_result(1, None, "result is not JSON: %s" % bad)
         atexit._clear()
-        snapshot.restore()
-        sys.stdin = real_stdin
+        sys.stdin, sys.modules["__main__"] = real_stdin, driver_module
+        if snapshot is not None:
+            snapshot.restore()
 
 
 class _Snapshot:
@@ -129,22 +148,26 @@ class _Snapshot:
 
     Covers: the set of loaded modules and every module's namespace; lists, dicts and sets held
     directly by a module; attributes of module-level classes and instances; code, defaults and
-    attributes of module-level functions; builtins; ABC registrations; random generators' state;
-    recursion limit, int-string limit, trace and profile hooks, gc settings, os.environ, cwd.
-    Not covered (documented in the sandbox module): deeper mutation of stdlib objects reached through
-    gc or ctypes-like tricks; the worker is recycled every few jobs to bound any such leak.
+    attribute count of module-level functions; builtins; ABC registrations; other random generators'
+    state; recursion limit, int-string limit, trace and profile hooks, gc settings, os.environ, cwd.
+    Not covered (documented in the sandbox module): deeper mutation of stdlib objects (an element
+    inside a module-level list, objects reached through gc); workers are recycled every few jobs to
+    bound any such leak.
+
+    Checking is cheap: everything watched is flattened into one list of object identities, compared
+    in C (`map(operator.is_, ...)`); only when something differs does the precise restore run.
     """
 
-    def __init__(self, sys, gc, random):
-        import os, abc, _abc, types
-        self.sys, self.gc, self.random, self.os, self._abc = sys, gc, random, os, _abc
+    def __init__(self, sys, gc):
+        import os, abc, _abc, types, random, operator, itertools
+        self.sys, self.gc, self.os, self.abc, self._abc = sys, gc, os, abc, _abc
+        self.same = operator.is_
+        self.chain = itertools.chain.from_iterable
+        self.keys, self.values = operator.methodcaller("keys"), operator.methodcaller("values")
+        self.code, self.defaults = operator.attrgetter("__code__"), operator.attrgetter("__defaults__")
+        self.kwdefaults, self.attrs = operator.attrgetter("__kwdefaults__"), operator.attrgetter("__dict__")
         self.modules = dict(sys.modules)
-        self.namespaces = []
-        self.containers = []
-        self.objects = []
-        self.functions = []
-        self.generators = []
-        self.abcs = []
+        self.namespaces, self.containers, self.objects, self.functions, self.generators, self.abcs = [], [], [], [], [], []
         seen = set()
         for module in self.modules.values():
             namespace = getattr(module, "__dict__", None)
@@ -153,17 +176,23 @@ class _Snapshot:
             seen.add(id(namespace))
             self.namespaces.append((namespace, dict(namespace)))
             for value in list(namespace.values()):
-                if id(value) in seen:
-                    continue
-                seen.add(id(value))
-                self._take(value, types, abc, random)
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    self._take(value, types, random)
+        self.maps = [live for live, _ in self.namespaces]
+        self.maps += [live for live, saved in self.containers if isinstance(live, dict)]
+        self.maps += [live.__dict__ for live, _, _ in self.objects]
+        self.lists = [live for live, saved in self.containers if not isinstance(live, dict)]
+        self.fns = [fn for fn, *_ in self.functions]
         self.recursion_limit = sys.getrecursionlimit()
         self.int_digits = sys.get_int_max_str_digits()
         self.gc_state = (gc.isenabled(), gc.get_threshold())
         self.environ = dict(os.environ)
         self.cwd = os.getcwd()
+        self.abc_token = abc.get_cache_token()
+        self.baseline = self._identities()
 
-    def _take(self, value, types, abc, random):
+    def _take(self, value, types, random):
         if isinstance(value, list):
             self.containers.append((value, list(value)))
         elif isinstance(value, dict):
@@ -175,17 +204,61 @@ class _Snapshot:
         elif isinstance(value, type):
             if not value.__flags__ & (1 << 8):  # Py_TPFLAGS_IMMUTABLETYPE
                 self.objects.append((value, dict(value.__dict__), True))
-            if isinstance(value, abc.ABCMeta):
+            if isinstance(value, self.abc.ABCMeta):
                 registry = self._abc._get_dump(value)[0]
                 self.abcs.append((value, {ref() for ref in registry} - {None}))
-        elif isinstance(value, random.Random):
+        elif isinstance(value, random.Random) and value is not random._inst:  # _inst: reseeded per job
             self.generators.append((value, value.getstate()))
             self.objects.append((value, dict(vars(value)), False))
         elif not isinstance(value, types.ModuleType) and isinstance(getattr(value, "__dict__", None), dict):
             self.objects.append((value, dict(vars(value)), False))
 
+    def _identities(self):
+        """Every watched size and reference, in a stable order: sizes compare by value (large ints
+        are not shared objects), references by identity."""
+        chain, fns = self.chain, self.fns
+        sizes = list(map(len, self.maps))
+        sizes += map(len, self.lists)
+        sizes += map(len, map(self.attrs, fns))
+        flat = list(chain(map(self.keys, self.maps)))
+        flat += chain(map(self.values, self.maps))
+        flat += chain(self.lists)
+        flat += map(self.code, fns)
+        flat += map(self.defaults, fns)
+        flat += map(self.kwdefaults, fns)
+        return sizes, flat
+
+    def unchanged(self):
+        sizes, flat = self._identities()
+        baseline_sizes, baseline = self.baseline
+        return sizes == baseline_sizes and len(flat) == len(baseline) and all(map(self.same, flat, baseline))
+
     def restore(self):
         sys, os = self.sys, self.os
+        if not self.unchanged() or self.abc.get_cache_token() != self.abc_token:
+            self._restore_objects()
+            self.baseline = self._identities()
+            self.abc_token = self.abc.get_cache_token()
+        for generator, state in self.generators:
+            generator.setstate(state)
+        if sys.getrecursionlimit() != self.recursion_limit:
+            sys.setrecursionlimit(self.recursion_limit)
+        if sys.get_int_max_str_digits() != self.int_digits:
+            sys.set_int_max_str_digits(self.int_digits)
+        sys.settrace(None)
+        sys.setprofile(None)
+        enabled, threshold = self.gc_state
+        self.gc.enable() if enabled else self.gc.disable()
+        if self.gc.get_threshold() != threshold:
+            self.gc.set_threshold(*threshold)
+        if len(os.environ) != len(self.environ) or dict(os.environ) != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+        if os.getcwd() != self.cwd:
+            os.chdir(self.cwd)
+
+    def _restore_objects(self):
+        sys = self.sys
         missing = object()
         for name in [name for name in sys.modules if name not in self.modules]:
             del sys.modules[name]
@@ -228,20 +301,6 @@ class _Snapshot:
                 for member in registry:
                     cls.register(member)
             self._abc._reset_caches(cls)
-        for generator, state in self.generators:
-            generator.setstate(state)
-        sys.setrecursionlimit(self.recursion_limit)
-        sys.set_int_max_str_digits(self.int_digits)
-        sys.settrace(None)
-        sys.setprofile(None)
-        enabled, threshold = self.gc_state
-        self.gc.enable() if enabled else self.gc.disable()
-        self.gc.set_threshold(*threshold)
-        if dict(os.environ) != self.environ:
-            os.environ.clear()
-            os.environ.update(self.environ)
-        if os.getcwd() != self.cwd:
-            os.chdir(self.cwd)
         warnings = sys.modules.get("warnings")
         if warnings is not None:
             warnings._filters_mutated()

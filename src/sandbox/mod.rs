@@ -45,7 +45,8 @@ pub const RECYCLE_MEMORY_BYTES: usize = 96 << 20;
 /// Resource limits of one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
-    /// Wall-clock budget of the job (enforced with epoch interruption).
+    /// Wall-clock budget of the job, or of each step of a many-step job (every partial result
+    /// restarts it); enforced with epoch interruption.
     pub timeout: Duration,
     /// Memory the job may use on top of the booted interpreter.
     pub memory_bytes: usize,
@@ -124,8 +125,19 @@ pub struct JobOutcome {
     pub stderr: String,
     /// The harness function's return value (for [`Task::Call`] jobs that finished).
     pub result: Option<serde_json::Value>,
+    /// Results a many-step job handed over as it went (`emit_partial` in the harness), in order;
+    /// kept when a limit ends the job part way.
+    pub partials: Vec<Partial>,
     /// One line saying why the job did not end `ok` (the exception, the limit hit).
     pub detail: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// One step's result of a many-step job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Partial {
+    pub value: serde_json::Value,
+    /// Time from the previous partial result (or the job's start) to this one.
     pub duration_ms: u64,
 }
 

@@ -8,7 +8,7 @@
 
 use super::engine::{Sandbox, TICK, WORKER_STACK_BYTES, now_tick};
 use super::host::{GuestState, JobRandom, MemoryCap, MemoryLimitExceeded, VirtualClock};
-use super::{ExecMode, Job, JobOutcome, JobReporter, Limits, SandboxError, Verdict};
+use super::{ExecMode, Job, JobOutcome, JobReporter, Limits, Partial, SandboxError, Verdict};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,8 +27,7 @@ const HARNESS: &str = include_str!("../harness/harness.py");
 /// reference solutions import, so jobs do not pay for it (imports are slow in the WASI build).
 const PRELOAD: &[&str] = &[
     "json", "ast", "random", "collections", "heapq", "math", "functools", "bisect", "itertools", "re",
-    "copy", "string", "operator", "typing", "dataclasses", "enum", "statistics", "fractions", "decimal",
-    "traceback", "io", "textwrap", "unittest",
+    "copy", "string", "operator", "typing", "datetime", "traceback",
 ];
 
 /// Budget for booting an interpreter (start-up plus preloading) and for the driver's reset between
@@ -77,6 +76,9 @@ struct InFlight {
     index: usize,
     limits: Limits,
     started: Instant,
+    /// When the current step began (the job's start, or its last partial result).
+    step_started: Instant,
+    partials: Vec<Partial>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     /// Where the search for the result marker resumes in `stdout`.
@@ -133,6 +135,8 @@ impl Shared {
             index,
             limits: job.limits,
             started: Instant::now(),
+            step_started: Instant::now(),
+            partials: Vec::new(),
             stdout: Vec::new(),
             stderr: Vec::new(),
             scanned: 0,
@@ -175,15 +179,27 @@ impl Shared {
             return Ok(());
         }
         job.stdout.extend_from_slice(bytes);
-        match scan_result(job, marker, cap) {
-            Scan::Incomplete => Ok(()),
-            Scan::Overflow => Err(StreamError::Trap(OutputLimitExceeded { stream: "stdout" }.into())),
-            Scan::Complete { user_len, body } => {
-                let job = in_flight.take().expect("checked above");
-                let outcome = finished_outcome(job, user_len, &body);
-                self.set_budget(BETWEEN_JOBS_BUDGET);
-                let _ = self.outcomes.send(outcome);
-                Ok(())
+        loop {
+            match scan_result(job, marker, cap) {
+                Scan::Incomplete => return Ok(()),
+                Scan::Overflow => return Err(StreamError::Trap(OutputLimitExceeded { stream: "stdout" }.into())),
+                Scan::Complete { user_len, frame_end, body } => {
+                    let frame: Frame = serde_json::from_slice(&body).unwrap_or(Frame::Unreadable);
+                    if let Frame::Partial { partial } = frame {
+                        // A step finished: keep its result, drop the frame bytes, restart the clock.
+                        job.partials.push(Partial { value: partial, duration_ms: job.step_started.elapsed().as_millis() as u64 });
+                        job.step_started = Instant::now();
+                        job.stdout.drain(user_len..frame_end);
+                        job.scanned = user_len;
+                        self.set_budget(job.limits.timeout);
+                        continue;
+                    }
+                    let job = in_flight.take().expect("checked above");
+                    let outcome = finished_outcome(job, user_len, frame);
+                    self.set_budget(BETWEEN_JOBS_BUDGET);
+                    let _ = self.outcomes.send(outcome);
+                    return Ok(());
+                }
             }
         }
     }
@@ -203,6 +219,7 @@ impl Shared {
         };
         let stdout_len = job.stdout.len().min(job.limits.output_bytes);
         let outcome = JobOutcome {
+            partials: job.partials,
             verdict,
             exit_code,
             stdout: String::from_utf8_lossy(&job.stdout[..stdout_len]).into_owned(),
@@ -226,7 +243,7 @@ fn frame(body: &[u8]) -> Bytes {
 enum Scan {
     Incomplete,
     Overflow,
-    Complete { user_len: usize, body: Vec<u8> },
+    Complete { user_len: usize, frame_end: usize, body: Vec<u8> },
 }
 
 /// Looks for the result frame (`marker`, 10 length digits, `:`, JSON body) in a job's stdout.
@@ -251,23 +268,26 @@ fn scan_result(job: &mut InFlight, marker: &[u8], cap: usize) -> Scan {
     let Some(length) = length.filter(|&n| n <= MAX_RESULT_BYTES && digits[10] == b':') else {
         return Scan::Overflow;
     };
-    match job.stdout.get(header + 11..header + 11 + length) {
-        Some(body) => Scan::Complete { user_len: start, body: body.to_vec() },
+    let frame_end = header + 11 + length;
+    match job.stdout.get(header + 11..frame_end) {
+        Some(body) => Scan::Complete { user_len: start, frame_end, body: body.to_vec() },
         None => Scan::Incomplete,
     }
 }
 
+/// What the driver writes after the marker.
 #[derive(serde::Deserialize)]
-struct ResultFrame {
-    exit_code: i32,
-    result: Option<serde_json::Value>,
-    error: Option<String>,
+#[serde(untagged)]
+enum Frame {
+    Partial { partial: serde_json::Value },
+    Result { exit_code: i32, result: Option<serde_json::Value>, error: Option<String> },
+    Unreadable,
 }
 
-fn finished_outcome(job: InFlight, user_len: usize, body: &[u8]) -> (usize, JobOutcome) {
-    let (exit_code, result, error) = match serde_json::from_slice::<ResultFrame>(body) {
-        Ok(frame) => (frame.exit_code, frame.result, frame.error),
-        Err(e) => (1, None, Some(format!("unreadable result frame: {e}"))),
+fn finished_outcome(job: InFlight, user_len: usize, frame: Frame) -> (usize, JobOutcome) {
+    let (exit_code, result, error) = match frame {
+        Frame::Result { exit_code, result, error } => (exit_code, result, error),
+        _ => (1, None, Some("unreadable result frame".to_string())),
     };
     let verdict = if exit_code == 0 { Verdict::Ok } else { Verdict::Error };
     let detail = match (verdict, error) {
@@ -281,6 +301,7 @@ fn finished_outcome(job: InFlight, user_len: usize, body: &[u8]) -> (usize, JobO
         stdout: String::from_utf8_lossy(&job.stdout[..user_len]).into_owned(),
         stderr: String::from_utf8_lossy(&job.stderr).into_owned(),
         result,
+        partials: job.partials,
         detail,
         duration_ms: job.started.elapsed().as_millis() as u64,
     };
@@ -389,11 +410,12 @@ pub(crate) fn counters() -> super::Counters {
     }
 }
 
-fn boot_frame(sandbox: &Sandbox, nonce: &str, preload: bool) -> Bytes {
+fn boot_frame(sandbox: &Sandbox, nonce: &str, batch: &Batch) -> Bytes {
     let modules: serde_json::Map<String, serde_json::Value> =
         sandbox.boot.modules.iter().map(|(name, source)| (name.to_string(), (*source).into())).collect();
-    let preload: &[&str] = if preload { PRELOAD } else { &[] };
-    let boot = serde_json::json!({ "nonce": nonce, "modules": modules, "preload": preload });
+    let preload: &[&str] = if batch.preload { PRELOAD } else { &[] };
+    let reset = batch.jobs_per_worker > 1;
+    let boot = serde_json::json!({ "nonce": nonce, "modules": modules, "preload": preload, "reset": reset });
     frame(&serde_json::to_vec(&boot).expect("boot frame serializes"))
 }
 
@@ -405,7 +427,7 @@ fn run_worker(sandbox: &Sandbox, batch: &Arc<Batch>, outcomes: &mpsc::Sender<(us
     let shared = Arc::new(Shared {
         state: Mutex::new(WorkerState {
             pending_stdin: Bytes::new(),
-            boot_frame: Some(boot_frame(sandbox, &nonce, batch.preload)),
+            boot_frame: Some(boot_frame(sandbox, &nonce, batch)),
             in_flight: None,
             jobs_taken: 0,
             boot_memory: None,
@@ -521,7 +543,8 @@ mod tests {
     use super::*;
 
     fn in_flight(stdout: &[u8]) -> InFlight {
-        InFlight { index: 0, limits: Limits::default(), started: Instant::now(), stdout: stdout.to_vec(), stderr: vec![], scanned: 0 }
+        let now = Instant::now();
+        InFlight { index: 0, limits: Limits::default(), started: now, step_started: now, partials: vec![], stdout: stdout.to_vec(), stderr: vec![], scanned: 0 }
     }
 
     #[test]
@@ -531,7 +554,7 @@ mod tests {
         bytes.extend_from_slice(marker);
         bytes.extend_from_slice(b"0000000002:{}");
         match scan_result(&mut in_flight(&bytes), marker, 100) {
-            Scan::Complete { user_len, body } => {
+            Scan::Complete { user_len, body, .. } => {
                 assert_eq!(user_len, 6);
                 assert_eq!(body, b"{}");
             }

@@ -91,10 +91,20 @@ fn an_endless_loop_ends_with_the_timeout_verdict() {
 }
 
 #[test]
-fn unbounded_recursion_is_an_error_not_a_crash() {
-    let code = "import sys\nsys.setrecursionlimit(10**6)\ndef down(n):\n    return down(n + 1) + 1\ndown(0)\n";
-    let result = run_program("recurse", code, &[]);
-    assert_eq!(verdict(&result), "error", "{result}");
+fn unbounded_recursion_ends_with_a_verdict_not_a_crash() {
+    let plain = run_program("recurse", "def down(n):\n    return down(n + 1) + 1\ndown(0)\n", &[]);
+    assert_eq!(verdict(&plain), "error", "{plain}");
+    assert!(plain["detail"].as_str().unwrap().starts_with("RecursionError"), "{plain}");
+    let stderr = plain["stderr"].as_str().unwrap();
+    assert!(stderr.starts_with("Traceback (most recent call last):\n  File \"") && !stderr.contains("run_job"), "driver frames are hidden: {stderr}");
+    // With the limit lifted, Python frames live on the heap: the memory cap ends it.
+    let lifted = "import sys\nsys.setrecursionlimit(10**6)\ndef down(n):\n    return down(n + 1) + 1\ndown(0)\n";
+    let lifted = run_program("recurse_lifted", lifted, &["--memory-mb", "64"]);
+    assert_eq!(verdict(&lifted), "memory", "{lifted}");
+    // Recursion in C (repr of a deeply nested list) hits CPython's own guard.
+    let nested = "import sys\nsys.setrecursionlimit(10**6)\nl = []\nfor _ in range(10**6):\n    l = [l]\nprint(len(repr(l)))\n";
+    let nested = run_program("recurse_c", nested, &[]);
+    assert_eq!(verdict(&nested), "error", "{nested}");
 }
 
 #[test]
