@@ -22,6 +22,7 @@
 //! - [`runtime`]: provisions the CPython WASI runtime (pip, pinned hash, cache).
 //! - [`sandbox`]: runs untrusted Python jobs in wasmtime with time, memory and output limits.
 //! - [`harness`]: the environment contract as sandbox jobs (reference answers, oracle runs, tools).
+//! - [`corpus`]: corpus -> `problems` (+ `rejects`), and preflight of reference solutions.
 //! - [`import_codegym`]: released CodeGym tables -> `environments` + `task_configs` (+ `rejects`).
 //! - [`verify`]: reference answers, oracle runs and curation filters over `environments`.
 //! - [`tables`]: typed rows of each table.
@@ -33,6 +34,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod corpus;
 pub mod dataset;
 pub mod env;
 pub mod harness;

@@ -69,3 +69,19 @@ pub struct RejectRow {
     pub reason: String,
     pub detail: Option<String>,
 }
+
+/// `problems`: one source problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProblemRow {
+    pub problem_id: String,
+    pub source: String,
+    pub source_id: String,
+    pub question: String,
+    pub solution: String,
+    pub tests: Option<String>,
+    pub test_kind: Option<String>,
+    pub license: Option<String>,
+    pub difficulty: Option<String>,
+    pub preflight: String,
+    pub preflight_detail: Option<String>,
+}

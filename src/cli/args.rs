@@ -25,6 +25,8 @@ pub struct RunArgs {
 pub enum Command {
     /// Run the pipeline; with no arguments, on the bundled `data-samples/` into `build/`.
     Build(BuildArgs),
+    /// Ingest a corpus of coding problems into `problems` (+ `rejects`), then preflight it.
+    Ingest(IngestArgs),
     /// Import a released CodeGym dataset (environment table + task table).
     #[command(name = "import-codegym")]
     ImportCodegym(ImportArgs),
@@ -51,6 +53,37 @@ pub struct BuildArgs {
     /// The bundled samples directory.
     #[arg(long, default_value = "data-samples")]
     pub samples: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The corpus: a Parquet or JSON Lines file.
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// Column layout: kodcode, codegym or generic.
+    #[arg(long, default_value = "kodcode")]
+    pub preset: String,
+    /// Take a field from another column: FIELD=COLUMN (fields: source_id, question, solution,
+    /// tests, difficulty, subset, license). Repeatable.
+    #[arg(long = "map", value_name = "FIELD=COLUMN")]
+    pub maps: Vec<String>,
+    /// Dataset directory to write.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The `source` recorded for these problems (default: the file's stem).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// The licence of problems whose rows carry none.
+    #[arg(long)]
+    pub license: Option<String>,
+    /// Do not run reference solutions against their tests.
+    #[arg(long)]
+    pub no_preflight: bool,
+    /// Time limit of one problem's preflight, in milliseconds.
+    #[arg(long, default_value_t = 10000)]
+    pub preflight_timeout_ms: u64,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -146,6 +179,8 @@ pub enum RuntimeCommand {
 pub enum BenchCommand {
     /// Our verification vs. the released pipeline's mechanism (a python3 process per cell).
     Verify(BenchVerifyArgs),
+    /// Ingest of a generated corpus: problems per second and peak memory, vs. pyarrow + Python.
+    Ingest(BenchIngestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -167,4 +202,14 @@ pub struct BenchVerifyArgs {
     pub python: String,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Problems in the generated corpus.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// The Python of the baseline (needs pyarrow; skipped without it).
+    #[arg(long, default_value = "python3")]
+    pub python: String,
 }

@@ -5,7 +5,8 @@ use super::args::*;
 use crate::report::Printer;
 use crate::sandbox::{ExecMode, Job, Limits, Task};
 use crate::verify::{VerifySettings, VerifySummary};
-use crate::{env, import_codegym, query, runtime, verify};
+use crate::corpus::{IngestSettings, Preset};
+use crate::{corpus, env, import_codegym, query, runtime, verify};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::path::Path;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 pub(super) fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => build(args),
+        Command::Ingest(args) => ingest_command(args),
         Command::ImportCodegym(args) => import(&args.envs, &args.tasks, &args.data, Printer::new(args.run.quiet)),
         Command::Verify(args) => verify_command(args),
         Command::Sql(args) => sql(args),
@@ -21,6 +23,7 @@ pub(super) fn run(cli: Cli) -> Result<()> {
         Command::Runtime(RuntimeCommand::Fetch) => runtime_fetch(),
         Command::Runtime(RuntimeCommand::Info) => runtime_info(),
         Command::Bench(BenchCommand::Verify(args)) => crate::bench::verify(&args.into_settings()?),
+        Command::Bench(BenchCommand::Ingest(args)) => crate::bench::ingest(args.rows, &args.python),
     }
 }
 
@@ -33,9 +36,15 @@ fn sandbox() -> Result<crate::sandbox::Sandbox> {
     Ok(runtime.sandbox()?)
 }
 
-/// The main job on the bundled samples: import our sample release, then verify it.
+/// The main job on the bundled samples: ingest and preflight our corpus, import our sample
+/// release, then verify it.
 fn build(args: BuildArgs) -> Result<()> {
     let printer = Printer::new(args.run.quiet);
+    let corpus_file = args.samples.join("problems.parquet");
+    if corpus_file.is_file() {
+        let settings = IngestSettings::new(corpus_file, Preset::Kodcode);
+        run_ingest(&settings, &args.data, Some(Limits { timeout: Duration::from_secs(10), ..Limits::default() }), threads(&args.run), printer)?;
+    }
     let release = args.samples.join("codegym");
     let (envs, tasks) = (release.join("envs.jsonl"), release.join("tasks.jsonl"));
     if !envs.is_file() {
@@ -45,6 +54,43 @@ fn build(args: BuildArgs) -> Result<()> {
     let settings = VerifySettings { threads: threads(&args.run), ..VerifySettings::default() };
     run_verify(&args.data, &settings, printer)?;
     printer.status(format!("dataset written to {} (query it: codegym sql --data {} --file queries/verification_summary.sql)", args.data.display(), args.data.display()));
+    Ok(())
+}
+
+fn ingest_command(args: IngestArgs) -> Result<()> {
+    let printer = Printer::new(args.run.quiet);
+    let mut settings = IngestSettings::new(args.corpus.clone(), args.preset.parse().map_err(anyhow::Error::msg)?);
+    for map in &args.maps {
+        let (field, column) = map.split_once('=').with_context(|| format!("--map {map}: expected FIELD=COLUMN"))?;
+        settings.maps.push((field.parse().map_err(anyhow::Error::msg)?, column.to_string()));
+    }
+    settings.source = args.source.clone();
+    settings.license = args.license.clone();
+    let limits = Limits { timeout: Duration::from_millis(args.preflight_timeout_ms), ..Limits::default() };
+    run_ingest(&settings, &args.data, (!args.no_preflight).then_some(limits), threads(&args.run), printer)
+}
+
+fn run_ingest(settings: &IngestSettings, data: &Path, preflight: Option<Limits>, threads: usize, printer: Printer) -> Result<()> {
+    let started = Instant::now();
+    let summary = corpus::ingest(settings, data).with_context(|| format!("failed to ingest {}", settings.corpus.display()))?;
+    let rejects: Vec<String> = summary.rejects.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
+    printer.status(format!(
+        "ingest: {} rows -> {} problems, {} rejects{} ({:.1} s){}",
+        summary.rows_in,
+        summary.problems,
+        summary.rejects.values().sum::<u64>(),
+        if rejects.is_empty() { String::new() } else { format!(" ({})", rejects.join(", ")) },
+        started.elapsed().as_secs_f64(),
+        if summary.kept_from_before > 0 { format!("; {} problems from earlier ingests kept", summary.kept_from_before) } else { String::new() },
+    ));
+    let Some(limits) = preflight else { return Ok(()) };
+    let sandbox = sandbox()?;
+    let started = Instant::now();
+    let progress = printer.progress("preflight", summary.problems as usize);
+    let result = corpus::preflight(&sandbox, data, limits, threads, Some(&progress)).context("preflight failed")?;
+    drop(progress);
+    let verdicts: Vec<String> = result.verdicts.iter().map(|(v, n)| format!("{n} {v}")).collect();
+    printer.status(format!("preflight: {} ({:.1} s)", if verdicts.is_empty() { "nothing pending".into() } else { verdicts.join(", ") }, started.elapsed().as_secs_f64()));
     Ok(())
 }
 
@@ -151,8 +197,9 @@ fn runtime_info() -> Result<()> {
         Some(runtime) => {
             writeln!(out, "wasm:          {} ({:?})", runtime.wasm.display(), runtime.origin)?;
             writeln!(out, "sha256:        {}", runtime.sha256)?;
-            let sandbox = runtime.sandbox()?;
-            writeln!(out, "module cache:  {}", sandbox.module_path().display())?;
+            let module = crate::sandbox::Sandbox::module_cache_path(&runtime.sha256, &runtime.modules_dir())?;
+            let state = if module.is_file() { "compiled" } else { "not compiled yet" };
+            writeln!(out, "module cache:  {} ({state})", module.display())?;
             writeln!(out, "engine:        wasmtime 48.0.8; {}", crate::sandbox::ENGINE_FINGERPRINT)?;
         }
     }

