@@ -28,6 +28,7 @@
 //! - [`tables`]: typed rows of each table.
 //! - [`dataset`]: table schemas (from `schemas/`) and crash-safe Parquet reading and writing.
 //! - [`query`]: SQL over a dataset directory.
+//! - [`runs`]: the `runs` table (one row per command that changed a dataset).
 //! - [`bench`]: side-by-side benchmark of verification against a process-per-cell baseline.
 //! - [`cli`]: argument parsing and the commands (the binary's only module).
 
@@ -42,6 +43,7 @@ pub mod ids;
 pub mod import_codegym;
 pub mod query;
 pub mod report;
+pub mod runs;
 pub mod runtime;
 pub mod sandbox;
 pub mod tables;

@@ -6,6 +6,7 @@ use crate::report::Printer;
 use crate::sandbox::{ExecMode, Job, Limits, Task};
 use crate::verify::{VerifySettings, VerifySummary};
 use crate::corpus::{IngestSettings, Preset};
+use crate::runs::RunLog;
 use crate::{corpus, env, import_codegym, query, runtime, verify};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
@@ -16,7 +17,7 @@ pub(super) fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => build(args),
         Command::Ingest(args) => ingest_command(args),
-        Command::ImportCodegym(args) => import(&args.envs, &args.tasks, &args.data, Printer::new(args.run.quiet)),
+        Command::ImportCodegym(args) => logged("import-codegym", &args.data, |log| import(&args.envs, &args.tasks, &args.data, Printer::new(args.run.quiet), log)),
         Command::Verify(args) => verify_command(args),
         Command::Sql(args) => sql(args),
         Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run(args),
@@ -25,6 +26,14 @@ pub(super) fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Verify(args)) => crate::bench::verify(&args.into_settings()?),
         Command::Bench(BenchCommand::Ingest(args)) => crate::bench::ingest(args.rows, &args.python),
     }
+}
+
+/// Runs a command that changes the dataset at `data` and records it in the `runs` table.
+fn logged(command: &str, data: &Path, run: impl FnOnce(&mut RunLog) -> Result<()>) -> Result<()> {
+    let mut log = RunLog::start(command);
+    run(&mut log)?;
+    log.finish(data).context("failed to record the run")?;
+    Ok(())
 }
 
 fn threads(run: &RunArgs) -> usize {
@@ -39,20 +48,24 @@ fn sandbox() -> Result<crate::sandbox::Sandbox> {
 /// The main job on the bundled samples: ingest and preflight our corpus, import our sample
 /// release, then verify it.
 fn build(args: BuildArgs) -> Result<()> {
+    logged("build", &args.data.clone(), |log| build_steps(&args, log))
+}
+
+fn build_steps(args: &BuildArgs, log: &mut RunLog) -> Result<()> {
     let printer = Printer::new(args.run.quiet);
     let corpus_file = args.samples.join("problems.parquet");
     if corpus_file.is_file() {
         let settings = IngestSettings::new(corpus_file, Preset::Kodcode);
-        run_ingest(&settings, &args.data, Some(Limits { timeout: Duration::from_secs(10), ..Limits::default() }), threads(&args.run), printer)?;
+        run_ingest(&settings, &args.data, Some(Limits { timeout: Duration::from_secs(5), ..Limits::default() }), threads(&args.run), printer, log)?;
     }
     let release = args.samples.join("codegym");
     let (envs, tasks) = (release.join("envs.jsonl"), release.join("tasks.jsonl"));
     if !envs.is_file() {
         bail!("no sample release at {}\n  hint: run `codegym build` from the repository root, or pass --samples DIR", release.display());
     }
-    import(&envs, &tasks, &args.data, printer)?;
+    import(&envs, &tasks, &args.data, printer, log)?;
     let settings = VerifySettings { threads: threads(&args.run), ..VerifySettings::default() };
-    run_verify(&args.data, &settings, printer)?;
+    run_verify(&args.data, &settings, printer, log)?;
     printer.status(format!("dataset written to {} (query it: codegym sql --data {} --file queries/verification_summary.sql)", args.data.display(), args.data.display()));
     Ok(())
 }
@@ -67,10 +80,10 @@ fn ingest_command(args: IngestArgs) -> Result<()> {
     settings.source = args.source.clone();
     settings.license = args.license.clone();
     let limits = Limits { timeout: Duration::from_millis(args.preflight_timeout_ms), ..Limits::default() };
-    run_ingest(&settings, &args.data, (!args.no_preflight).then_some(limits), threads(&args.run), printer)
+    logged("ingest", &args.data, |log| run_ingest(&settings, &args.data, (!args.no_preflight).then_some(limits), threads(&args.run), printer, log))
 }
 
-fn run_ingest(settings: &IngestSettings, data: &Path, preflight: Option<Limits>, threads: usize, printer: Printer) -> Result<()> {
+fn run_ingest(settings: &IngestSettings, data: &Path, preflight: Option<Limits>, threads: usize, printer: Printer, log: &mut RunLog) -> Result<()> {
     let started = Instant::now();
     let summary = corpus::ingest(settings, data).with_context(|| format!("failed to ingest {}", settings.corpus.display()))?;
     let rejects: Vec<String> = summary.rejects.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
@@ -83,23 +96,26 @@ fn run_ingest(settings: &IngestSettings, data: &Path, preflight: Option<Limits>,
         started.elapsed().as_secs_f64(),
         if summary.kept_from_before > 0 { format!("; {} problems from earlier ingests kept", summary.kept_from_before) } else { String::new() },
     ));
+    log.stage("ingest", serde_json::json!({ "rows_in": summary.rows_in, "problems": summary.problems, "kept_from_before": summary.kept_from_before, "rejects": summary.rejects }));
     let Some(limits) = preflight else { return Ok(()) };
     let sandbox = sandbox()?;
     let started = Instant::now();
     let progress = printer.progress("preflight", summary.problems as usize);
     let result = corpus::preflight(&sandbox, data, limits, threads, Some(&progress)).context("preflight failed")?;
     drop(progress);
+    log.stage("preflight", serde_json::json!({ "verdicts": result.verdicts, "seconds": started.elapsed().as_secs_f64() }));
     let verdicts: Vec<String> = result.verdicts.iter().map(|(v, n)| format!("{n} {v}")).collect();
     printer.status(format!("preflight: {} ({:.1} s)", if verdicts.is_empty() { "nothing pending".into() } else { verdicts.join(", ") }, started.elapsed().as_secs_f64()));
     Ok(())
 }
 
-fn import(envs: &Path, tasks: &Path, data: &Path, printer: Printer) -> Result<()> {
+fn import(envs: &Path, tasks: &Path, data: &Path, printer: Printer, log: &mut RunLog) -> Result<()> {
     let summary = import_codegym::import(envs, tasks, data).with_context(|| format!("failed to import {} and {}", envs.display(), tasks.display()))?;
     printer.status(format!(
         "import: {} environment rows + {} task rows -> {} environments, {} task configs, {} rejects",
         summary.env_rows_in, summary.task_rows_in, summary.environments, summary.task_configs, summary.rejects
     ));
+    log.stage("import", serde_json::json!({ "env_rows_in": summary.env_rows_in, "task_rows_in": summary.task_rows_in, "environments": summary.environments, "task_configs": summary.task_configs, "rejects": summary.rejects }));
     Ok(())
 }
 
@@ -107,28 +123,31 @@ fn verify_command(args: VerifyArgs) -> Result<()> {
     let cell = Limits { timeout: Duration::from_millis(args.cell_timeout_ms), memory_bytes: args.cell_memory_mb << 20, ..Limits::default() };
     let mode = if args.fresh { ExecMode::Fresh } else { ExecMode::default() };
     let settings = VerifySettings { cell, mode, threads: threads(&args.run), ..VerifySettings::default() };
-    run_verify(&args.data, &settings, Printer::new(args.run.quiet)).map(|_| ())
+    logged("verify", &args.data, |log| run_verify(&args.data, &settings, Printer::new(args.run.quiet), log).map(|_| ()))
 }
 
-fn run_verify(data: &Path, settings: &VerifySettings, printer: Printer) -> Result<VerifySummary> {
+fn run_verify(data: &Path, settings: &VerifySettings, printer: Printer, log: &mut RunLog) -> Result<VerifySummary> {
     let sandbox = sandbox()?;
     let started = Instant::now();
-    let progress = printer.progress("verify", count_jobs_hint(data));
+    let progress = printer.progress("verify", environment_count(data));
     let summary = verify::verify(&sandbox, data, settings, Some(&progress)).with_context(|| format!("failed to verify {}", data.display()))?;
     drop(progress);
     printer.status(format!(
-        "verify: {}/{} environments verified, {}/{} task configs kept, {}/{} oracle cells passed ({} sandbox jobs, {:.1} s, {} threads)",
+        "verify: {}/{} environments verified, {}/{} task configs kept, {}/{} oracle cells passed ({} sandbox steps, {:.1} s, {} threads)",
         summary.verified, summary.environments, summary.configs_kept, summary.configs, summary.oracle_passed, summary.oracle_cells,
         summary.sandbox_jobs, started.elapsed().as_secs_f64(), settings.threads
     ));
+    log.stage("verify", serde_json::json!({
+        "environments": summary.environments, "verified": summary.verified, "configs": summary.configs, "configs_kept": summary.configs_kept,
+        "oracle_cells": summary.oracle_cells, "oracle_passed": summary.oracle_passed, "steps": summary.sandbox_jobs, "seconds": started.elapsed().as_secs_f64(),
+    }));
     Ok(summary)
 }
 
-/// The job count for the progress bar: one describe per environment, two jobs per configuration.
-fn count_jobs_hint(data: &Path) -> usize {
+/// The progress bar's total: verification runs one job per environment.
+fn environment_count(data: &Path) -> usize {
     use crate::dataset::{Table, read_batches};
-    let rows = |table| read_batches(data, table).map_or(0, |b| b.iter().map(|b| b.num_rows()).sum::<usize>());
-    rows(Table::Environments) + 2 * rows(Table::TaskConfigs)
+    read_batches(data, Table::Environments).map_or(0, |b| b.iter().map(|b| b.num_rows()).sum())
 }
 
 fn sql(args: SqlArgs) -> Result<()> {

@@ -499,6 +499,29 @@ mod tests {
     }
 
     #[test]
+    fn rows_are_rejected_naming_the_column() {
+        let mapping = IngestSettings::new("x.jsonl".into(), Preset::Kodcode).mapping();
+        let row = |question: Option<&'static str>, tests: Option<&'static str>| {
+            move |field: Field| match field {
+                Field::SourceId => Some("p1"),
+                Field::Question => question,
+                Field::Solution => Some("def f(): pass"),
+                Field::Tests => tests,
+                _ => None,
+            }
+        };
+        assert_eq!(validate(&row(Some("Q?"), None), &mapping, 100), None);
+        let (reason, detail) = validate(&row(None, None), &mapping, 100).unwrap();
+        assert_eq!(reason, "missing_field");
+        assert!(detail.contains("column `question`"), "{detail}");
+        assert_eq!(validate(&row(Some(" \n"), None), &mapping, 100).unwrap().0, "empty_field");
+        let long: &'static str = "x".repeat(101).leak();
+        let (reason, detail) = validate(&row(Some("Q?"), Some(long)), &mapping, 100).unwrap();
+        assert_eq!(reason, "oversized_field");
+        assert!(detail.contains("column `test`") && detail.contains("101 bytes"), "{detail}");
+    }
+
+    #[test]
     fn mapping_overrides_the_preset_and_fields_parse() {
         let mut settings = IngestSettings::new("x.parquet".into(), Preset::Generic);
         settings.maps.push(("question".parse().unwrap(), "prompt".into()));

@@ -179,6 +179,8 @@ pub enum SandboxError {
 pub struct Counters {
     /// Interpreters booted.
     pub workers_booted: u64,
+    /// Jobs handed to interpreters.
+    pub jobs_run: u64,
     /// Time worker threads spent inside the guest (`_start`), host calls included.
     pub guest_time: Duration,
 }

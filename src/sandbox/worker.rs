@@ -126,6 +126,7 @@ impl Shared {
         }
         let (index, job) = self.batch.queue.lock().unwrap().pop_front()?;
         state.jobs_taken += 1;
+        JOBS_RUN.fetch_add(1, Ordering::Relaxed);
         self.memory_cap.store(boot_memory.saturating_add(job.limits.memory_bytes), Ordering::Relaxed);
         self.clock.reset();
         self.random.reseed(job.seed);
@@ -402,10 +403,12 @@ impl StdoutStream for Stdio {
 
 static WORKERS_BOOTED: AtomicU64 = AtomicU64::new(0);
 static GUEST_NANOS: AtomicU64 = AtomicU64::new(0);
+static JOBS_RUN: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn counters() -> super::Counters {
     super::Counters {
         workers_booted: WORKERS_BOOTED.load(Ordering::Relaxed),
+        jobs_run: JOBS_RUN.load(Ordering::Relaxed),
         guest_time: Duration::from_nanos(GUEST_NANOS.load(Ordering::Relaxed)),
     }
 }

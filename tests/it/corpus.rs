@@ -108,3 +108,27 @@ fn the_main_job_runs_offline_on_the_samples() {
     let stats = run_ok(&["sql", "--data", data.to_str().unwrap(), "--format", "csv", "SELECT reason, count(*) AS n FROM rejects GROUP BY reason ORDER BY reason"]);
     assert!(stats.contains("oracle_failed"), "{stats}");
 }
+
+#[test]
+fn tables_are_readable_by_pyarrow_as_they_are() {
+    let probe = std::process::Command::new("python3").args(["-c", "import pyarrow"]).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: python3 has no pyarrow");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("build");
+    crate::util::assert_success(
+        &codegym().args(["build", "--data", data.to_str().unwrap(), "--samples", repo().join("data-samples").to_str().unwrap()]).output().unwrap(),
+        &["build"],
+    );
+    let script = "import sys, pyarrow.dataset as ds\nfor t in sys.argv[2:]:\n    print(t, ds.dataset(sys.argv[1] + '/' + t, format='parquet').count_rows())\n";
+    let tables = ["problems", "environments", "task_configs", "oracle_runs", "tool_call_stats", "rejects"];
+    let output = std::process::Command::new("python3").arg("-c").arg(script).arg(&data).args(tables).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for table in tables {
+        let sql_count = count(&data, &format!("SELECT count(*) AS n FROM {table}"));
+        assert!(stdout.contains(&format!("{table} {sql_count}\n")), "{table}: pyarrow saw {stdout}");
+    }
+}

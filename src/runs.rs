@@ -1,0 +1,95 @@
+//! The `runs` table: one row per command that changed a dataset (what ran, with which arguments,
+//! how many sandbox jobs, per-stage counts, when and for how long). Unlike every other table it
+//! records wall-clock facts, so it is the one table that differs between identical runs.
+
+use crate::dataset::{self, DatasetError, Table};
+use serde::Serialize;
+use std::path::Path;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Serialize)]
+struct RunRow {
+    run_id: String,
+    command: String,
+    codegym_version: String,
+    arguments: String,
+    llm_requests: i64,
+    sandbox_jobs: i64,
+    stage_stats: String,
+    started_at: String,
+    duration_ms: i64,
+}
+
+/// A run being recorded: started when created, written by [`RunLog::finish`].
+pub struct RunLog {
+    command: String,
+    started: Instant,
+    started_at: SystemTime,
+    jobs_before: u64,
+    stages: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RunLog {
+    pub fn start(command: &str) -> RunLog {
+        RunLog {
+            command: command.to_string(),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            jobs_before: crate::sandbox::counters().jobs_run,
+            stages: serde_json::Map::new(),
+        }
+    }
+
+    /// Records one stage's counts (any JSON object).
+    pub fn stage(&mut self, name: &str, stats: serde_json::Value) {
+        self.stages.insert(name.to_string(), stats);
+    }
+
+    /// Appends the run to `data`'s `runs` table.
+    pub fn finish(self, data: &Path) -> Result<(), DatasetError> {
+        let arguments: Vec<String> = std::env::args().skip(1).collect();
+        let started_at = rfc3339(self.started_at);
+        let row = RunRow {
+            run_id: crate::ids::content_id("run", &[&self.command, &started_at, &arguments.join("\u{1f}")]),
+            command: self.command,
+            codegym_version: env!("CARGO_PKG_VERSION").to_string(),
+            arguments: serde_json::to_string(&arguments).expect("strings serialize"),
+            llm_requests: 0,
+            sandbox_jobs: (crate::sandbox::counters().jobs_run - self.jobs_before) as i64,
+            stage_stats: serde_json::Value::Object(self.stages).to_string(),
+            started_at,
+            duration_ms: self.started.elapsed().as_millis() as i64,
+        };
+        dataset::upsert_table(data, Table::Runs, vec![row]).map(|_| ())
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+fn rfc3339(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (days, rest) = ((since.as_secs() / 86_400) as i64, since.as_secs() % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rest / 3600, rest / 60 % 60, rest % 60, since.subsec_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_are_utc_rfc3339() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_764_107_045_250)), "2025-11-25T21:44:05.250Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+    }
+}
