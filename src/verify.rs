@@ -67,7 +67,7 @@ pub struct VerifySummary {
     pub oracle_cells: usize,
     pub oracle_passed: usize,
     /// Steps run in the sandbox (describe, reference answers, oracle cells).
-    pub sandbox_jobs: usize,
+    pub steps: usize,
 }
 
 /// Results gathered for one configuration.
@@ -116,7 +116,7 @@ pub fn verify(sandbox: &Sandbox, data: &Path, settings: &VerifySettings, reporte
     }
     let (work, step_configs) = plan(&envs, &configs);
     let outcomes = harness::run_steps(sandbox, &work, settings.cell, settings.mode, settings.threads, reporter)?;
-    let sandbox_jobs = work.iter().map(|w| w.steps.len()).sum();
+    let steps = work.iter().map(|w| w.steps.len()).sum();
 
     let mut described: Vec<Option<Result<ToolDescription, String>>> = vec![None; envs.len()];
     let mut results: Vec<ConfigResult> = configs.iter().map(|_| ConfigResult::default()).collect();
@@ -149,7 +149,7 @@ pub fn verify(sandbox: &Sandbox, data: &Path, settings: &VerifySettings, reporte
         configs_kept: configs.iter().filter(|c| c.kept).count(),
         oracle_cells: tables.oracle_runs.len(),
         oracle_passed: tables.oracle_runs.iter().filter(|r| r.verdict == "pass").count(),
-        sandbox_jobs,
+        steps,
     };
     tables.write(data, envs, configs)?;
     Ok(summary)

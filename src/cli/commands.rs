@@ -135,11 +135,11 @@ fn run_verify(data: &Path, settings: &VerifySettings, printer: Printer, log: &mu
     printer.status(format!(
         "verify: {}/{} environments verified, {}/{} task configs kept, {}/{} oracle cells passed ({} sandbox steps, {:.1} s, {} threads)",
         summary.verified, summary.environments, summary.configs_kept, summary.configs, summary.oracle_passed, summary.oracle_cells,
-        summary.sandbox_jobs, started.elapsed().as_secs_f64(), settings.threads
+        summary.steps, started.elapsed().as_secs_f64(), settings.threads
     ));
     log.stage("verify", serde_json::json!({
         "environments": summary.environments, "verified": summary.verified, "configs": summary.configs, "configs_kept": summary.configs_kept,
-        "oracle_cells": summary.oracle_cells, "oracle_passed": summary.oracle_passed, "steps": summary.sandbox_jobs, "seconds": started.elapsed().as_secs_f64(),
+        "oracle_cells": summary.oracle_cells, "oracle_passed": summary.oracle_passed, "steps": summary.steps, "seconds": started.elapsed().as_secs_f64(),
     }));
     Ok(summary)
 }

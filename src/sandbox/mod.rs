@@ -14,7 +14,8 @@
 //!   module-level containers, classes, functions, random state, recursion limit, ...; tested in
 //!   `tests/it/sandbox.rs`). The host gives every job its own random seed and restarts the virtual
 //!   clock, so a job's result does not depend on which jobs ran before it. A worker is replaced after a
-//!   trap, an exit, memory growth past [`RECYCLE_MEMORY_BYTES`], or every `jobs_per_worker` jobs.
+//!   trap, an exit, a job that failed, memory growth past [`RECYCLE_MEMORY_BYTES`], or every
+//!   `jobs_per_worker` jobs.
 //! - [`ExecMode::Fresh`]: a fresh instance per job, for total isolation.
 //!
 //! # Limits and verdicts

@@ -90,6 +90,8 @@ struct WorkerState {
     boot_frame: Option<Bytes>,
     in_flight: Option<InFlight>,
     jobs_taken: u32,
+    /// Set when a job failed: the worker takes no further jobs (a fresh one does).
+    retire: bool,
     boot_memory: Option<usize>,
     boot_log: Vec<u8>,
     marker: Vec<u8>,
@@ -121,7 +123,7 @@ impl Shared {
     fn next_job(&self, state: &mut WorkerState) -> Option<Bytes> {
         let memory = self.memory_now.load(Ordering::Relaxed);
         let boot_memory = *state.boot_memory.get_or_insert(memory);
-        if state.jobs_taken >= self.batch.jobs_per_worker || memory > boot_memory + RECYCLE_GROWTH_BYTES {
+        if state.retire || state.jobs_taken >= self.batch.jobs_per_worker || memory > boot_memory + RECYCLE_GROWTH_BYTES {
             return None;
         }
         let (index, job) = self.batch.queue.lock().unwrap().pop_front()?;
@@ -165,7 +167,7 @@ impl Shared {
 
     fn write_output(&self, fd: u8, bytes: &[u8]) -> Result<(), StreamError> {
         let mut state = self.state.lock().unwrap();
-        let WorkerState { in_flight, boot_log, marker, .. } = &mut *state;
+        let WorkerState { in_flight, boot_log, marker, retire, .. } = &mut *state;
         let Some(job) = in_flight else {
             let room = BOOT_LOG_BYTES.saturating_sub(boot_log.len());
             boot_log.extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -197,6 +199,7 @@ impl Shared {
                     }
                     let job = in_flight.take().expect("checked above");
                     let outcome = finished_outcome(job, user_len, frame);
+                    *retire = outcome.1.verdict != Verdict::Ok;
                     self.set_budget(BETWEEN_JOBS_BUDGET);
                     let _ = self.outcomes.send(outcome);
                     return Ok(());
@@ -433,6 +436,7 @@ fn run_worker(sandbox: &Sandbox, batch: &Arc<Batch>, outcomes: &mpsc::Sender<(us
             boot_frame: Some(boot_frame(sandbox, &nonce, batch)),
             in_flight: None,
             jobs_taken: 0,
+            retire: false,
             boot_memory: None,
             boot_log: Vec::new(),
             marker: format!("\x1e\x1ecodegym-frame:{nonce}:").into_bytes(),
