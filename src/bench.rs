@@ -55,7 +55,10 @@ print(json.dumps({"passed": "reward=1" in message, "oracle_calls": env.step_coun
 pub fn verify(settings: &BenchSettings) -> Result<()> {
     let (envs, tasks) = (settings.fixtures.join("envs.parquet"), settings.fixtures.join("tasks.parquet"));
     if !envs.is_file() {
-        bail!("no released sample at {}\n  hint: pass --fixtures DIR (a folder with envs.parquet and tasks.parquet)", settings.fixtures.display());
+        bail!(
+            "no released sample at {}\n  hint: pass --fixtures DIR (a folder with envs.parquet and tasks.parquet)",
+            settings.fixtures.display()
+        );
     }
     let scratch = tempfile::tempdir()?;
     crate::import_codegym::import(&envs, &tasks, scratch.path())?;
@@ -65,9 +68,16 @@ pub fn verify(settings: &BenchSettings) -> Result<()> {
     let settings = &BenchSettings { python, ..settings.clone() };
     let runtime = crate::runtime::ensure()?;
     let sandbox = runtime.sandbox()?;
-    println!("codegym bench verify: {} workers, best of {} run(s); baseline: `{} cell.py` per cell", settings.threads, settings.repeat, settings.python);
-    println!("{:<22} {:>6} {:>14} {:>18} {:>8} {:>12}", "workload", "cells", "ours cells/s", "baseline cells/s", "ratio", "outside guest");
-    let workloads = [("released sample", sample), (&*format!("matrix {}x{}", settings.matrix_envs, settings.matrix_configs), matrix)];
+    println!(
+        "codegym bench verify: {} workers, best of {} run(s); baseline: `{} cell.py` per cell",
+        settings.threads, settings.repeat, settings.python
+    );
+    println!(
+        "{:<22} {:>6} {:>14} {:>18} {:>8} {:>12}",
+        "workload", "cells", "ours cells/s", "baseline cells/s", "ratio", "outside guest"
+    );
+    let workloads =
+        [("released sample", sample), (&*format!("matrix {}x{}", settings.matrix_envs, settings.matrix_configs), matrix)];
     for (name, cells) in workloads {
         let mut ours_best: Option<(SideResult, f64)> = None;
         let mut base_best: Option<SideResult> = None;
@@ -85,10 +95,18 @@ pub fn verify(settings: &BenchSettings) -> Result<()> {
         let (ours_rate, base_rate) = (cells.len() as f64 / ours.seconds, cells.len() as f64 / base.seconds);
         println!(
             "{:<22} {:>6} {:>14.1} {:>18.1} {:>7.2}x {:>11.1}%",
-            name, cells.len(), ours_rate, base_rate, ours_rate / base_rate, outside * 100.0
+            name,
+            cells.len(),
+            ours_rate,
+            base_rate,
+            ours_rate / base_rate,
+            outside * 100.0
         );
         let agree = ours.calls == base.calls;
-        println!("{:<22} passed: ours {} / baseline {}; oracle calls identical on every cell: {}", "", ours.passed, base.passed, agree);
+        println!(
+            "{:<22} passed: ours {} / baseline {}; oracle calls identical on every cell: {}",
+            "", ours.passed, base.passed, agree
+        );
     }
     Ok(())
 }
@@ -110,7 +128,13 @@ fn cells(data: &Path) -> Result<Vec<Cell>> {
     let by_id: std::collections::HashMap<&str, &EnvironmentRow> = envs.iter().map(|e| (e.env_id.as_str(), e)).collect();
     let mut cells: Vec<Cell> = configs
         .iter()
-        .filter_map(|c| by_id.get(c.env_id.as_str()).map(|e| Cell { env_code: e.env_code.clone(), env_name: e.env_name.clone(), config: c.config.clone() }))
+        .filter_map(|c| {
+            by_id.get(c.env_id.as_str()).map(|e| Cell {
+                env_code: e.env_code.clone(),
+                env_name: e.env_name.clone(),
+                config: c.config.clone(),
+            })
+        })
         .collect();
     cells.sort_by(|a, b| (&a.env_name, &a.config).cmp(&(&b.env_name, &b.config)));
     Ok(cells)
@@ -181,7 +205,13 @@ fn run_baseline(cells: &[Cell], settings: &BenchSettings, scratch: &Path) -> Res
 
 type BaselineResults = Mutex<Vec<Option<(bool, i64)>>>;
 
-fn baseline_worker(queue: &Mutex<VecDeque<usize>>, results: &BaselineResults, cells: &[Cell], dir: &Path, python: &str) -> Result<()> {
+fn baseline_worker(
+    queue: &Mutex<VecDeque<usize>>,
+    results: &BaselineResults,
+    cells: &[Cell],
+    dir: &Path,
+    python: &str,
+) -> Result<()> {
     while let Some(i) = queue.lock().unwrap().pop_front() {
         let output = Command::new(python)
             .current_dir(dir)
@@ -192,11 +222,11 @@ fn baseline_worker(queue: &Mutex<VecDeque<usize>>, results: &BaselineResults, ce
             .output()
             .with_context(|| format!("cannot run the baseline interpreter `{python}`"))?;
         let parsed: Option<serde_json::Value> = serde_json::from_slice(&output.stdout).ok();
-        results.lock().unwrap()[i] = parsed.map(|v| (v["passed"].as_bool().unwrap_or(false), v["oracle_calls"].as_i64().unwrap_or(-1)));
+        results.lock().unwrap()[i] =
+            parsed.map(|v| (v["passed"].as_bool().unwrap_or(false), v["oracle_calls"].as_i64().unwrap_or(-1)));
     }
     Ok(())
 }
-
 
 /// `codegym bench ingest`: generates a corpus of `rows` problems (KodCode columns), ingests it
 /// without preflight, and reports problems per second and the peak memory of the ingest; the
@@ -210,11 +240,20 @@ pub fn ingest(rows: usize, python: &str) -> Result<()> {
     println!("codegym bench ingest: {rows} generated problems ({:.1} MB Parquet), 1 thread", size as f64 / 1e6);
     reset_peak_memory();
     let started = Instant::now();
-    let summary = crate::corpus::ingest(&crate::corpus::IngestSettings::new(corpus.clone(), crate::corpus::Preset::Kodcode), &scratch.path().join("data"))?;
+    let summary = crate::corpus::ingest(
+        &crate::corpus::IngestSettings::new(corpus.clone(), crate::corpus::Preset::Kodcode),
+        &scratch.path().join("data"),
+    )?;
     let seconds = started.elapsed().as_secs_f64();
     let peak = peak_memory_mb();
     println!("{:<26} {:>14} {:>12} {:>14}", "side", "problems/s", "seconds", "peak RSS MB");
-    println!("{:<26} {:>14.0} {:>12.2} {:>14}", "codegym ingest", rows as f64 / seconds, seconds, peak.map_or("n/a".into(), |p| format!("{p:.0}")));
+    println!(
+        "{:<26} {:>14.0} {:>12.2} {:>14}",
+        "codegym ingest",
+        rows as f64 / seconds,
+        seconds,
+        peak.map_or("n/a".into(), |p| format!("{p:.0}"))
+    );
     println!("{:<26} {} problems, {} rejects", "", summary.problems, summary.rejects.values().sum::<u64>());
     let script = "import sys, time, resource\nt = time.time()\nimport pyarrow.parquet as pq\ntable = pq.read_table(sys.argv[1], columns=['question_id', 'question', 'solution', 'test'])\nseen = set(); kept = 0\nfor q in table.column('question').to_pylist():\n    key = ' '.join(q.split())\n    if key not in seen:\n        seen.add(key); kept += 1\nprint(time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, kept)\n";
     let output = Command::new(real_interpreter(python)?).arg("-c").arg(script).arg(&corpus).output()?;
@@ -224,7 +263,10 @@ pub fn ingest(rows: usize, python: &str) -> Result<()> {
         println!("{:<26} {:>14.0} {:>12.2} {:>14.0}", "pyarrow + python dedup", rows as f64 / fields[0], fields[0], fields[1]);
         println!("ratio (codegym / baseline problems per second): {:.2}x", fields[0] / seconds);
     } else {
-        println!("baseline skipped: `{python}` has no pyarrow ({})", String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or(""));
+        println!(
+            "baseline skipped: `{python}` has no pyarrow ({})",
+            String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+        );
     }
     Ok(())
 }
@@ -243,9 +285,15 @@ fn generate_corpus(path: &Path, rows: usize) -> Result<()> {
             let q = if i % 1000 == 999 { i - 1 } else { i };
             columns[0].append_value(format!("bench_{i}"));
             columns[1].append_value("Synthetic");
-            columns[2].append_value(format!("Given a list of integers, return the sum of every element multiplied by {q}. Example: [1, 2] gives {}.", 3 * q));
+            columns[2].append_value(format!(
+                "Given a list of integers, return the sum of every element multiplied by {q}. Example: [1, 2] gives {}.",
+                3 * q
+            ));
             columns[3].append_value(format!("def solve(xs):\n    return sum(x * {q} for x in xs)\n"));
-            columns[4].append_value(format!("from solution import solve\n\ndef test_small():\n    assert solve([1, 2]) == {}\n", 3 * q));
+            columns[4].append_value(format!(
+                "from solution import solve\n\ndef test_small():\n    assert solve([1, 2]) == {}\n",
+                3 * q
+            ));
             columns[5].append_value(["easy", "medium", "hard"][i % 3]);
         }
         let arrays: Vec<ArrayRef> = columns.iter_mut().map(|b| std::sync::Arc::new(b.finish()) as ArrayRef).collect();

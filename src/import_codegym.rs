@@ -24,7 +24,11 @@ pub enum ImportError {
     #[error("{path}: line {line}: {detail}")]
     JsonLines { path: String, line: usize, detail: String },
     #[error("cannot read {path}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: unsupported file type (expected .parquet or .jsonl)")]
     Format { path: String },
 }
@@ -76,7 +80,13 @@ fn read_rows<R: DeserializeOwned>(path: &Path) -> Result<Vec<R>, ImportError> {
             text.lines()
                 .enumerate()
                 .filter(|(_, line)| !line.trim().is_empty())
-                .map(|(i, line)| serde_json::from_str(line).map_err(|e| ImportError::JsonLines { path: name.clone(), line: i + 1, detail: e.to_string() }))
+                .map(|(i, line)| {
+                    serde_json::from_str(line).map_err(|e| ImportError::JsonLines {
+                        path: name.clone(),
+                        line: i + 1,
+                        detail: e.to_string(),
+                    })
+                })
                 .collect()
         }
         _ => Err(ImportError::Format { path: name }),
@@ -103,7 +113,13 @@ fn tool_docs(prompt: &[Message]) -> Option<String> {
 }
 
 fn reject(entity_id: String, source_id: Option<&str>, reason: &str, detail: String) -> RejectRow {
-    RejectRow { stage: STAGE.into(), entity_id, source_id: source_id.map(String::from), reason: reason.into(), detail: Some(detail) }
+    RejectRow {
+        stage: STAGE.into(),
+        entity_id,
+        source_id: source_id.map(String::from),
+        reason: reason.into(),
+        detail: Some(detail),
+    }
 }
 
 /// Imports `envs` and `tasks` into the dataset at `data` (replacing earlier imported rows with the
@@ -111,44 +127,68 @@ fn reject(entity_id: String, source_id: Option<&str>, reason: &str, detail: Stri
 pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, ImportError> {
     let released_envs: Vec<ReleasedEnv> = read_rows(envs)?;
     let released_tasks: Vec<ReleasedTask> = read_rows(tasks)?;
-    let mut summary = ImportSummary { env_rows_in: released_envs.len(), task_rows_in: released_tasks.len(), ..Default::default() };
+    let mut summary =
+        ImportSummary { env_rows_in: released_envs.len(), task_rows_in: released_tasks.len(), ..Default::default() };
     let mut rejects = Vec::new();
     let mut environments: BTreeMap<(String, String), EnvironmentRow> = BTreeMap::new();
     for (row, env) in released_envs.into_iter().enumerate() {
         let env_id = content_id("env", &[&env.source, &env.env_name, &env.env_code]);
         let key = (env.source.clone(), env.env_name.clone());
         if env.env_code.trim().is_empty() || env.env_name.trim().is_empty() {
-            rejects.push(reject(env_id, Some(&env.source), "empty_field", format!("{}: row {row}: env_name or env_code is empty", envs.display())));
+            rejects.push(reject(
+                env_id,
+                Some(&env.source),
+                "empty_field",
+                format!("{}: row {row}: env_name or env_code is empty", envs.display()),
+            ));
         } else if let Some(first) = environments.get(&key) {
             let reason = if first.env_id == env_id { "duplicate_environment" } else { "conflicting_environment" };
-            rejects.push(reject(env_id, Some(&env.source), reason, format!("{}: row {row} repeats ({}, {})", envs.display(), env.source, env.env_name)));
-        } else {
-            environments.insert(key, EnvironmentRow {
+            rejects.push(reject(
                 env_id,
-                problem_id: None,
-                source: SOURCE.into(),
-                source_id: env.source,
-                env_name: env.env_name,
-                task_text: None,
-                env_code: env.env_code,
-                tool_count: 0,
-                tools: Vec::new(),
-                tool_docs: String::new(),
-                status: "imported".into(),
-                status_detail: None,
-                oracle_candidate: None,
-            });
+                Some(&env.source),
+                reason,
+                format!("{}: row {row} repeats ({}, {})", envs.display(), env.source, env.env_name),
+            ));
+        } else {
+            environments.insert(
+                key,
+                EnvironmentRow {
+                    env_id,
+                    problem_id: None,
+                    source: SOURCE.into(),
+                    source_id: env.source,
+                    env_name: env.env_name,
+                    task_text: None,
+                    env_code: env.env_code,
+                    tool_count: 0,
+                    tools: Vec::new(),
+                    tool_docs: String::new(),
+                    status: "imported".into(),
+                    status_detail: None,
+                    oracle_candidate: None,
+                },
+            );
         }
     }
     let mut configs: BTreeMap<String, TaskConfigRow> = BTreeMap::new();
     for (row, task) in released_tasks.into_iter().enumerate() {
         let task_id = content_id("released-task", &[&task.ability]);
         let Some((source, env_name, config)) = parse_ability(&task.ability) else {
-            rejects.push(reject(task_id, None, "malformed_ability", format!("{}: row {row}: ability {:?} is not codegym_v1@SOURCE__ENV@JSON", tasks.display(), task.ability)));
+            rejects.push(reject(
+                task_id,
+                None,
+                "malformed_ability",
+                format!("{}: row {row}: ability {:?} is not codegym_v1@SOURCE__ENV@JSON", tasks.display(), task.ability),
+            ));
             continue;
         };
         let Some(env) = environments.get_mut(&(source.to_string(), env_name.to_string())) else {
-            rejects.push(reject(task_id, Some(source), "unknown_environment", format!("{}: row {row}: no environment ({source}, {env_name}) in {}", tasks.display(), envs.display())));
+            rejects.push(reject(
+                task_id,
+                Some(source),
+                "unknown_environment",
+                format!("{}: row {row}: no environment ({source}, {env_name}) in {}", tasks.display(), envs.display()),
+            ));
             continue;
         };
         if let Some(prompt) = &task.prompt {
@@ -161,26 +201,34 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, I
         }
         let config_id = content_id("config", &[&env.env_id, &config]);
         if configs.contains_key(&config_id) {
-            rejects.push(reject(config_id, Some(source), "duplicate_config", format!("{}: row {row} repeats configuration {config}", tasks.display())));
+            rejects.push(reject(
+                config_id,
+                Some(source),
+                "duplicate_config",
+                format!("{}: row {row} repeats configuration {config}", tasks.display()),
+            ));
             continue;
         }
         let extra = task.extra_info.unwrap_or_default();
         let source_index = extra.index.map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
-        configs.insert(config_id.clone(), TaskConfigRow {
-            config_id,
-            env_id: env.env_id.clone(),
-            env_name: env_name.to_string(),
-            config,
-            difficulty: "unknown".into(),
-            source_index,
-            ref_answer: None,
-            oracle_passed: None,
-            oracle_calls: None,
-            distinct_tools: None,
-            kept: false,
-            filter_reason: None,
-            source_oracle_calls: extra.solve_fc_round.and_then(|n| i32::try_from(n).ok()),
-        });
+        configs.insert(
+            config_id.clone(),
+            TaskConfigRow {
+                config_id,
+                env_id: env.env_id.clone(),
+                env_name: env_name.to_string(),
+                config,
+                difficulty: "unknown".into(),
+                source_index,
+                ref_answer: None,
+                oracle_passed: None,
+                oracle_calls: None,
+                distinct_tools: None,
+                kept: false,
+                filter_reason: None,
+                source_oracle_calls: extra.solve_fc_round.and_then(|n| i32::try_from(n).ok()),
+            },
+        );
     }
     let environments: Vec<EnvironmentRow> = environments.into_values().collect();
     let configs: Vec<TaskConfigRow> = configs.into_values().collect();

@@ -32,7 +32,6 @@
 //! - [`bench`]: side-by-side benchmark of verification against a process-per-cell baseline.
 //! - [`cli`]: argument parsing and the commands (the binary's only module).
 
-
 pub mod bench;
 pub mod cli;
 pub mod corpus;

@@ -83,7 +83,11 @@ fn plan<'a>(envs: &'a [EnvironmentRow], configs: &[TaskConfigRow]) -> (Vec<EnvWo
     let index: BTreeMap<&str, usize> = envs.iter().enumerate().map(|(i, e)| (e.env_id.as_str(), i)).collect();
     let mut work: Vec<EnvWork> = envs
         .iter()
-        .map(|env| EnvWork { env: EnvSource { code: &env.env_code, name: &env.env_name }, steps: vec![Step::Describe], seed: harness::seed_for(&env.env_id) })
+        .map(|env| EnvWork {
+            env: EnvSource { code: &env.env_code, name: &env.env_name },
+            steps: vec![Step::Describe],
+            seed: harness::seed_for(&env.env_id),
+        })
         .collect();
     let mut step_configs: Vec<Vec<Option<usize>>> = vec![vec![None]; envs.len()];
     for (i, config) in configs.iter().enumerate() {
@@ -108,7 +112,12 @@ fn oracle_verdict(result: &Result<OracleRun, String>, verdict: Verdict) -> &'sta
 }
 
 /// Runs verification over the dataset at `data` and rewrites its tables.
-pub fn verify(sandbox: &Sandbox, data: &Path, settings: &VerifySettings, reporter: Option<&dyn JobReporter>) -> Result<VerifySummary, VerifyError> {
+pub fn verify(
+    sandbox: &Sandbox,
+    data: &Path,
+    settings: &VerifySettings,
+    reporter: Option<&dyn JobReporter>,
+) -> Result<VerifySummary, VerifyError> {
     let mut envs: Vec<EnvironmentRow> = dataset::read_table(data, Table::Environments)?;
     let mut configs: Vec<TaskConfigRow> = dataset::read_table(data, Table::TaskConfigs)?;
     if envs.is_empty() {
@@ -125,7 +134,9 @@ pub fn verify(sandbox: &Sandbox, data: &Path, settings: &VerifySettings, reporte
             match (step, target) {
                 (Step::Describe, _) => described[env] = Some(result.parse()),
                 (Step::RefAnswer { .. }, Some(config)) => results[*config].ref_answer = Some(result.parse()),
-                (Step::Oracle { .. }, Some(config)) => results[*config].oracle = Some((result.parse(), result.verdict, result.duration_ms)),
+                (Step::Oracle { .. }, Some(config)) => {
+                    results[*config].oracle = Some((result.parse(), result.verdict, result.duration_ms))
+                }
                 _ => {}
             }
         }
@@ -227,7 +238,13 @@ impl Tables {
     }
 
     /// Decides the environment's status from its description and its configurations' oracle runs.
-    fn settle_env(&mut self, env: &mut EnvironmentRow, description: Option<Result<ToolDescription, String>>, configs: &[TaskConfigRow], settings: &VerifySettings) {
+    fn settle_env(
+        &mut self,
+        env: &mut EnvironmentRow,
+        description: Option<Result<ToolDescription, String>>,
+        configs: &[TaskConfigRow],
+        settings: &VerifySettings,
+    ) {
         let mine: Vec<&TaskConfigRow> = configs.iter().filter(|c| c.env_id == env.env_id).collect();
         let spent = self.oracle_ms.get(&env.env_id).copied().unwrap_or(0);
         let (status, detail) = match description {
@@ -245,7 +262,13 @@ impl Tables {
                 } else if checked.is_empty() {
                     ("ref_answer_failed", Some("no configuration has a reference answer".to_string()))
                 } else if spent > settings.env_budget.as_millis() as u64 {
-                    ("oracle_budget_exceeded", Some(format!("oracle took {spent} ms over its configurations, budget {} ms", settings.env_budget.as_millis())))
+                    (
+                        "oracle_budget_exceeded",
+                        Some(format!(
+                            "oracle took {spent} ms over its configurations, budget {} ms",
+                            settings.env_budget.as_millis()
+                        )),
+                    )
                 } else if let Some(failed) = checked.iter().find(|c| c.oracle_passed != Some(true)) {
                     ("oracle_failed", Some(format!("oracle failed on {}", failed.config)))
                 } else {
@@ -263,7 +286,13 @@ impl Tables {
     }
 
     fn reject(&mut self, entity_id: &str, reason: &str, detail: String) {
-        self.rejects.push(RejectRow { stage: STAGE.into(), entity_id: entity_id.into(), source_id: None, reason: reason.into(), detail: Some(detail) });
+        self.rejects.push(RejectRow {
+            stage: STAGE.into(),
+            entity_id: entity_id.into(),
+            source_id: None,
+            reason: reason.into(),
+            detail: Some(detail),
+        });
     }
 
     fn write(self, data: &Path, envs: Vec<EnvironmentRow>, configs: Vec<TaskConfigRow>) -> Result<(), DatasetError> {

@@ -2,11 +2,11 @@
 //! Commands receive parsed arguments and never parse anything themselves.
 
 use super::args::*;
+use crate::corpus::{IngestSettings, Preset};
 use crate::report::Printer;
+use crate::runs::RunLog;
 use crate::sandbox::{ExecMode, Job, Limits, Task};
 use crate::verify::{VerifySettings, VerifySummary};
-use crate::corpus::{IngestSettings, Preset};
-use crate::runs::RunLog;
 use crate::{corpus, env, import_codegym, query, runtime, verify};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
@@ -17,7 +17,9 @@ pub(super) fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => build(args),
         Command::Ingest(args) => ingest_command(args),
-        Command::ImportCodegym(args) => logged("import-codegym", &args.data, |log| import(&args.envs, &args.tasks, &args.data, Printer::new(args.run.quiet), log)),
+        Command::ImportCodegym(args) => logged("import-codegym", &args.data, |log| {
+            import(&args.envs, &args.tasks, &args.data, Printer::new(args.run.quiet), log)
+        }),
         Command::Verify(args) => verify_command(args),
         Command::Sql(args) => sql(args),
         Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run(args),
@@ -56,17 +58,31 @@ fn build_steps(args: &BuildArgs, log: &mut RunLog) -> Result<()> {
     let corpus_file = args.samples.join("problems.parquet");
     if corpus_file.is_file() {
         let settings = IngestSettings::new(corpus_file, Preset::Kodcode);
-        run_ingest(&settings, &args.data, Some(Limits { timeout: Duration::from_secs(5), ..Limits::default() }), threads(&args.run), printer, log)?;
+        run_ingest(
+            &settings,
+            &args.data,
+            Some(Limits { timeout: Duration::from_secs(5), ..Limits::default() }),
+            threads(&args.run),
+            printer,
+            log,
+        )?;
     }
     let release = args.samples.join("codegym");
     let (envs, tasks) = (release.join("envs.jsonl"), release.join("tasks.jsonl"));
     if !envs.is_file() {
-        bail!("no sample release at {}\n  hint: run `codegym build` from the repository root, or pass --samples DIR", release.display());
+        bail!(
+            "no sample release at {}\n  hint: run `codegym build` from the repository root, or pass --samples DIR",
+            release.display()
+        );
     }
     import(&envs, &tasks, &args.data, printer, log)?;
     let settings = VerifySettings { threads: threads(&args.run), ..VerifySettings::default() };
     run_verify(&args.data, &settings, printer, log)?;
-    printer.status(format!("dataset written to {} (query it: codegym sql --data {} --file queries/verification_summary.sql)", args.data.display(), args.data.display()));
+    printer.status(format!(
+        "dataset written to {} (query it: codegym sql --data {} --file queries/verification_summary.sql)",
+        args.data.display(),
+        args.data.display()
+    ));
     Ok(())
 }
 
@@ -80,10 +96,19 @@ fn ingest_command(args: IngestArgs) -> Result<()> {
     settings.source = args.source.clone();
     settings.license = args.license.clone();
     let limits = Limits { timeout: Duration::from_millis(args.preflight_timeout_ms), ..Limits::default() };
-    logged("ingest", &args.data, |log| run_ingest(&settings, &args.data, (!args.no_preflight).then_some(limits), threads(&args.run), printer, log))
+    logged("ingest", &args.data, |log| {
+        run_ingest(&settings, &args.data, (!args.no_preflight).then_some(limits), threads(&args.run), printer, log)
+    })
 }
 
-fn run_ingest(settings: &IngestSettings, data: &Path, preflight: Option<Limits>, threads: usize, printer: Printer, log: &mut RunLog) -> Result<()> {
+fn run_ingest(
+    settings: &IngestSettings,
+    data: &Path,
+    preflight: Option<Limits>,
+    threads: usize,
+    printer: Printer,
+    log: &mut RunLog,
+) -> Result<()> {
     let started = Instant::now();
     let summary = corpus::ingest(settings, data).with_context(|| format!("failed to ingest {}", settings.corpus.display()))?;
     let rejects: Vec<String> = summary.rejects.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
@@ -94,7 +119,11 @@ fn run_ingest(settings: &IngestSettings, data: &Path, preflight: Option<Limits>,
         summary.rejects.values().sum::<u64>(),
         if rejects.is_empty() { String::new() } else { format!(" ({})", rejects.join(", ")) },
         started.elapsed().as_secs_f64(),
-        if summary.kept_from_before > 0 { format!("; {} problems from earlier ingests kept", summary.kept_from_before) } else { String::new() },
+        if summary.kept_from_before > 0 {
+            format!("; {} problems from earlier ingests kept", summary.kept_from_before)
+        } else {
+            String::new()
+        },
     ));
     log.stage("ingest", serde_json::json!({ "rows_in": summary.rows_in, "problems": summary.problems, "kept_from_before": summary.kept_from_before, "rejects": summary.rejects }));
     let Some(limits) = preflight else { return Ok(()) };
@@ -105,12 +134,17 @@ fn run_ingest(settings: &IngestSettings, data: &Path, preflight: Option<Limits>,
     drop(progress);
     log.stage("preflight", serde_json::json!({ "verdicts": result.verdicts, "seconds": started.elapsed().as_secs_f64() }));
     let verdicts: Vec<String> = result.verdicts.iter().map(|(v, n)| format!("{n} {v}")).collect();
-    printer.status(format!("preflight: {} ({:.1} s)", if verdicts.is_empty() { "nothing pending".into() } else { verdicts.join(", ") }, started.elapsed().as_secs_f64()));
+    printer.status(format!(
+        "preflight: {} ({:.1} s)",
+        if verdicts.is_empty() { "nothing pending".into() } else { verdicts.join(", ") },
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
 fn import(envs: &Path, tasks: &Path, data: &Path, printer: Printer, log: &mut RunLog) -> Result<()> {
-    let summary = import_codegym::import(envs, tasks, data).with_context(|| format!("failed to import {} and {}", envs.display(), tasks.display()))?;
+    let summary = import_codegym::import(envs, tasks, data)
+        .with_context(|| format!("failed to import {} and {}", envs.display(), tasks.display()))?;
     printer.status(format!(
         "import: {} environment rows + {} task rows -> {} environments, {} task configs, {} rejects",
         summary.env_rows_in, summary.task_rows_in, summary.environments, summary.task_configs, summary.rejects
@@ -120,7 +154,11 @@ fn import(envs: &Path, tasks: &Path, data: &Path, printer: Printer, log: &mut Ru
 }
 
 fn verify_command(args: VerifyArgs) -> Result<()> {
-    let cell = Limits { timeout: Duration::from_millis(args.cell_timeout_ms), memory_bytes: args.cell_memory_mb << 20, ..Limits::default() };
+    let cell = Limits {
+        timeout: Duration::from_millis(args.cell_timeout_ms),
+        memory_bytes: args.cell_memory_mb << 20,
+        ..Limits::default()
+    };
     let mode = if args.fresh { ExecMode::Fresh } else { ExecMode::default() };
     let settings = VerifySettings { cell, mode, threads: threads(&args.run), ..VerifySettings::default() };
     logged("verify", &args.data, |log| run_verify(&args.data, &settings, Printer::new(args.run.quiet), log).map(|_| ()))
@@ -130,7 +168,8 @@ fn run_verify(data: &Path, settings: &VerifySettings, printer: Printer, log: &mu
     let sandbox = sandbox()?;
     let started = Instant::now();
     let progress = printer.progress("verify", environment_count(data));
-    let summary = verify::verify(&sandbox, data, settings, Some(&progress)).with_context(|| format!("failed to verify {}", data.display()))?;
+    let summary = verify::verify(&sandbox, data, settings, Some(&progress))
+        .with_context(|| format!("failed to verify {}", data.display()))?;
     drop(progress);
     printer.status(format!(
         "verify: {}/{} environments verified, {}/{} task configs kept, {}/{} oracle cells passed ({} sandbox steps, {:.1} s, {} threads)",
@@ -157,7 +196,8 @@ fn sql(args: SqlArgs) -> Result<()> {
         (None, Some(query)) => query.clone(),
         (None, None) => bail!("give a query or --file"),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the query runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the query runtime")?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     runtime.block_on(query::run_sql(&args.data, &text, format, &mut out))?;
@@ -171,7 +211,11 @@ fn sandbox_run(args: SandboxRunArgs) -> Result<()> {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
         None => String::new(),
     };
-    let limits = Limits { timeout: Duration::from_millis(args.timeout_ms), memory_bytes: args.memory_mb << 20, output_bytes: args.output_kb << 10 };
+    let limits = Limits {
+        timeout: Duration::from_millis(args.timeout_ms),
+        memory_bytes: args.memory_mb << 20,
+        output_bytes: args.output_kb << 10,
+    };
     let task = Task::Script { code, filename: args.file.display().to_string(), stdin };
     let outcome = sandbox()?.run(Job { task, limits, seed: args.seed })?;
     let mut out = std::io::stdout().lock();

@@ -37,7 +37,8 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 7] = [Field::SourceId, Field::Question, Field::Solution, Field::Tests, Field::Difficulty, Field::Subset, Field::License];
+    pub const ALL: [Field; 7] =
+        [Field::SourceId, Field::Question, Field::Solution, Field::Tests, Field::Difficulty, Field::Subset, Field::License];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -60,9 +61,10 @@ impl Field {
 impl FromStr for Field {
     type Err = String;
     fn from_str(s: &str) -> Result<Field, String> {
-        Field::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| {
-            format!("unknown field `{s}`; fields: {}", Field::ALL.map(Field::name).join(", "))
-        })
+        Field::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| format!("unknown field `{s}`; fields: {}", Field::ALL.map(Field::name).join(", ")))
     }
 }
 
@@ -155,10 +157,16 @@ impl IngestSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("{path}: cannot read the file")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: not a readable Parquet file: {detail}")]
     NotParquet { path: String, detail: String },
-    #[error("{path}: the required column `{column}` (field `{field}`) is missing; the file has: {available}\n  hint: pick the right --preset, or map it with --map {field}=COLUMN")]
+    #[error(
+        "{path}: the required column `{column}` (field `{field}`) is missing; the file has: {available}\n  hint: pick the right --preset, or map it with --map {field}=COLUMN"
+    )]
     MissingColumn { path: String, column: String, field: &'static str, available: String },
     #[error("{path}: column `{column}` has type {data_type}, which cannot be read as text")]
     ColumnType { path: String, column: String, data_type: String },
@@ -193,11 +201,27 @@ enum CorpusReader {
 }
 
 fn text_column(path: &str, column: &str, array: &ArrayRef) -> Result<StringArray, IngestError> {
-    let type_error = || IngestError::ColumnType { path: path.to_string(), column: column.to_string(), data_type: array.data_type().to_string() };
+    let type_error = || IngestError::ColumnType {
+        path: path.to_string(),
+        column: column.to_string(),
+        data_type: array.data_type().to_string(),
+    };
     match array.data_type() {
         DataType::Utf8 => Ok(array.as_any().downcast_ref::<StringArray>().expect("utf8 array").clone()),
-        DataType::LargeUtf8 | DataType::Utf8View | DataType::Null | DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
-        | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 | DataType::Float32 | DataType::Float64 | DataType::Boolean => {
+        DataType::LargeUtf8
+        | DataType::Utf8View
+        | DataType::Null
+        | DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Boolean => {
             let cast = arrow::compute::cast(array, &DataType::Utf8).map_err(|_| type_error())?;
             Ok(cast.as_any().downcast_ref::<StringArray>().expect("cast to utf8").clone())
         }
@@ -211,7 +235,8 @@ impl CorpusReader {
         let file = File::open(path).map_err(|source| IngestError::Io { path: name.clone(), source })?;
         match path.extension().and_then(|e| e.to_str()) {
             Some("parquet") => {
-                let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| IngestError::NotParquet { path: name.clone(), detail: e.to_string() })?;
+                let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| IngestError::NotParquet { path: name.clone(), detail: e.to_string() })?;
                 let schema = builder.schema().clone();
                 let mut wanted = Vec::new();
                 for (field, (column, required)) in mapping {
@@ -219,18 +244,30 @@ impl CorpusReader {
                         Ok(index) => wanted.push((*field, column.clone(), index)),
                         Err(_) if *required => {
                             let available = schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
-                            return Err(IngestError::MissingColumn { path: name, column: column.clone(), field: field.name(), available });
+                            return Err(IngestError::MissingColumn {
+                                path: name,
+                                column: column.clone(),
+                                field: field.name(),
+                                available,
+                            });
                         }
                         Err(_) => {}
                     }
                 }
                 let roots: Vec<usize> = wanted.iter().map(|(_, _, index)| *index).collect();
                 let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
-                let reader = builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(|e| IngestError::NotParquet { path: name, detail: e.to_string() })?;
+                let reader = builder
+                    .with_projection(mask)
+                    .with_batch_size(BATCH_ROWS)
+                    .build()
+                    .map_err(|e| IngestError::NotParquet { path: name, detail: e.to_string() })?;
                 // After projection, columns keep the file's relative order.
                 let mut order: Vec<(usize, Field)> = wanted.iter().map(|(field, _, index)| (*index, *field)).collect();
                 order.sort();
-                Ok(CorpusReader::Parquet(reader, order.into_iter().enumerate().map(|(position, (_, field))| (field, position)).collect()))
+                Ok(CorpusReader::Parquet(
+                    reader,
+                    order.into_iter().enumerate().map(|(position, (_, field))| (field, position)).collect(),
+                ))
             }
             Some("jsonl" | "json") => {
                 let fields = mapping.iter().map(|(field, (column, _))| (*field, column.clone())).collect();
@@ -261,8 +298,8 @@ impl CorpusReader {
                     if text.trim().is_empty() {
                         continue;
                     }
-                    let object: serde_json::Map<String, serde_json::Value> =
-                        serde_json::from_str(&text).map_err(|e| IngestError::JsonLine { path: path.to_string(), line: *line, detail: e.to_string() })?;
+                    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+                        .map_err(|e| IngestError::JsonLine { path: path.to_string(), line: *line, detail: e.to_string() })?;
                     for ((_, column), builder) in fields.iter().zip(builders.iter_mut()) {
                         match object.get(column) {
                             None | Some(serde_json::Value::Null) => builder.append_null(),
@@ -286,7 +323,9 @@ impl CorpusReader {
 pub fn test_kind(tests: Option<&str>) -> &'static str {
     let Some(tests) = tests.filter(|t| !t.trim().is_empty()) else { return "none" };
     let trimmed = tests.trim_start();
-    if trimmed.starts_with('{') && serde_json::from_str::<serde_json::Value>(trimmed).is_ok_and(|v| v.get("io").is_some_and(|io| io.is_array())) {
+    if trimmed.starts_with('{')
+        && serde_json::from_str::<serde_json::Value>(trimmed).is_ok_and(|v| v.get("io").is_some_and(|io| io.is_array()))
+    {
         "io"
     } else if tests.contains("def test_") {
         "pytest"
@@ -371,7 +410,9 @@ pub fn ingest(settings: &IngestSettings, data: &Path) -> Result<IngestSummary, I
                 reason: reason.into(),
                 detail: Some(format!("{path}: row {row}: {detail}")),
             };
-            if let Some(rejected) = validate(&value, &mapping, settings.max_field_bytes).map(|(reason, detail)| reject(reason, detail)) {
+            if let Some(rejected) =
+                validate(&value, &mapping, settings.max_field_bytes).map(|(reason, detail)| reject(reason, detail))
+            {
                 rejects.push(rejected);
                 continue;
             }
@@ -380,7 +421,11 @@ pub fn ingest(settings: &IngestSettings, data: &Path) -> Result<IngestSummary, I
             let normalized = whitespace_normalized_hash(question);
             let exact = exact_hash(question);
             if let Some(first) = seen.get(&normalized) {
-                let (reason, how) = if first.exact == exact { ("duplicate_question", "repeats") } else { ("duplicate_question_whitespace", "repeats, up to whitespace,") };
+                let (reason, how) = if first.exact == exact {
+                    ("duplicate_question", "repeats")
+                } else {
+                    ("duplicate_question_whitespace", "repeats, up to whitespace,")
+                };
                 rejects.push(reject(reason, format!("{how} the question of row {} (source_id {})", first.row, first.source_id)));
                 continue;
             }
@@ -399,8 +444,17 @@ pub fn ingest(settings: &IngestSettings, data: &Path) -> Result<IngestSummary, I
                 None => (PREFLIGHT_PENDING, None),
             };
             out.push([
-                Some(&problem_id), Some(&source), Some(source_id), Some(question), Some(solution), tests, Some(test_kind(tests)),
-                license, value(Field::Difficulty), Some(preflight), preflight_detail,
+                Some(&problem_id),
+                Some(&source),
+                Some(source_id),
+                Some(question),
+                Some(solution),
+                tests,
+                Some(test_kind(tests)),
+                license,
+                value(Field::Difficulty),
+                Some(preflight),
+                preflight_detail,
             ]);
             summary.problems += 1;
             if out.rows >= dataset::writer::ROW_GROUP_ROWS {
@@ -416,21 +470,34 @@ pub fn ingest(settings: &IngestSettings, data: &Path) -> Result<IngestSummary, I
     for reject in &rejects {
         *summary.rejects.entry(reject.reason.clone()).or_default() += 1;
     }
-    assert_eq!(summary.rows_in, summary.problems + rejects.len() as u64, "every input row is a problem or a reject; this is a bug in codegym");
+    assert_eq!(
+        summary.rows_in,
+        summary.problems + rejects.len() as u64,
+        "every input row is a problem or a reject; this is a bug in codegym"
+    );
     dataset::upsert_table(data, Table::Rejects, rejects)?;
     Ok(summary)
 }
 
 /// The reason and detail of a row that cannot become a problem.
-fn validate<'a>(value: &impl Fn(Field) -> Option<&'a str>, mapping: &BTreeMap<Field, (String, bool)>, max_bytes: usize) -> Option<(&'static str, String)> {
+fn validate<'a>(
+    value: &impl Fn(Field) -> Option<&'a str>,
+    mapping: &BTreeMap<Field, (String, bool)>,
+    max_bytes: usize,
+) -> Option<(&'static str, String)> {
     for (field, (column, _)) in mapping {
         match value(*field) {
-            None if field.required() => return Some(("missing_field", format!("column `{column}` (field `{}`) is null or absent", field.name()))),
+            None if field.required() => {
+                return Some(("missing_field", format!("column `{column}` (field `{}`) is null or absent", field.name())));
+            }
             Some(text) if field.required() && text.trim().is_empty() => {
                 return Some(("empty_field", format!("column `{column}` (field `{}`) is empty", field.name())));
             }
             Some(text) if text.len() > max_bytes => {
-                return Some(("oversized_field", format!("column `{column}` (field `{}`) holds {} bytes, the limit is {max_bytes}", field.name(), text.len())));
+                return Some((
+                    "oversized_field",
+                    format!("column `{column}` (field `{}`) holds {} bytes, the limit is {max_bytes}", field.name(), text.len()),
+                ));
             }
             _ => {}
         }
@@ -449,7 +516,11 @@ fn earlier_preflight(data: &Path) -> Result<HashMap<u128, (String, Option<String
     for file in dataset::reader::table_files(data, Table::Problems)? {
         for batch in dataset::reader::read_file_batches(&file)? {
             let column = |name| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
-            let (Some(ids), Some(verdicts), Some(details)) = (column("problem_id"), column("preflight"), column("preflight_detail")) else { continue };
+            let (Some(ids), Some(verdicts), Some(details)) =
+                (column("problem_id"), column("preflight"), column("preflight_detail"))
+            else {
+                continue;
+            };
             for i in 0..batch.num_rows() {
                 if !ids.is_null(i) && !verdicts.is_null(i) && verdicts.value(i) != PREFLIGHT_PENDING {
                     let detail = (!details.is_null(i)).then(|| details.value(i).to_string());
@@ -468,7 +539,8 @@ fn carry_over(data: &Path, writer: &mut StreamWriter, written: &HashSet<u128>) -
         for batch in dataset::reader::read_file_batches(&file)? {
             let ids = batch.column_by_name("problem_id").and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
             let Some(ids) = ids else { continue };
-            let keep: arrow::array::BooleanArray = ids.iter().map(|id| Some(id.is_none_or(|id| !written.contains(&id_number(id))))).collect();
+            let keep: arrow::array::BooleanArray =
+                ids.iter().map(|id| Some(id.is_none_or(|id| !written.contains(&id_number(id))))).collect();
             let filtered = arrow::compute::filter_record_batch(&batch, &keep).map_err(|e| DatasetError::arrow("problems", e))?;
             kept += filtered.num_rows() as u64;
             if filtered.num_rows() > 0 {

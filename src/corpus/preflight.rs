@@ -42,17 +42,22 @@ fn job(problem: &ProblemRow, limits: Limits) -> Job {
 /// The (verdict, detail) of one preflight job.
 fn verdict(outcome: &crate::sandbox::JobOutcome) -> (String, Option<String>) {
     match (outcome.verdict, &outcome.result) {
-        (Verdict::Ok, Some(result)) => (
-            result["verdict"].as_str().unwrap_or("error").to_string(),
-            result["detail"].as_str().map(String::from),
-        ),
+        (Verdict::Ok, Some(result)) => {
+            (result["verdict"].as_str().unwrap_or("error").to_string(), result["detail"].as_str().map(String::from))
+        }
         (Verdict::Timeout, _) => ("timeout".into(), outcome.detail.clone()),
         _ => ("error".into(), outcome.detail.clone()),
     }
 }
 
 /// Preflights every `pending` problem of the dataset at `data` and rewrites `problems`.
-pub fn preflight(sandbox: &Sandbox, data: &Path, limits: Limits, threads: usize, reporter: Option<&dyn JobReporter>) -> Result<PreflightSummary, PreflightError> {
+pub fn preflight(
+    sandbox: &Sandbox,
+    data: &Path,
+    limits: Limits,
+    threads: usize,
+    reporter: Option<&dyn JobReporter>,
+) -> Result<PreflightSummary, PreflightError> {
     let mut problems: Vec<ProblemRow> = dataset::read_table(data, Table::Problems)?;
     let pending: Vec<usize> = (0..problems.len()).filter(|&i| problems[i].preflight == PREFLIGHT_PENDING).collect();
     let jobs = pending.iter().map(|&i| job(&problems[i], limits)).collect();

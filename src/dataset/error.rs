@@ -27,9 +27,7 @@ pub enum DatasetError {
     /// Rows could not be turned into the table's Arrow columns, usually because a row field's
     /// type does not match the column type in `schemas/<table>.json`, or a non-nullable column
     /// was missing or null.
-    #[error(
-        "cannot build rows of table `{table}` (check the row fields against schemas/{table}.json): {source}"
-    )]
+    #[error("cannot build rows of table `{table}` (check the row fields against schemas/{table}.json): {source}")]
     Arrow {
         /// The table name.
         table: String,
@@ -57,37 +55,22 @@ pub enum DatasetError {
 
 impl DatasetError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DatasetError::Io {
-            path: path.into(),
-            source,
-        }
+        DatasetError::Io { path: path.into(), source }
     }
 
     pub(crate) fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
-        DatasetError::Parquet {
-            path: path.into(),
-            source,
-        }
+        DatasetError::Parquet { path: path.into(), source }
     }
 
     pub(crate) fn arrow(table: impl Into<String>, source: arrow::error::ArrowError) -> Self {
-        DatasetError::Arrow {
-            table: table.into(),
-            source,
-        }
+        DatasetError::Arrow { table: table.into(), source }
     }
 
     pub(crate) fn schema(table: impl Into<String>, detail: impl Into<String>) -> Self {
-        DatasetError::Schema {
-            table: table.into(),
-            detail: detail.into(),
-        }
+        DatasetError::Schema { table: table.into(), detail: detail.into() }
     }
 
     pub(crate) fn decode(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
-        DatasetError::Decode {
-            path: path.into(),
-            detail: detail.into(),
-        }
+        DatasetError::Decode { path: path.into(), detail: detail.into() }
     }
 }

@@ -107,12 +107,7 @@ impl FromStr for Table {
     type Err = UnknownTable;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Table::ALL
-            .into_iter()
-            .find(|t| t.name() == s)
-            .ok_or_else(|| UnknownTable {
-                name: s.to_string(),
-            })
+        Table::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| UnknownTable { name: s.to_string() })
     }
 }
 

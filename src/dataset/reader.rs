@@ -55,9 +55,8 @@ pub fn read_batches(dir: &Path, table: Table) -> Result<Vec<RecordBatch>, Datase
     let mut out = Vec::new();
     for path in table_files(dir, table)? {
         for batch in read_file_batches(&path)? {
-            let batch = conform(table, &batch, true).map_err(|e| {
-                DatasetError::schema(table.name(), format!("`{}`: {e}", path.display()))
-            })?;
+            let batch = conform(table, &batch, true)
+                .map_err(|e| DatasetError::schema(table.name(), format!("`{}`: {e}", path.display())))?;
             out.push(batch);
         }
     }
@@ -74,9 +73,7 @@ pub fn read_table<R: DeserializeOwned>(dir: &Path, table: Table) -> Result<Vec<R
         let batches = batches
             .iter()
             .map(|b| {
-                conform(table, b, true).map_err(|e| {
-                    DatasetError::schema(table.name(), format!("`{}`: {e}", path.display()))
-                })
+                conform(table, b, true).map_err(|e| DatasetError::schema(table.name(), format!("`{}`: {e}", path.display())))
             })
             .collect::<Result<Vec<_>, _>>()?;
         batches_to_rows(&path, &batches, &mut rows)?;
@@ -102,24 +99,16 @@ pub fn read_file_batches(path: &Path) -> Result<Vec<RecordBatch>, DatasetError> 
         .with_batch_size(READ_BATCH_ROWS)
         .build()
         .map_err(|e| DatasetError::parquet(path, e))?;
-    reader
-        .map(|batch| batch.map_err(|e| DatasetError::parquet(path, e.into())))
-        .collect()
+    reader.map(|batch| batch.map_err(|e| DatasetError::parquet(path, e.into()))).collect()
 }
 
 /// Appends the rows of `batches` (read from `path`) to `out` as `R`.
-fn batches_to_rows<R: DeserializeOwned>(
-    path: &Path,
-    batches: &[RecordBatch],
-    out: &mut Vec<R>,
-) -> Result<(), DatasetError> {
+fn batches_to_rows<R: DeserializeOwned>(path: &Path, batches: &[RecordBatch], out: &mut Vec<R>) -> Result<(), DatasetError> {
     let mut row = 0usize;
     let mut buf = Vec::new();
     for batch in batches {
         buf.clear();
-        let mut writer: LineDelimitedWriter<&mut Vec<u8>> = WriterBuilder::new()
-            .with_explicit_nulls(true)
-            .build(&mut buf);
+        let mut writer: LineDelimitedWriter<&mut Vec<u8>> = WriterBuilder::new().with_explicit_nulls(true).build(&mut buf);
         writer
             .write(batch)
             .and_then(|()| writer.finish())
@@ -139,9 +128,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use arrow::array::{
-        ArrayRef, Int64Array, ListBuilder, StringArray, StringBuilder, StructArray,
-    };
+    use arrow::array::{ArrayRef, Int64Array, ListBuilder, StringArray, StringBuilder, StructArray};
     use arrow::datatypes::{DataType, Field, Fields, Schema};
     use parquet::arrow::ArrowWriter;
     use serde::{Deserialize, Serialize};
@@ -158,12 +145,7 @@ mod tests {
     }
 
     fn stat(config: &str, tool: &str, calls: i32) -> Stat {
-        Stat {
-            config_id: config.into(),
-            env_id: "e".into(),
-            tool: tool.into(),
-            calls,
-        }
+        Stat { config_id: config.into(), env_id: "e".into(), tool: tool.into(), calls }
     }
 
     #[test]
@@ -171,11 +153,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rows: Vec<Stat> = read_table(dir.path(), Table::ToolCallStats).unwrap();
         assert!(rows.is_empty());
-        assert!(
-            read_batches(dir.path(), Table::ToolCallStats)
-                .unwrap()
-                .is_empty()
-        );
+        assert!(read_batches(dir.path(), Table::ToolCallStats).unwrap().is_empty());
     }
 
     #[test]
@@ -210,9 +188,7 @@ mod tests {
         let table_dir = Table::Runs.dir(dir.path());
         fs::create_dir_all(&table_dir).unwrap();
         fs::write(table_dir.join("part-00000.parquet"), b"garbage").unwrap();
-        let err = read_batches(dir.path(), Table::Runs)
-            .unwrap_err()
-            .to_string();
+        let err = read_batches(dir.path(), Table::Runs).unwrap_err().to_string();
         assert!(err.contains("part-00000.parquet"), "{err}");
     }
 
@@ -225,13 +201,8 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         write_table(dir.path(), Table::ToolCallStats, &[stat("c", "x", 1)]).unwrap();
-        let err = read_table::<Wrong>(dir.path(), Table::ToolCallStats)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("part-00000.parquet") && err.contains("row 0"),
-            "{err}"
-        );
+        let err = read_table::<Wrong>(dir.path(), Table::ToolCallStats).unwrap_err().to_string();
+        assert!(err.contains("part-00000.parquet") && err.contains("row 0"), "{err}");
     }
 
     /// A file shaped like a released CodeGym table: a struct column, a list column, nulls.
@@ -240,10 +211,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tasks.parquet");
 
-        let meta_fields = Fields::from(vec![
-            Field::new("difficulty", DataType::Utf8, true),
-            Field::new("calls", DataType::Int64, true),
-        ]);
+        let meta_fields =
+            Fields::from(vec![Field::new("difficulty", DataType::Utf8, true), Field::new("calls", DataType::Int64, true)]);
         let meta = StructArray::new(
             meta_fields.clone(),
             vec![
@@ -263,15 +232,9 @@ mod tests {
             Field::new("meta", DataType::Struct(meta_fields), true),
             Field::new("tags", tags.data_type().clone(), true),
         ]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from(vec!["One", "Two"])),
-                Arc::new(meta),
-                tags,
-            ],
-        )
-        .unwrap();
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec!["One", "Two"])), Arc::new(meta), tags])
+                .unwrap();
         let mut writer = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
@@ -293,32 +256,17 @@ mod tests {
             vec![
                 Task {
                     name: "One".into(),
-                    meta: Meta {
-                        difficulty: Some("easy".into()),
-                        calls: Some(3)
-                    },
+                    meta: Meta { difficulty: Some("easy".into()), calls: Some(3) },
                     tags: Some(vec!["a".into(), "b".into()]),
                 },
-                Task {
-                    name: "Two".into(),
-                    meta: Meta {
-                        difficulty: None,
-                        calls: Some(7)
-                    },
-                    tags: None,
-                },
+                Task { name: "Two".into(), meta: Meta { difficulty: None, calls: Some(7) }, tags: None },
             ]
         );
         let values: Vec<BTreeMap<String, serde_json::Value>> = read_parquet_rows(&path).unwrap();
-        assert_eq!(
-            values[0]["meta"],
-            serde_json::json!({"difficulty": "easy", "calls": 3})
-        );
+        assert_eq!(values[0]["meta"], serde_json::json!({"difficulty": "easy", "calls": 3}));
         assert_eq!(values[1]["tags"], serde_json::Value::Null);
 
-        let err = read_parquet_rows::<Task>(&dir.path().join("nope.parquet"))
-            .unwrap_err()
-            .to_string();
+        let err = read_parquet_rows::<Task>(&dir.path().join("nope.parquet")).unwrap_err().to_string();
         assert!(err.contains("nope.parquet"), "{err}");
     }
 }

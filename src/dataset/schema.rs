@@ -59,9 +59,7 @@ impl ColumnType {
             ColumnType::Int64 => DataType::Int64,
             ColumnType::Float64 => DataType::Float64,
             ColumnType::Bool => DataType::Boolean,
-            ColumnType::ListUtf8 => {
-                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
-            }
+            ColumnType::ListUtf8 => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
         }
     }
 }
@@ -96,24 +94,15 @@ pub struct TableSpec {
 impl TableSpec {
     /// The Arrow schema of the table, carrying the schema version in its metadata.
     fn arrow_schema(&self) -> Schema {
-        let fields: Vec<Field> = self
-            .columns
-            .iter()
-            .map(|c| Field::new(&c.name, c.ty.data_type(), c.nullable))
-            .collect();
-        let metadata =
-            HashMap::from([(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string())]);
+        let fields: Vec<Field> = self.columns.iter().map(|c| Field::new(&c.name, c.ty.data_type(), c.nullable)).collect();
+        let metadata = HashMap::from([(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string())]);
         Schema::new_with_metadata(fields, metadata)
     }
 
     /// Checks the invariants the writer relies on; the error says what is wrong.
     fn check(&self, table: Table) -> Result<(), String> {
         if self.table != table.name() {
-            return Err(format!(
-                "the file declares table `{}`, expected `{}`",
-                self.table,
-                table.name()
-            ));
+            return Err(format!("the file declares table `{}`, expected `{}`", self.table, table.name()));
         }
         if self.columns.is_empty() {
             return Err("no columns".to_string());
@@ -160,10 +149,9 @@ fn schema_source(table: Table) -> &'static str {
 
 /// Parses and checks one embedded schema file.
 fn parse_spec(table: Table) -> Result<TableSpec, String> {
-    let spec: TableSpec = serde_json::from_str(schema_source(table))
-        .map_err(|e| format!("schemas/{}.json does not parse: {e}", table.name()))?;
-    spec.check(table)
-        .map_err(|e| format!("schemas/{}.json: {e}", table.name()))?;
+    let spec: TableSpec =
+        serde_json::from_str(schema_source(table)).map_err(|e| format!("schemas/{}.json does not parse: {e}", table.name()))?;
+    spec.check(table).map_err(|e| format!("schemas/{}.json: {e}", table.name()))?;
     Ok(spec)
 }
 
@@ -178,20 +166,14 @@ fn loaded(table: Table) -> &'static Loaded {
         Table::ALL
             .iter()
             .map(|&t| {
-                let spec = parse_spec(t).unwrap_or_else(|e| {
-                    panic!(
-                        "{e}; the schema files are embedded at build time, this is a bug in codegym"
-                    )
-                });
+                let spec = parse_spec(t)
+                    .unwrap_or_else(|e| panic!("{e}; the schema files are embedded at build time, this is a bug in codegym"));
                 let schema = Arc::new(spec.arrow_schema());
                 Loaded { spec, schema }
             })
             .collect()
     });
-    let index = Table::ALL
-        .iter()
-        .position(|&t| t == table)
-        .expect("Table::ALL lists every table");
+    let index = Table::ALL.iter().position(|&t| t == table).expect("Table::ALL lists every table");
     &all[index]
 }
 
@@ -219,10 +201,7 @@ impl Table {
 
     /// The one-line doc of column `name`, or `None` if the table has no such column.
     pub fn column_doc(self, name: &str) -> Option<&'static str> {
-        self.columns()
-            .iter()
-            .find(|c| c.name == name)
-            .map(|c| c.doc.as_str())
+        self.columns().iter().find(|c| c.name == name).map(|c| c.doc.as_str())
     }
 }
 
@@ -231,11 +210,7 @@ impl Table {
 /// missing nullable column becomes all nulls. Columns the schema does not know are an error
 /// unless `allow_extra` (readers tolerate files from newer versions; writers do not silently drop
 /// data). The error text names the column; callers add the table and file.
-pub(crate) fn conform(
-    table: Table,
-    batch: &RecordBatch,
-    allow_extra: bool,
-) -> Result<RecordBatch, String> {
+pub(crate) fn conform(table: Table, batch: &RecordBatch, allow_extra: bool) -> Result<RecordBatch, String> {
     let schema = table.schema();
     if batch.schema().fields() == schema.fields() {
         return RecordBatch::try_new(schema, batch.columns().to_vec()).map_err(|e| e.to_string());
@@ -249,40 +224,27 @@ pub(crate) fn conform(
             .filter(|name| schema.field_with_name(name).is_err())
             .collect();
         if !extra.is_empty() {
-            return Err(format!(
-                "column(s) {} are not in schemas/{}.json",
-                extra.join(", "),
-                table.name()
-            ));
+            return Err(format!("column(s) {} are not in schemas/{}.json", extra.join(", "), table.name()));
         }
     }
-    let options = CastOptions {
-        safe: false,
-        ..Default::default()
-    };
+    let options = CastOptions { safe: false, ..Default::default() };
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let column = match batch.column_by_name(field.name()) {
             Some(column) if column.data_type() == field.data_type() => column.clone(),
-            Some(column) => {
-                cast_with_options(column, field.data_type(), &options).map_err(|e| {
-                    format!(
-                        "column `{}` has type {} and does not convert to {}: {e}",
-                        field.name(),
-                        column.data_type(),
-                        field.data_type()
-                    )
-                })?
-            }
+            Some(column) => cast_with_options(column, field.data_type(), &options).map_err(|e| {
+                format!(
+                    "column `{}` has type {} and does not convert to {}: {e}",
+                    field.name(),
+                    column.data_type(),
+                    field.data_type()
+                )
+            })?,
             None if field.is_nullable() => new_null_array(field.data_type(), batch.num_rows()),
             None => return Err(format!("required column `{}` is missing", field.name())),
         };
         if !field.is_nullable() && column.null_count() > 0 {
-            return Err(format!(
-                "column `{}` is not nullable but holds {} null(s)",
-                field.name(),
-                column.null_count()
-            ));
+            return Err(format!("column `{}` is not nullable but holds {} null(s)", field.name(), column.null_count()));
         }
         columns.push(column);
     }
@@ -303,13 +265,7 @@ mod tests {
                 let field = schema.field_with_name(k).unwrap();
                 assert!(!field.is_nullable(), "{t}.{k}");
             }
-            assert_eq!(
-                schema
-                    .metadata()
-                    .get(SCHEMA_VERSION_KEY)
-                    .map(String::as_str),
-                Some(SCHEMA_VERSION)
-            );
+            assert_eq!(schema.metadata().get(SCHEMA_VERSION_KEY).map(String::as_str), Some(SCHEMA_VERSION));
         }
     }
 
@@ -317,26 +273,15 @@ mod tests {
     fn list_columns_use_nullable_item_field() {
         let schema = Table::Environments.schema();
         let tools = schema.field_with_name("tools").unwrap();
-        assert_eq!(
-            tools.data_type(),
-            &DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
-        );
+        assert_eq!(tools.data_type(), &DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))));
         assert!(!tools.is_nullable());
     }
 
     #[test]
     fn keys_and_docs() {
-        assert_eq!(
-            Table::OracleRuns.key(),
-            ["env_id", "candidate", "config_id"]
-        );
+        assert_eq!(Table::OracleRuns.key(), ["env_id", "candidate", "config_id"]);
         assert_eq!(Table::ToolCallStats.key(), ["config_id", "tool"]);
-        assert!(
-            Table::Problems
-                .column_doc("preflight")
-                .unwrap()
-                .contains("no_tests")
-        );
+        assert!(Table::Problems.column_doc("preflight").unwrap().contains("no_tests"));
         assert_eq!(Table::Problems.column_doc("nope"), None);
     }
 
@@ -346,10 +291,6 @@ mod tests {
         spec.key.push("missing".to_string());
         let err = spec.check(Table::Rejects).unwrap_err();
         assert!(err.contains("`missing`"), "{err}");
-        assert!(
-            spec.check(Table::Runs)
-                .unwrap_err()
-                .contains("expected `runs`")
-        );
+        assert!(spec.check(Table::Runs).unwrap_err().contains("expected `runs`"));
     }
 }

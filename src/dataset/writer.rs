@@ -58,11 +58,7 @@ pub fn rows_to_batch<R: Serialize>(table: Table, rows: &[R]) -> Result<RecordBat
     // error names the column ("not nullable but holds 1 null(s)") more plainly than the decoder.
     let schema = table.schema();
     let relaxed = Arc::new(Schema::new_with_metadata(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
+        schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
         schema.metadata().clone(),
     ));
     let mut decoder = ReaderBuilder::new(relaxed.clone())
@@ -70,29 +66,17 @@ pub fn rows_to_batch<R: Serialize>(table: Table, rows: &[R]) -> Result<RecordBat
         .with_strict_mode(true)
         .build_decoder()
         .map_err(|e| DatasetError::arrow(table.name(), e))?;
-    decoder
-        .serialize(rows)
-        .map_err(|e| DatasetError::arrow(table.name(), e))?;
-    let batch = decoder
-        .flush()
-        .map_err(|e| DatasetError::arrow(table.name(), e))?
-        .unwrap_or_else(|| RecordBatch::new_empty(relaxed));
-    conform(table, &batch, false).map_err(|e| {
-        DatasetError::schema(
-            table.name(),
-            format!("{e} (a row has no value, or None, for it)"),
-        )
-    })
+    decoder.serialize(rows).map_err(|e| DatasetError::arrow(table.name(), e))?;
+    let batch =
+        decoder.flush().map_err(|e| DatasetError::arrow(table.name(), e))?.unwrap_or_else(|| RecordBatch::new_empty(relaxed));
+    conform(table, &batch, false)
+        .map_err(|e| DatasetError::schema(table.name(), format!("{e} (a row has no value, or None, for it)")))
 }
 
 /// Replaces `table` under the data directory `dir` with `rows` (deduplicated by key, first
 /// occurrence wins, and sorted by key). An empty `rows` writes an empty table, which SQL can
 /// still query.
-pub fn write_table<R: Serialize>(
-    dir: &Path,
-    table: Table,
-    rows: &[R],
-) -> Result<WriteSummary, DatasetError> {
+pub fn write_table<R: Serialize>(dir: &Path, table: Table, rows: &[R]) -> Result<WriteSummary, DatasetError> {
     let batch = rows_to_batch(table, rows)?;
     write_batches(dir, table, &[batch])
 }
@@ -100,11 +84,7 @@ pub fn write_table<R: Serialize>(
 /// Merges `rows` into `table`: a new row replaces the stored row with the same key, other stored
 /// rows are kept, and the union is written as by [`write_table`]. Stored rows are merged as Arrow
 /// columns, so columns the row type does not carry survive.
-pub fn upsert_table<R: Serialize>(
-    dir: &Path,
-    table: Table,
-    rows: Vec<R>,
-) -> Result<WriteSummary, DatasetError> {
+pub fn upsert_table<R: Serialize>(dir: &Path, table: Table, rows: Vec<R>) -> Result<WriteSummary, DatasetError> {
     let mut batches = vec![rows_to_batch(table, &rows)?];
     drop(rows);
     batches.extend(reader::read_batches(dir, table)?);
@@ -114,18 +94,13 @@ pub fn upsert_table<R: Serialize>(
 /// Replaces `table` with the rows of `batches`, as [`write_table`] does. Batch columns are matched
 /// to the table's columns by name and cast where the type differs; an unknown column or a null in
 /// a non-nullable column is an error.
-pub fn write_batches(
-    dir: &Path,
-    table: Table,
-    batches: &[RecordBatch],
-) -> Result<WriteSummary, DatasetError> {
+pub fn write_batches(dir: &Path, table: Table, batches: &[RecordBatch]) -> Result<WriteSummary, DatasetError> {
     let schema = table.schema();
     let conformed = batches
         .iter()
         .map(|b| conform(table, b, false).map_err(|e| DatasetError::schema(table.name(), e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let all =
-        concat_batches(&schema, &conformed).map_err(|e| DatasetError::arrow(table.name(), e))?;
+    let all = concat_batches(&schema, &conformed).map_err(|e| DatasetError::arrow(table.name(), e))?;
     let input_rows = all.num_rows();
     let sorted = dedup_and_sort(table, &all)?;
 
@@ -133,8 +108,7 @@ pub fn write_batches(
     fs::create_dir_all(&table_dir).map_err(|e| DatasetError::io(&table_dir, e))?;
     let path = table_dir.join(PART_FILE);
     let tmp = table_dir.join(format!(".{PART_FILE}.tmp"));
-    let result = write_parquet(&tmp, &sorted)
-        .and_then(|()| fs::rename(&tmp, &path).map_err(|e| DatasetError::io(&path, e)));
+    let result = write_parquet(&tmp, &sorted).and_then(|()| fs::rename(&tmp, &path).map_err(|e| DatasetError::io(&path, e)));
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
         return Err(e);
@@ -144,16 +118,8 @@ pub fn write_batches(
     if let Ok(d) = File::open(&table_dir) {
         let _ = d.sync_all();
     }
-    let bytes = fs::metadata(&path)
-        .map_err(|e| DatasetError::io(&path, e))?
-        .len();
-    Ok(WriteSummary {
-        table,
-        path,
-        rows: sorted.num_rows(),
-        duplicates: input_rows - sorted.num_rows(),
-        bytes,
-    })
+    let bytes = fs::metadata(&path).map_err(|e| DatasetError::io(&path, e))?.len();
+    Ok(WriteSummary { table, path, rows: sorted.num_rows(), duplicates: input_rows - sorted.num_rows(), bytes })
 }
 
 /// Sorts `batch` by `table`'s key and keeps the first input row of each key.
@@ -163,20 +129,16 @@ fn dedup_and_sort(table: Table, batch: &RecordBatch) -> Result<RecordBatch, Data
     let mut fields = Vec::new();
     let mut columns = Vec::new();
     for k in table.key() {
-        let (i, field) = schema.column_with_name(k).ok_or_else(|| {
-            DatasetError::schema(table.name(), format!("key column `{k}` is missing"))
-        })?;
+        let (i, field) = schema
+            .column_with_name(k)
+            .ok_or_else(|| DatasetError::schema(table.name(), format!("key column `{k}` is missing")))?;
         fields.push(SortField::new(field.data_type().clone()));
         columns.push(batch.column(i).clone());
     }
     let converter = RowConverter::new(fields).map_err(arrow_err)?;
     let keys = converter.convert_columns(&columns).map_err(arrow_err)?;
-    let n = u32::try_from(batch.num_rows()).map_err(|_| {
-        DatasetError::schema(
-            table.name(),
-            "more than 2^32 rows in one write; split the table",
-        )
-    })?;
+    let n = u32::try_from(batch.num_rows())
+        .map_err(|_| DatasetError::schema(table.name(), "more than 2^32 rows in one write; split the table"))?;
     let mut order: Vec<u32> = (0..n).collect();
     // Stable sort: among equal keys the first input row comes first and survives the dedup.
     order.sort_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
@@ -188,24 +150,17 @@ fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            SCHEMA_VERSION_KEY.to_string(),
-            SCHEMA_VERSION.to_string(),
-        )]))
+        .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string())]))
         .build()
 }
 
 /// Writes `batch` to `path` (created or truncated) and syncs it.
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), DatasetError> {
     let file = File::create(path).map_err(|e| DatasetError::io(path, e))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()))
-        .map_err(|e| DatasetError::parquet(path, e))?;
-    writer
-        .write(batch)
-        .map_err(|e| DatasetError::parquet(path, e))?;
-    let file = writer
-        .into_inner()
-        .map_err(|e| DatasetError::parquet(path, e))?;
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(writer_properties())).map_err(|e| DatasetError::parquet(path, e))?;
+    writer.write(batch).map_err(|e| DatasetError::parquet(path, e))?;
+    let file = writer.into_inner().map_err(|e| DatasetError::parquet(path, e))?;
     file.sync_all().map_err(|e| DatasetError::io(path, e))
 }
 
@@ -231,8 +186,8 @@ impl StreamWriter {
         let path = table_dir.join(PART_FILE);
         let tmp = table_dir.join(format!(".{PART_FILE}.stream.tmp"));
         let file = File::create(&tmp).map_err(|e| DatasetError::io(&tmp, e))?;
-        let writer = ArrowWriter::try_new(file, table.schema(), Some(writer_properties()))
-            .map_err(|e| DatasetError::parquet(&tmp, e))?;
+        let writer =
+            ArrowWriter::try_new(file, table.schema(), Some(writer_properties())).map_err(|e| DatasetError::parquet(&tmp, e))?;
         Ok(StreamWriter { table, tmp, path, writer: Some(writer), rows: 0 })
     }
 
@@ -332,10 +287,7 @@ mod tests {
         let summary = write_table(dir.path(), Table::Environments, &rows).unwrap();
         assert_eq!(summary.rows, 2);
         assert_eq!(summary.duplicates, 0);
-        assert_eq!(
-            summary.path,
-            dir.path().join("environments").join(PART_FILE)
-        );
+        assert_eq!(summary.path, dir.path().join("environments").join(PART_FILE));
         let back: Vec<Env> = read_table(dir.path(), Table::Environments).unwrap();
         // Sorted by key.
         assert_eq!(back, vec![rows[1].clone(), rows[0].clone()]);
@@ -345,9 +297,7 @@ mod tests {
     fn same_rows_any_order_give_identical_bytes() {
         let dir1 = tempfile::tempdir().unwrap();
         let dir2 = tempfile::tempdir().unwrap();
-        let rows: Vec<Reject> = (0..50)
-            .map(|i| reject("verify", &format!("e{i:03}"), "wrong_output", Some("x")))
-            .collect();
+        let rows: Vec<Reject> = (0..50).map(|i| reject("verify", &format!("e{i:03}"), "wrong_output", Some("x"))).collect();
         let mut reversed = rows.clone();
         reversed.reverse();
         let s1 = write_table(dir1.path(), Table::Rejects, &rows).unwrap();
@@ -380,16 +330,8 @@ mod tests {
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
         let expected = Table::Environments.schema();
         assert_eq!(builder.schema().as_ref(), expected.as_ref());
-        let kv = builder
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .unwrap();
-        assert!(
-            kv.iter()
-                .any(|kv| kv.key == SCHEMA_VERSION_KEY
-                    && kv.value.as_deref() == Some(SCHEMA_VERSION))
-        );
+        let kv = builder.metadata().file_metadata().key_value_metadata().unwrap();
+        assert!(kv.iter().any(|kv| kv.key == SCHEMA_VERSION_KEY && kv.value.as_deref() == Some(SCHEMA_VERSION)));
     }
 
     #[test]
@@ -406,24 +348,11 @@ mod tests {
     #[test]
     fn upsert_replaces_by_key() {
         let dir = tempfile::tempdir().unwrap();
-        write_table(
-            dir.path(),
-            Table::Rejects,
-            &[
-                reject("a", "1", "r", Some("old")),
-                reject("a", "2", "r", Some("kept")),
-            ],
-        )
-        .unwrap();
-        let summary = upsert_table(
-            dir.path(),
-            Table::Rejects,
-            vec![
-                reject("a", "1", "r", Some("new")),
-                reject("a", "3", "r", None),
-            ],
-        )
-        .unwrap();
+        write_table(dir.path(), Table::Rejects, &[reject("a", "1", "r", Some("old")), reject("a", "2", "r", Some("kept"))])
+            .unwrap();
+        let summary =
+            upsert_table(dir.path(), Table::Rejects, vec![reject("a", "1", "r", Some("new")), reject("a", "3", "r", None)])
+                .unwrap();
         assert_eq!((summary.rows, summary.duplicates), (3, 1));
         let back: Vec<Reject> = read_table(dir.path(), Table::Rejects).unwrap();
         let details: Vec<_> = back.iter().map(|r| r.detail.as_deref()).collect();
@@ -433,12 +362,7 @@ mod tests {
     #[test]
     fn upsert_into_missing_table_creates_it() {
         let dir = tempfile::tempdir().unwrap();
-        upsert_table(
-            dir.path(),
-            Table::Rejects,
-            vec![reject("a", "1", "r", None)],
-        )
-        .unwrap();
+        upsert_table(dir.path(), Table::Rejects, vec![reject("a", "1", "r", None)]).unwrap();
         let back: Vec<Reject> = read_table(dir.path(), Table::Rejects).unwrap();
         assert_eq!(back.len(), 1);
     }
@@ -453,15 +377,8 @@ mod tests {
             calls: &'static str,
         }
         let dir = tempfile::tempdir().unwrap();
-        let rows = [Bad {
-            config_id: "c".into(),
-            tool: "t".into(),
-            env_id: "e".into(),
-            calls: "many",
-        }];
-        let err = write_table(dir.path(), Table::ToolCallStats, &rows)
-            .unwrap_err()
-            .to_string();
+        let rows = [Bad { config_id: "c".into(), tool: "t".into(), env_id: "e".into(), calls: "many" }];
+        let err = write_table(dir.path(), Table::ToolCallStats, &rows).unwrap_err().to_string();
         assert!(err.contains("tool_call_stats"), "{err}");
         assert!(!dir.path().join("tool_call_stats").join(PART_FILE).exists());
     }
@@ -481,26 +398,14 @@ mod tests {
             reasn: String,
         }
         let dir = tempfile::tempdir().unwrap();
-        let err = write_table(
-            dir.path(),
-            Table::Rejects,
-            &[NoReason {
-                stage: "s".into(),
-                entity_id: "e".into(),
-            }],
-        )
-        .unwrap_err()
-        .to_string();
+        let err = write_table(dir.path(), Table::Rejects, &[NoReason { stage: "s".into(), entity_id: "e".into() }])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("rejects") && err.contains("reason"), "{err}");
         let err = write_table(
             dir.path(),
             Table::Rejects,
-            &[Extra {
-                stage: "s".into(),
-                entity_id: "e".into(),
-                reason: "r".into(),
-                reasn: "r".into(),
-            }],
+            &[Extra { stage: "s".into(), entity_id: "e".into(), reason: "r".into(), reasn: "r".into() }],
         )
         .unwrap_err()
         .to_string();
@@ -510,12 +415,9 @@ mod tests {
     #[test]
     fn row_groups_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let rows: Vec<Reject> = (0..ROW_GROUP_ROWS + 10)
-            .map(|i| reject("s", &format!("{i:06}"), "r", None))
-            .collect();
+        let rows: Vec<Reject> = (0..ROW_GROUP_ROWS + 10).map(|i| reject("s", &format!("{i:06}"), "r", None)).collect();
         let summary = write_table(dir.path(), Table::Rejects, &rows).unwrap();
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(&summary.path).unwrap()).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&summary.path).unwrap()).unwrap();
         let groups = builder.metadata().row_groups();
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].num_rows() as usize, ROW_GROUP_ROWS);

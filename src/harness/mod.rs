@@ -155,10 +155,8 @@ pub fn run_steps(
     let mut results: Vec<Vec<StepResult>> = work.iter().map(|w| Vec::with_capacity(w.steps.len())).collect();
     let mut pending: Vec<usize> = (0..work.len()).filter(|&i| !work[i].steps.is_empty()).collect();
     while !pending.is_empty() {
-        let jobs = pending
-            .iter()
-            .map(|&i| steps_job(work[i].env, &work[i].steps[results[i].len()..], limits, work[i].seed))
-            .collect();
+        let jobs =
+            pending.iter().map(|&i| steps_job(work[i].env, &work[i].steps[results[i].len()..], limits, work[i].seed)).collect();
         let outcomes = sandbox.run_jobs(jobs, mode, threads, reporter)?;
         let mut next = Vec::new();
         for (&i, outcome) in pending.iter().zip(&outcomes) {

@@ -62,12 +62,7 @@ impl FromStr for OutputFormat {
     type Err = UnknownFormat;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        OutputFormat::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| UnknownFormat {
-                name: s.to_string(),
-            })
+        OutputFormat::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| UnknownFormat { name: s.to_string() })
     }
 }
 
@@ -131,9 +126,6 @@ mod tests {
             assert_eq!(f.name().parse::<OutputFormat>().unwrap(), f);
         }
         let err = "yaml".parse::<OutputFormat>().unwrap_err().to_string();
-        assert!(
-            err.contains("`yaml`") && err.contains("table, csv, json"),
-            "{err}"
-        );
+        assert!(err.contains("`yaml`") && err.contains("table, csv, json"), "{err}");
     }
 }

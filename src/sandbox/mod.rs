@@ -166,13 +166,21 @@ pub trait JobReporter: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("failed to compile the Python runtime module {path}")]
-    Compile { path: String, #[source] source: wasmtime::Error },
+    Compile {
+        path: String,
+        #[source]
+        source: wasmtime::Error,
+    },
     #[error("failed to prepare the sandbox: {0}")]
     Setup(String),
     #[error("the sandbox interpreter failed to boot: {detail}")]
     Boot { detail: String },
     #[error("I/O error on {path}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Process-wide sandbox counters (for benchmarks and run summaries).

@@ -26,8 +26,22 @@ const HARNESS: &str = include_str!("../harness/harness.py");
 /// Standard-library modules a job-loop worker imports once at boot: what CodeGym environments and
 /// reference solutions import, so jobs do not pay for it (imports are slow in the WASI build).
 const PRELOAD: &[&str] = &[
-    "json", "ast", "random", "collections", "heapq", "math", "functools", "bisect", "itertools", "re",
-    "copy", "string", "operator", "typing", "datetime", "traceback",
+    "json",
+    "ast",
+    "random",
+    "collections",
+    "heapq",
+    "math",
+    "functools",
+    "bisect",
+    "itertools",
+    "re",
+    "copy",
+    "string",
+    "operator",
+    "typing",
+    "datetime",
+    "traceback",
 ];
 
 /// Budget for booting an interpreter (start-up plus preloading) and for the driver's reset between
@@ -216,9 +230,15 @@ impl Shared {
         let (verdict, exit_code, detail) = match ending {
             Ending::Exit(0) => (Verdict::Ok, Some(0), None),
             Ending::Exit(code) => (Verdict::Error, Some(*code), Some(format!("exited with status {code}"))),
-            Ending::Timeout => (Verdict::Timeout, None, Some(format!("exceeded the time limit of {} ms", job.limits.timeout.as_millis()))),
-            Ending::Memory => (Verdict::Memory, None, Some(format!("exceeded the memory limit of {} MiB", job.limits.memory_bytes >> 20))),
-            Ending::OutputLimit(stream) => (Verdict::OutputLimit, None, Some(format!("wrote more than {} bytes to {stream}", job.limits.output_bytes))),
+            Ending::Timeout => {
+                (Verdict::Timeout, None, Some(format!("exceeded the time limit of {} ms", job.limits.timeout.as_millis())))
+            }
+            Ending::Memory => {
+                (Verdict::Memory, None, Some(format!("exceeded the memory limit of {} MiB", job.limits.memory_bytes >> 20)))
+            }
+            Ending::OutputLimit(stream) => {
+                (Verdict::OutputLimit, None, Some(format!("wrote more than {} bytes to {stream}", job.limits.output_bytes)))
+            }
             Ending::Crash(detail) => (Verdict::Error, None, Some(detail.clone())),
         };
         let stdout_len = job.stdout.len().min(job.limits.output_bytes);
@@ -429,7 +449,8 @@ fn boot_frame(sandbox: &Sandbox, nonce: &str, batch: &Batch) -> Bytes {
 /// and, if it died before taking any, what it printed (a boot failure).
 fn run_worker(sandbox: &Sandbox, batch: &Arc<Batch>, outcomes: &mpsc::Sender<(usize, JobOutcome)>) -> Result<u32, SandboxError> {
     let serial = WORKERS_BOOTED.fetch_add(1, Ordering::Relaxed);
-    let nonce = blake3::hash(format!("{}:{serial}:{:?}", std::process::id(), Instant::now()).as_bytes()).to_hex()[..16].to_string();
+    let nonce =
+        blake3::hash(format!("{}:{serial}:{:?}", std::process::id(), Instant::now()).as_bytes()).to_hex()[..16].to_string();
     let shared = Arc::new(Shared {
         state: Mutex::new(WorkerState {
             pending_stdin: Bytes::new(),
@@ -551,7 +572,16 @@ mod tests {
 
     fn in_flight(stdout: &[u8]) -> InFlight {
         let now = Instant::now();
-        InFlight { index: 0, limits: Limits::default(), started: now, step_started: now, partials: vec![], stdout: stdout.to_vec(), stderr: vec![], scanned: 0 }
+        InFlight {
+            index: 0,
+            limits: Limits::default(),
+            started: now,
+            step_started: now,
+            partials: vec![],
+            stdout: stdout.to_vec(),
+            stderr: vec![],
+            scanned: 0,
+        }
     }
 
     #[test]

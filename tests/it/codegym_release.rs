@@ -11,19 +11,28 @@ fn every_released_task_passes_with_the_released_oracle_call_count() {
     let data_arg = data.to_str().unwrap();
     run_ok(&[
         "import-codegym",
-        "--envs", sample.join("envs.parquet").to_str().unwrap(),
-        "--tasks", sample.join("tasks.parquet").to_str().unwrap(),
-        "--data", data_arg,
+        "--envs",
+        sample.join("envs.parquet").to_str().unwrap(),
+        "--tasks",
+        sample.join("tasks.parquet").to_str().unwrap(),
+        "--data",
+        data_arg,
     ]);
     run_ok(&["verify", "--data", data_arg, "--threads", "2"]);
 
-    let totals = sql_rows(&data, "SELECT count(*) AS configs, sum(CASE WHEN oracle_passed THEN 1 ELSE 0 END) AS passed, \
-        sum(CASE WHEN oracle_calls = source_oracle_calls THEN 1 ELSE 0 END) AS same_calls FROM task_configs");
+    let totals = sql_rows(
+        &data,
+        "SELECT count(*) AS configs, sum(CASE WHEN oracle_passed THEN 1 ELSE 0 END) AS passed, \
+        sum(CASE WHEN oracle_calls = source_oracle_calls THEN 1 ELSE 0 END) AS same_calls FROM task_configs",
+    );
     assert_eq!(totals[0]["configs"], 100, "{totals:?}");
     assert_eq!(totals[0]["passed"], 100, "{totals:?}");
     assert_eq!(totals[0]["same_calls"], 100, "{totals:?}");
 
-    let envs = sql_rows(&data, "SELECT count(*) AS n, sum(CASE WHEN status = 'verified' THEN 1 ELSE 0 END) AS verified, min(tool_count) AS min_tools FROM environments");
+    let envs = sql_rows(
+        &data,
+        "SELECT count(*) AS n, sum(CASE WHEN status = 'verified' THEN 1 ELSE 0 END) AS verified, min(tool_count) AS min_tools FROM environments",
+    );
     assert_eq!(envs[0]["n"], 91);
     assert_eq!(envs[0]["verified"], 91, "{envs:?}");
     assert!(envs[0]["min_tools"].as_i64().unwrap() >= 2);
@@ -32,9 +41,12 @@ fn every_released_task_passes_with_the_released_oracle_call_count() {
     assert_eq!(cells, vec![serde_json::json!({"verdict": "pass", "n": 100})]);
 
     // Per-tool counts add up to the oracle call count of every configuration.
-    let mismatched = sql_rows(&data, "SELECT t.config_id FROM task_configs t JOIN \
+    let mismatched = sql_rows(
+        &data,
+        "SELECT t.config_id FROM task_configs t JOIN \
         (SELECT config_id, sum(calls) AS calls FROM tool_call_stats GROUP BY config_id) s ON s.config_id = t.config_id \
-        WHERE s.calls <> t.oracle_calls");
+        WHERE s.calls <> t.oracle_calls",
+    );
     assert!(mismatched.is_empty(), "{mismatched:?}");
     let stats = sql_rows(&data, "SELECT count(DISTINCT config_id) AS n FROM tool_call_stats");
     assert_eq!(stats[0]["n"], 100);
@@ -54,16 +66,26 @@ fn verification_gives_the_same_tables_whatever_the_thread_count() {
         let data_arg = data.to_str().unwrap();
         run_ok(&[
             "import-codegym",
-            "--envs", sample.join("envs.parquet").to_str().unwrap(),
-            "--tasks", sample.join("tasks.parquet").to_str().unwrap(),
-            "--data", data_arg,
+            "--envs",
+            sample.join("envs.parquet").to_str().unwrap(),
+            "--tasks",
+            sample.join("tasks.parquet").to_str().unwrap(),
+            "--data",
+            data_arg,
         ]);
         run_ok(&["verify", "--data", data_arg, "--threads", threads]);
         let tables: Vec<Vec<u8>> = ["environments", "task_configs", "tool_call_stats", "rejects"]
             .iter()
             .map(|t| std::fs::read(data.join(t).join("part-00000.parquet")).unwrap())
             .collect();
-        let runs = run_ok(&["sql", "--data", data_arg, "--format", "csv", "SELECT env_id, candidate, config_id, verdict, oracle_calls, detail FROM oracle_runs ORDER BY config_id"]);
+        let runs = run_ok(&[
+            "sql",
+            "--data",
+            data_arg,
+            "--format",
+            "csv",
+            "SELECT env_id, candidate, config_id, verdict, oracle_calls, detail FROM oracle_runs ORDER BY config_id",
+        ]);
         snapshots.push((tables, runs));
     }
     assert!(snapshots[0].0 == snapshots[1].0, "tables differ between --threads 1 and --threads 2");

@@ -22,13 +22,17 @@ fn the_sample_corpus_becomes_problems_and_rejects_with_preflight_verdicts() {
     let output = ingest(&corpus, data, &["--preflight-timeout-ms", "3000"]);
     crate::util::assert_success(&output, &["ingest"]);
 
-    let rows = count(data, "SELECT count(*) AS n FROM problems") + count(data, "SELECT count(*) AS n FROM rejects WHERE stage = 'ingest'");
+    let rows = count(data, "SELECT count(*) AS n FROM problems")
+        + count(data, "SELECT count(*) AS n FROM rejects WHERE stage = 'ingest'");
     let input_rows = parquet_rows(&corpus);
     assert_eq!(rows, input_rows, "every input row is a problem or a reject");
 
     let reasons = sql_rows(data, "SELECT reason, detail FROM rejects WHERE stage = 'ingest' ORDER BY reason");
-    let reasons: Vec<(String, String)> = reasons.iter().map(|r| (r["reason"].as_str().unwrap().into(), r["detail"].as_str().unwrap().into())).collect();
-    let find = |reason: &str| reasons.iter().find(|(r, _)| r == reason).unwrap_or_else(|| panic!("no {reason} reject in {reasons:?}")).1.clone();
+    let reasons: Vec<(String, String)> =
+        reasons.iter().map(|r| (r["reason"].as_str().unwrap().into(), r["detail"].as_str().unwrap().into())).collect();
+    let find = |reason: &str| {
+        reasons.iter().find(|(r, _)| r == reason).unwrap_or_else(|| panic!("no {reason} reject in {reasons:?}")).1.clone()
+    };
     assert!(find("duplicate_question").contains("repeats the question of row"), "{reasons:?}");
     assert!(find("duplicate_question_whitespace").contains("up to whitespace"), "{reasons:?}");
     assert!(find("empty_field").contains("column `solution`"), "{reasons:?}");
@@ -45,7 +49,11 @@ fn the_sample_corpus_becomes_problems_and_rejects_with_preflight_verdicts() {
     let again = ingest(&corpus, data, &["--no-preflight"]);
     crate::util::assert_success(&again, &["ingest"]);
     assert_eq!(count(data, "SELECT count(*) AS n FROM problems WHERE preflight = 'pending'"), 0);
-    assert_eq!(count(data, "SELECT count(*) AS n FROM problems") + count(data, "SELECT count(*) AS n FROM rejects WHERE stage = 'ingest'"), input_rows);
+    assert_eq!(
+        count(data, "SELECT count(*) AS n FROM problems")
+            + count(data, "SELECT count(*) AS n FROM rejects WHERE stage = 'ingest'"),
+        input_rows
+    );
 }
 
 fn parquet_rows(path: &Path) -> i64 {
@@ -64,10 +72,32 @@ fn a_generic_json_lines_corpus_maps_its_columns() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let output = ingest(&corpus, &data, &["--preset", "generic", "--map", "source_id=id", "--map", "question=prompt", "--map", "solution=code", "--map", "tests=checks", "--license", "MIT"]);
+    let output = ingest(
+        &corpus,
+        &data,
+        &[
+            "--preset",
+            "generic",
+            "--map",
+            "source_id=id",
+            "--map",
+            "question=prompt",
+            "--map",
+            "solution=code",
+            "--map",
+            "tests=checks",
+            "--license",
+            "MIT",
+        ],
+    );
     crate::util::assert_success(&output, &["ingest"]);
     let problems = sql_rows(&data, "SELECT source, source_id, test_kind, license, preflight FROM problems");
-    assert_eq!(problems, vec![serde_json::json!({"source": "mine", "source_id": "7", "test_kind": "assert", "license": "MIT", "preflight": "pass"})]);
+    assert_eq!(
+        problems,
+        vec![
+            serde_json::json!({"source": "mine", "source_id": "7", "test_kind": "assert", "license": "MIT", "preflight": "pass"})
+        ]
+    );
     let reject = sql_rows(&data, "SELECT reason, source_id FROM rejects");
     assert_eq!(reject, vec![serde_json::json!({"reason": "duplicate_question_whitespace", "source_id": "8"})]);
 }
@@ -105,7 +135,14 @@ fn the_main_job_runs_offline_on_the_samples() {
     assert!(count(&data, "SELECT count(*) AS n FROM problems WHERE preflight = 'pass'") >= 26);
     assert_eq!(count(&data, "SELECT count(*) AS n FROM environments WHERE status = 'verified'"), 5);
     assert_eq!(count(&data, "SELECT count(*) AS n FROM task_configs WHERE kept"), 26);
-    let stats = run_ok(&["sql", "--data", data.to_str().unwrap(), "--format", "csv", "SELECT reason, count(*) AS n FROM rejects GROUP BY reason ORDER BY reason"]);
+    let stats = run_ok(&[
+        "sql",
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "csv",
+        "SELECT reason, count(*) AS n FROM rejects GROUP BY reason ORDER BY reason",
+    ]);
     assert!(stats.contains("oracle_failed"), "{stats}");
 }
 
@@ -119,7 +156,10 @@ fn tables_are_readable_by_pyarrow_as_they_are() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("build");
     crate::util::assert_success(
-        &codegym().args(["build", "--data", data.to_str().unwrap(), "--samples", repo().join("data-samples").to_str().unwrap()]).output().unwrap(),
+        &codegym()
+            .args(["build", "--data", data.to_str().unwrap(), "--samples", repo().join("data-samples").to_str().unwrap()])
+            .output()
+            .unwrap(),
         &["build"],
     );
     let script = "import sys, pyarrow.dataset as ds\nfor t in sys.argv[2:]:\n    print(t, ds.dataset(sys.argv[1] + '/' + t, format='parquet').count_rows())\n";

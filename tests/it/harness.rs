@@ -14,7 +14,8 @@ fn sample_env() -> (String, String) {
 }
 
 const CONFIG: &str = r#"MaxSubarraySumEnv@{"nums": [18, 5, -11, -6, -2, -13, 5, 13, -3]}"#;
-const WRONG_SOLVER: &str = "import json\ndef solve(self):\n    return self.step(json.dumps({'name': 'Done', 'parameters': {'answer': 0}}))[1]\n";
+const WRONG_SOLVER: &str =
+    "import json\ndef solve(self):\n    return self.step(json.dumps({'name': 'Done', 'parameters': {'answer': 0}}))[1]\n";
 const ENDLESS_SOLVER: &str = "def solve(self):\n    while True:\n        pass\n";
 
 #[test]

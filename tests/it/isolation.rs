@@ -66,11 +66,7 @@ fn fresh_mode_and_job_loop_agree_on_what_a_job_prints() {
 fn a_trapped_job_does_not_take_its_neighbours_down() {
     let sandbox = sandbox();
     let limits = Limits { timeout: std::time::Duration::from_millis(300), ..Limits::default() };
-    let jobs = vec![
-        script("print('before')", 0),
-        Job { limits, ..script("while True: pass", 0) },
-        script("print('after')", 0),
-    ];
+    let jobs = vec![script("print('before')", 0), Job { limits, ..script("while True: pass", 0) }, script("print('after')", 0)];
     let outcomes = sandbox.run_jobs(jobs, ExecMode::default(), 1, None).unwrap();
     let verdicts: Vec<Verdict> = outcomes.iter().map(|o| o.verdict).collect();
     assert_eq!(verdicts, [Verdict::Ok, Verdict::Timeout, Verdict::Ok]);

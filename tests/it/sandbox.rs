@@ -69,14 +69,19 @@ fn environment_variables_do_not_leak_in() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("env.py");
     std::fs::write(&path, "import os\nprint(dict(os.environ))\n").unwrap();
-    let output = codegym().args(["sandbox", "run", "--json", path.to_str().unwrap()]).env("CODEGYM_SECRET_TOKEN", "hunter2").output().unwrap();
+    let output = codegym()
+        .args(["sandbox", "run", "--json", path.to_str().unwrap()])
+        .env("CODEGYM_SECRET_TOKEN", "hunter2")
+        .output()
+        .unwrap();
     let result: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(result["stdout"], "{}\n", "{result}");
 }
 
 #[test]
 fn memory_exhaustion_ends_with_the_memory_verdict_even_when_memoryerror_is_caught() {
-    let code = "hoard = []\nwhile True:\n    try:\n        hoard.append(bytearray(1 << 20))\n    except MemoryError:\n        pass\n";
+    let code =
+        "hoard = []\nwhile True:\n    try:\n        hoard.append(bytearray(1 << 20))\n    except MemoryError:\n        pass\n";
     let result = run_program("hog", code, &["--memory-mb", "64"]);
     assert_eq!(verdict(&result), "memory", "{result}");
     assert!(result["exit_code"].is_null());
@@ -96,7 +101,10 @@ fn unbounded_recursion_ends_with_a_verdict_not_a_crash() {
     assert_eq!(verdict(&plain), "error", "{plain}");
     assert!(plain["detail"].as_str().unwrap().starts_with("RecursionError"), "{plain}");
     let stderr = plain["stderr"].as_str().unwrap();
-    assert!(stderr.starts_with("Traceback (most recent call last):\n  File \"") && !stderr.contains("run_job"), "driver frames are hidden: {stderr}");
+    assert!(
+        stderr.starts_with("Traceback (most recent call last):\n  File \"") && !stderr.contains("run_job"),
+        "driver frames are hidden: {stderr}"
+    );
     // With the limit lifted, Python frames live on the heap: the memory cap ends it.
     let lifted = "import sys\nsys.setrecursionlimit(10**6)\ndef down(n):\n    return down(n + 1) + 1\ndown(0)\n";
     let lifted = run_program("recurse_lifted", lifted, &["--memory-mb", "64"]);

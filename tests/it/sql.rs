@@ -7,9 +7,12 @@ fn sample_dataset() -> tempfile::TempDir {
     let release = repo().join("data-samples/codegym");
     run_ok(&[
         "import-codegym",
-        "--envs", release.join("envs.jsonl").to_str().unwrap(),
-        "--tasks", release.join("tasks.jsonl").to_str().unwrap(),
-        "--data", dir.path().to_str().unwrap(),
+        "--envs",
+        release.join("envs.jsonl").to_str().unwrap(),
+        "--tasks",
+        release.join("tasks.jsonl").to_str().unwrap(),
+        "--data",
+        dir.path().to_str().unwrap(),
     ]);
     dir
 }
