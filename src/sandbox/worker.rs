@@ -42,6 +42,7 @@ const PRELOAD: &[&str] = &[
     "typing",
     "datetime",
     "traceback",
+    "inspect",
 ];
 
 /// Budget for booting an interpreter (start-up plus preloading) and for the driver's reset between
