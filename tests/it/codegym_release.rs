@@ -1,7 +1,7 @@
 //! The released CodeGym sample, imported and verified end to end: every task gives reward 1 with
 //! exactly the released oracle call count, and the tables carry the documented columns.
 
-use crate::util::{released_sample, run_ok, sql_rows};
+use crate::util::{import_release, released_sample, run_ok, sql_rows};
 
 #[test]
 fn every_released_task_passes_with_the_released_oracle_call_count() {
@@ -9,15 +9,7 @@ fn every_released_task_passes_with_the_released_oracle_call_count() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap();
-    run_ok(&[
-        "import-codegym",
-        "--envs",
-        sample.join("envs.parquet").to_str().unwrap(),
-        "--tasks",
-        sample.join("tasks.parquet").to_str().unwrap(),
-        "--data",
-        data_arg,
-    ]);
+    import_release(&sample, "parquet", &data);
     run_ok(&["verify", "--data", data_arg, "--threads", "2"]);
 
     let totals = sql_rows(
@@ -64,15 +56,7 @@ fn verification_gives_the_same_tables_whatever_the_thread_count() {
     for threads in ["1", "2"] {
         let data = dir.path().join(format!("data-{threads}"));
         let data_arg = data.to_str().unwrap();
-        run_ok(&[
-            "import-codegym",
-            "--envs",
-            sample.join("envs.parquet").to_str().unwrap(),
-            "--tasks",
-            sample.join("tasks.parquet").to_str().unwrap(),
-            "--data",
-            data_arg,
-        ]);
+        import_release(&sample, "parquet", &data);
         run_ok(&["verify", "--data", data_arg, "--threads", threads]);
         let tables: Vec<Vec<u8>> = ["environments", "task_configs", "tool_call_stats", "rejects"]
             .iter()

@@ -1,19 +1,10 @@
 //! `codegym sql`: output formats, named queries, errors users can act on.
 
-use crate::util::{codegym, repo, run_ok};
+use crate::util::{codegym, import_release, repo, run_ok};
 
 fn sample_dataset() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let release = repo().join("data-samples/codegym");
-    run_ok(&[
-        "import-codegym",
-        "--envs",
-        release.join("envs.jsonl").to_str().unwrap(),
-        "--tasks",
-        release.join("tasks.jsonl").to_str().unwrap(),
-        "--data",
-        dir.path().to_str().unwrap(),
-    ]);
+    import_release(&repo().join("data-samples/codegym"), "jsonl", dir.path());
     dir
 }
 

@@ -53,3 +53,18 @@ pub fn sql_rows(data: &Path, query: &str) -> Vec<serde_json::Value> {
 pub fn sandbox() -> codegym::sandbox::Sandbox {
     codegym::runtime::ensure().expect("sandbox runtime").sandbox().expect("load sandbox")
 }
+
+/// `codegym import-codegym` of the release in `dir` (`envs.EXT` and `tasks.EXT`) into `data`.
+pub fn import_release(dir: &Path, ext: &str, data: &Path) {
+    let (envs, tasks) = (dir.join(format!("envs.{ext}")), dir.join(format!("tasks.{ext}")));
+    let args = [
+        "import-codegym",
+        "--envs",
+        envs.to_str().unwrap(),
+        "--tasks",
+        tasks.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    run_ok(&args);
+}
