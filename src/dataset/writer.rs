@@ -146,8 +146,12 @@ fn dedup_and_sort(table: Table, batch: &RecordBatch) -> Result<RecordBatch, Data
     take_record_batch(batch, &UInt32Array::from(order)).map_err(arrow_err)
 }
 
+/// Shared by every table. Dictionary encoding is off: most of our bytes are long unique texts
+/// (questions, solutions, environment code), where a dictionary is pure overhead, and zstd already
+/// shrinks the repeated short values (status, source) to almost nothing.
 fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
+        .set_dictionary_enabled(false)
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string())]))
