@@ -144,6 +144,13 @@ fn the_main_job_runs_offline_on_the_samples() {
         "SELECT reason, count(*) AS n FROM rejects GROUP BY reason ORDER BY reason",
     ]);
     assert!(stats.contains("oracle_failed"), "{stats}");
+    let runs = sql_rows(&data, "SELECT command, sandbox_jobs, stage_stats FROM runs");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["command"], "build");
+    let stages: serde_json::Value = serde_json::from_str(runs[0]["stage_stats"].as_str().unwrap()).unwrap();
+    assert_eq!(stages["verify"]["verified"], 5, "{stages}");
+    assert_eq!(stages["ingest"]["rows_in"], 36, "{stages}");
+    assert!(runs[0]["sandbox_jobs"].as_i64().unwrap() >= 38, "{runs:?}");
 }
 
 #[test]
