@@ -6,10 +6,10 @@
 
 use crate::dataset::{self, DatasetError, Table};
 use crate::ids::content_id;
-use crate::tables::{EnvironmentRow, RejectRow, TaskConfigRow};
+use crate::tables::{ENV_PENDING, EnvironmentRow, RejectRow, TaskConfigRow};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 /// The `source` recorded for imported environments.
@@ -122,8 +122,9 @@ fn reject(entity_id: String, source_id: Option<&str>, reason: &str, detail: Stri
     }
 }
 
-/// Imports `envs` and `tasks` into the dataset at `data` (replacing earlier imported rows with the
-/// same ids; verification results of unchanged rows are kept by `verify`, which reruns on demand).
+/// Imports `envs` and `tasks` into the dataset at `data`. Rows the dataset already holds (same
+/// content, hence same id) are left as they are, with their verification results, so a nightly
+/// re-import followed by `verify` only verifies what is new.
 pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, ImportError> {
     let released_envs: Vec<ReleasedEnv> = read_rows(envs)?;
     let released_tasks: Vec<ReleasedTask> = read_rows(tasks)?;
@@ -163,7 +164,7 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, I
                     tool_count: 0,
                     tools: Vec::new(),
                     tool_docs: String::new(),
-                    status: "imported".into(),
+                    status: ENV_PENDING.into(),
                     status_detail: None,
                     oracle_candidate: None,
                 },
@@ -230,10 +231,17 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, I
             },
         );
     }
+    // Rows already in the dataset (same content, same id) keep their verification results.
+    let known_envs: HashSet<String> =
+        dataset::read_table::<EnvironmentRow>(data, Table::Environments)?.into_iter().map(|e| e.env_id).collect();
+    let known_configs: HashSet<String> =
+        dataset::read_table::<TaskConfigRow>(data, Table::TaskConfigs)?.into_iter().map(|c| c.config_id).collect();
     let environments: Vec<EnvironmentRow> = environments.into_values().collect();
     let configs: Vec<TaskConfigRow> = configs.into_values().collect();
     summary.environments = environments.len();
     summary.task_configs = configs.len();
+    let environments: Vec<EnvironmentRow> = environments.into_iter().filter(|e| !known_envs.contains(&e.env_id)).collect();
+    let configs: Vec<TaskConfigRow> = configs.into_iter().filter(|c| !known_configs.contains(&c.config_id)).collect();
     summary.rejects = rejects.len();
     dataset::upsert_table(data, Table::Environments, environments)?;
     dataset::upsert_table(data, Table::TaskConfigs, configs)?;

@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `environments.status` of an environment not verified yet.
+pub const ENV_PENDING: &str = "imported";
+
 /// `environments`: one environment candidate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvironmentRow {

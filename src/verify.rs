@@ -7,7 +7,7 @@
 use crate::dataset::{self, DatasetError, Table};
 use crate::harness::{self, EnvSource, EnvWork, OracleRun, RefAnswer, Step, ToolDescription};
 use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError, Verdict};
-use crate::tables::{EnvironmentRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
+use crate::tables::{ENV_PENDING, EnvironmentRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -30,6 +30,8 @@ pub struct VerifySettings {
     pub max_answer_chars: usize,
     pub threads: usize,
     pub mode: ExecMode,
+    /// Re-verify every environment, not only pending ones (after changing limits, say).
+    pub all: bool,
 }
 
 impl Default for VerifySettings {
@@ -43,6 +45,7 @@ impl Default for VerifySettings {
             max_answer_chars: 100,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             mode: ExecMode::default(),
+            all: false,
         }
     }
 }
@@ -77,27 +80,30 @@ struct ConfigResult {
     oracle: Option<(Result<OracleRun, String>, Verdict, u64)>,
 }
 
-/// Per environment: describe, then reference answer and oracle per configuration (configurations
-/// in key order). Returns the work and, per environment, the configuration index of each step.
-fn plan<'a>(envs: &'a [EnvironmentRow], configs: &[TaskConfigRow]) -> (Vec<EnvWork<'a>>, Vec<Vec<Option<usize>>>) {
-    let index: BTreeMap<&str, usize> = envs.iter().enumerate().map(|(i, e)| (e.env_id.as_str(), i)).collect();
-    let mut work: Vec<EnvWork> = envs
-        .iter()
-        .map(|env| EnvWork {
-            env: EnvSource { code: &env.env_code, name: &env.env_name },
-            steps: vec![Step::Describe],
-            seed: harness::seed_for(&env.env_id),
-        })
-        .collect();
-    let mut step_configs: Vec<Vec<Option<usize>>> = vec![vec![None]; envs.len()];
-    for (i, config) in configs.iter().enumerate() {
-        if let Some(&env) = index.get(config.env_id.as_str()) {
-            work[env].steps.push(Step::RefAnswer { config: config.config.clone() });
-            work[env].steps.push(Step::Oracle { config: config.config.clone(), solver: None });
-            step_configs[env].extend([Some(i), Some(i)]);
+/// Per environment of `chunk`: describe, then reference answer and oracle per configuration.
+/// Returns the work and, per environment, the configuration index of each step.
+fn plan<'a>(
+    chunk: &[usize],
+    envs: &'a [EnvironmentRow],
+    configs: &[TaskConfigRow],
+    configs_of: &BTreeMap<String, Vec<usize>>,
+) -> (Vec<EnvWork<'a>>, Vec<Vec<Option<usize>>>) {
+    let mut work = Vec::new();
+    let mut targets = Vec::new();
+    for &env_index in chunk {
+        let env = &envs[env_index];
+        let mut steps = vec![Step::Describe];
+        let mut step_configs = vec![None];
+        for &config in configs_of.get(&env.env_id).map_or(&[][..], Vec::as_slice) {
+            steps.push(Step::RefAnswer { config: configs[config].config.clone() });
+            steps.push(Step::Oracle { config: configs[config].config.clone(), solver: None });
+            step_configs.extend([Some(config), Some(config)]);
         }
+        let source = EnvSource { code: &env.env_code, name: &env.env_name };
+        work.push(EnvWork { env: source, steps, seed: harness::seed_for(&env.env_id) });
+        targets.push(step_configs);
     }
-    (work, step_configs)
+    (work, targets)
 }
 
 fn oracle_verdict(result: &Result<OracleRun, String>, verdict: Verdict) -> &'static str {
@@ -111,7 +117,13 @@ fn oracle_verdict(result: &Result<OracleRun, String>, verdict: Verdict) -> &'sta
     }
 }
 
-/// Runs verification over the dataset at `data` and rewrites its tables.
+/// Environments verified between two writes of the tables: a killed run loses at most this much
+/// work, and the next run resumes with what is still pending.
+const CHUNK_ENVS: usize = 64;
+
+/// Runs verification over the dataset at `data`: every environment still pending (or one with a
+/// configuration that has no oracle result yet), or all of them with `settings.all`. Tables are
+/// rewritten after each chunk of environments.
 pub fn verify(
     sandbox: &Sandbox,
     data: &Path,
@@ -123,47 +135,103 @@ pub fn verify(
     if envs.is_empty() {
         return Err(VerifyError::Empty(data.display().to_string()));
     }
-    let (work, step_configs) = plan(&envs, &configs);
-    let outcomes = harness::run_steps(sandbox, &work, settings.cell, settings.mode, settings.threads, reporter)?;
-    let steps = work.iter().map(|w| w.steps.len()).sum();
-
-    let mut described: Vec<Option<Result<ToolDescription, String>>> = vec![None; envs.len()];
-    let mut results: Vec<ConfigResult> = configs.iter().map(|_| ConfigResult::default()).collect();
-    for (env, (steps, targets)) in outcomes.iter().zip(&step_configs).enumerate() {
-        for ((step, result), target) in work[env].steps.iter().zip(steps).zip(targets) {
-            match (step, target) {
-                (Step::Describe, _) => described[env] = Some(result.parse()),
-                (Step::RefAnswer { .. }, Some(config)) => results[*config].ref_answer = Some(result.parse()),
-                (Step::Oracle { .. }, Some(config)) => {
-                    results[*config].oracle = Some((result.parse(), result.verdict, result.duration_ms))
+    let mut configs_of: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, config) in configs.iter().enumerate() {
+        configs_of.entry(config.env_id.clone()).or_default().push(i);
+    }
+    let unrun = |env: &EnvironmentRow| {
+        configs_of.get(&env.env_id).is_some_and(|own| own.iter().any(|&c| configs[c].oracle_passed.is_none()))
+    };
+    let selected: Vec<usize> =
+        (0..envs.len()).filter(|&i| settings.all || envs[i].status == ENV_PENDING || unrun(&envs[i])).collect();
+    let mut stored = Stored::read(data)?;
+    let mut steps = 0;
+    for chunk in selected.chunks(CHUNK_ENVS) {
+        let (work, targets) = plan(chunk, &envs, &configs, &configs_of);
+        let outcomes = harness::run_steps(sandbox, &work, settings.cell, settings.mode, settings.threads, reporter)?;
+        steps += work.iter().map(|w| w.steps.len()).sum::<usize>();
+        let mut described = Vec::new();
+        let mut results: BTreeMap<usize, ConfigResult> = BTreeMap::new();
+        for ((env_work, env_results), env_targets) in work.iter().zip(&outcomes).zip(&targets) {
+            for ((step, result), target) in env_work.steps.iter().zip(env_results).zip(env_targets) {
+                match (step, target) {
+                    (Step::Describe, _) => described.push(result.parse()),
+                    (Step::RefAnswer { .. }, Some(config)) => {
+                        results.entry(*config).or_default().ref_answer = Some(result.parse())
+                    }
+                    (Step::Oracle { .. }, Some(config)) => {
+                        results.entry(*config).or_default().oracle = Some((result.parse(), result.verdict, result.duration_ms))
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
+        let mut tables = Tables::default();
+        for (config, result) in results {
+            tables.record_config(&mut configs[config], result, settings);
+        }
+        for (&env, description) in chunk.iter().zip(described) {
+            let own = configs_of.get(&envs[env].env_id).map_or(&[][..], Vec::as_slice);
+            let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).collect();
+            tables.settle_env(&mut envs[env], description, &own_configs, settings);
+            for &config in own {
+                apply_env_filters(&mut configs[config], &envs[env], settings);
+            }
+        }
+        stored.replace(chunk.iter().map(|&e| envs[e].env_id.as_str()), tables);
+        stored.write(data, &envs, &configs)?;
     }
-    let mut tables = Tables::default();
-    let env_index: BTreeMap<String, usize> = envs.iter().enumerate().map(|(i, e)| (e.env_id.clone(), i)).collect();
-    for (config, result) in configs.iter_mut().zip(results) {
-        tables.record_config(config, result, settings);
-    }
-    for (env, description) in envs.iter_mut().zip(described) {
-        tables.settle_env(env, description, &configs, settings);
-    }
-    for config in configs.iter_mut() {
-        let env = &envs[env_index[&config.env_id]];
-        apply_env_filters(config, env, settings);
-    }
-    let summary = VerifySummary {
+    Ok(VerifySummary {
         environments: envs.len(),
         verified: envs.iter().filter(|e| e.status == "verified").count(),
         configs: configs.len(),
         configs_kept: configs.iter().filter(|c| c.kept).count(),
-        oracle_cells: tables.oracle_runs.len(),
-        oracle_passed: tables.oracle_runs.iter().filter(|r| r.verdict == "pass").count(),
+        oracle_cells: stored.oracle_runs.len(),
+        oracle_passed: stored.oracle_runs.iter().filter(|r| r.verdict == "pass").count(),
         steps,
-    };
-    tables.write(data, envs, configs)?;
-    Ok(summary)
+    })
+}
+
+/// The tables verification writes besides `environments` and `task_configs`, as stored.
+struct Stored {
+    oracle_runs: Vec<OracleRunRow>,
+    tool_calls: Vec<ToolCallStatRow>,
+    rejects: Vec<RejectRow>,
+}
+
+impl Stored {
+    fn read(data: &Path) -> Result<Stored, DatasetError> {
+        Ok(Stored {
+            oracle_runs: dataset::read_table(data, Table::OracleRuns)?,
+            tool_calls: dataset::read_table(data, Table::ToolCallStats)?,
+            rejects: dataset::read_table(data, Table::Rejects)?,
+        })
+    }
+
+    /// Replaces everything verification recorded about `env_ids` with `fresh`.
+    fn replace<'a>(&mut self, env_ids: impl Iterator<Item = &'a str>, fresh: Tables) {
+        let envs: std::collections::HashSet<&str> = env_ids.collect();
+        let entities: std::collections::HashSet<&str> =
+            self.oracle_runs.iter().filter(|r| envs.contains(r.env_id.as_str())).map(|r| r.config_id.as_str()).collect();
+        let stale =
+            |r: &RejectRow| r.stage == STAGE && (envs.contains(r.entity_id.as_str()) || entities.contains(r.entity_id.as_str()));
+        let rejects: Vec<RejectRow> = self.rejects.iter().filter(|r| !stale(r)).cloned().collect();
+        self.rejects = rejects;
+        self.oracle_runs.retain(|r| !envs.contains(r.env_id.as_str()));
+        self.tool_calls.retain(|r| !envs.contains(r.env_id.as_str()));
+        self.oracle_runs.extend(fresh.oracle_runs);
+        self.tool_calls.extend(fresh.tool_calls);
+        self.rejects.extend(fresh.rejects);
+    }
+
+    fn write(&self, data: &Path, envs: &[EnvironmentRow], configs: &[TaskConfigRow]) -> Result<(), DatasetError> {
+        dataset::write_table(data, Table::OracleRuns, &self.oracle_runs)?;
+        dataset::write_table(data, Table::ToolCallStats, &self.tool_calls)?;
+        dataset::write_table(data, Table::Rejects, &self.rejects)?;
+        dataset::write_table(data, Table::TaskConfigs, configs)?;
+        dataset::write_table(data, Table::Environments, envs)?;
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -241,16 +309,14 @@ impl Tables {
     fn settle_env(
         &mut self,
         env: &mut EnvironmentRow,
-        description: Option<Result<ToolDescription, String>>,
-        configs: &[TaskConfigRow],
+        description: Result<ToolDescription, String>,
+        mine: &[&TaskConfigRow],
         settings: &VerifySettings,
     ) {
-        let mine: Vec<&TaskConfigRow> = configs.iter().filter(|c| c.env_id == env.env_id).collect();
         let spent = self.oracle_ms.get(&env.env_id).copied().unwrap_or(0);
         let (status, detail) = match description {
-            Some(Err(detail)) => ("contract_failed", Some(detail)),
-            None => ("contract_failed", Some("not described".to_string())),
-            Some(Ok(description)) => {
+            Err(detail) => ("contract_failed", Some(detail)),
+            Ok(description) => {
                 env.tool_count = description.tools.len() as i32;
                 env.tools = description.tools;
                 if env.tool_docs.is_empty() {
@@ -293,18 +359,6 @@ impl Tables {
             reason: reason.into(),
             detail: Some(detail),
         });
-    }
-
-    fn write(self, data: &Path, envs: Vec<EnvironmentRow>, configs: Vec<TaskConfigRow>) -> Result<(), DatasetError> {
-        let mut rejects: Vec<RejectRow> = dataset::read_table(data, Table::Rejects)?;
-        rejects.retain(|r| r.stage != STAGE);
-        rejects.extend(self.rejects);
-        dataset::write_table(data, Table::OracleRuns, &self.oracle_runs)?;
-        dataset::write_table(data, Table::ToolCallStats, &self.tool_calls)?;
-        dataset::write_table(data, Table::Rejects, &rejects)?;
-        dataset::write_table(data, Table::TaskConfigs, &configs)?;
-        dataset::write_table(data, Table::Environments, &envs)?;
-        Ok(())
     }
 }
 

@@ -117,6 +117,10 @@ pub struct VerifyArgs {
     /// Run every cell in a fresh interpreter (total isolation, slower).
     #[arg(long)]
     pub fresh: bool,
+    /// Re-verify every environment (default: only those not verified yet, so a killed run
+    /// resumes where it stopped and a nightly build redoes only what changed).
+    #[arg(long)]
+    pub all: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -160,7 +160,7 @@ fn verify_command(args: VerifyArgs) -> Result<()> {
         ..Limits::default()
     };
     let mode = if args.fresh { ExecMode::Fresh } else { ExecMode::default() };
-    let settings = VerifySettings { cell, mode, threads: threads(&args.run), ..VerifySettings::default() };
+    let settings = VerifySettings { cell, mode, threads: threads(&args.run), all: args.all, ..VerifySettings::default() };
     logged("verify", &args.data, |log| run_verify(&args.data, &settings, Printer::new(args.run.quiet), log).map(|_| ()))
 }
 

@@ -93,3 +93,34 @@ fn a_verify_killed_mid_run_leaves_whole_tables_and_a_rerun_finishes() {
     let passed = sql_rows(&data, "SELECT count(*) AS n FROM task_configs WHERE oracle_passed");
     assert_eq!(passed[0]["n"], 100);
 }
+
+#[test]
+fn a_second_import_and_verify_redo_nothing_and_all_redoes_everything() {
+    let Some(sample) = released_sample() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    import_release(&sample, "parquet", &data);
+    run_ok(&["verify", "--data", data_arg]);
+    let tables = |data: &std::path::Path| -> Vec<Vec<u8>> {
+        ["environments", "task_configs", "tool_call_stats", "rejects"]
+            .iter()
+            .map(|t| std::fs::read(data.join(t).join("part-00000.parquet")).unwrap())
+            .collect()
+    };
+    let first = tables(&data);
+    import_release(&sample, "parquet", &data);
+    run_ok(&["verify", "--data", data_arg]);
+    run_ok(&["verify", "--data", data_arg, "--all"]);
+    assert!(first == tables(&data), "re-import and re-verify changed the tables");
+    let steps = sql_rows(&data, "SELECT stage_stats FROM runs WHERE command = 'verify' ORDER BY started_at");
+    let steps: Vec<i64> = steps
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(r["stage_stats"].as_str().unwrap()).unwrap()["verify"]["steps"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, vec![291, 0, 291], "first run, nothing pending, --all");
+}
