@@ -165,7 +165,8 @@ fn run_ours(sandbox: &Sandbox, cells: &[Cell], threads: usize) -> Result<(SideRe
     }
     let before = sandbox::counters();
     let started = Instant::now();
-    let results = harness::run_steps(sandbox, &work, Limits::default(), ExecMode::default(), threads, None)?;
+    let limits = Limits::default();
+    let results = harness::run_steps(sandbox, &work, limits, limits.timeout, ExecMode::default(), threads, None)?;
     let seconds = started.elapsed().as_secs_f64();
     let guest = sandbox::counters().guest_time - before.guest_time;
     let outside = 1.0 - guest.as_secs_f64() / (seconds * threads.min(work.len()) as f64);

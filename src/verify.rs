@@ -5,7 +5,7 @@
 //! `oracle_runs`, `tool_call_stats` and `rejects`. All guest code runs in the sandbox.
 
 use crate::dataset::{self, DatasetError, Table};
-use crate::harness::{self, EnvSource, EnvWork, OracleRun, RefAnswer, Step, ToolDescription};
+use crate::harness::{self, ContractCheck, EnvSource, EnvWork, OracleRun, RefAnswer, SelfTest, Step, ToolDescription};
 use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError, Verdict};
 use crate::tables::{ENV_PENDING, EnvironmentRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
 use std::collections::BTreeMap;
@@ -21,6 +21,8 @@ pub struct VerifySettings {
     pub cell: Limits,
     /// Oracle time budget per environment, summed over its cells (15 s).
     pub env_budget: Duration,
+    /// Budget of the steps that run the whole module: its self-tests, the contract check (5 s).
+    pub module_timeout: Duration,
     /// A kept configuration needs `min_calls <= oracle calls <= max_calls` (10..=256).
     pub min_calls: i32,
     pub max_calls: i32,
@@ -39,6 +41,7 @@ impl Default for VerifySettings {
         VerifySettings {
             cell: Limits::default(),
             env_budget: Duration::from_secs(15),
+            module_timeout: Duration::from_secs(5),
             min_calls: 10,
             max_calls: 256,
             min_tools: 4,
@@ -73,6 +76,34 @@ pub struct VerifySummary {
     pub steps: usize,
 }
 
+/// What the module-wide steps found about one environment.
+struct ModuleChecks {
+    contract: Result<ContractCheck, String>,
+    self_test: Result<SelfTest, String>,
+    description: Result<ToolDescription, String>,
+}
+
+impl ModuleChecks {
+    /// Why the module breaks the contract (stage 2 of the method), if it does: the contract check,
+    /// then its own self-tests (exit 0 within the module budget, at least two of them run).
+    fn failure(&self) -> Option<(&'static str, String)> {
+        match (&self.contract, &self.self_test) {
+            (Err(detail), _) => Some(("contract_failed", detail.clone())),
+            (Ok(check), _) if !check.problems.is_empty() => Some(("contract_failed", check.problems.join("; "))),
+            (_, Err(detail)) => Some(("self_test_failed", detail.clone())),
+            (_, Ok(run)) if run.exit_code != 0 => Some((
+                "self_test_failed",
+                format!("the __main__ block exited with status {}: {}", run.exit_code, run.error.as_deref().unwrap_or("")),
+            )),
+            (_, Ok(run)) if run.reward_1 + run.reward_0 < 2 => Some((
+                "self_test_failed",
+                format!("the __main__ block ran {} self-tests, at least 2 are required", run.reward_1 + run.reward_0),
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Results gathered for one configuration.
 #[derive(Default)]
 struct ConfigResult {
@@ -80,7 +111,8 @@ struct ConfigResult {
     oracle: Option<(Result<OracleRun, String>, Verdict, u64)>,
 }
 
-/// Per environment of `chunk`: describe, then reference answer and oracle per configuration.
+/// Per environment of `chunk`: the contract check, its self-tests, describe, then reference answer
+/// and oracle per configuration.
 /// Returns the work and, per environment, the configuration index of each step.
 fn plan<'a>(
     chunk: &[usize],
@@ -92,8 +124,8 @@ fn plan<'a>(
     let mut targets = Vec::new();
     for &env_index in chunk {
         let env = &envs[env_index];
-        let mut steps = vec![Step::Describe];
-        let mut step_configs = vec![None];
+        let mut steps = vec![Step::Contract, Step::SelfTest, Step::Describe];
+        let mut step_configs = vec![None; steps.len()];
         for &config in configs_of.get(&env.env_id).map_or(&[][..], Vec::as_slice) {
             steps.push(Step::RefAnswer { config: configs[config].config.clone() });
             steps.push(Step::Oracle { config: configs[config].config.clone(), solver: None });
@@ -148,14 +180,27 @@ pub fn verify(
     let mut steps = 0;
     for chunk in selected.chunks(CHUNK_ENVS) {
         let (work, targets) = plan(chunk, &envs, &configs, &configs_of);
-        let outcomes = harness::run_steps(sandbox, &work, settings.cell, settings.mode, settings.threads, reporter)?;
+        let outcomes = harness::run_steps(
+            sandbox,
+            &work,
+            settings.cell,
+            settings.module_timeout,
+            settings.mode,
+            settings.threads,
+            reporter,
+        )?;
         steps += work.iter().map(|w| w.steps.len()).sum::<usize>();
-        let mut described = Vec::new();
+        let mut checks: Vec<ModuleChecks> = Vec::new();
         let mut results: BTreeMap<usize, ConfigResult> = BTreeMap::new();
         for ((env_work, env_results), env_targets) in work.iter().zip(&outcomes).zip(&targets) {
+            // `plan` puts the module-wide steps first: contract, self-test, describe.
+            checks.push(ModuleChecks {
+                contract: env_results[0].parse(),
+                self_test: env_results[1].parse(),
+                description: env_results[2].parse(),
+            });
             for ((step, result), target) in env_work.steps.iter().zip(env_results).zip(env_targets) {
                 match (step, target) {
-                    (Step::Describe, _) => described.push(result.parse()),
                     (Step::RefAnswer { .. }, Some(config)) => {
                         results.entry(*config).or_default().ref_answer = Some(result.parse())
                     }
@@ -170,10 +215,10 @@ pub fn verify(
         for (config, result) in results {
             tables.record_config(&mut configs[config], result, settings);
         }
-        for (&env, description) in chunk.iter().zip(described) {
+        for (&env, checks) in chunk.iter().zip(checks) {
             let own = configs_of.get(&envs[env].env_id).map_or(&[][..], Vec::as_slice);
             let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).collect();
-            tables.settle_env(&mut envs[env], description, &own_configs, settings);
+            tables.settle_env(&mut envs[env], checks, &own_configs, settings);
             for &config in own {
                 apply_env_filters(&mut configs[config], &envs[env], settings);
             }
@@ -305,42 +350,34 @@ impl Tables {
         }
     }
 
-    /// Decides the environment's status from its description and its configurations' oracle runs.
-    fn settle_env(
-        &mut self,
-        env: &mut EnvironmentRow,
-        description: Result<ToolDescription, String>,
-        mine: &[&TaskConfigRow],
-        settings: &VerifySettings,
-    ) {
+    /// Decides the environment's status: the module-wide checks first, then its configurations'
+    /// reference answers and oracle runs.
+    fn settle_env(&mut self, env: &mut EnvironmentRow, checks: ModuleChecks, mine: &[&TaskConfigRow], settings: &VerifySettings) {
         let spent = self.oracle_ms.get(&env.env_id).copied().unwrap_or(0);
-        let (status, detail) = match description {
-            Err(detail) => ("contract_failed", Some(detail)),
-            Ok(description) => {
-                env.tool_count = description.tools.len() as i32;
-                env.tools = description.tools;
-                if env.tool_docs.is_empty() {
-                    env.tool_docs = description.tool_docs;
-                }
-                let checked: Vec<&&TaskConfigRow> = mine.iter().filter(|c| c.ref_answer.is_some()).collect();
-                if mine.is_empty() {
-                    ("no_configs", None)
-                } else if checked.is_empty() {
-                    ("ref_answer_failed", Some("no configuration has a reference answer".to_string()))
-                } else if spent > settings.env_budget.as_millis() as u64 {
-                    (
-                        "oracle_budget_exceeded",
-                        Some(format!(
-                            "oracle took {spent} ms over its configurations, budget {} ms",
-                            settings.env_budget.as_millis()
-                        )),
-                    )
-                } else if let Some(failed) = checked.iter().find(|c| c.oracle_passed != Some(true)) {
-                    ("oracle_failed", Some(format!("oracle failed on {}", failed.config)))
-                } else {
-                    ("verified", None)
-                }
+        let failure = checks.failure();
+        if let Ok(description) = &checks.description {
+            env.tool_count = description.tools.len() as i32;
+            env.tools = description.tools.clone();
+            if env.tool_docs.is_empty() {
+                env.tool_docs = description.tool_docs.clone();
             }
+        }
+        let checked: Vec<&&TaskConfigRow> = mine.iter().filter(|c| c.ref_answer.is_some()).collect();
+        let (status, detail) = if let Some((status, detail)) = failure {
+            (status, Some(detail))
+        } else if let Err(detail) = checks.description {
+            ("contract_failed", Some(detail))
+        } else if mine.is_empty() {
+            ("no_configs", None)
+        } else if checked.is_empty() {
+            ("ref_answer_failed", Some("no configuration has a reference answer".to_string()))
+        } else if spent > settings.env_budget.as_millis() as u64 {
+            let budget = settings.env_budget.as_millis();
+            ("oracle_budget_exceeded", Some(format!("oracle took {spent} ms over its configurations, budget {budget} ms")))
+        } else if let Some(failed) = checked.iter().find(|c| c.oracle_passed != Some(true)) {
+            ("oracle_failed", Some(format!("oracle failed on {}", failed.config)))
+        } else {
+            ("verified", None)
         };
         env.status = status.into();
         env.oracle_candidate = (status == "verified").then_some(0);

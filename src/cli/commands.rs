@@ -217,7 +217,7 @@ fn sandbox_run(args: SandboxRunArgs) -> Result<()> {
         output_bytes: args.output_kb << 10,
     };
     let task = Task::Script { code, filename: args.file.display().to_string(), stdin };
-    let outcome = sandbox()?.run(Job { task, limits, seed: args.seed })?;
+    let outcome = sandbox()?.run(Job { task, limits, seed: args.seed, step_timeouts: Vec::new() })?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let object = serde_json::json!({

@@ -140,8 +140,8 @@ def run_steps(source, env_name, steps):
     """Run many steps on one environment in one job, handing each step's result to the host as
     soon as it is ready (`emit_partial`, installed by the sandbox driver): {"ok": result} or
     {"error": message}. A step is {"op": "describe"} | {"op": "ref_answer", "config": ...} |
-    {"op": "oracle", "config": ..., "solver": ... or None} | {"op": "self_test"}. One step failing does
-    not stop the rest."""
+    {"op": "oracle", "config": ..., "solver": ... or None} | {"op": "self_test"} | {"op": "contract"}.
+    One step failing does not stop the rest."""
     import traceback
 
     for step in steps:
@@ -155,6 +155,8 @@ def run_steps(source, env_name, steps):
                 value = oracle(source, env_name, step["config"], step.get("solver"))
             elif op == "self_test":
                 value = self_test(source, env_name)
+            elif op == "contract":
+                value = contract(source, env_name)
             else:
                 raise ValueError("unknown step %r" % op)
             outcome = {"ok": value}
@@ -162,6 +164,38 @@ def run_steps(source, env_name, steps):
             outcome = {"error": "".join(traceback.format_exception_only(type(failure), failure)).strip()[:2000]}
         emit_partial(outcome)
     return len(steps)
+
+
+_REQUIRED_METHODS = ("from_env_str", "reset", "get_ref_answer", "step")
+_DOC_SECTIONS = ("Args", "Returns", "Example")
+
+
+def contract(source, env_name):
+    """The static half of the environment contract: the class is found by parsing (one class
+    defining `from_env_str`, named `env_name`), it has the required methods, `func_mapping` holds
+    Observe and Done, and every action has a method of the same name whose docstring has Args,
+    Returns and Example. Returns {"classes": [...], "problems": [...]} (empty problems: it holds)."""
+    classes = find_env_classes(source)
+    problems = []
+    if env_name not in classes:
+        problems.append("no class %s defining from_env_str (found: %s)" % (env_name, ", ".join(classes) or "none"))
+        return {"classes": classes, "problems": problems}
+    cls = _env_class(source, env_name)
+    problems += ["missing method %s" % name for name in _REQUIRED_METHODS if not callable(getattr(cls, name, None))]
+    mapping = getattr(cls(), "func_mapping", None)
+    if not isinstance(mapping, dict):
+        return {"classes": classes, "problems": problems + ["func_mapping is not a dict"]}
+    problems += ["func_mapping has no %s" % name for name in ("Observe", "Done") if name not in mapping]
+    for action in mapping:
+        method = getattr(cls, action, None)
+        if not callable(method):
+            problems.append("action %s has no method" % action)
+            continue
+        doc = method.__doc__ or ""
+        missing = [section for section in _DOC_SECTIONS if section not in doc]
+        if missing:
+            problems.append("the docstring of %s lacks %s" % (action, ", ".join(missing)))
+    return {"classes": classes, "problems": problems}
 
 
 def self_test(source, env_name, output_limit=100000):

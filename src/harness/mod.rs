@@ -9,6 +9,7 @@ use crate::sandbox::{ExecMode, Job, JobOutcome, JobReporter, Limits, Sandbox, Sa
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// An environment's source and class name.
 #[derive(Debug, Clone, Copy)]
@@ -82,13 +83,34 @@ pub enum Step {
     Oracle { config: String, solver: Option<String> },
     /// Run the module as `__main__`: its own self-tests ([`SelfTest`]).
     SelfTest,
+    /// The static half of the environment contract ([`ContractCheck`]).
+    Contract,
+}
+
+impl Step {
+    /// Steps that run the whole module get the module's budget (the method's 5 s); the others
+    /// the per-cell budget.
+    fn runs_module(&self) -> bool {
+        matches!(self, Step::SelfTest | Step::Contract)
+    }
+}
+
+/// The static half of the environment contract.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ContractCheck {
+    /// Classes defining `from_env_str`, found by parsing the module.
+    pub classes: Vec<String>,
+    /// What breaks the contract; empty when it holds.
+    pub problems: Vec<String>,
 }
 
 /// Job: run `steps` on one environment in one interpreter visit. Each step's result comes back as a
-/// partial result; `limits.timeout` bounds every step; a failing step does not stop the others.
-pub fn steps_job(env: EnvSource, steps: &[Step], limits: Limits, seed: u64) -> Job {
+/// partial result; `limits.timeout` bounds each step (`module_timeout` those that run the whole
+/// module); a failing step does not stop the others.
+pub fn steps_job(env: EnvSource, steps: &[Step], limits: Limits, module_timeout: Duration, seed: u64) -> Job {
     let args = json!({ "source": env.code, "env_name": env.name, "steps": steps });
-    Job { seed, ..Job::call("run_steps", args, limits) }
+    let step_timeouts = steps.iter().map(|s| if s.runs_module() { module_timeout } else { limits.timeout }).collect();
+    Job { seed, step_timeouts, ..Job::call("run_steps", args, limits) }
 }
 
 /// How one step ended.
@@ -148,6 +170,7 @@ pub fn run_steps(
     sandbox: &Sandbox,
     work: &[EnvWork],
     limits: Limits,
+    module_timeout: Duration,
     mode: ExecMode,
     threads: usize,
     reporter: Option<&dyn JobReporter>,
@@ -155,8 +178,10 @@ pub fn run_steps(
     let mut results: Vec<Vec<StepResult>> = work.iter().map(|w| Vec::with_capacity(w.steps.len())).collect();
     let mut pending: Vec<usize> = (0..work.len()).filter(|&i| !work[i].steps.is_empty()).collect();
     while !pending.is_empty() {
-        let jobs =
-            pending.iter().map(|&i| steps_job(work[i].env, &work[i].steps[results[i].len()..], limits, work[i].seed)).collect();
+        let jobs = pending
+            .iter()
+            .map(|&i| steps_job(work[i].env, &work[i].steps[results[i].len()..], limits, module_timeout, work[i].seed))
+            .collect();
         let outcomes = sandbox.run_jobs(jobs, mode, threads, reporter)?;
         let mut next = Vec::new();
         for (&i, outcome) in pending.iter().zip(&outcomes) {

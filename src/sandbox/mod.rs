@@ -80,16 +80,19 @@ pub struct Job {
     pub limits: Limits,
     /// Seeds the guest's randomness (hash-independent: `os.urandom`, unseeded `random.Random()`).
     pub seed: u64,
+    /// For a many-step job: the time budget of each step in order (a step past the end of the
+    /// list, or every step when it is empty, gets `limits.timeout`).
+    pub step_timeouts: Vec<Duration>,
 }
 
 impl Job {
     pub fn script(code: impl Into<String>, filename: impl Into<String>, limits: Limits) -> Job {
         let task = Task::Script { code: code.into(), filename: filename.into(), stdin: String::new() };
-        Job { task, limits, seed: 0 }
+        Job { task, limits, seed: 0, step_timeouts: Vec::new() }
     }
 
     pub fn call(function: &str, args: serde_json::Value, limits: Limits) -> Job {
-        Job { task: Task::Call { function: function.to_string(), args }, limits, seed: 0 }
+        Job { task: Task::Call { function: function.to_string(), args }, limits, seed: 0, step_timeouts: Vec::new() }
     }
 }
 

@@ -93,6 +93,7 @@ struct InFlight {
     started: Instant,
     /// When the current step began (the job's start, or its last partial result).
     step_started: Instant,
+    step_timeouts: Vec<Duration>,
     partials: Vec<Partial>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -147,13 +148,14 @@ impl Shared {
         self.memory_cap.store(boot_memory.saturating_add(job.limits.memory_bytes), Ordering::Relaxed);
         self.clock.reset();
         self.random.reseed(job.seed);
-        self.set_budget(job.limits.timeout);
+        self.set_budget(job.step_timeouts.first().copied().unwrap_or(job.limits.timeout));
         let body = serde_json::to_vec(&job.task).expect("jobs serialize to JSON");
         state.in_flight = Some(InFlight {
             index,
             limits: job.limits,
             started: Instant::now(),
             step_started: Instant::now(),
+            step_timeouts: job.step_timeouts,
             partials: Vec::new(),
             stdout: Vec::new(),
             stderr: Vec::new(),
@@ -209,7 +211,7 @@ impl Shared {
                         job.step_started = Instant::now();
                         job.stdout.drain(user_len..frame_end);
                         job.scanned = user_len;
-                        self.set_budget(job.limits.timeout);
+                        self.set_budget(job.step_timeouts.get(job.partials.len()).copied().unwrap_or(job.limits.timeout));
                         continue;
                     }
                     let job = in_flight.take().expect("checked above");
@@ -232,7 +234,8 @@ impl Shared {
             Ending::Exit(0) => (Verdict::Ok, Some(0), None),
             Ending::Exit(code) => (Verdict::Error, Some(*code), Some(format!("exited with status {code}"))),
             Ending::Timeout => {
-                (Verdict::Timeout, None, Some(format!("exceeded the time limit of {} ms", job.limits.timeout.as_millis())))
+                let budget = job.step_timeouts.get(job.partials.len()).copied().unwrap_or(job.limits.timeout);
+                (Verdict::Timeout, None, Some(format!("exceeded the time limit of {} ms", budget.as_millis())))
             }
             Ending::Memory => {
                 (Verdict::Memory, None, Some(format!("exceeded the memory limit of {} MiB", job.limits.memory_bytes >> 20)))
@@ -578,6 +581,7 @@ mod tests {
             limits: Limits::default(),
             started: now,
             step_started: now,
+            step_timeouts: vec![],
             partials: vec![],
             stdout: stdout.to_vec(),
             stderr: vec![],

@@ -122,5 +122,5 @@ fn a_second_import_and_verify_redo_nothing_and_all_redoes_everything() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(steps, vec![291, 0, 291], "first run, nothing pending, --all");
+    assert_eq!(steps, vec![473, 0, 473], "first run, nothing pending, --all");
 }

@@ -3,7 +3,7 @@
 //! candidate solvers, and a step that a limit ends without losing the steps after it.
 
 use crate::util::{repo, sandbox};
-use codegym::harness::{self, EnvSource, EnvWork, OracleRun, RefAnswer, SelfTest, Step, ToolDescription};
+use codegym::harness::{self, ContractCheck, EnvSource, EnvWork, OracleRun, RefAnswer, SelfTest, Step, ToolDescription};
 use codegym::sandbox::{ExecMode, Limits, Verdict};
 use std::time::Duration;
 
@@ -30,11 +30,13 @@ fn steps_on_one_environment_return_typed_results() {
         Step::Oracle { config: CONFIG.into(), solver: Some(WRONG_SOLVER.into()) },
         Step::Oracle { config: CONFIG.into(), solver: Some(ENDLESS_SOLVER.into()) },
         Step::RefAnswer { config: "OtherEnv@{}".into() },
+        Step::Contract,
     ];
     let work = [EnvWork { env: EnvSource { code: &code, name: &name }, steps, seed: 1 }];
     let limits = Limits { timeout: Duration::from_millis(1500), ..Limits::default() };
-    let results = harness::run_steps(&sandbox(), &work, limits, ExecMode::default(), 1, None).unwrap().remove(0);
-    assert_eq!(results.len(), 7);
+    let module_timeout = Duration::from_secs(5);
+    let results = harness::run_steps(&sandbox(), &work, limits, module_timeout, ExecMode::default(), 1, None).unwrap().remove(0);
+    assert_eq!(results.len(), 8);
 
     let tools: ToolDescription = results[0].parse().unwrap();
     assert_eq!(tools.tools.first().map(String::as_str), Some("Observe"));
@@ -62,4 +64,26 @@ fn steps_on_one_environment_return_typed_results() {
     assert_eq!(results[5].verdict, Verdict::Timeout, "{:?}", results[5]);
     assert_eq!(results[6].verdict, Verdict::Ok, "the step after a timed-out one still ran");
     assert!(results[6].parse::<RefAnswer>().unwrap_err().contains("from_env_str returned None"), "{:?}", results[6]);
+
+    let contract: ContractCheck = results[7].parse().unwrap();
+    assert_eq!((contract.classes, contract.problems), (vec![name.clone()], vec![]));
+}
+
+#[test]
+fn the_contract_check_names_what_is_missing() {
+    let broken = "class BrokenEnv:\n    @staticmethod\n    def from_env_str(s):\n        return None\n    def __init__(self):\n        self.func_mapping = {'Observe': 0, 'Peek': 1}\n    def Observe(self):\n        'Args: none'\n        return ''\n";
+    let work = [EnvWork { env: EnvSource { code: broken, name: "BrokenEnv" }, steps: vec![Step::Contract], seed: 0 }];
+    let limits = Limits::default();
+    let results = harness::run_steps(&sandbox(), &work, limits, limits.timeout, ExecMode::default(), 1, None).unwrap().remove(0);
+    let contract: ContractCheck = results[0].parse().unwrap();
+    let problems = contract.problems.join("\n");
+    for expected in [
+        "missing method reset",
+        "missing method step",
+        "func_mapping has no Done",
+        "docstring of Observe lacks Returns, Example",
+        "action Peek has no method",
+    ] {
+        assert!(problems.contains(expected), "{expected:?} not in\n{problems}");
+    }
 }
