@@ -50,6 +50,11 @@ struct Message {
 struct ExtraInfo {
     index: Option<serde_json::Value>,
     solve_fc_round: Option<i64>,
+    /// The reference model's pass rate over 4 samples (or 8, for the hard variant).
+    #[serde(rename = "qwen32b_Bo4_score")]
+    reference_bo4: Option<f64>,
+    #[serde(rename = "qwen32b_Bo8_score")]
+    reference_bo8: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,6 +233,7 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, I
                 kept: false,
                 filter_reason: None,
                 source_oracle_calls: extra.solve_fc_round.and_then(|n| i32::try_from(n).ok()),
+                reference_pass_rate: extra.reference_bo4.or(extra.reference_bo8),
             },
         );
     }

@@ -40,6 +40,7 @@ pub struct TaskConfigRow {
     pub kept: bool,
     pub filter_reason: Option<String>,
     pub source_oracle_calls: Option<i32>,
+    pub reference_pass_rate: Option<f64>,
 }
 
 /// `oracle_runs`: one (oracle candidate, configuration) cell.

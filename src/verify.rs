@@ -28,12 +28,28 @@ pub struct VerifySettings {
     pub max_calls: i32,
     /// A kept environment needs at least this many tools (4).
     pub min_tools: i32,
+    /// A kept configuration is solved by the reference model at most this often (25%; the hard
+    /// variant 1/8), where its pass rate is known.
+    pub max_reference_pass_rate: f64,
+    /// Synthesized environments survive the reference-answer check only if at least this share
+    /// of their configurations, and at least `min_ref_configs` of them, have a reference answer
+    /// (80% and 10); imported environments carry their own curated configurations.
+    pub min_ref_share: f64,
+    pub min_ref_configs: usize,
     /// `len(str(answer))` must not exceed this (100).
     pub max_answer_chars: usize,
     pub threads: usize,
     pub mode: ExecMode,
     /// Re-verify every environment, not only pending ones (after changing limits, say).
     pub all: bool,
+}
+
+impl VerifySettings {
+    /// The hard variant for long-reasoning models: up to 512 oracle calls, and configurations
+    /// the reference model solves at most 1/8 of the time.
+    pub fn hard(self) -> VerifySettings {
+        VerifySettings { max_calls: 512, max_reference_pass_rate: 0.125, ..self }
+    }
 }
 
 impl Default for VerifySettings {
@@ -45,6 +61,9 @@ impl Default for VerifySettings {
             min_calls: 10,
             max_calls: 256,
             min_tools: 4,
+            max_reference_pass_rate: 0.25,
+            min_ref_share: 0.8,
+            min_ref_configs: 10,
             max_answer_chars: 100,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             mode: ExecMode::default(),
@@ -295,6 +314,9 @@ impl Tables {
             Some(Ok(answer)) => {
                 if answer.answer.chars().count() > settings.max_answer_chars {
                     config.filter_reason = Some("ref_answer_too_long".into());
+                } else if answer.answer_json.is_none() {
+                    // An agent can only send JSON: an answer it cannot write can never be matched.
+                    config.filter_reason = Some("ref_answer_not_json".into());
                 }
                 config.ref_answer = Some(answer.answer);
             }
@@ -337,6 +359,9 @@ impl Tables {
         } else if config.filter_reason.is_none() {
             config.filter_reason = Some(format!("oracle_{label}"));
         }
+        if config.filter_reason.is_none() && config.reference_pass_rate.is_some_and(|r| r > settings.max_reference_pass_rate) {
+            config.filter_reason = Some("reference_model_solves".into());
+        }
         if config.filter_reason.is_none() {
             config.filter_reason = calls.and_then(|n| {
                 if n < settings.min_calls {
@@ -362,7 +387,10 @@ impl Tables {
                 env.tool_docs = description.tool_docs.clone();
             }
         }
-        let checked: Vec<&&TaskConfigRow> = mine.iter().filter(|c| c.ref_answer.is_some()).collect();
+        // Configurations that passed the reference-answer check (it ran, the answer is short
+        // enough and JSON): the ones the oracle must pass.
+        let ref_failed = |c: &TaskConfigRow| c.filter_reason.as_deref().is_some_and(|r| r.starts_with("ref_answer"));
+        let checked: Vec<&&TaskConfigRow> = mine.iter().filter(|c| c.ref_answer.is_some() && !ref_failed(c)).collect();
         let (status, detail) = if let Some((status, detail)) = failure {
             (status, Some(detail))
         } else if let Err(detail) = checks.description {
@@ -371,6 +399,18 @@ impl Tables {
             ("no_configs", None)
         } else if checked.is_empty() {
             ("ref_answer_failed", Some("no configuration has a reference answer".to_string()))
+        } else if env.source != crate::import_codegym::SOURCE
+            && ((checked.len() as f64) < settings.min_ref_share * mine.len() as f64 || checked.len() < settings.min_ref_configs)
+        {
+            let share = format!("{} of {} configurations have a reference answer", checked.len(), mine.len());
+            (
+                "ref_answer_survival",
+                Some(format!(
+                    "{share}; at least {:.0}% and {} are required",
+                    settings.min_ref_share * 100.0,
+                    settings.min_ref_configs
+                )),
+            )
         } else if spent > settings.env_budget.as_millis() as u64 {
             let budget = settings.env_budget.as_millis();
             ("oracle_budget_exceeded", Some(format!("oracle took {spent} ms over its configurations, budget {budget} ms")))
@@ -417,6 +457,99 @@ mod tests {
 
     fn run(passed: bool) -> Result<OracleRun, String> {
         Ok(OracleRun { passed, message: String::new(), oracle_calls: 12, tool_calls: Default::default(), trajectory: vec![] })
+    }
+
+    fn env(source: &str) -> EnvironmentRow {
+        EnvironmentRow {
+            env_id: "e".into(),
+            problem_id: None,
+            source: source.into(),
+            source_id: "s".into(),
+            env_name: "XEnv".into(),
+            task_text: None,
+            env_code: String::new(),
+            tool_count: 0,
+            tools: vec![],
+            tool_docs: String::new(),
+            status: ENV_PENDING.into(),
+            status_detail: None,
+            oracle_candidate: None,
+        }
+    }
+
+    fn config(i: usize, ref_answer: Option<&str>) -> TaskConfigRow {
+        TaskConfigRow {
+            config_id: format!("c{i}"),
+            env_id: "e".into(),
+            env_name: "XEnv".into(),
+            config: format!("XEnv@{{\"i\": {i}}}"),
+            difficulty: "easy".into(),
+            source_index: None,
+            ref_answer: ref_answer.map(String::from),
+            oracle_passed: Some(true),
+            oracle_calls: Some(12),
+            distinct_tools: Some(4),
+            kept: false,
+            filter_reason: None,
+            source_oracle_calls: None,
+            reference_pass_rate: None,
+        }
+    }
+
+    fn passing_checks() -> ModuleChecks {
+        ModuleChecks {
+            contract: Ok(ContractCheck { classes: vec!["XEnv".into()], problems: vec![] }),
+            self_test: Ok(SelfTest { exit_code: 0, error: None, reward_1: 2, reward_0: 0, stdout: String::new() }),
+            description: Ok(ToolDescription { tools: vec!["Observe".into(); 5], tool_docs: "docs".into() }),
+        }
+    }
+
+    #[test]
+    fn synthesized_environments_need_most_reference_answers_to_survive() {
+        let configs: Vec<TaskConfigRow> = (0..10).map(|i| config(i, (i < 7).then_some("3"))).collect();
+        let mine: Vec<&TaskConfigRow> = configs.iter().collect();
+        let mut synthesized = env("synthesis");
+        Tables::default().settle_env(&mut synthesized, passing_checks(), &mine, &VerifySettings::default());
+        assert_eq!(synthesized.status, "ref_answer_survival", "{:?}", synthesized.status_detail);
+        let mut imported = env(crate::import_codegym::SOURCE);
+        Tables::default().settle_env(&mut imported, passing_checks(), &mine, &VerifySettings::default());
+        assert_eq!(imported.status, "verified");
+    }
+
+    #[test]
+    fn a_failing_self_test_or_contract_decides_the_status_first() {
+        let configs = [config(0, Some("3"))];
+        let mine: Vec<&TaskConfigRow> = configs.iter().collect();
+        let mut checks = passing_checks();
+        checks.self_test = Ok(SelfTest { exit_code: 0, error: None, reward_1: 1, reward_0: 0, stdout: String::new() });
+        let mut row = env("synthesis");
+        Tables::default().settle_env(&mut row, checks, &mine, &VerifySettings::default());
+        assert_eq!(row.status, "self_test_failed");
+        let mut checks = passing_checks();
+        checks.contract = Ok(ContractCheck { classes: vec![], problems: vec!["func_mapping has no Done".into()] });
+        Tables::default().settle_env(&mut row, checks, &mine, &VerifySettings::default());
+        assert_eq!((row.status.as_str(), row.status_detail.as_deref()), ("contract_failed", Some("func_mapping has no Done")));
+    }
+
+    #[test]
+    fn configurations_the_reference_model_solves_too_often_are_dropped() {
+        let run = OracleRun {
+            passed: true,
+            message: String::new(),
+            oracle_calls: 40,
+            tool_calls: Default::default(),
+            trajectory: vec![],
+        };
+        let answer = RefAnswer { answer: "3".into(), answer_repr: "3".into(), answer_json: Some("3".into()) };
+        let cell = || ConfigResult { ref_answer: Some(Ok(answer.clone())), oracle: Some((Ok(run.clone()), Verdict::Ok, 5)) };
+        let mut row = TaskConfigRow { reference_pass_rate: Some(0.25), ..config(0, None) };
+        Tables::default().record_config(&mut row, cell(), &VerifySettings::default());
+        assert_eq!(row.filter_reason, None, "25% is allowed");
+        Tables::default().record_config(&mut row, cell(), &VerifySettings::default().hard());
+        assert_eq!(row.filter_reason.as_deref(), Some("reference_model_solves"), "the hard variant allows 1/8");
+        let unjson = || ConfigResult { ref_answer: Some(Ok(RefAnswer { answer_json: None, ..answer.clone() })), oracle: None };
+        Tables::default().record_config(&mut row, unjson(), &VerifySettings::default());
+        assert_eq!(row.filter_reason.as_deref(), Some("ref_answer_not_json"));
     }
 
     #[test]

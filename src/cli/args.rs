@@ -121,6 +121,10 @@ pub struct VerifyArgs {
     /// resumes where it stopped and a nightly build redoes only what changed).
     #[arg(long)]
     pub all: bool,
+    /// Curate for the hard variant: up to 512 oracle calls, reference-model pass rate <= 1/8
+    /// (applies to the environments this run verifies; add --all to re-curate everything).
+    #[arg(long)]
+    pub hard: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -124,3 +124,23 @@ fn a_second_import_and_verify_redo_nothing_and_all_redoes_everything() {
         .collect();
     assert_eq!(steps, vec![473, 0, 473], "first run, nothing pending, --all");
 }
+
+#[test]
+fn the_hard_variant_drops_configurations_the_reference_model_solves_a_quarter_of_the_time() {
+    let Some(sample) = released_sample() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_release(&sample, "parquet", &data);
+    let rates = sql_rows(&data, "SELECT count(*) AS n FROM task_configs WHERE reference_pass_rate > 0.125");
+    assert_eq!(rates[0]["n"], 46, "released pass rates are imported");
+    run_ok(&["verify", "--data", data.to_str().unwrap(), "--hard"]);
+    let kept =
+        sql_rows(&data, "SELECT kept, filter_reason, count(*) AS n FROM task_configs GROUP BY kept, filter_reason ORDER BY kept");
+    assert_eq!(
+        kept,
+        vec![
+            serde_json::json!({"kept": false, "filter_reason": "reference_model_solves", "n": 46}),
+            serde_json::json!({"kept": true, "filter_reason": null, "n": 54}),
+        ]
+    );
+}
