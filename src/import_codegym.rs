@@ -8,30 +8,12 @@ use crate::dataset::{self, DatasetError, Table};
 use crate::ids::content_id;
 use crate::tables::{ENV_PENDING, EnvironmentRow, RejectRow, TaskConfigRow};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 /// The `source` recorded for imported environments.
 pub const SOURCE: &str = "codegym-release";
 const STAGE: &str = "import";
-
-/// A problem with an input file as a whole.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    #[error(transparent)]
-    Dataset(#[from] DatasetError),
-    #[error("{path}: line {line}: {detail}")]
-    JsonLines { path: String, line: usize, detail: String },
-    #[error("cannot read {path}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: unsupported file type (expected .parquet or .jsonl)")]
-    Format { path: String },
-}
 
 #[derive(Debug, Deserialize)]
 struct ReleasedEnv {
@@ -76,28 +58,6 @@ pub struct ImportSummary {
     pub rejects: usize,
 }
 
-fn read_rows<R: DeserializeOwned>(path: &Path) -> Result<Vec<R>, ImportError> {
-    let name = path.display().to_string();
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => Ok(dataset::read_parquet_rows(path)?),
-        Some("jsonl" | "json") => {
-            let text = std::fs::read_to_string(path).map_err(|source| ImportError::Io { path: name.clone(), source })?;
-            text.lines()
-                .enumerate()
-                .filter(|(_, line)| !line.trim().is_empty())
-                .map(|(i, line)| {
-                    serde_json::from_str(line).map_err(|e| ImportError::JsonLines {
-                        path: name.clone(),
-                        line: i + 1,
-                        detail: e.to_string(),
-                    })
-                })
-                .collect()
-        }
-        _ => Err(ImportError::Format { path: name }),
-    }
-}
-
 /// `codegym_v1@{source}__{EnvName}@{json}` -> (source, EnvName, `EnvName@{json}`).
 fn parse_ability(ability: &str) -> Option<(&str, &str, String)> {
     let rest = ability.split_once('@')?.1;
@@ -130,9 +90,9 @@ fn reject(entity_id: String, source_id: Option<&str>, reason: &str, detail: Stri
 /// Imports `envs` and `tasks` into the dataset at `data`. Rows the dataset already holds (same
 /// content, hence same id) are left as they are, with their verification results, so a nightly
 /// re-import followed by `verify` only verifies what is new.
-pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, ImportError> {
-    let released_envs: Vec<ReleasedEnv> = read_rows(envs)?;
-    let released_tasks: Vec<ReleasedTask> = read_rows(tasks)?;
+pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, DatasetError> {
+    let released_envs: Vec<ReleasedEnv> = dataset::read_rows_file(envs)?;
+    let released_tasks: Vec<ReleasedTask> = dataset::read_rows_file(tasks)?;
     let mut summary =
         ImportSummary { env_rows_in: released_envs.len(), task_rows_in: released_tasks.len(), ..Default::default() };
     let mut rejects = Vec::new();

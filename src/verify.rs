@@ -36,6 +36,9 @@ pub struct VerifySettings {
     /// (80% and 10); imported environments carry their own curated configurations.
     pub min_ref_share: f64,
     pub min_ref_configs: usize,
+    /// Reference-model pass rates to apply before curating: a Parquet or JSON Lines file of
+    /// rows with `score` (0..1) and `config_id` or `config` (`EnvName@{json}`).
+    pub reference_scores: Option<std::path::PathBuf>,
     /// `len(str(answer))` must not exceed this (100).
     pub max_answer_chars: usize,
     pub threads: usize,
@@ -64,6 +67,7 @@ impl Default for VerifySettings {
             max_reference_pass_rate: 0.25,
             min_ref_share: 0.8,
             min_ref_configs: 10,
+            reference_scores: None,
             max_answer_chars: 100,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             mode: ExecMode::default(),
@@ -186,6 +190,9 @@ pub fn verify(
     if envs.is_empty() {
         return Err(VerifyError::Empty(data.display().to_string()));
     }
+    if let Some(path) = &settings.reference_scores {
+        apply_reference_scores(path, &mut configs)?;
+    }
     let mut configs_of: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, config) in configs.iter().enumerate() {
         configs_of.entry(config.env_id.clone()).or_default().push(i);
@@ -238,11 +245,14 @@ pub fn verify(
             let own = configs_of.get(&envs[env].env_id).map_or(&[][..], Vec::as_slice);
             let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).collect();
             tables.settle_env(&mut envs[env], checks, &own_configs, settings);
-            for &config in own {
-                apply_env_filters(&mut configs[config], &envs[env], settings);
-            }
         }
         stored.replace(chunk.iter().map(|&e| envs[e].env_id.as_str()), tables);
+        curate_all(&envs, &mut configs, settings);
+        stored.write(data, &envs, &configs)?;
+    }
+    if selected.is_empty() {
+        // Nothing to run, but thresholds may have changed: curate what the tables hold.
+        curate_all(&envs, &mut configs, settings);
         stored.write(data, &envs, &configs)?;
     }
     Ok(VerifySummary {
@@ -308,6 +318,8 @@ struct Tables {
 }
 
 impl Tables {
+    /// Records one configuration's cells; `filter_reason` keeps what the cells found (a failed
+    /// reference-answer check, an oracle that did not pass), for [`curate`] to build on.
     fn record_config(&mut self, config: &mut TaskConfigRow, result: ConfigResult, settings: &VerifySettings) {
         config.filter_reason = None;
         match result.ref_answer {
@@ -358,20 +370,6 @@ impl Tables {
             }
         } else if config.filter_reason.is_none() {
             config.filter_reason = Some(format!("oracle_{label}"));
-        }
-        if config.filter_reason.is_none() && config.reference_pass_rate.is_some_and(|r| r > settings.max_reference_pass_rate) {
-            config.filter_reason = Some("reference_model_solves".into());
-        }
-        if config.filter_reason.is_none() {
-            config.filter_reason = calls.and_then(|n| {
-                if n < settings.min_calls {
-                    Some("oracle_calls_below_min".into())
-                } else if n > settings.max_calls {
-                    Some("oracle_calls_above_max".into())
-                } else {
-                    None
-                }
-            });
         }
     }
 
@@ -439,15 +437,69 @@ impl Tables {
     }
 }
 
-/// Environment-level filters, applied once the environment's status is known.
-fn apply_env_filters(config: &mut TaskConfigRow, env: &EnvironmentRow, settings: &VerifySettings) {
-    if config.filter_reason.is_none() {
-        if env.status != "verified" {
-            config.filter_reason = Some("environment_not_verified".into());
-        } else if env.tool_count < settings.min_tools {
-            config.filter_reason = Some("too_few_tools".into());
+#[derive(serde::Deserialize)]
+struct ReferenceScore {
+    config_id: Option<String>,
+    config: Option<String>,
+    score: f64,
+}
+
+/// Sets `reference_pass_rate` from a scores file; rows matching no configuration are ignored.
+fn apply_reference_scores(path: &Path, configs: &mut [TaskConfigRow]) -> Result<(), DatasetError> {
+    let scores: Vec<ReferenceScore> = dataset::read_rows_file(path)?;
+    let mut by_key: BTreeMap<&str, f64> = BTreeMap::new();
+    for score in &scores {
+        if let Some(key) = score.config_id.as_deref().or(score.config.as_deref()) {
+            by_key.insert(key, score.score);
         }
     }
+    for config in configs.iter_mut() {
+        if let Some(&score) = by_key.get(config.config_id.as_str()).or_else(|| by_key.get(config.config.as_str())) {
+            config.reference_pass_rate = Some(score);
+        }
+    }
+    Ok(())
+}
+
+fn curate_all(envs: &[EnvironmentRow], configs: &mut [TaskConfigRow], settings: &VerifySettings) {
+    let by_id: BTreeMap<&str, &EnvironmentRow> = envs.iter().map(|e| (e.env_id.as_str(), e)).collect();
+    for config in configs.iter_mut() {
+        if let Some(env) = by_id.get(config.env_id.as_str()) {
+            curate(config, env, settings);
+        }
+    }
+}
+
+/// Reasons `record_config` derives from a configuration's own cells; curation keeps them.
+fn is_cell_reason(reason: &str) -> bool {
+    reason.starts_with("ref_answer") || (reason.starts_with("oracle_") && !reason.starts_with("oracle_calls"))
+}
+
+/// The curation filters (stage 8), from what the tables hold: the cells' own findings, then the
+/// oracle call range, the environment's status and tool count, the reference model's pass rate.
+/// A pure function of stored columns, so changing a threshold (`--hard`) re-curates every
+/// configuration without running anything.
+fn curate(config: &mut TaskConfigRow, env: &EnvironmentRow, settings: &VerifySettings) {
+    let cell_reason = config.filter_reason.take().filter(|r| is_cell_reason(r));
+    config.filter_reason = cell_reason.or_else(|| {
+        let calls = config.oracle_calls.unwrap_or(0);
+        let reason = if config.oracle_passed != Some(true) {
+            "oracle_not_run"
+        } else if calls < settings.min_calls {
+            "oracle_calls_below_min"
+        } else if calls > settings.max_calls {
+            "oracle_calls_above_max"
+        } else if env.status != "verified" {
+            "environment_not_verified"
+        } else if env.tool_count < settings.min_tools {
+            "too_few_tools"
+        } else if config.reference_pass_rate.is_some_and(|rate| rate > settings.max_reference_pass_rate) {
+            "reference_model_solves"
+        } else {
+            return None;
+        };
+        Some(reason.to_string())
+    });
     config.kept = config.filter_reason.is_none();
 }
 
@@ -543,10 +595,14 @@ mod tests {
         let answer = RefAnswer { answer: "3".into(), answer_repr: "3".into(), answer_json: Some("3".into()) };
         let cell = || ConfigResult { ref_answer: Some(Ok(answer.clone())), oracle: Some((Ok(run.clone()), Verdict::Ok, 5)) };
         let mut row = TaskConfigRow { reference_pass_rate: Some(0.25), ..config(0, None) };
+        let verified = EnvironmentRow { status: "verified".into(), tool_count: 5, ..env("synthesis") };
         Tables::default().record_config(&mut row, cell(), &VerifySettings::default());
-        assert_eq!(row.filter_reason, None, "25% is allowed");
-        Tables::default().record_config(&mut row, cell(), &VerifySettings::default().hard());
+        curate(&mut row, &verified, &VerifySettings::default());
+        assert_eq!((row.filter_reason.as_deref(), row.kept), (None, true), "25% is allowed");
+        curate(&mut row, &verified, &VerifySettings::default().hard());
         assert_eq!(row.filter_reason.as_deref(), Some("reference_model_solves"), "the hard variant allows 1/8");
+        curate(&mut row, &EnvironmentRow { tool_count: 3, ..verified.clone() }, &VerifySettings::default());
+        assert_eq!(row.filter_reason.as_deref(), Some("too_few_tools"), "re-curation replaces earlier filter reasons");
         let unjson = || ConfigResult { ref_answer: Some(Ok(RefAnswer { answer_json: None, ..answer.clone() })), oracle: None };
         Tables::default().record_config(&mut row, unjson(), &VerifySettings::default());
         assert_eq!(row.filter_reason.as_deref(), Some("ref_answer_not_json"));

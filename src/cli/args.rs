@@ -122,9 +122,12 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub all: bool,
     /// Curate for the hard variant: up to 512 oracle calls, reference-model pass rate <= 1/8
-    /// (applies to the environments this run verifies; add --all to re-curate everything).
+    /// (curation is recomputed for every configuration on every run).
     #[arg(long)]
     pub hard: bool,
+    /// Reference-model pass rates (Parquet or JSON Lines: `score` with `config_id` or `config`).
+    #[arg(long, value_name = "FILE")]
+    pub reference_scores: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -161,6 +161,7 @@ fn verify_command(args: VerifyArgs) -> Result<()> {
     };
     let mode = if args.fresh { ExecMode::Fresh } else { ExecMode::default() };
     let settings = VerifySettings { cell, mode, threads: threads(&args.run), all: args.all, ..VerifySettings::default() };
+    let settings = VerifySettings { reference_scores: args.reference_scores.clone(), ..settings };
     let settings = if args.hard { settings.hard() } else { settings };
     logged("verify", &args.data, |log| run_verify(&args.data, &settings, Printer::new(args.run.quiet), log).map(|_| ()))
 }

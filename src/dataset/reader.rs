@@ -91,6 +91,24 @@ pub fn read_parquet_rows<R: DeserializeOwned>(path: &Path) -> Result<Vec<R>, Dat
     Ok(rows)
 }
 
+/// Reads a Parquet file (as [`read_parquet_rows`]) or a JSON Lines file (`.jsonl`, `.json`: one
+/// object per line, blank lines skipped) into rows of `R`. Errors name the file and the line.
+pub fn read_rows_file<R: DeserializeOwned>(path: &Path) -> Result<Vec<R>, DatasetError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("jsonl" | "json") => {
+            let text = std::fs::read_to_string(path).map_err(|e| DatasetError::io(path, e))?;
+            text.lines()
+                .enumerate()
+                .filter(|(_, line)| !line.trim().is_empty())
+                .map(|(i, line)| {
+                    serde_json::from_str(line).map_err(|e| DatasetError::decode(path, format!("line {}: {e}", i + 1)))
+                })
+                .collect()
+        }
+        _ => read_parquet_rows(path),
+    }
+}
+
 /// Reads one Parquet file as Arrow batches, with the schema stored in the file.
 pub fn read_file_batches(path: &Path) -> Result<Vec<RecordBatch>, DatasetError> {
     let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;

@@ -143,4 +143,13 @@ fn the_hard_variant_drops_configurations_the_reference_model_solves_a_quarter_of
             serde_json::json!({"kept": true, "filter_reason": null, "n": 54}),
         ]
     );
+    // Scores from a file replace the released ones; nothing is re-run to apply them.
+    let scores = dir.path().join("scores.jsonl");
+    let configs = sql_rows(&data, "SELECT config FROM task_configs");
+    let lines: Vec<String> =
+        configs.iter().map(|c| serde_json::json!({"config": c["config"], "score": 0.0}).to_string()).collect();
+    std::fs::write(&scores, lines.join("\n")).unwrap();
+    run_ok(&["verify", "--data", data.to_str().unwrap(), "--hard", "--reference-scores", scores.to_str().unwrap()]);
+    let kept = sql_rows(&data, "SELECT count(*) AS n FROM task_configs WHERE kept");
+    assert_eq!(kept[0]["n"], 100);
 }
