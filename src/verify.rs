@@ -5,7 +5,9 @@
 //! `oracle_runs`, `tool_call_stats` and `rejects`. All guest code runs in the sandbox.
 
 use crate::dataset::{self, DatasetError, Table};
-use crate::harness::{self, ContractCheck, EnvSource, EnvWork, OracleRun, RefAnswer, SelfTest, Step, ToolDescription};
+use crate::harness::{
+    self, ContractCheck, EnvSource, EnvWork, Finding, OracleRun, ProbeFindings, RefAnswer, SelfTest, Step, ToolDescription,
+};
 use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError, Verdict};
 use crate::tables::{ENV_PENDING, EnvironmentRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
 use std::collections::BTreeMap;
@@ -132,6 +134,9 @@ impl ModuleChecks {
 struct ConfigResult {
     ref_answer: Option<Result<RefAnswer, String>>,
     oracle: Option<(Result<OracleRun, String>, Verdict, u64)>,
+    /// What the anti-gaming probe found (none when the probe itself failed: the reference-answer
+    /// or oracle cell already says why).
+    probe: Option<ProbeFindings>,
 }
 
 /// Per environment of `chunk`: the contract check, its self-tests, describe, then reference answer
@@ -152,7 +157,12 @@ fn plan<'a>(
         for &config in configs_of.get(&env.env_id).map_or(&[][..], Vec::as_slice) {
             steps.push(Step::RefAnswer { config: configs[config].config.clone() });
             steps.push(Step::Oracle { config: configs[config].config.clone(), solver: None });
-            step_configs.extend([Some(config), Some(config)]);
+            steps.push(Step::Probe {
+                config: configs[config].config.clone(),
+                task_text: env.task_text.clone().unwrap_or_default(),
+                tool_docs: env.tool_docs.clone(),
+            });
+            step_configs.extend([Some(config), Some(config), Some(config)]);
         }
         let source = EnvSource { code: &env.env_code, name: &env.env_name };
         work.push(EnvWork { env: source, steps, seed: harness::seed_for(&env.env_id) });
@@ -233,6 +243,7 @@ pub fn verify(
                     (Step::Oracle { .. }, Some(config)) => {
                         results.entry(*config).or_default().oracle = Some((result.parse(), result.verdict, result.duration_ms))
                     }
+                    (Step::Probe { .. }, Some(config)) => results.entry(*config).or_default().probe = result.parse().ok(),
                     _ => {}
                 }
             }
@@ -315,6 +326,9 @@ struct Tables {
     rejects: Vec<RejectRow>,
     /// Oracle time per environment, for the per-environment budget.
     oracle_ms: BTreeMap<String, u64>,
+    /// Probe findings that make an environment unusable (it rewards wrong answers, its oracle
+    /// reads hidden state or depends on the seed), first one per environment.
+    env_findings: BTreeMap<String, Finding>,
 }
 
 impl Tables {
@@ -338,6 +352,14 @@ impl Tables {
                 self.reject(&config.config_id, "ref_answer_failed", detail);
             }
             None => {}
+        }
+        for finding in result.probe.map(|p| p.findings).unwrap_or_default() {
+            self.reject(&config.config_id, &finding.reason, finding.detail.clone());
+            if finding.reason.starts_with("answer_in_") {
+                config.filter_reason.get_or_insert(finding.reason);
+            } else {
+                self.env_findings.entry(config.env_id.clone()).or_insert(finding);
+            }
         }
         let Some((run, verdict, duration_ms)) = result.oracle else { return };
         let label = oracle_verdict(&run, verdict);
@@ -391,6 +413,9 @@ impl Tables {
         let checked: Vec<&&TaskConfigRow> = mine.iter().filter(|c| c.ref_answer.is_some() && !ref_failed(c)).collect();
         let (status, detail) = if let Some((status, detail)) = failure {
             (status, Some(detail))
+        } else if let Some(finding) = self.env_findings.get(&env.env_id) {
+            // Probe reasons are static strings of the harness; keep ours 'static too.
+            (probe_status(&finding.reason), Some(finding.detail.clone()))
         } else if let Err(detail) = checks.description {
             ("contract_failed", Some(detail))
         } else if mine.is_empty() {
@@ -472,7 +497,20 @@ fn curate_all(envs: &[EnvironmentRow], configs: &mut [TaskConfigRow], settings: 
 
 /// Reasons `record_config` derives from a configuration's own cells; curation keeps them.
 fn is_cell_reason(reason: &str) -> bool {
-    reason.starts_with("ref_answer") || (reason.starts_with("oracle_") && !reason.starts_with("oracle_calls"))
+    reason.starts_with("ref_answer")
+        || reason.starts_with("answer_in_")
+        || (reason.starts_with("oracle_") && !reason.starts_with("oracle_calls"))
+}
+
+/// The environment status of a probe finding that disqualifies the environment.
+fn probe_status(reason: &str) -> &'static str {
+    match reason {
+        "wrong_answer_rewarded" => "wrong_answer_rewarded",
+        "empty_answer_rewarded" => "empty_answer_rewarded",
+        "oracle_reads_state" => "oracle_reads_state",
+        "nondeterministic_trajectory" => "nondeterministic_trajectory",
+        _ => "probe_failed",
+    }
 }
 
 /// The curation filters (stage 8), from what the tables hold: the cells' own findings, then the
@@ -593,7 +631,11 @@ mod tests {
             trajectory: vec![],
         };
         let answer = RefAnswer { answer: "3".into(), answer_repr: "3".into(), answer_json: Some("3".into()) };
-        let cell = || ConfigResult { ref_answer: Some(Ok(answer.clone())), oracle: Some((Ok(run.clone()), Verdict::Ok, 5)) };
+        let cell = || ConfigResult {
+            ref_answer: Some(Ok(answer.clone())),
+            oracle: Some((Ok(run.clone()), Verdict::Ok, 5)),
+            probe: None,
+        };
         let mut row = TaskConfigRow { reference_pass_rate: Some(0.25), ..config(0, None) };
         let verified = EnvironmentRow { status: "verified".into(), tool_count: 5, ..env("synthesis") };
         Tables::default().record_config(&mut row, cell(), &VerifySettings::default());
@@ -603,7 +645,11 @@ mod tests {
         assert_eq!(row.filter_reason.as_deref(), Some("reference_model_solves"), "the hard variant allows 1/8");
         curate(&mut row, &EnvironmentRow { tool_count: 3, ..verified.clone() }, &VerifySettings::default());
         assert_eq!(row.filter_reason.as_deref(), Some("too_few_tools"), "re-curation replaces earlier filter reasons");
-        let unjson = || ConfigResult { ref_answer: Some(Ok(RefAnswer { answer_json: None, ..answer.clone() })), oracle: None };
+        let unjson = || ConfigResult {
+            ref_answer: Some(Ok(RefAnswer { answer_json: None, ..answer.clone() })),
+            oracle: None,
+            probe: None,
+        };
         Tables::default().record_config(&mut row, unjson(), &VerifySettings::default());
         assert_eq!(row.filter_reason.as_deref(), Some("ref_answer_not_json"));
     }

@@ -140,7 +140,7 @@ def run_steps(source, env_name, steps):
     """Run many steps on one environment in one job, handing each step's result to the host as
     soon as it is ready (`emit_partial`, installed by the sandbox driver): {"ok": result} or
     {"error": message}. A step is {"op": "describe"} | {"op": "ref_answer", "config": ...} |
-    {"op": "oracle", "config": ..., "solver": ... or None} | {"op": "self_test"} | {"op": "contract"}.
+    {"op": "oracle", "config": ..., "solver": ... or None} | {"op": "self_test"} | {"op": "contract"} | {"op": "probe", "config", "task_text", "tool_docs"}.
     One step failing does not stop the rest."""
     import traceback
 
@@ -157,6 +157,8 @@ def run_steps(source, env_name, steps):
                 value = self_test(source, env_name)
             elif op == "contract":
                 value = contract(source, env_name)
+            elif op == "probe":
+                value = probe(source, env_name, step["config"], step.get("task_text") or "", step.get("tool_docs") or "")
             else:
                 raise ValueError("unknown step %r" % op)
             outcome = {"ok": value}
@@ -164,6 +166,128 @@ def run_steps(source, env_name, steps):
             outcome = {"error": "".join(traceback.format_exception_only(type(failure), failure)).strip()[:2000]}
         emit_partial(outcome)
     return len(steps)
+
+
+# Answers too common to mean anything when they show up in a text.
+_COMMON_ANSWERS = {"true", "false", "yes", "no", "none", "null", "-1"}
+
+
+def _wrong_like(answer):
+    """A value of the answer's own type that is not the answer."""
+    if isinstance(answer, bool):
+        return not answer
+    if isinstance(answer, (int, float)):
+        return answer + 1
+    if isinstance(answer, str):
+        return answer + "x"
+    if isinstance(answer, (list, tuple)):
+        return list(answer) + [0]
+    return "codegym-wrong-answer"
+
+
+def _message(outcome):
+    return str(outcome[1] if isinstance(outcome, tuple) and len(outcome) == 2 else outcome)
+
+
+def _rewarded(env, answer):
+    message = _message(env.step(json.dumps({"name": "Done", "parameters": {"answer": answer}})))
+    return "reward=1" in message or getattr(env, "_reward", 0) == 1, message
+
+
+def _input_tokens(value, found):
+    """Distinctive values of a configuration: strings of 3+ characters, numbers of 3+ digits."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _input_tokens(item, found)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _input_tokens(item, found)
+    elif isinstance(value, str) and len(value) >= 3:
+        found.append(value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and len(str(abs(value))) >= 3:
+        found.append(str(value))
+    return found
+
+
+def _token_in(token, text):
+    import re
+
+    return re.search(r"(?<![\w.])" + re.escape(token) + r"(?![\w.])", text) is not None
+
+
+def _leaks(answer_text, text, config, shared):
+    """Whether the reference answer shows in `text` as a whole token. Answers of one or two
+    characters and common words never count; nor does an answer that is part of the
+    configuration's own input (an agent may see its input). In text shared by every configuration
+    (task text, tool docs) it counts only when the configuration's input shows there too: the
+    worked example is this very configuration, rather than the text listing possible answers."""
+    if len(answer_text) <= 2 or answer_text.lower() in _COMMON_ANSWERS or not text or not _token_in(answer_text, text):
+        return False
+    options_text = config.split("@", 1)[-1]
+    if _token_in(answer_text, options_text):
+        return False
+    if not shared:
+        return True
+    try:
+        options = json.loads(options_text)
+    except ValueError:
+        return False
+    return any(_token_in(token, text) for token in _input_tokens(options, []))
+
+
+class _StepOnly:
+    """All an oracle may touch is `step`; any other attribute it reads is recorded and refused."""
+
+    def __init__(self, env):
+        object.__setattr__(self, "_env", env)
+        object.__setattr__(self, "reads", [])
+
+    def __getattr__(self, name):
+        if name == "step":
+            return self._env.step
+        self.reads.append(name)
+        raise AttributeError("an oracle may only call self.step(...), not read self.%s" % name)
+
+
+def probe(source, env_name, config, task_text="", tool_docs=""):
+    """Checks the released pipeline never made, on one configuration. Returns {"findings": [...]}
+    with a reason and detail per problem:
+    - wrong_answer_rewarded / empty_answer_rewarded: Done with a wrong value of the right type,
+      or with "", right after reset, must give reward 0;
+    - answer_in_task_text / answer_in_tool_docs / answer_in_observe: the reference answer must
+      not show in what the agent reads (Observe: right after reset);
+    - oracle_reads_state: the oracle must reach its answer through step() only;
+    - nondeterministic_trajectory: two oracle runs under different random seeds must make the
+      same calls and see the same observations."""
+    import random
+
+    answer = _build(source, env_name, config).get_ref_answer()
+    findings = []
+    for reason, wrong in (("wrong_answer_rewarded", _wrong_like(answer)), ("empty_answer_rewarded", "")):
+        rewarded, message = _rewarded(_build(source, env_name, config), wrong)
+        if rewarded:
+            findings.append({"reason": reason, "detail": "Done(%r) right after reset returned %r" % (wrong, message[:200])})
+    observed = _message(_build(source, env_name, config).step(json.dumps({"name": "Observe", "parameters": {}})))
+    texts = (("answer_in_task_text", task_text, True), ("answer_in_tool_docs", tool_docs, True), ("answer_in_observe", observed, False))
+    for reason, text, shared in texts:
+        if _leaks(str(answer), text, config, shared):
+            findings.append({"reason": reason, "detail": "the reference answer %r appears in it" % str(answer)[:100]})
+    env = _build(source, env_name, config)
+    guarded = _StepOnly(env)
+    try:
+        type(env).solve(guarded)
+    except Exception:
+        pass
+    if guarded.reads:
+        findings.append({"reason": "oracle_reads_state", "detail": "solve() read self.%s" % ", self.".join(sorted(set(guarded.reads)))})
+    runs = []
+    for seed in (1, 2):
+        random.seed(seed)
+        runs.append(oracle(source, env_name, config)["trajectory"])
+    if runs[0] != runs[1]:
+        at = next(i for i, (a, b) in enumerate(zip(runs[0] + [None], runs[1] + [None])) if a != b)
+        findings.append({"reason": "nondeterministic_trajectory", "detail": "two runs under different seeds differ at call %d" % (at + 1)})
+    return {"findings": findings}
 
 
 _REQUIRED_METHODS = ("from_env_str", "reset", "get_ref_answer", "step")

@@ -85,14 +85,33 @@ pub enum Step {
     SelfTest,
     /// The static half of the environment contract ([`ContractCheck`]).
     Contract,
+    /// Checks that the environment cannot be gamed on a configuration ([`ProbeFindings`]): wrong
+    /// and empty answers rewarded, the answer shown in `task_text`, `tool_docs` or Observe, an
+    /// oracle reading hidden state, a trajectory that depends on the random seed.
+    Probe { config: String, task_text: String, tool_docs: String },
 }
 
 impl Step {
-    /// Steps that run the whole module get the module's budget (the method's 5 s); the others
-    /// the per-cell budget.
+    /// Steps that run the whole module, or several oracle runs, get the module's budget (the
+    /// method's 5 s); the others the per-cell budget.
     fn runs_module(&self) -> bool {
-        matches!(self, Step::SelfTest | Step::Contract)
+        matches!(self, Step::SelfTest | Step::Contract | Step::Probe { .. })
     }
+}
+
+/// What [`Step::Probe`] found; empty when nothing.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ProbeFindings {
+    pub findings: Vec<Finding>,
+}
+
+/// One problem a probe found, with the reason that names it (`wrong_answer_rewarded`,
+/// `empty_answer_rewarded`, `answer_in_task_text`, `answer_in_tool_docs`, `answer_in_observe`,
+/// `oracle_reads_state`, `nondeterministic_trajectory`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Finding {
+    pub reason: String,
+    pub detail: String,
 }
 
 /// The static half of the environment contract.

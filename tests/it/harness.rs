@@ -3,7 +3,9 @@
 //! candidate solvers, and a step that a limit ends without losing the steps after it.
 
 use crate::util::{repo, sandbox};
-use codegym::harness::{self, ContractCheck, EnvSource, EnvWork, OracleRun, RefAnswer, SelfTest, Step, ToolDescription};
+use codegym::harness::{
+    self, ContractCheck, EnvSource, EnvWork, OracleRun, ProbeFindings, RefAnswer, SelfTest, Step, ToolDescription,
+};
 use codegym::sandbox::{ExecMode, Limits, Verdict};
 use std::time::Duration;
 
@@ -86,4 +88,84 @@ fn the_contract_check_names_what_is_missing() {
     ] {
         assert!(problems.contains(expected), "{expected:?} not in\n{problems}");
     }
+}
+
+/// An environment with every flaw the probes look for: Done rewards anything, Observe shows the
+/// answer, the oracle reads the hidden state and draws random calls.
+const GAMEABLE: &str = r#"
+import json, random
+import gymnasium
+
+class LeakyEnv(gymnasium.Env):
+    def __init__(self, env_str=None):
+        self.func_mapping = {"Observe": 0, "Peek": 1, "Done": 2}
+        self.reset(json.loads(env_str.split("@", 1)[1]) if env_str else {})
+
+    @staticmethod
+    def from_env_str(env_str):
+        return LeakyEnv(env_str) if env_str.startswith("LeakyEnv@") else None
+
+    def reset(self, options={}):
+        self.values = options.get("values", [])
+        self._reward, self._done, self.step_count = 0, False, 0
+
+    def get_ref_answer(self):
+        return sum(self.values) * 1000 + 7
+
+    def step(self, action):
+        self.step_count += 1
+        call = json.loads(action)
+        return True, getattr(self, call["name"])(**call["parameters"])
+
+    def Observe(self):
+        return "the answer is %d" % self.get_ref_answer()
+
+    def Peek(self, index):
+        return str(self.values[index])
+
+    def Done(self, answer):
+        self._reward, self._done = 1, True
+        return "reward=1"
+
+    def solve(self):
+        for _ in range(random.randint(1, 5)):
+            self.step(json.dumps({"name": "Peek", "parameters": {"index": 0}}))
+        return self.step(json.dumps({"name": "Done", "parameters": {"answer": self.get_ref_answer()}}))[1]
+"#;
+
+#[test]
+fn probes_catch_an_environment_that_can_be_gamed() {
+    let config = r#"LeakyEnv@{"values": [4, 5]}"#;
+    let steps = vec![Step::Probe { config: config.into(), task_text: "Sum the values.".into(), tool_docs: String::new() }];
+    let work = [EnvWork { env: EnvSource { code: GAMEABLE, name: "LeakyEnv" }, steps, seed: 3 }];
+    let limits = Limits::default();
+    let results = harness::run_steps(&sandbox(), &work, limits, limits.timeout, ExecMode::default(), 1, None).unwrap().remove(0);
+    let probe: ProbeFindings = results[0].parse().unwrap();
+    let reasons: Vec<&str> = probe.findings.iter().map(|f| f.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "wrong_answer_rewarded",
+            "empty_answer_rewarded",
+            "answer_in_observe",
+            "oracle_reads_state",
+            "nondeterministic_trajectory"
+        ],
+        "{probe:?}"
+    );
+}
+
+#[test]
+fn probes_find_nothing_on_an_honest_environment() {
+    let (name, code) = sample_env();
+    let steps = vec![Step::Probe {
+        config: CONFIG.into(),
+        task_text: "Find the largest sum of a contiguous run.".into(),
+        tool_docs: String::new(),
+    }];
+    let work = [EnvWork { env: EnvSource { code: &code, name: &name }, steps, seed: 3 }];
+    let limits = Limits::default();
+    let results = harness::run_steps(&sandbox(), &work, limits, limits.timeout, ExecMode::default(), 1, None).unwrap().remove(0);
+    let probe: ProbeFindings = results[0].parse().unwrap();
+    assert!(probe.findings.is_empty(), "{probe:?}");
 }
