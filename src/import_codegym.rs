@@ -132,6 +132,8 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, D
                     status: ENV_PENDING.into(),
                     status_detail: None,
                     oracle_candidate: None,
+                    near_duplicate_of: None,
+                    split: None,
                 },
             );
         }

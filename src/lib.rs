@@ -26,6 +26,7 @@
 //! - [`import_codegym`]: released CodeGym tables -> `environments` + `task_configs` (+ `rejects`).
 //! - [`verify`]: reference answers, oracle runs and curation filters over `environments`.
 //! - [`tables`]: typed rows of each table.
+//! - [`near_duplicates`]: near-duplicate environments across problems, and the train/validation split.
 //! - [`dataset`]: table schemas (from `schemas/`) and crash-safe Parquet reading and writing.
 //! - [`query`]: SQL over a dataset directory.
 //! - [`runs`]: the `runs` table (one row per command that changed a dataset).
@@ -40,6 +41,7 @@ pub mod env;
 pub mod harness;
 pub mod ids;
 pub mod import_codegym;
+pub mod near_duplicates;
 pub mod query;
 pub mod report;
 pub mod runs;

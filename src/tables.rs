@@ -22,6 +22,8 @@ pub struct EnvironmentRow {
     pub status: String,
     pub status_detail: Option<String>,
     pub oracle_candidate: Option<i32>,
+    pub near_duplicate_of: Option<String>,
+    pub split: Option<String>,
 }
 
 /// `task_configs`: one (environment, configuration).

@@ -41,6 +41,8 @@ pub struct VerifySettings {
     /// Reference-model pass rates to apply before curating: a Parquet or JSON Lines file of
     /// rows with `score` (0..1) and `config_id` or `config` (`EnvName@{json}`).
     pub reference_scores: Option<std::path::PathBuf>,
+    /// Near-duplicate threshold and validation share of the train/validation split.
+    pub near_duplicates: crate::near_duplicates::NearDuplicateSettings,
     /// `len(str(answer))` must not exceed this (100).
     pub max_answer_chars: usize,
     pub threads: usize,
@@ -70,6 +72,7 @@ impl Default for VerifySettings {
             min_ref_share: 0.8,
             min_ref_configs: 10,
             reference_scores: None,
+            near_duplicates: Default::default(),
             max_answer_chars: 100,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             mode: ExecMode::default(),
@@ -258,12 +261,12 @@ pub fn verify(
             tables.settle_env(&mut envs[env], checks, &own_configs, settings);
         }
         stored.replace(chunk.iter().map(|&e| envs[e].env_id.as_str()), tables);
-        curate_all(&envs, &mut configs, settings);
+        curate_all(&mut envs, &mut configs, settings);
         stored.write(data, &envs, &configs)?;
     }
     if selected.is_empty() {
         // Nothing to run, but thresholds may have changed: curate what the tables hold.
-        curate_all(&envs, &mut configs, settings);
+        curate_all(&mut envs, &mut configs, settings);
         stored.write(data, &envs, &configs)?;
     }
     Ok(VerifySummary {
@@ -486,7 +489,8 @@ fn apply_reference_scores(path: &Path, configs: &mut [TaskConfigRow]) -> Result<
     Ok(())
 }
 
-fn curate_all(envs: &[EnvironmentRow], configs: &mut [TaskConfigRow], settings: &VerifySettings) {
+fn curate_all(envs: &mut [EnvironmentRow], configs: &mut [TaskConfigRow], settings: &VerifySettings) {
+    crate::near_duplicates::assign(envs, settings.near_duplicates);
     let by_id: BTreeMap<&str, &EnvironmentRow> = envs.iter().map(|e| (e.env_id.as_str(), e)).collect();
     for config in configs.iter_mut() {
         if let Some(env) = by_id.get(config.env_id.as_str()) {
@@ -564,6 +568,8 @@ mod tests {
             status: ENV_PENDING.into(),
             status_detail: None,
             oracle_candidate: None,
+            near_duplicate_of: None,
+            split: None,
         }
     }
 

@@ -29,6 +29,9 @@ fn every_released_task_passes_with_the_released_oracle_call_count() {
     assert_eq!(envs[0]["verified"], 91, "{envs:?}");
     assert!(envs[0]["min_tools"].as_i64().unwrap() >= 2);
 
+    let split = sql_rows(&data, "SELECT count(*) AS n FROM environments WHERE split IN ('train', 'validation')");
+    assert_eq!(split[0]["n"], 91, "every environment is on one side of the split");
+
     let cells = sql_rows(&data, "SELECT verdict, count(*) AS n FROM oracle_runs GROUP BY verdict");
     assert_eq!(cells, vec![serde_json::json!({"verdict": "pass", "n": 100})]);
 
