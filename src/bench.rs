@@ -344,3 +344,53 @@ fn peak_memory_mb() -> Option<f64> {
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
+
+/// `codegym bench stages`: the whole verification of each release (every stage, as `verify`
+/// runs it) with environments and cells per second and the time per stage; side by side, the
+/// oracle cells alone, the part the released pipeline ran.
+pub fn stages(releases: &[(&Path, &str)], threads: usize) -> Result<()> {
+    let sandbox = crate::runtime::ensure()?.sandbox()?;
+    println!("codegym bench stages: {threads} workers");
+    for (dir, ext) in releases {
+        let (envs, tasks) = (dir.join(format!("envs.{ext}")), dir.join(format!("tasks.{ext}")));
+        if !envs.is_file() {
+            println!("{}: skipped (no envs.{ext})", dir.display());
+            continue;
+        }
+        let scratch = tempfile::tempdir()?;
+        crate::import_codegym::import(&envs, &tasks, scratch.path())?;
+        let oracle_only = cells(scratch.path())?;
+        let settings = crate::verify::VerifySettings { threads, ..Default::default() };
+        let before = sandbox::counters();
+        let started = Instant::now();
+        let summary = crate::verify::verify(&sandbox, scratch.path(), &settings, None)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let after = sandbox::counters();
+        let (oracle, _) = run_ours(&sandbox, &oracle_only, threads)?;
+        println!(
+            "{}: {} environments, {} cells: {:.2} s ({:.1} environments/s, {:.1} cells/s); oracle cells alone {:.2} s (full verification costs {:.1}x)",
+            dir.display(),
+            summary.environments,
+            summary.oracle_cells,
+            seconds,
+            summary.environments as f64 / seconds,
+            summary.oracle_cells as f64 / seconds,
+            oracle.seconds,
+            seconds / oracle.seconds
+        );
+        let total: u64 = summary.step_ms.values().sum();
+        for (stage, ms) in &summary.step_ms {
+            println!("    {stage:<12} {:>8} ms  {:>5.1}%", ms, *ms as f64 * 100.0 / total.max(1) as f64);
+        }
+        let guest = (after.guest_time - before.guest_time).as_secs_f64();
+        let worker_time = seconds * threads as f64;
+        println!(
+            "    where the time goes: steps {:.1}%, rest of guest time (interpreter start, reset, framing) {:.1}%, outside the guest {:.1}%; {} interpreters started",
+            total as f64 / 10.0 / worker_time,
+            (guest - total as f64 / 1000.0).max(0.0) * 100.0 / worker_time,
+            (worker_time - guest).max(0.0) * 100.0 / worker_time,
+            after.workers_booted - before.workers_booted
+        );
+    }
+    Ok(())
+}

@@ -102,6 +102,8 @@ pub struct VerifySummary {
     pub oracle_passed: usize,
     /// Steps run in the sandbox (describe, reference answers, oracle cells).
     pub steps: usize,
+    /// Time spent in each kind of step (`oracle`, `probe`, ...), summed over workers.
+    pub step_ms: BTreeMap<&'static str, u64>,
 }
 
 /// What the module-wide steps found about one environment.
@@ -217,6 +219,7 @@ pub fn verify(
         (0..envs.len()).filter(|&i| settings.all || envs[i].status == ENV_PENDING || unrun(&envs[i])).collect();
     let mut stored = Stored::read(data)?;
     let mut steps = 0;
+    let mut step_ms: BTreeMap<&'static str, u64> = BTreeMap::new();
     for chunk in selected.chunks(CHUNK_ENVS) {
         let (work, targets) = plan(chunk, &envs, &configs, &configs_of);
         let outcomes = harness::run_steps(
@@ -239,6 +242,7 @@ pub fn verify(
                 description: env_results[2].parse(),
             });
             for ((step, result), target) in env_work.steps.iter().zip(env_results).zip(env_targets) {
+                *step_ms.entry(step.kind()).or_default() += result.duration_ms;
                 match (step, target) {
                     (Step::RefAnswer { .. }, Some(config)) => {
                         results.entry(*config).or_default().ref_answer = Some(result.parse())
@@ -277,6 +281,7 @@ pub fn verify(
         oracle_cells: stored.oracle_runs.len(),
         oracle_passed: stored.oracle_runs.iter().filter(|r| r.verdict == "pass").count(),
         steps,
+        step_ms,
     })
 }
 

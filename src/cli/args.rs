@@ -192,6 +192,9 @@ pub enum BenchCommand {
     Verify(BenchVerifyArgs),
     /// Ingest of a generated corpus: problems per second and peak memory, vs. pyarrow + Python.
     Ingest(BenchIngestArgs),
+    /// The whole verification (every stage) on the released sample and on our samples, with
+    /// the time per stage, vs. running the oracle cells alone.
+    Stages(BenchStagesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -223,4 +226,16 @@ pub struct BenchIngestArgs {
     /// The Python of the baseline (needs pyarrow; skipped without it).
     #[arg(long, default_value = "python3")]
     pub python: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchStagesArgs {
+    /// The released sample (envs.parquet + tasks.parquet).
+    #[arg(long, default_value = "../shared/fixtures/codegym-sample")]
+    pub fixtures: PathBuf,
+    /// Our sample release (envs.jsonl + tasks.jsonl).
+    #[arg(long, default_value = "data-samples/codegym")]
+    pub samples: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
 }

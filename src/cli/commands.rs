@@ -27,6 +27,10 @@ pub(super) fn run(cli: Cli) -> Result<()> {
         Command::Runtime(RuntimeCommand::Info) => runtime_info(),
         Command::Bench(BenchCommand::Verify(args)) => crate::bench::verify(&args.into_settings()?),
         Command::Bench(BenchCommand::Ingest(args)) => crate::bench::ingest(args.rows, &args.python),
+        Command::Bench(BenchCommand::Stages(args)) => {
+            let threads = threads(&args.run);
+            crate::bench::stages(&[(args.fixtures.as_path(), "parquet"), (args.samples.as_path(), "jsonl")], threads)
+        }
     }
 }
 
@@ -180,7 +184,7 @@ fn run_verify(data: &Path, settings: &VerifySettings, printer: Printer, log: &mu
     ));
     log.stage("verify", serde_json::json!({
         "environments": summary.environments, "verified": summary.verified, "configs": summary.configs, "configs_kept": summary.configs_kept,
-        "oracle_cells": summary.oracle_cells, "oracle_passed": summary.oracle_passed, "steps": summary.steps, "seconds": started.elapsed().as_secs_f64(),
+        "oracle_cells": summary.oracle_cells, "oracle_passed": summary.oracle_passed, "steps": summary.steps, "step_ms": summary.step_ms, "seconds": started.elapsed().as_secs_f64(),
     }));
     Ok(summary)
 }

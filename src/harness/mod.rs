@@ -92,6 +92,18 @@ pub enum Step {
 }
 
 impl Step {
+    /// The step's name, as in `harness.py` (`describe`, `oracle`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Describe => "describe",
+            Step::RefAnswer { .. } => "ref_answer",
+            Step::Oracle { .. } => "oracle",
+            Step::SelfTest => "self_test",
+            Step::Contract => "contract",
+            Step::Probe { .. } => "probe",
+        }
+    }
+
     /// Steps that run the whole module, or several oracle runs, get the module's budget (the
     /// method's 5 s); the others the per-cell budget.
     fn runs_module(&self) -> bool {
