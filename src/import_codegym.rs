@@ -196,6 +196,7 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, D
                 filter_reason: None,
                 source_oracle_calls: extra.solve_fc_round.and_then(|n| i32::try_from(n).ok()),
                 reference_pass_rate: extra.reference_bo4.or(extra.reference_bo8),
+                oracle_trajectory: None,
             },
         );
     }

@@ -43,6 +43,18 @@ pub struct TaskConfigRow {
     pub filter_reason: Option<String>,
     pub source_oracle_calls: Option<i32>,
     pub reference_pass_rate: Option<f64>,
+    pub oracle_trajectory: Option<String>,
+}
+
+/// `oracle_candidates`: one candidate `solve` of an environment (candidate 0, the environment's
+/// own, is implicit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OracleCandidateRow {
+    pub env_id: String,
+    pub candidate: i32,
+    pub solver: String,
+    pub origin: Option<String>,
+    pub smoke_test: Option<String>,
 }
 
 /// `oracle_runs`: one (oracle candidate, configuration) cell.

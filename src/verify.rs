@@ -9,7 +9,7 @@ use crate::harness::{
     self, ContractCheck, EnvSource, EnvWork, Finding, OracleRun, ProbeFindings, RefAnswer, SelfTest, Step, ToolDescription,
 };
 use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError, Verdict};
-use crate::tables::{ENV_PENDING, EnvironmentRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
+use crate::tables::{ENV_PENDING, EnvironmentRow, OracleCandidateRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -138,40 +138,84 @@ impl ModuleChecks {
 #[derive(Default)]
 struct ConfigResult {
     ref_answer: Option<Result<RefAnswer, String>>,
-    oracle: Option<(Result<OracleRun, String>, Verdict, u64)>,
+    /// One cell per oracle candidate.
+    oracles: Vec<Cell>,
     /// What the anti-gaming probe found (none when the probe itself failed: the reference-answer
     /// or oracle cell already says why).
     probe: Option<ProbeFindings>,
 }
 
-/// Per environment of `chunk`: the contract check, its self-tests, describe, then reference answer
-/// and oracle per configuration.
-/// Returns the work and, per environment, the configuration index of each step.
+/// One (candidate, configuration) oracle run.
+#[derive(Debug, Clone)]
+struct Cell {
+    candidate: i32,
+    run: Result<OracleRun, String>,
+    verdict: Verdict,
+    duration_ms: u64,
+}
+
+impl Cell {
+    fn label(&self) -> &'static str {
+        oracle_verdict(&self.run, self.verdict)
+    }
+
+    fn calls(&self) -> Option<i32> {
+        self.run.as_ref().ok().and_then(|r| i32::try_from(r.oracle_calls).ok())
+    }
+}
+
+/// What a step's result is for.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Module,
+    Smoke(i32),
+    RefAnswer(usize),
+    Oracle(usize, i32),
+    Probe(usize),
+}
+
+/// Per environment of `chunk`: the contract check, its self-tests, describe, the smoke test of
+/// each extra oracle candidate, then per configuration its reference answer, one oracle cell per
+/// candidate (0: the environment's own `solve`) and the probe. Returns the work and what each
+/// step is for.
 fn plan<'a>(
     chunk: &[usize],
     envs: &'a [EnvironmentRow],
     configs: &[TaskConfigRow],
     configs_of: &BTreeMap<String, Vec<usize>>,
-) -> (Vec<EnvWork<'a>>, Vec<Vec<Option<usize>>>) {
+    candidates: &'a [OracleCandidateRow],
+) -> (Vec<EnvWork<'a>>, Vec<Vec<Target>>) {
     let mut work = Vec::new();
     let mut targets = Vec::new();
     for &env_index in chunk {
         let env = &envs[env_index];
+        let extra: Vec<&OracleCandidateRow> = candidates.iter().filter(|c| c.env_id == env.env_id).collect();
         let mut steps = vec![Step::Contract, Step::SelfTest, Step::Describe];
-        let mut step_configs = vec![None; steps.len()];
+        let mut step_targets = vec![Target::Module; steps.len()];
+        for candidate in &extra {
+            steps.push(Step::SmokeTest { solver: candidate.solver.clone() });
+            step_targets.push(Target::Smoke(candidate.candidate));
+        }
         for &config in configs_of.get(&env.env_id).map_or(&[][..], Vec::as_slice) {
-            steps.push(Step::RefAnswer { config: configs[config].config.clone() });
-            steps.push(Step::Oracle { config: configs[config].config.clone(), solver: None });
+            let text = &configs[config].config;
+            steps.push(Step::RefAnswer { config: text.clone() });
+            step_targets.push(Target::RefAnswer(config));
+            steps.push(Step::Oracle { config: text.clone(), solver: None });
+            step_targets.push(Target::Oracle(config, 0));
+            for candidate in &extra {
+                steps.push(Step::Oracle { config: text.clone(), solver: Some(candidate.solver.clone()) });
+                step_targets.push(Target::Oracle(config, candidate.candidate));
+            }
             steps.push(Step::Probe {
-                config: configs[config].config.clone(),
+                config: text.clone(),
                 task_text: env.task_text.clone().unwrap_or_default(),
                 tool_docs: env.tool_docs.clone(),
             });
-            step_configs.extend([Some(config), Some(config), Some(config)]);
+            step_targets.push(Target::Probe(config));
         }
         let source = EnvSource { code: &env.env_code, name: &env.env_name };
         work.push(EnvWork { env: source, steps, seed: harness::seed_for(&env.env_id) });
-        targets.push(step_configs);
+        targets.push(step_targets);
     }
     (work, targets)
 }
@@ -221,7 +265,7 @@ pub fn verify(
     let mut steps = 0;
     let mut step_ms: BTreeMap<&'static str, u64> = BTreeMap::new();
     for chunk in selected.chunks(CHUNK_ENVS) {
-        let (work, targets) = plan(chunk, &envs, &configs, &configs_of);
+        let (work, targets) = plan(chunk, &envs, &configs, &configs_of, &stored.candidates);
         let outcomes = harness::run_steps(
             sandbox,
             &work,
@@ -233,25 +277,40 @@ pub fn verify(
         )?;
         steps += work.iter().map(|w| w.steps.len()).sum::<usize>();
         let mut checks: Vec<ModuleChecks> = Vec::new();
+        let mut eligible: Vec<Vec<i32>> = Vec::new();
+        let mut smoke: Vec<(String, i32, String)> = Vec::new();
         let mut results: BTreeMap<usize, ConfigResult> = BTreeMap::new();
-        for ((env_work, env_results), env_targets) in work.iter().zip(&outcomes).zip(&targets) {
+        for (((env_work, env_results), env_targets), &env) in work.iter().zip(&outcomes).zip(&targets).zip(chunk) {
             // `plan` puts the module-wide steps first: contract, self-test, describe.
             checks.push(ModuleChecks {
                 contract: env_results[0].parse(),
                 self_test: env_results[1].parse(),
                 description: env_results[2].parse(),
             });
+            eligible.push(vec![0]);
             for ((step, result), target) in env_work.steps.iter().zip(env_results).zip(env_targets) {
                 *step_ms.entry(step.kind()).or_default() += result.duration_ms;
-                match (step, target) {
-                    (Step::RefAnswer { .. }, Some(config)) => {
-                        results.entry(*config).or_default().ref_answer = Some(result.parse())
+                match *target {
+                    Target::Module => {}
+                    Target::Smoke(candidate) => {
+                        let verdict = match result.parse::<SelfTest>() {
+                            Ok(run) if run.smoke_passed() => "pass".to_string(),
+                            Ok(run) => format!("exit {}, reward=1 x{}, reward=0 x{}", run.exit_code, run.reward_1, run.reward_0),
+                            Err(detail) => detail,
+                        };
+                        if verdict == "pass" {
+                            eligible.last_mut().expect("pushed above").push(candidate);
+                        }
+                        smoke.push((envs[env].env_id.clone(), candidate, verdict));
                     }
-                    (Step::Oracle { .. }, Some(config)) => {
-                        results.entry(*config).or_default().oracle = Some((result.parse(), result.verdict, result.duration_ms))
-                    }
-                    (Step::Probe { .. }, Some(config)) => results.entry(*config).or_default().probe = result.parse().ok(),
-                    _ => {}
+                    Target::RefAnswer(config) => results.entry(config).or_default().ref_answer = Some(result.parse()),
+                    Target::Oracle(config, candidate) => results.entry(config).or_default().oracles.push(Cell {
+                        candidate,
+                        run: result.parse(),
+                        verdict: result.verdict,
+                        duration_ms: result.duration_ms,
+                    }),
+                    Target::Probe(config) => results.entry(config).or_default().probe = result.parse().ok(),
                 }
             }
         }
@@ -259,11 +318,19 @@ pub fn verify(
         for (config, result) in results {
             tables.record_config(&mut configs[config], result, settings);
         }
-        for (&env, checks) in chunk.iter().zip(checks) {
+        for ((&env, checks), eligible) in chunk.iter().zip(checks).zip(&eligible) {
             let own = configs_of.get(&envs[env].env_id).map_or(&[][..], Vec::as_slice);
+            let oracle = {
+                let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).collect();
+                tables.choose_oracle(&checked(&own_configs), eligible, settings)
+            };
+            for &config in own {
+                tables.apply_oracle(&mut configs[config], *oracle.as_ref().unwrap_or(&0));
+            }
             let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).collect();
-            tables.settle_env(&mut envs[env], checks, &own_configs, settings);
+            tables.settle_env(&mut envs[env], checks, &own_configs, oracle, settings);
         }
+        stored.record_smoke_tests(smoke);
         stored.replace(chunk.iter().map(|&e| envs[e].env_id.as_str()), tables);
         curate_all(&mut envs, &mut configs, settings);
         stored.write(data, &envs, &configs)?;
@@ -287,6 +354,7 @@ pub fn verify(
 
 /// The tables verification writes besides `environments` and `task_configs`, as stored.
 struct Stored {
+    candidates: Vec<OracleCandidateRow>,
     oracle_runs: Vec<OracleRunRow>,
     tool_calls: Vec<ToolCallStatRow>,
     rejects: Vec<RejectRow>,
@@ -295,6 +363,7 @@ struct Stored {
 impl Stored {
     fn read(data: &Path) -> Result<Stored, DatasetError> {
         Ok(Stored {
+            candidates: dataset::read_table(data, Table::OracleCandidates)?,
             oracle_runs: dataset::read_table(data, Table::OracleRuns)?,
             tool_calls: dataset::read_table(data, Table::ToolCallStats)?,
             rejects: dataset::read_table(data, Table::Rejects)?,
@@ -317,7 +386,19 @@ impl Stored {
         self.rejects.extend(fresh.rejects);
     }
 
+    /// Records the smoke test of each (environment, candidate): "pass" or why not.
+    fn record_smoke_tests(&mut self, results: Vec<(String, i32, String)>) {
+        for (env_id, candidate, verdict) in results {
+            if let Some(row) = self.candidates.iter_mut().find(|c| c.env_id == env_id && c.candidate == candidate) {
+                row.smoke_test = Some(verdict);
+            }
+        }
+    }
+
     fn write(&self, data: &Path, envs: &[EnvironmentRow], configs: &[TaskConfigRow]) -> Result<(), DatasetError> {
+        if !self.candidates.is_empty() {
+            dataset::write_table(data, Table::OracleCandidates, &self.candidates)?;
+        }
         dataset::write_table(data, Table::OracleRuns, &self.oracle_runs)?;
         dataset::write_table(data, Table::ToolCallStats, &self.tool_calls)?;
         dataset::write_table(data, Table::Rejects, &self.rejects)?;
@@ -332,8 +413,8 @@ struct Tables {
     oracle_runs: Vec<OracleRunRow>,
     tool_calls: Vec<ToolCallStatRow>,
     rejects: Vec<RejectRow>,
-    /// Oracle time per environment, for the per-environment budget.
-    oracle_ms: BTreeMap<String, u64>,
+    /// This chunk's oracle cells by (config_id, candidate).
+    cells: BTreeMap<(String, i32), Cell>,
     /// Probe findings that make an environment unusable (it rewards wrong answers, its oracle
     /// reads hidden state or depends on the seed), first one per environment.
     env_findings: BTreeMap<String, Finding>,
@@ -369,44 +450,106 @@ impl Tables {
                 self.env_findings.entry(config.env_id.clone()).or_insert(finding);
             }
         }
-        let Some((run, verdict, duration_ms)) = result.oracle else { return };
-        let label = oracle_verdict(&run, verdict);
-        *self.oracle_ms.entry(config.env_id.clone()).or_default() += duration_ms;
-        let (calls, detail) = match &run {
-            Ok(run) => (i32::try_from(run.oracle_calls).ok(), (!run.passed).then(|| run.message.clone())),
-            Err(detail) => (None, Some(detail.clone())),
-        };
-        self.oracle_runs.push(OracleRunRow {
-            env_id: config.env_id.clone(),
-            candidate: 0,
-            config_id: config.config_id.clone(),
-            verdict: label.into(),
-            oracle_calls: calls,
-            duration_ms: duration_ms as i64,
-            detail,
-        });
-        config.oracle_passed = Some(label == "pass");
-        config.oracle_calls = calls;
-        config.distinct_tools = None;
-        if let (Ok(run), "pass") = (&run, label) {
-            config.distinct_tools = Some(run.tool_calls.keys().filter(|t| *t != "<malformed>").count() as i32);
-            for (tool, calls) in &run.tool_calls {
-                self.tool_calls.push(ToolCallStatRow {
-                    config_id: config.config_id.clone(),
-                    env_id: config.env_id.clone(),
-                    tool: tool.clone(),
-                    calls: *calls as i32,
-                });
+        for cell in result.oracles {
+            let detail = match &cell.run {
+                Ok(run) => (!run.passed).then(|| run.message.clone()),
+                Err(detail) => Some(detail.clone()),
+            };
+            self.oracle_runs.push(OracleRunRow {
+                env_id: config.env_id.clone(),
+                candidate: cell.candidate,
+                config_id: config.config_id.clone(),
+                verdict: cell.label().into(),
+                oracle_calls: cell.calls(),
+                duration_ms: cell.duration_ms as i64,
+                detail,
+            });
+            self.cells.insert((config.config_id.clone(), cell.candidate), cell);
+        }
+    }
+
+    /// The oracle: among the eligible candidates (the environment's own `solve`, and those that
+    /// passed their smoke test), the one that passes every checked configuration within the
+    /// environment's time budget with the fewest calls in all (ties: the lowest number). When
+    /// none does, the status and detail saying why.
+    fn choose_oracle(
+        &self,
+        checked: &[&TaskConfigRow],
+        eligible: &[i32],
+        settings: &VerifySettings,
+    ) -> Result<i32, (&'static str, String)> {
+        let budget = settings.env_budget.as_millis() as u64;
+        let mut best: Option<(i64, i32)> = None;
+        let mut over_budget = None;
+        for &candidate in eligible {
+            let cells: Option<Vec<&Cell>> = checked
+                .iter()
+                .map(|c| self.cells.get(&(c.config_id.clone(), candidate)).filter(|cell| cell.label() == "pass"))
+                .collect();
+            let Some(cells) = cells else { continue };
+            let spent: u64 = cells.iter().map(|c| c.duration_ms).sum();
+            if spent > budget {
+                over_budget.get_or_insert((candidate, spent));
+                continue;
             }
-        } else if config.filter_reason.is_none() {
-            config.filter_reason = Some(format!("oracle_{label}"));
+            let calls: i64 = cells.iter().map(|c| i64::from(c.calls().unwrap_or(0))).sum();
+            if best.is_none_or(|b| (calls, candidate) < b) {
+                best = Some((calls, candidate));
+            }
+        }
+        match (best, over_budget) {
+            (Some((_, candidate)), _) => Ok(candidate),
+            (None, Some((candidate, spent))) => Err((
+                "oracle_budget_exceeded",
+                format!("candidate {candidate} passes every configuration in {spent} ms, over the budget of {budget} ms"),
+            )),
+            (None, None) => {
+                let failed =
+                    checked.iter().find(|c| self.cells.get(&(c.config_id.clone(), 0)).is_none_or(|cell| cell.label() != "pass"));
+                let example = failed.map_or(String::new(), |c| format!("; the environment's own solve fails on {}", c.config));
+                Err(("oracle_failed", format!("no candidate of {} passes every configuration{example}", eligible.len())))
+            }
+        }
+    }
+
+    /// Sets a configuration's oracle columns from `candidate`'s cell (the chosen oracle, or the
+    /// environment's own `solve` when none was chosen).
+    fn apply_oracle(&mut self, config: &mut TaskConfigRow, candidate: i32) {
+        let Some(cell) = self.cells.get(&(config.config_id.clone(), candidate)) else { return };
+        let label = cell.label();
+        config.oracle_passed = Some(label == "pass");
+        config.oracle_calls = cell.calls();
+        config.distinct_tools = None;
+        config.oracle_trajectory = None;
+        match (&cell.run, label) {
+            (Ok(run), "pass") => {
+                config.distinct_tools = Some(run.tool_calls.keys().filter(|t| *t != "<malformed>").count() as i32);
+                config.oracle_trajectory = serde_json::to_string(&run.trajectory).ok();
+                for (tool, calls) in &run.tool_calls {
+                    self.tool_calls.push(ToolCallStatRow {
+                        config_id: config.config_id.clone(),
+                        env_id: config.env_id.clone(),
+                        tool: tool.clone(),
+                        calls: *calls as i32,
+                    });
+                }
+            }
+            _ => {
+                config.filter_reason.get_or_insert(format!("oracle_{label}"));
+            }
         }
     }
 
     /// Decides the environment's status: the module-wide checks first, then its configurations'
     /// reference answers and oracle runs.
-    fn settle_env(&mut self, env: &mut EnvironmentRow, checks: ModuleChecks, mine: &[&TaskConfigRow], settings: &VerifySettings) {
-        let spent = self.oracle_ms.get(&env.env_id).copied().unwrap_or(0);
+    fn settle_env(
+        &mut self,
+        env: &mut EnvironmentRow,
+        checks: ModuleChecks,
+        mine: &[&TaskConfigRow],
+        oracle: Result<i32, (&'static str, String)>,
+        settings: &VerifySettings,
+    ) {
         let failure = checks.failure();
         if let Ok(description) = &checks.description {
             env.tool_count = description.tools.len() as i32;
@@ -415,10 +558,7 @@ impl Tables {
                 env.tool_docs = description.tool_docs.clone();
             }
         }
-        // Configurations that passed the reference-answer check (it ran, the answer is short
-        // enough and JSON): the ones the oracle must pass.
-        let ref_failed = |c: &TaskConfigRow| c.filter_reason.as_deref().is_some_and(|r| r.starts_with("ref_answer"));
-        let checked: Vec<&&TaskConfigRow> = mine.iter().filter(|c| c.ref_answer.is_some() && !ref_failed(c)).collect();
+        let checked = checked(mine);
         let (status, detail) = if let Some((status, detail)) = failure {
             (status, Some(detail))
         } else if let Some(finding) = self.env_findings.get(&env.env_id) {
@@ -442,16 +582,13 @@ impl Tables {
                     settings.min_ref_configs
                 )),
             )
-        } else if spent > settings.env_budget.as_millis() as u64 {
-            let budget = settings.env_budget.as_millis();
-            ("oracle_budget_exceeded", Some(format!("oracle took {spent} ms over its configurations, budget {budget} ms")))
-        } else if let Some(failed) = checked.iter().find(|c| c.oracle_passed != Some(true)) {
-            ("oracle_failed", Some(format!("oracle failed on {}", failed.config)))
+        } else if let Err((status, detail)) = &oracle {
+            (*status, Some(detail.clone()))
         } else {
             ("verified", None)
         };
         env.status = status.into();
-        env.oracle_candidate = (status == "verified").then_some(0);
+        env.oracle_candidate = oracle.ok().filter(|_| status == "verified");
         env.status_detail = detail.clone();
         if status != "verified" {
             self.reject(&env.env_id, status, detail.unwrap_or_default());
@@ -492,6 +629,13 @@ fn apply_reference_scores(path: &Path, configs: &mut [TaskConfigRow]) -> Result<
         }
     }
     Ok(())
+}
+
+/// Configurations that passed the reference-answer check (it ran, the answer is short enough and
+/// JSON): the ones an oracle must pass.
+fn checked<'a>(configs: &[&'a TaskConfigRow]) -> Vec<&'a TaskConfigRow> {
+    let ref_failed = |c: &TaskConfigRow| c.filter_reason.as_deref().is_some_and(|r| r.starts_with("ref_answer"));
+    configs.iter().copied().filter(|c| c.ref_answer.is_some() && !ref_failed(c)).collect()
 }
 
 fn curate_all(envs: &mut [EnvironmentRow], configs: &mut [TaskConfigRow], settings: &VerifySettings) {
@@ -594,6 +738,7 @@ mod tests {
             filter_reason: None,
             source_oracle_calls: None,
             reference_pass_rate: None,
+            oracle_trajectory: None,
         }
     }
 
@@ -610,10 +755,10 @@ mod tests {
         let configs: Vec<TaskConfigRow> = (0..10).map(|i| config(i, (i < 7).then_some("3"))).collect();
         let mine: Vec<&TaskConfigRow> = configs.iter().collect();
         let mut synthesized = env("synthesis");
-        Tables::default().settle_env(&mut synthesized, passing_checks(), &mine, &VerifySettings::default());
+        Tables::default().settle_env(&mut synthesized, passing_checks(), &mine, Ok(0), &VerifySettings::default());
         assert_eq!(synthesized.status, "ref_answer_survival", "{:?}", synthesized.status_detail);
         let mut imported = env(crate::import_codegym::SOURCE);
-        Tables::default().settle_env(&mut imported, passing_checks(), &mine, &VerifySettings::default());
+        Tables::default().settle_env(&mut imported, passing_checks(), &mine, Ok(0), &VerifySettings::default());
         assert_eq!(imported.status, "verified");
     }
 
@@ -624,11 +769,11 @@ mod tests {
         let mut checks = passing_checks();
         checks.self_test = Ok(SelfTest { exit_code: 0, error: None, reward_1: 1, reward_0: 0, stdout: String::new() });
         let mut row = env("synthesis");
-        Tables::default().settle_env(&mut row, checks, &mine, &VerifySettings::default());
+        Tables::default().settle_env(&mut row, checks, &mine, Ok(0), &VerifySettings::default());
         assert_eq!(row.status, "self_test_failed");
         let mut checks = passing_checks();
         checks.contract = Ok(ContractCheck { classes: vec![], problems: vec!["func_mapping has no Done".into()] });
-        Tables::default().settle_env(&mut row, checks, &mine, &VerifySettings::default());
+        Tables::default().settle_env(&mut row, checks, &mine, Ok(0), &VerifySettings::default());
         assert_eq!((row.status.as_str(), row.status_detail.as_deref()), ("contract_failed", Some("func_mapping has no Done")));
     }
 
@@ -644,7 +789,7 @@ mod tests {
         let answer = RefAnswer { answer: "3".into(), answer_repr: "3".into(), answer_json: Some("3".into()) };
         let cell = || ConfigResult {
             ref_answer: Some(Ok(answer.clone())),
-            oracle: Some((Ok(run.clone()), Verdict::Ok, 5)),
+            oracles: vec![Cell { candidate: 0, run: Ok(run.clone()), verdict: Verdict::Ok, duration_ms: 5 }],
             probe: None,
         };
         let mut row = TaskConfigRow { reference_pass_rate: Some(0.25), ..config(0, None) };
@@ -658,11 +803,47 @@ mod tests {
         assert_eq!(row.filter_reason.as_deref(), Some("too_few_tools"), "re-curation replaces earlier filter reasons");
         let unjson = || ConfigResult {
             ref_answer: Some(Ok(RefAnswer { answer_json: None, ..answer.clone() })),
-            oracle: None,
+            oracles: vec![],
             probe: None,
         };
         Tables::default().record_config(&mut row, unjson(), &VerifySettings::default());
         assert_eq!(row.filter_reason.as_deref(), Some("ref_answer_not_json"));
+    }
+
+    #[test]
+    fn the_oracle_is_the_eligible_candidate_passing_everything_with_the_fewest_calls() {
+        let configs = [config(0, Some("3")), config(1, Some("4"))];
+        let checked: Vec<&TaskConfigRow> = configs.iter().collect();
+        let mut tables = Tables::default();
+        let run = |calls: i64, passed: bool| OracleRun {
+            passed,
+            message: String::new(),
+            oracle_calls: calls,
+            tool_calls: Default::default(),
+            trajectory: vec![],
+        };
+        let cells = [
+            (0, 30, true, 30),
+            (0, 30, true, 1),
+            (1, 12, true, 1),
+            (1, 12, false, 1),
+            (2, 11, true, 1),
+            (2, 11, true, 1),
+            (3, 5, true, 9_000),
+            (3, 5, true, 9_000),
+        ];
+        for (i, &(candidate, calls, passed, ms)) in cells.iter().enumerate() {
+            let config = format!("c{}", i % 2);
+            tables.cells.insert(
+                (config, candidate),
+                Cell { candidate, run: Ok(run(calls, passed)), verdict: Verdict::Ok, duration_ms: ms },
+            );
+        }
+        let settings = VerifySettings::default();
+        assert_eq!(tables.choose_oracle(&checked, &[0, 1, 2, 3], &settings), Ok(2), "1 fails a configuration, 3 is over budget");
+        assert_eq!(tables.choose_oracle(&checked, &[0, 1, 3], &settings), Ok(0), "2 failed its smoke test");
+        let (status, _) = tables.choose_oracle(&checked, &[1, 3], &settings).unwrap_err();
+        assert_eq!(status, "oracle_budget_exceeded");
     }
 
     #[test]

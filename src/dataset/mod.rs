@@ -42,6 +42,8 @@ pub enum Table {
     Environments,
     /// One row per (environment, configuration) (`task_configs`).
     TaskConfigs,
+    /// One row per oracle candidate of an environment (`oracle_candidates`).
+    OracleCandidates,
     /// One row per (oracle candidate, configuration) run (`oracle_runs`).
     OracleRuns,
     /// One row per (configuration, tool) for the chosen oracle (`tool_call_stats`).
@@ -54,11 +56,12 @@ pub enum Table {
 
 impl Table {
     /// Every table, in pipeline order.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Problems,
         Table::LlmCalls,
         Table::Environments,
         Table::TaskConfigs,
+        Table::OracleCandidates,
         Table::OracleRuns,
         Table::ToolCallStats,
         Table::Rejects,
@@ -72,6 +75,7 @@ impl Table {
             Table::LlmCalls => "llm_calls",
             Table::Environments => "environments",
             Table::TaskConfigs => "task_configs",
+            Table::OracleCandidates => "oracle_candidates",
             Table::OracleRuns => "oracle_runs",
             Table::ToolCallStats => "tool_call_stats",
             Table::Rejects => "rejects",

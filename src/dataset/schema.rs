@@ -140,6 +140,7 @@ fn schema_source(table: Table) -> &'static str {
         Table::LlmCalls => include_str!("../../schemas/llm_calls.json"),
         Table::Environments => include_str!("../../schemas/environments.json"),
         Table::TaskConfigs => include_str!("../../schemas/task_configs.json"),
+        Table::OracleCandidates => include_str!("../../schemas/oracle_candidates.json"),
         Table::OracleRuns => include_str!("../../schemas/oracle_runs.json"),
         Table::ToolCallStats => include_str!("../../schemas/tool_call_stats.json"),
         Table::Rejects => include_str!("../../schemas/rejects.json"),

@@ -140,7 +140,7 @@ def run_steps(source, env_name, steps):
     """Run many steps on one environment in one job, handing each step's result to the host as
     soon as it is ready (`emit_partial`, installed by the sandbox driver): {"ok": result} or
     {"error": message}. A step is {"op": "describe"} | {"op": "ref_answer", "config": ...} |
-    {"op": "oracle", "config": ..., "solver": ... or None} | {"op": "self_test"} | {"op": "contract"} | {"op": "probe", "config", "task_text", "tool_docs"}.
+    {"op": "oracle", "config": ..., "solver": ... or None} | {"op": "self_test"} | {"op": "smoke_test", "solver"} | {"op": "contract"} | {"op": "probe", "config", "task_text", "tool_docs"}.
     One step failing does not stop the rest."""
     import traceback
 
@@ -157,6 +157,8 @@ def run_steps(source, env_name, steps):
                 value = self_test(source, env_name)
             elif op == "contract":
                 value = contract(source, env_name)
+            elif op == "smoke_test":
+                value = smoke_test(source, env_name, step["solver"])
             elif op == "probe":
                 value = probe(source, env_name, step["config"], step.get("task_text") or "", step.get("tool_docs") or "")
             else:
@@ -320,6 +322,24 @@ def contract(source, env_name):
         if missing:
             problems.append("the docstring of %s lacks %s" % (action, ", ".join(missing)))
     return {"classes": classes, "problems": problems}
+
+
+def _splice(source, env_name, solver):
+    """The module with a candidate `solve` in place of the class's own: the candidate's source
+    runs at module level right after the class (so its imports work), then replaces the method,
+    before the module's `__main__` block runs."""
+    tree = ast.parse(source)
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == env_name), None)
+    if cls is None:
+        raise LookupError("the module defines no class named %s" % env_name)
+    lines = source.splitlines(keepends=True)
+    spliced = "\n# codegym: candidate solver\n%s\n%s.solve = solve\n" % (solver.strip("\n"), env_name)
+    return "".join(lines[: cls.end_lineno]) + spliced + "".join(lines[cls.end_lineno :])
+
+
+def smoke_test(source, env_name, solver):
+    """The module's own self-tests with a candidate solve spliced in (stage 6 of the method)."""
+    return self_test(_splice(source, env_name, solver), env_name)
 
 
 def self_test(source, env_name, output_limit=100000):

@@ -52,6 +52,9 @@ pub struct ToolDescription {
 }
 
 /// What the module's own `__main__` block did.
+///
+/// As a smoke test of an oracle candidate it passes when the block exits 0, prints `reward=1`
+/// at least twice and `reward=0` never ([`SelfTest::smoke_passed`]).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct SelfTest {
     /// 0 when the block ran to its end (or exited 0).
@@ -62,6 +65,13 @@ pub struct SelfTest {
     pub reward_1: usize,
     pub reward_0: usize,
     pub stdout: String,
+}
+
+impl SelfTest {
+    /// The method's smoke test: exit 0, `reward=1` at least twice, `reward=0` never.
+    pub fn smoke_passed(&self) -> bool {
+        self.exit_code == 0 && self.reward_1 >= 2 && self.reward_0 == 0
+    }
 }
 
 /// A deterministic per-job seed from the job's identity.
@@ -83,6 +93,9 @@ pub enum Step {
     Oracle { config: String, solver: Option<String> },
     /// Run the module as `__main__`: its own self-tests ([`SelfTest`]).
     SelfTest,
+    /// The module's self-tests with a candidate `solve` spliced in ([`SelfTest`]): the smoke test
+    /// of an oracle candidate.
+    SmokeTest { solver: String },
     /// The static half of the environment contract ([`ContractCheck`]).
     Contract,
     /// Checks that the environment cannot be gamed on a configuration ([`ProbeFindings`]): wrong
@@ -99,6 +112,7 @@ impl Step {
             Step::RefAnswer { .. } => "ref_answer",
             Step::Oracle { .. } => "oracle",
             Step::SelfTest => "self_test",
+            Step::SmokeTest { .. } => "smoke_test",
             Step::Contract => "contract",
             Step::Probe { .. } => "probe",
         }
@@ -107,7 +121,7 @@ impl Step {
     /// Steps that run the whole module, or several oracle runs, get the module's budget (the
     /// method's 5 s); the others the per-cell budget.
     fn runs_module(&self) -> bool {
-        matches!(self, Step::SelfTest | Step::Contract | Step::Probe { .. })
+        matches!(self, Step::SelfTest | Step::SmokeTest { .. } | Step::Contract | Step::Probe { .. })
     }
 }
 
