@@ -6,7 +6,7 @@
 
 use crate::dataset::{self, DatasetError, Table};
 use crate::ids::content_id;
-use crate::tables::{ENV_PENDING, EnvironmentRow, RejectRow, TaskConfigRow};
+use crate::tables::{EnvironmentRow, RejectRow, TaskConfigRow};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -116,26 +116,7 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, D
                 format!("{}: row {row} repeats ({}, {})", envs.display(), env.source, env.env_name),
             ));
         } else {
-            environments.insert(
-                key,
-                EnvironmentRow {
-                    env_id,
-                    problem_id: None,
-                    source: SOURCE.into(),
-                    source_id: env.source,
-                    env_name: env.env_name,
-                    task_text: None,
-                    env_code: env.env_code,
-                    tool_count: 0,
-                    tools: Vec::new(),
-                    tool_docs: String::new(),
-                    status: ENV_PENDING.into(),
-                    status_detail: None,
-                    oracle_candidate: None,
-                    near_duplicate_of: None,
-                    split: None,
-                },
-            );
+            environments.insert(key, EnvironmentRow::pending(env_id, SOURCE.into(), env.source, env.env_name, env.env_code));
         }
     }
     let mut configs: BTreeMap<String, TaskConfigRow> = BTreeMap::new();

@@ -115,23 +115,8 @@ mod tests {
     use super::*;
 
     fn env(id: &str, source: &str, text: &str) -> EnvironmentRow {
-        EnvironmentRow {
-            env_id: id.into(),
-            problem_id: None,
-            source: "test".into(),
-            source_id: source.into(),
-            env_name: "XEnv".into(),
-            task_text: Some(text.into()),
-            env_code: String::new(),
-            tool_count: 0,
-            tools: vec![],
-            tool_docs: String::new(),
-            status: "verified".into(),
-            status_detail: None,
-            oracle_candidate: None,
-            near_duplicate_of: None,
-            split: None,
-        }
+        let row = EnvironmentRow::pending(id.into(), "test".into(), source.into(), "XEnv".into(), String::new());
+        EnvironmentRow { task_text: Some(text.into()), ..row }
     }
 
     const TWO_SUM: &str = "Given an array of integers and a target value, return the indices of the two numbers that add up to the target. Each input has exactly one solution and you may not use the same element twice.";

@@ -26,6 +26,29 @@ pub struct EnvironmentRow {
     pub split: Option<String>,
 }
 
+impl EnvironmentRow {
+    /// A new environment, not verified yet: tools, docs and verdicts are filled by `verify`.
+    pub fn pending(env_id: String, source: String, source_id: String, env_name: String, env_code: String) -> EnvironmentRow {
+        EnvironmentRow {
+            env_id,
+            problem_id: None,
+            source,
+            source_id,
+            env_name,
+            task_text: None,
+            env_code,
+            tool_count: 0,
+            tools: Vec::new(),
+            tool_docs: String::new(),
+            status: ENV_PENDING.into(),
+            status_detail: None,
+            oracle_candidate: None,
+            near_duplicate_of: None,
+            split: None,
+        }
+    }
+}
+
 /// `task_configs`: one (environment, configuration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskConfigRow {

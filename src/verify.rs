@@ -703,23 +703,7 @@ mod tests {
     }
 
     fn env(source: &str) -> EnvironmentRow {
-        EnvironmentRow {
-            env_id: "e".into(),
-            problem_id: None,
-            source: source.into(),
-            source_id: "s".into(),
-            env_name: "XEnv".into(),
-            task_text: None,
-            env_code: String::new(),
-            tool_count: 0,
-            tools: vec![],
-            tool_docs: String::new(),
-            status: ENV_PENDING.into(),
-            status_detail: None,
-            oracle_candidate: None,
-            near_duplicate_of: None,
-            split: None,
-        }
+        EnvironmentRow::pending("e".into(), source.into(), "s".into(), "XEnv".into(), String::new())
     }
 
     fn config(i: usize, ref_answer: Option<&str>) -> TaskConfigRow {
