@@ -1,18 +1,29 @@
-//! Verification of environments (stages 4, 7 and 8 of the method for environments that carry their
-//! own oracle, as released CodeGym data does): the tools and their agent-facing documentation, the
-//! reference answer of every configuration, the oracle on every configuration, then the curation
-//! filters. Reads `environments` + `task_configs`, writes them back with results, plus
-//! `oracle_runs`, `tool_call_stats` and `rejects`. All guest code runs in the sandbox.
+//! Verification of environments, the deterministic stages of the method (2, 4, 6, 7 and 8), the
+//! same for imported CodeGym data and for our own synthesis output: the contract check and the
+//! module's self-tests, the tools and their agent-facing documentation, the reference answer of
+//! every configuration, the smoke test of every oracle candidate and the candidate x
+//! configuration matrix, the anti-gaming probes, then curation. Reads `environments`,
+//! `task_configs` and `oracle_candidates`; writes them back with results, plus `oracle_runs`,
+//! `tool_call_stats` and `rejects`. All guest code runs in the sandbox.
+//!
+//! Modules: this one plans the sandbox steps per environment and runs them chunk by chunk;
+//! [`record`] turns step results into rows and statuses (and chooses the oracle); [`curate`]
+//! applies the curation filters; [`store`] keeps the tables in between.
+
+mod curate;
+mod record;
+mod store;
 
 use crate::dataset::{self, DatasetError, Table};
-use crate::harness::{
-    self, ContractCheck, EnvSource, EnvWork, Finding, OracleRun, ProbeFindings, RefAnswer, SelfTest, Step, ToolDescription,
-};
-use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError, Verdict};
-use crate::tables::{ENV_PENDING, EnvironmentRow, OracleCandidateRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
+use crate::harness::{self, ContractCheck, EnvSource, EnvWork, ProbeFindings, RefAnswer, SelfTest, Step, ToolDescription};
+use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError};
+use crate::tables::{ENV_PENDING, EnvironmentRow, OracleCandidateRow, TaskConfigRow};
+use curate::{checked, curate_all};
+use record::{Cell, Tables};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
+use store::Stored;
 
 const STAGE: &str = "verify";
 
@@ -145,25 +156,6 @@ struct ConfigResult {
     probe: Option<ProbeFindings>,
 }
 
-/// One (candidate, configuration) oracle run.
-#[derive(Debug, Clone)]
-struct Cell {
-    candidate: i32,
-    run: Result<OracleRun, String>,
-    verdict: Verdict,
-    duration_ms: u64,
-}
-
-impl Cell {
-    fn label(&self) -> &'static str {
-        oracle_verdict(&self.run, self.verdict)
-    }
-
-    fn calls(&self) -> Option<i32> {
-        self.run.as_ref().ok().and_then(|r| i32::try_from(r.oracle_calls).ok())
-    }
-}
-
 /// What a step's result is for.
 #[derive(Debug, Clone, Copy)]
 enum Target {
@@ -218,17 +210,6 @@ fn plan<'a>(
         targets.push(step_targets);
     }
     (work, targets)
-}
-
-fn oracle_verdict(result: &Result<OracleRun, String>, verdict: Verdict) -> &'static str {
-    match (verdict, result) {
-        (Verdict::Ok, Ok(run)) if run.passed => "pass",
-        (Verdict::Ok, Ok(_)) => "wrong",
-        (Verdict::Timeout, _) => "timeout",
-        (Verdict::Memory, _) => "memory",
-        (Verdict::OutputLimit, _) => "output_limit",
-        _ => "error",
-    }
 }
 
 /// Environments verified between two writes of the tables: a killed run loses at most this much
@@ -352,261 +333,6 @@ pub fn verify(
     })
 }
 
-/// The tables verification writes besides `environments` and `task_configs`, as stored.
-struct Stored {
-    candidates: Vec<OracleCandidateRow>,
-    oracle_runs: Vec<OracleRunRow>,
-    tool_calls: Vec<ToolCallStatRow>,
-    rejects: Vec<RejectRow>,
-}
-
-impl Stored {
-    fn read(data: &Path) -> Result<Stored, DatasetError> {
-        Ok(Stored {
-            candidates: dataset::read_table(data, Table::OracleCandidates)?,
-            oracle_runs: dataset::read_table(data, Table::OracleRuns)?,
-            tool_calls: dataset::read_table(data, Table::ToolCallStats)?,
-            rejects: dataset::read_table(data, Table::Rejects)?,
-        })
-    }
-
-    /// Replaces everything verification recorded about `env_ids` with `fresh`.
-    fn replace<'a>(&mut self, env_ids: impl Iterator<Item = &'a str>, fresh: Tables) {
-        let envs: std::collections::HashSet<&str> = env_ids.collect();
-        let entities: std::collections::HashSet<&str> =
-            self.oracle_runs.iter().filter(|r| envs.contains(r.env_id.as_str())).map(|r| r.config_id.as_str()).collect();
-        let stale =
-            |r: &RejectRow| r.stage == STAGE && (envs.contains(r.entity_id.as_str()) || entities.contains(r.entity_id.as_str()));
-        let rejects: Vec<RejectRow> = self.rejects.iter().filter(|r| !stale(r)).cloned().collect();
-        self.rejects = rejects;
-        self.oracle_runs.retain(|r| !envs.contains(r.env_id.as_str()));
-        self.tool_calls.retain(|r| !envs.contains(r.env_id.as_str()));
-        self.oracle_runs.extend(fresh.oracle_runs);
-        self.tool_calls.extend(fresh.tool_calls);
-        self.rejects.extend(fresh.rejects);
-    }
-
-    /// Records the smoke test of each (environment, candidate): "pass" or why not.
-    fn record_smoke_tests(&mut self, results: Vec<(String, i32, String)>) {
-        for (env_id, candidate, verdict) in results {
-            if let Some(row) = self.candidates.iter_mut().find(|c| c.env_id == env_id && c.candidate == candidate) {
-                row.smoke_test = Some(verdict);
-            }
-        }
-    }
-
-    fn write(&self, data: &Path, envs: &[EnvironmentRow], configs: &[TaskConfigRow]) -> Result<(), DatasetError> {
-        if !self.candidates.is_empty() {
-            dataset::write_table(data, Table::OracleCandidates, &self.candidates)?;
-        }
-        dataset::write_table(data, Table::OracleRuns, &self.oracle_runs)?;
-        dataset::write_table(data, Table::ToolCallStats, &self.tool_calls)?;
-        dataset::write_table(data, Table::Rejects, &self.rejects)?;
-        dataset::write_table(data, Table::TaskConfigs, configs)?;
-        dataset::write_table(data, Table::Environments, envs)?;
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct Tables {
-    oracle_runs: Vec<OracleRunRow>,
-    tool_calls: Vec<ToolCallStatRow>,
-    rejects: Vec<RejectRow>,
-    /// This chunk's oracle cells by (config_id, candidate).
-    cells: BTreeMap<(String, i32), Cell>,
-    /// Probe findings that make an environment unusable (it rewards wrong answers, its oracle
-    /// reads hidden state or depends on the seed), first one per environment.
-    env_findings: BTreeMap<String, Finding>,
-}
-
-impl Tables {
-    /// Records one configuration's cells; `filter_reason` keeps what the cells found (a failed
-    /// reference-answer check, an oracle that did not pass), for [`curate`] to build on.
-    fn record_config(&mut self, config: &mut TaskConfigRow, result: ConfigResult, settings: &VerifySettings) {
-        config.filter_reason = None;
-        match result.ref_answer {
-            Some(Ok(answer)) => {
-                if answer.answer.chars().count() > settings.max_answer_chars {
-                    config.filter_reason = Some("ref_answer_too_long".into());
-                } else if answer.answer_json.is_none() {
-                    // An agent can only send JSON: an answer it cannot write can never be matched.
-                    config.filter_reason = Some("ref_answer_not_json".into());
-                }
-                config.ref_answer = Some(answer.answer);
-            }
-            Some(Err(detail)) => {
-                config.ref_answer = None;
-                config.filter_reason = Some("ref_answer_failed".into());
-                self.reject(&config.config_id, "ref_answer_failed", detail);
-            }
-            None => {}
-        }
-        for finding in result.probe.map(|p| p.findings).unwrap_or_default() {
-            self.reject(&config.config_id, &finding.reason, finding.detail.clone());
-            if finding.reason.starts_with("answer_in_") {
-                config.filter_reason.get_or_insert(finding.reason);
-            } else {
-                self.env_findings.entry(config.env_id.clone()).or_insert(finding);
-            }
-        }
-        for cell in result.oracles {
-            let detail = match &cell.run {
-                Ok(run) => (!run.passed).then(|| run.message.clone()),
-                Err(detail) => Some(detail.clone()),
-            };
-            self.oracle_runs.push(OracleRunRow {
-                env_id: config.env_id.clone(),
-                candidate: cell.candidate,
-                config_id: config.config_id.clone(),
-                verdict: cell.label().into(),
-                oracle_calls: cell.calls(),
-                duration_ms: cell.duration_ms as i64,
-                detail,
-            });
-            self.cells.insert((config.config_id.clone(), cell.candidate), cell);
-        }
-    }
-
-    /// The oracle: among the eligible candidates (the environment's own `solve`, and those that
-    /// passed their smoke test), the one that passes every checked configuration within the
-    /// environment's time budget with the fewest calls in all (ties: the lowest number). When
-    /// none does, the status and detail saying why.
-    fn choose_oracle(
-        &self,
-        checked: &[&TaskConfigRow],
-        eligible: &[i32],
-        settings: &VerifySettings,
-    ) -> Result<i32, (&'static str, String)> {
-        let budget = settings.env_budget.as_millis() as u64;
-        let mut best: Option<(i64, i32)> = None;
-        let mut over_budget = None;
-        for &candidate in eligible {
-            let cells: Option<Vec<&Cell>> = checked
-                .iter()
-                .map(|c| self.cells.get(&(c.config_id.clone(), candidate)).filter(|cell| cell.label() == "pass"))
-                .collect();
-            let Some(cells) = cells else { continue };
-            let spent: u64 = cells.iter().map(|c| c.duration_ms).sum();
-            if spent > budget {
-                over_budget.get_or_insert((candidate, spent));
-                continue;
-            }
-            let calls: i64 = cells.iter().map(|c| i64::from(c.calls().unwrap_or(0))).sum();
-            if best.is_none_or(|b| (calls, candidate) < b) {
-                best = Some((calls, candidate));
-            }
-        }
-        match (best, over_budget) {
-            (Some((_, candidate)), _) => Ok(candidate),
-            (None, Some((candidate, spent))) => Err((
-                "oracle_budget_exceeded",
-                format!("candidate {candidate} passes every configuration in {spent} ms, over the budget of {budget} ms"),
-            )),
-            (None, None) => {
-                let failed =
-                    checked.iter().find(|c| self.cells.get(&(c.config_id.clone(), 0)).is_none_or(|cell| cell.label() != "pass"));
-                let example = failed.map_or(String::new(), |c| format!("; the environment's own solve fails on {}", c.config));
-                Err(("oracle_failed", format!("no candidate of {} passes every configuration{example}", eligible.len())))
-            }
-        }
-    }
-
-    /// Sets a configuration's oracle columns from `candidate`'s cell (the chosen oracle, or the
-    /// environment's own `solve` when none was chosen).
-    fn apply_oracle(&mut self, config: &mut TaskConfigRow, candidate: i32) {
-        let Some(cell) = self.cells.get(&(config.config_id.clone(), candidate)) else { return };
-        let label = cell.label();
-        config.oracle_passed = Some(label == "pass");
-        config.oracle_calls = cell.calls();
-        config.distinct_tools = None;
-        config.oracle_trajectory = None;
-        match (&cell.run, label) {
-            (Ok(run), "pass") => {
-                config.distinct_tools = Some(run.tool_calls.keys().filter(|t| *t != "<malformed>").count() as i32);
-                config.oracle_trajectory = serde_json::to_string(&run.trajectory).ok();
-                for (tool, calls) in &run.tool_calls {
-                    self.tool_calls.push(ToolCallStatRow {
-                        config_id: config.config_id.clone(),
-                        env_id: config.env_id.clone(),
-                        tool: tool.clone(),
-                        calls: *calls as i32,
-                    });
-                }
-            }
-            _ => {
-                config.filter_reason.get_or_insert(format!("oracle_{label}"));
-            }
-        }
-    }
-
-    /// Decides the environment's status: the module-wide checks first, then its configurations'
-    /// reference answers and oracle runs.
-    fn settle_env(
-        &mut self,
-        env: &mut EnvironmentRow,
-        checks: ModuleChecks,
-        mine: &[&TaskConfigRow],
-        oracle: Result<i32, (&'static str, String)>,
-        settings: &VerifySettings,
-    ) {
-        let failure = checks.failure();
-        if let Ok(description) = &checks.description {
-            env.tool_count = description.tools.len() as i32;
-            env.tools = description.tools.clone();
-            if env.tool_docs.is_empty() {
-                env.tool_docs = description.tool_docs.clone();
-            }
-        }
-        let checked = checked(mine);
-        let (status, detail) = if let Some((status, detail)) = failure {
-            (status, Some(detail))
-        } else if let Some(finding) = self.env_findings.get(&env.env_id) {
-            // Probe reasons are static strings of the harness; keep ours 'static too.
-            (probe_status(&finding.reason), Some(finding.detail.clone()))
-        } else if let Err(detail) = checks.description {
-            ("contract_failed", Some(detail))
-        } else if mine.is_empty() {
-            ("no_configs", None)
-        } else if checked.is_empty() {
-            ("ref_answer_failed", Some("no configuration has a reference answer".to_string()))
-        } else if env.source != crate::import_codegym::SOURCE
-            && ((checked.len() as f64) < settings.min_ref_share * mine.len() as f64 || checked.len() < settings.min_ref_configs)
-        {
-            let share = format!("{} of {} configurations have a reference answer", checked.len(), mine.len());
-            (
-                "ref_answer_survival",
-                Some(format!(
-                    "{share}; at least {:.0}% and {} are required",
-                    settings.min_ref_share * 100.0,
-                    settings.min_ref_configs
-                )),
-            )
-        } else if let Err((status, detail)) = &oracle {
-            (*status, Some(detail.clone()))
-        } else {
-            ("verified", None)
-        };
-        env.status = status.into();
-        env.oracle_candidate = oracle.ok().filter(|_| status == "verified");
-        env.status_detail = detail.clone();
-        if status != "verified" {
-            self.reject(&env.env_id, status, detail.unwrap_or_default());
-            self.rejects.last_mut().expect("just pushed").source_id = Some(env.source_id.clone());
-        }
-    }
-
-    fn reject(&mut self, entity_id: &str, reason: &str, detail: String) {
-        self.rejects.push(RejectRow {
-            stage: STAGE.into(),
-            entity_id: entity_id.into(),
-            source_id: None,
-            reason: reason.into(),
-            detail: Some(detail),
-        });
-    }
-}
-
 #[derive(serde::Deserialize)]
 struct ReferenceScore {
     config_id: Option<String>,
@@ -631,72 +357,13 @@ fn apply_reference_scores(path: &Path, configs: &mut [TaskConfigRow]) -> Result<
     Ok(())
 }
 
-/// Configurations that passed the reference-answer check (it ran, the answer is short enough and
-/// JSON): the ones an oracle must pass.
-fn checked<'a>(configs: &[&'a TaskConfigRow]) -> Vec<&'a TaskConfigRow> {
-    let ref_failed = |c: &TaskConfigRow| c.filter_reason.as_deref().is_some_and(|r| r.starts_with("ref_answer"));
-    configs.iter().copied().filter(|c| c.ref_answer.is_some() && !ref_failed(c)).collect()
-}
-
-fn curate_all(envs: &mut [EnvironmentRow], configs: &mut [TaskConfigRow], settings: &VerifySettings) {
-    crate::near_duplicates::assign(envs, settings.near_duplicates);
-    let by_id: BTreeMap<&str, &EnvironmentRow> = envs.iter().map(|e| (e.env_id.as_str(), e)).collect();
-    for config in configs.iter_mut() {
-        if let Some(env) = by_id.get(config.env_id.as_str()) {
-            curate(config, env, settings);
-        }
-    }
-}
-
-/// Reasons `record_config` derives from a configuration's own cells; curation keeps them.
-fn is_cell_reason(reason: &str) -> bool {
-    reason.starts_with("ref_answer")
-        || reason.starts_with("answer_in_")
-        || (reason.starts_with("oracle_") && !reason.starts_with("oracle_calls"))
-}
-
-/// The environment status of a probe finding that disqualifies the environment.
-fn probe_status(reason: &str) -> &'static str {
-    match reason {
-        "wrong_answer_rewarded" => "wrong_answer_rewarded",
-        "empty_answer_rewarded" => "empty_answer_rewarded",
-        "oracle_reads_state" => "oracle_reads_state",
-        "nondeterministic_trajectory" => "nondeterministic_trajectory",
-        _ => "probe_failed",
-    }
-}
-
-/// The curation filters (stage 8), from what the tables hold: the cells' own findings, then the
-/// oracle call range, the environment's status and tool count, the reference model's pass rate.
-/// A pure function of stored columns, so changing a threshold (`--hard`) re-curates every
-/// configuration without running anything.
-fn curate(config: &mut TaskConfigRow, env: &EnvironmentRow, settings: &VerifySettings) {
-    let cell_reason = config.filter_reason.take().filter(|r| is_cell_reason(r));
-    config.filter_reason = cell_reason.or_else(|| {
-        let calls = config.oracle_calls.unwrap_or(0);
-        let reason = if config.oracle_passed != Some(true) {
-            "oracle_not_run"
-        } else if calls < settings.min_calls {
-            "oracle_calls_below_min"
-        } else if calls > settings.max_calls {
-            "oracle_calls_above_max"
-        } else if env.status != "verified" {
-            "environment_not_verified"
-        } else if env.tool_count < settings.min_tools {
-            "too_few_tools"
-        } else if config.reference_pass_rate.is_some_and(|rate| rate > settings.max_reference_pass_rate) {
-            "reference_model_solves"
-        } else {
-            return None;
-        };
-        Some(reason.to_string())
-    });
-    config.kept = config.filter_reason.is_none();
-}
-
 #[cfg(test)]
 mod tests {
+    use super::curate::curate;
+    use super::record::oracle_verdict;
     use super::*;
+    use crate::harness::OracleRun;
+    use crate::sandbox::Verdict;
 
     fn run(passed: bool) -> Result<OracleRun, String> {
         Ok(OracleRun { passed, message: String::new(), oracle_calls: 12, tool_calls: Default::default(), trajectory: vec![] })
