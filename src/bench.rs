@@ -61,7 +61,7 @@ pub fn verify(settings: &BenchSettings) -> Result<()> {
         );
     }
     let scratch = tempfile::tempdir()?;
-    crate::import_codegym::import(&envs, &tasks, scratch.path())?;
+    crate::import_codegym::import(&envs, &tasks, scratch.path(), crate::import_codegym::SOURCE)?;
     let sample = cells(scratch.path())?;
     let matrix = matrix(&sample, settings.matrix_envs, settings.matrix_configs);
     let python = real_interpreter(&settings.python)?;
@@ -358,7 +358,7 @@ pub fn stages(releases: &[(&Path, &str)], threads: usize) -> Result<()> {
             continue;
         }
         let scratch = tempfile::tempdir()?;
-        crate::import_codegym::import(&envs, &tasks, scratch.path())?;
+        crate::import_codegym::import(&envs, &tasks, scratch.path(), crate::import_codegym::SOURCE)?;
         let oracle_only = cells(scratch.path())?;
         let settings = crate::verify::VerifySettings { threads, ..Default::default() };
         let before = sandbox::counters();

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-/// The `source` recorded for imported environments.
+/// The default `source` recorded for imported environments.
 pub const SOURCE: &str = "codegym-release";
 const STAGE: &str = "import";
 
@@ -90,7 +90,7 @@ fn reject(entity_id: String, source_id: Option<&str>, reason: &str, detail: Stri
 /// Imports `envs` and `tasks` into the dataset at `data`. Rows the dataset already holds (same
 /// content, hence same id) are left as they are, with their verification results, so a nightly
 /// re-import followed by `verify` only verifies what is new.
-pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, DatasetError> {
+pub fn import(envs: &Path, tasks: &Path, data: &Path, source: &str) -> Result<ImportSummary, DatasetError> {
     let released_envs: Vec<ReleasedEnv> = dataset::read_rows_file(envs)?;
     let released_tasks: Vec<ReleasedTask> = dataset::read_rows_file(tasks)?;
     let mut summary =
@@ -116,7 +116,7 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path) -> Result<ImportSummary, D
                 format!("{}: row {row} repeats ({}, {})", envs.display(), env.source, env.env_name),
             ));
         } else {
-            environments.insert(key, EnvironmentRow::pending(env_id, SOURCE.into(), env.source, env.env_name, env.env_code));
+            environments.insert(key, EnvironmentRow::pending(env_id, source.into(), env.source, env.env_name, env.env_code));
         }
     }
     let mut configs: BTreeMap<String, TaskConfigRow> = BTreeMap::new();

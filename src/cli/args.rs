@@ -96,6 +96,9 @@ pub struct ImportArgs {
     /// The task table (Parquet or JSON Lines: ability, prompt, extra_info, ...).
     #[arg(long)]
     pub tasks: PathBuf,
+    /// The `source` recorded for these environments.
+    #[arg(long, default_value = crate::import_codegym::SOURCE)]
+    pub source: String,
     /// Dataset directory to write.
     #[arg(long)]
     pub data: PathBuf,

@@ -18,7 +18,7 @@ pub(super) fn run(cli: Cli) -> Result<()> {
         Command::Build(args) => build(args),
         Command::Ingest(args) => ingest_command(args),
         Command::ImportCodegym(args) => logged("import-codegym", &args.data, |log| {
-            import(&args.envs, &args.tasks, &args.data, Printer::new(args.run.quiet), log)
+            import(&args.envs, &args.tasks, &args.data, &args.source, Printer::new(args.run.quiet), log)
         }),
         Command::Verify(args) => verify_command(args),
         Command::Sql(args) => sql(args),
@@ -79,7 +79,7 @@ fn build_steps(args: &BuildArgs, log: &mut RunLog) -> Result<()> {
             release.display()
         );
     }
-    import(&envs, &tasks, &args.data, printer, log)?;
+    import(&envs, &tasks, &args.data, "codegym-samples", printer, log)?;
     let settings = VerifySettings { threads: threads(&args.run), ..VerifySettings::default() };
     run_verify(&args.data, &settings, printer, log)?;
     printer.status(format!(
@@ -146,8 +146,8 @@ fn run_ingest(
     Ok(())
 }
 
-fn import(envs: &Path, tasks: &Path, data: &Path, printer: Printer, log: &mut RunLog) -> Result<()> {
-    let summary = import_codegym::import(envs, tasks, data)
+fn import(envs: &Path, tasks: &Path, data: &Path, source: &str, printer: Printer, log: &mut RunLog) -> Result<()> {
+    let summary = import_codegym::import(envs, tasks, data, source)
         .with_context(|| format!("failed to import {} and {}", envs.display(), tasks.display()))?;
     printer.status(format!(
         "import: {} environment rows + {} task rows -> {} environments, {} task configs, {} rejects",

@@ -139,13 +139,18 @@ def _tool_doc(name, method):
 def run_steps(source, env_name, steps):
     """Run many steps on one environment in one job, handing each step's result to the host as
     soon as it is ready (`emit_partial`, installed by the sandbox driver): {"ok": result} or
-    {"error": message}. A step is {"op": "describe"} | {"op": "ref_answer", "config": ...} |
+    {"error": message}. Oracle steps of a candidate that failed its smoke test earlier in the job
+    are skipped ({"error": "skipped: ..."}). A step is {"op": "describe"} | {"op": "ref_answer", "config": ...} |
     {"op": "oracle", "config": ..., "solver": ... or None} | {"op": "self_test"} | {"op": "smoke_test", "solver"} | {"op": "contract"} | {"op": "probe", "config", "task_text", "tool_docs"}.
     One step failing does not stop the rest."""
     import traceback
 
+    failed_smoke = set()  # candidates whose smoke test failed in this job: their cells are skipped
     for step in steps:
         op = step["op"]
+        if op == "oracle" and step.get("solver") in failed_smoke:
+            emit_partial({"error": "skipped: the candidate failed its smoke test"})
+            continue
         try:
             if op == "describe":
                 value = describe(source, env_name)
@@ -159,6 +164,8 @@ def run_steps(source, env_name, steps):
                 value = contract(source, env_name)
             elif op == "smoke_test":
                 value = smoke_test(source, env_name, step["solver"])
+                if not (value["exit_code"] == 0 and value["reward_1"] >= 2 and value["reward_0"] == 0):
+                    failed_smoke.add(step["solver"])
             elif op == "probe":
                 value = probe(source, env_name, step["config"], step.get("task_text") or "", step.get("tool_docs") or "")
             else:

@@ -27,6 +27,10 @@ use store::Stored;
 
 const STAGE: &str = "verify";
 
+/// How the harness marks the oracle cells of a candidate that failed its smoke test (not run,
+/// not recorded).
+const SKIPPED: &str = "skipped:";
+
 /// The method's constants, as configurable defaults.
 #[derive(Debug, Clone)]
 pub struct VerifySettings {
@@ -46,7 +50,7 @@ pub struct VerifySettings {
     pub max_reference_pass_rate: f64,
     /// Synthesized environments survive the reference-answer check only if at least this share
     /// of their configurations, and at least `min_ref_configs` of them, have a reference answer
-    /// (80% and 10); imported environments carry their own curated configurations.
+    /// (80% and 10); imported environments (no `problem_id`) carry their own curated configurations.
     pub min_ref_share: f64,
     pub min_ref_configs: usize,
     /// Reference-model pass rates to apply before curating: a Parquet or JSON Lines file of
@@ -285,6 +289,7 @@ pub fn verify(
                         smoke.push((envs[env].env_id.clone(), candidate, verdict));
                     }
                     Target::RefAnswer(config) => results.entry(config).or_default().ref_answer = Some(result.parse()),
+                    Target::Oracle(_, _) if result.value.as_ref().is_err_and(|e| e.starts_with(SKIPPED)) => {}
                     Target::Oracle(config, candidate) => results.entry(config).or_default().oracles.push(Cell {
                         candidate,
                         run: result.parse(),
@@ -405,10 +410,10 @@ mod tests {
     fn synthesized_environments_need_most_reference_answers_to_survive() {
         let configs: Vec<TaskConfigRow> = (0..10).map(|i| config(i, (i < 7).then_some("3"))).collect();
         let mine: Vec<&TaskConfigRow> = configs.iter().collect();
-        let mut synthesized = env("synthesis");
+        let mut synthesized = EnvironmentRow { problem_id: Some("p".into()), ..env("synthesis") };
         Tables::default().settle_env(&mut synthesized, passing_checks(), &mine, Ok(0), &VerifySettings::default());
         assert_eq!(synthesized.status, "ref_answer_survival", "{:?}", synthesized.status_detail);
-        let mut imported = env(crate::import_codegym::SOURCE);
+        let mut imported = env("codegym-release");
         Tables::default().settle_env(&mut imported, passing_checks(), &mine, Ok(0), &VerifySettings::default());
         assert_eq!(imported.status, "verified");
     }

@@ -201,7 +201,7 @@ impl Tables {
             ("no_configs", None)
         } else if checked.is_empty() {
             ("ref_answer_failed", Some("no configuration has a reference answer".to_string()))
-        } else if env.source != crate::import_codegym::SOURCE
+        } else if env.problem_id.is_some()
             && ((checked.len() as f64) < settings.min_ref_share * mine.len() as f64 || checked.len() < settings.min_ref_configs)
         {
             let share = format!("{} of {} configurations have a reference answer", checked.len(), mine.len());
