@@ -39,8 +39,8 @@ pub use engine::{ENGINE_FINGERPRINT, Sandbox};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// A worker whose linear memory has grown past this after a job is replaced before the next one,
-/// so that one job's high-water mark does not eat into the next job's memory budget.
+/// A worker whose linear memory has grown by more than this since it booted is replaced before its
+/// next job, so that one job's high-water mark does not eat into the next job's memory budget.
 pub const RECYCLE_MEMORY_BYTES: usize = 96 << 20;
 
 /// Resource limits of one job.

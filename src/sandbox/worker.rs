@@ -8,7 +8,7 @@
 
 use super::engine::{Sandbox, TICK, WORKER_STACK_BYTES, now_tick};
 use super::host::{GuestState, JobRandom, MemoryCap, MemoryLimitExceeded, VirtualClock};
-use super::{ExecMode, Job, JobOutcome, JobReporter, Limits, Partial, SandboxError, Verdict};
+use super::{ExecMode, Job, JobOutcome, JobReporter, Limits, Partial, RECYCLE_MEMORY_BYTES, SandboxError, Verdict};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -49,8 +49,6 @@ const PRELOAD: &[&str] = &[
 /// jobs; generous because a loaded machine slows both.
 const BOOT_BUDGET: Duration = Duration::from_secs(120);
 const BETWEEN_JOBS_BUDGET: Duration = Duration::from_secs(30);
-/// A worker whose memory grew this much beyond its boot size is replaced before its next job.
-const RECYCLE_GROWTH_BYTES: usize = super::RECYCLE_MEMORY_BYTES;
 /// Results (harness return values) are bounded too, separately from the job's own output.
 const MAX_RESULT_BYTES: usize = 64 << 20;
 /// Memory cap while booting, before the first job sets its own.
@@ -139,7 +137,7 @@ impl Shared {
     fn next_job(&self, state: &mut WorkerState) -> Option<Bytes> {
         let memory = self.memory_now.load(Ordering::Relaxed);
         let boot_memory = *state.boot_memory.get_or_insert(memory);
-        if state.retire || state.jobs_taken >= self.batch.jobs_per_worker || memory > boot_memory + RECYCLE_GROWTH_BYTES {
+        if state.retire || state.jobs_taken >= self.batch.jobs_per_worker || memory > boot_memory + RECYCLE_MEMORY_BYTES {
             return None;
         }
         let (index, job) = self.batch.queue.lock().unwrap().pop_front()?;
@@ -226,9 +224,9 @@ impl Shared {
     }
 
     /// The guest ended (exit, trap or limit): settles the job it was running, if any.
-    fn settle(&self, ending: &Ending) -> bool {
+    fn settle(&self, ending: &Ending) {
         let Some(job) = self.state.lock().unwrap().in_flight.take() else {
-            return false;
+            return;
         };
         let (verdict, exit_code, detail) = match ending {
             Ending::Exit(0) => (Verdict::Ok, Some(0), None),
@@ -257,7 +255,6 @@ impl Shared {
             duration_ms: job.started.elapsed().as_millis() as u64,
         };
         let _ = self.outcomes.send((job.index, outcome));
-        true
     }
 }
 

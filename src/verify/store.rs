@@ -32,8 +32,7 @@ impl Stored {
             self.oracle_runs.iter().filter(|r| envs.contains(r.env_id.as_str())).map(|r| r.config_id.as_str()).collect();
         let stale =
             |r: &RejectRow| r.stage == STAGE && (envs.contains(r.entity_id.as_str()) || entities.contains(r.entity_id.as_str()));
-        let rejects: Vec<RejectRow> = self.rejects.iter().filter(|r| !stale(r)).cloned().collect();
-        self.rejects = rejects;
+        self.rejects.retain(|r| !stale(r));
         self.oracle_runs.retain(|r| !envs.contains(r.env_id.as_str()));
         self.tool_calls.retain(|r| !envs.contains(r.env_id.as_str()));
         self.oracle_runs.extend(fresh.oracle_runs);

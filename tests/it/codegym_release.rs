@@ -51,6 +51,14 @@ fn every_released_task_passes_with_the_released_oracle_call_count() {
     assert_eq!(rejects[0]["n"], 0);
 }
 
+/// The bytes of the tables verification must reproduce exactly (`oracle_runs` holds timings).
+fn deterministic_tables(data: &std::path::Path) -> Vec<Vec<u8>> {
+    ["environments", "task_configs", "tool_call_stats", "rejects"]
+        .iter()
+        .map(|t| std::fs::read(data.join(t).join("part-00000.parquet")).unwrap())
+        .collect()
+}
+
 #[test]
 fn verification_gives_the_same_tables_whatever_the_thread_count() {
     let Some(sample) = released_sample() else { return };
@@ -61,10 +69,7 @@ fn verification_gives_the_same_tables_whatever_the_thread_count() {
         let data_arg = data.to_str().unwrap();
         import_release(&sample, "parquet", &data);
         run_ok(&["verify", "--data", data_arg, "--threads", threads]);
-        let tables: Vec<Vec<u8>> = ["environments", "task_configs", "tool_call_stats", "rejects"]
-            .iter()
-            .map(|t| std::fs::read(data.join(t).join("part-00000.parquet")).unwrap())
-            .collect();
+        let tables = deterministic_tables(&data);
         let runs = run_ok(&[
             "sql",
             "--data",
@@ -105,17 +110,11 @@ fn a_second_import_and_verify_redo_nothing_and_all_redoes_everything() {
     let data_arg = data.to_str().unwrap();
     import_release(&sample, "parquet", &data);
     run_ok(&["verify", "--data", data_arg]);
-    let tables = |data: &std::path::Path| -> Vec<Vec<u8>> {
-        ["environments", "task_configs", "tool_call_stats", "rejects"]
-            .iter()
-            .map(|t| std::fs::read(data.join(t).join("part-00000.parquet")).unwrap())
-            .collect()
-    };
-    let first = tables(&data);
+    let first = deterministic_tables(&data);
     import_release(&sample, "parquet", &data);
     run_ok(&["verify", "--data", data_arg]);
     run_ok(&["verify", "--data", data_arg, "--all"]);
-    assert!(first == tables(&data), "re-import and re-verify changed the tables");
+    assert!(first == deterministic_tables(&data), "re-import and re-verify changed the tables");
     let steps = sql_rows(&data, "SELECT stage_stats FROM runs WHERE command = 'verify' ORDER BY started_at");
     let steps: Vec<i64> = steps
         .iter()
