@@ -8,7 +8,8 @@
 //!        |                              |
 //!     [ingest]                   [import_codegym]
 //!        v                              v
-//!   problems ... synthesis ...  environments + task_configs
+//!   problems --[synthesis]-->  environments + task_configs + oracle_candidates
+//!        (LLM stages via `llm`: live endpoint or recording)
 //!                                       |
 //!                                   [verify]  --- sandbox (wasmtime + CPython/WASI) via harness
 //!                                       v
@@ -23,6 +24,9 @@
 //! - [`sandbox`]: runs untrusted Python jobs in wasmtime with time, memory and output limits.
 //! - [`harness`]: the environment contract as sandbox jobs (reference answers, oracle runs, tools).
 //! - [`corpus`]: corpus -> `problems` (+ `rejects`), and preflight of reference solutions.
+//! - [`llm`]: chat requests, their ids, the OpenAI-compatible and replay backends, recording.
+//! - [`synthesis`]: the LLM stages (environments, configurations, oracle candidates) and their prompts.
+//! - [`config`]: the build configuration file.
 //! - [`import_codegym`]: released CodeGym tables -> `environments` + `task_configs` (+ `rejects`).
 //! - [`verify`]: reference answers, oracle runs and curation filters over `environments`.
 //! - [`tables`]: typed rows of each table.
@@ -35,17 +39,20 @@
 
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod corpus;
 pub mod dataset;
 pub mod env;
 pub mod harness;
 pub mod ids;
 pub mod import_codegym;
+pub mod llm;
 pub mod near_duplicates;
 pub mod query;
 pub mod report;
 pub mod runs;
 pub mod runtime;
 pub mod sandbox;
+pub mod synthesis;
 pub mod tables;
 pub mod verify;

@@ -26,6 +26,7 @@ pub struct RunLog {
     started: Instant,
     started_at: SystemTime,
     jobs_before: u64,
+    llm_requests: u64,
     stages: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -36,6 +37,7 @@ impl RunLog {
             started: Instant::now(),
             started_at: SystemTime::now(),
             jobs_before: crate::sandbox::counters().jobs_run,
+            llm_requests: 0,
             stages: serde_json::Map::new(),
         }
     }
@@ -43,6 +45,11 @@ impl RunLog {
     /// Records one stage's counts (any JSON object).
     pub fn stage(&mut self, name: &str, stats: serde_json::Value) {
         self.stages.insert(name.to_string(), stats);
+    }
+
+    /// Counts LLM requests this run made (live or replayed).
+    pub fn llm_requests(&mut self, requests: u64) {
+        self.llm_requests += requests;
     }
 
     /// Appends the run to `data`'s `runs` table.
@@ -54,7 +61,7 @@ impl RunLog {
             command: self.command,
             codegym_version: env!("CARGO_PKG_VERSION").to_string(),
             arguments: serde_json::to_string(&arguments).expect("strings serialize"),
-            llm_requests: 0,
+            llm_requests: self.llm_requests as i64,
             sandbox_jobs: (crate::sandbox::counters().jobs_run - self.jobs_before) as i64,
             stage_stats: serde_json::Value::Object(self.stages).to_string(),
             started_at,

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `environments.status` of an environment not verified yet.
-pub const ENV_PENDING: &str = "imported";
+/// `environments.status` of an environment not verified yet (imported, or synthesized and past
+/// the contract check).
+pub const ENV_PENDING: &str = "pending";
 
 /// `environments`: one environment candidate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,4 +126,22 @@ pub struct ProblemRow {
     pub difficulty: Option<String>,
     pub preflight: String,
     pub preflight_detail: Option<String>,
+}
+
+/// `llm_calls`: one LLM request (its completions and accounting).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmCallRow {
+    pub call_id: String,
+    pub stage: String,
+    pub entity_id: String,
+    pub prompt_version: String,
+    pub model: String,
+    pub prompt: String,
+    pub response: String,
+    pub responses: Vec<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub latency_ms: Option<i64>,
+    pub cached: bool,
+    pub attempts: i32,
 }

@@ -47,12 +47,24 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Dataset directory to write.
-    #[arg(long, default_value = "build")]
-    pub data: PathBuf,
-    /// The bundled samples directory.
-    #[arg(long, default_value = "data-samples")]
-    pub samples: PathBuf,
+    /// Build configuration (TOML). Default: data-samples/codegym.toml when there is no --corpus.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The corpus (Parquet or JSON Lines); overrides the configuration's.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Column layout of the corpus: kodcode, codegym or generic.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// LLM backend: `openai` (OPENAI_BASE_URL, OPENAI_API_KEY) or `replay:DIR`.
+    #[arg(long)]
+    pub llm: Option<String>,
+    /// Dataset directory to write (default: the configuration's, else `build`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Time limit of one problem's preflight, in milliseconds.
+    #[arg(long, default_value_t = 10000)]
+    pub preflight_timeout_ms: u64,
     #[command(flatten)]
     pub run: RunArgs,
 }

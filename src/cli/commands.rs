@@ -2,12 +2,16 @@
 //! Commands receive parsed arguments and never parse anything themselves.
 
 use super::args::*;
-use crate::corpus::{IngestSettings, Preset};
+use crate::corpus::IngestSettings;
 use crate::report::Printer;
 use crate::runs::RunLog;
 use crate::sandbox::{ExecMode, Job, Limits, Task};
 use crate::verify::{VerifySettings, VerifySummary};
+use crate::config::BuildConfig;
+use crate::llm::{Backend, BackendSpec, Client, OpenAiBackend, Recorder, Recording, ReplayBackend};
+use crate::synthesis::{self, SynthesisSettings, Synthesizer};
 use crate::{corpus, env, import_codegym, query, runtime, verify};
+use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::path::Path;
@@ -51,41 +55,101 @@ fn sandbox() -> Result<crate::sandbox::Sandbox> {
     Ok(runtime.sandbox()?)
 }
 
-/// The main job on the bundled samples: ingest and preflight our corpus, import our sample
-/// release, then verify it.
+/// The configuration `codegym build` uses when given neither --config nor --corpus: the bundled
+/// samples, with their recorded LLM answers (offline).
+const SAMPLES_CONFIG: &str = "data-samples/codegym.toml";
+
+/// The whole pipeline: ingest and preflight the corpus, the LLM stages, then verification and
+/// curation. Every stage resumes from what the dataset holds.
 fn build(args: BuildArgs) -> Result<()> {
-    logged("build", &args.data.clone(), |log| build_steps(&args, log))
+    let config = build_config(&args)?;
+    let data = args.data.clone().or_else(|| config.data.clone()).unwrap_or_else(|| "build".into());
+    logged("build", &data.clone(), |log| build_steps(&args, &config, &data, log))
 }
 
-fn build_steps(args: &BuildArgs, log: &mut RunLog) -> Result<()> {
+/// The configuration file (or the samples' one), with the command line's overrides.
+fn build_config(args: &BuildArgs) -> Result<BuildConfig> {
+    let mut config = match (&args.config, &args.corpus) {
+        (Some(path), _) => BuildConfig::load(path)?,
+        (None, Some(_)) => BuildConfig::default(),
+        (None, None) if Path::new(SAMPLES_CONFIG).is_file() => BuildConfig::load(Path::new(SAMPLES_CONFIG))?,
+        (None, None) => bail!(
+            "no {SAMPLES_CONFIG} in the current directory\n  hint: run `codegym build` from the repository root, or pass --config FILE or --corpus PATH"
+        ),
+    };
+    if let Some(corpus) = &args.corpus {
+        config.corpus = Some(corpus.clone());
+    }
+    if let Some(preset) = &args.preset {
+        config.preset = preset.clone();
+    }
+    if let Some(llm) = &args.llm {
+        config.llm = llm.clone();
+    }
+    Ok(config)
+}
+
+fn build_steps(args: &BuildArgs, config: &BuildConfig, data: &Path, log: &mut RunLog) -> Result<()> {
     let printer = Printer::new(args.run.quiet);
-    let corpus_file = args.samples.join("problems.parquet");
-    if corpus_file.is_file() {
-        let settings = IngestSettings::new(corpus_file, Preset::Kodcode);
-        run_ingest(
-            &settings,
-            &args.data,
-            Some(Limits { timeout: Duration::from_secs(5), ..Limits::default() }),
-            threads(&args.run),
-            printer,
-            log,
-        )?;
-    }
-    let release = args.samples.join("codegym");
-    let (envs, tasks) = (release.join("envs.jsonl"), release.join("tasks.jsonl"));
-    if !envs.is_file() {
-        bail!(
-            "no sample release at {}\n  hint: run `codegym build` from the repository root, or pass --samples DIR",
-            release.display()
-        );
-    }
-    import(&envs, &tasks, &args.data, "codegym-samples", printer, log)?;
-    let settings = VerifySettings { threads: threads(&args.run), ..VerifySettings::default() };
-    run_verify(&args.data, &settings, printer, log)?;
+    let threads = threads(&args.run);
+    let corpus = config.corpus.clone().context("no corpus: pass --corpus PATH or set `corpus` in the configuration")?;
+    let settings = IngestSettings::new(corpus, config.preset.parse().map_err(anyhow::Error::msg)?);
+    let preflight = Limits { timeout: Duration::from_millis(args.preflight_timeout_ms), ..Limits::default() };
+    run_ingest(&settings, data, Some(preflight), threads, printer, log)?;
+    run_synthesis(config, data, threads, printer, log)?;
+    run_verify(data, &VerifySettings { threads, ..VerifySettings::default() }, printer, log)?;
     printer.status(format!(
         "dataset written to {} (query it: codegym sql --data {} --file queries/verification_summary.sql)",
-        args.data.display(),
-        args.data.display()
+        data.display(),
+        data.display()
+    ));
+    Ok(())
+}
+
+/// The LLM stages, with the backend `config.llm` names. Live answers are recorded under
+/// `DATA/llm/` before use, and answers recorded there are never asked for again.
+fn run_synthesis(config: &BuildConfig, data: &Path, threads: usize, printer: Printer, log: &mut RunLog) -> Result<()> {
+    let backend: Arc<dyn Backend> = match config.llm.parse::<BackendSpec>().map_err(anyhow::Error::msg)? {
+        BackendSpec::OpenAi => Arc::new(OpenAiBackend::new(config.openai().map_err(anyhow::Error::msg)?)?),
+        BackendSpec::Replay(dir) => Arc::new(ReplayBackend::open(dir)?),
+    };
+    let recordings = data.join("llm");
+    let recorder = if backend.live() { Some(Recorder::open(&recordings)?) } else { None };
+    let client = Client::new(backend, Recording::load(&recordings)?, recorder);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.clamp(1, 4))
+        .enable_all()
+        .build()
+        .context("failed to start the LLM client runtime")?;
+    let sandbox = sandbox()?;
+    let settings = SynthesisSettings {
+        sampling: config.model.clone(),
+        config_samples: config.synthesis.config_samples,
+        oracle_samples: config.synthesis.oracle_samples,
+        threads,
+        ..SynthesisSettings::default()
+    };
+    let started = Instant::now();
+    let synthesizer = Synthesizer { sandbox: &sandbox, client: &client, runtime: &runtime, settings: &settings, reporter: None };
+    let summary = synthesizer.run(data).with_context(|| format!("synthesis failed on {}", data.display()))?;
+    log.llm_requests((summary.live_calls + summary.recorded_calls) as u64);
+    log.stage("synthesis", serde_json::json!({ "summary": summary, "seconds": started.elapsed().as_secs_f64() }));
+    let stage = |name: &str| summary.stages.get(name).cloned().unwrap_or_default();
+    let rejects: u64 = summary.stages.values().flat_map(|s| s.rejects.values()).map(|&n| n as u64).sum();
+    printer.status(format!(
+        "synthesis: {} environments from {} problems, {} past the contract check, {} task configs, {} oracle candidates, {} rejects; {} LLM calls ({} live, {} recorded, {} + {} tokens) ({:.1} s)",
+        stage(synthesis::ENVIRONMENT).produced,
+        stage(synthesis::ENVIRONMENT).requests,
+        stage(synthesis::EXTRACT).produced,
+        stage(synthesis::CONFIGS).produced,
+        stage(synthesis::ORACLE).produced,
+        rejects,
+        summary.live_calls + summary.recorded_calls,
+        summary.live_calls,
+        summary.recorded_calls,
+        summary.prompt_tokens,
+        summary.completion_tokens,
+        started.elapsed().as_secs_f64()
     ));
     Ok(())
 }

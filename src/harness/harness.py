@@ -77,21 +77,23 @@ def _tool_name(action):
         return "<malformed>"
 
 
-def _bind_solver(env, solver_source):
-    """Replace the environment's `solve` with a candidate `def solve(self)` from its source text."""
-    namespace = {"__name__": "codegym_solver", "__builtins__": __builtins__}
+def _solver_function(env, solver_source):
+    """A candidate `def solve(self)` from its source text, compiled in a copy of the module's
+    namespace (as in the smoke test's splice, so it sees the module's imports)."""
+    namespace = dict(type(env).reset.__globals__)
     exec(compile(solver_source, "<solver>", "exec"), namespace)
     solve = namespace.get("solve")
     if not callable(solve):
         raise LookupError("the solver source defines no function named solve")
-    env.solve = solve.__get__(env)
+    return solve
 
 
 def oracle(source, env_name, config, solver=None, trajectory_limit=4096):
-    """Run the oracle on one configuration; pass iff the returned message contains `reward=1`."""
+    """Run the oracle on one configuration; pass iff the returned message contains `reward=1`.
+    A candidate `solver` gets a `self` that only has `step`: a candidate that reads the hidden
+    state fails here instead of being chosen for the fewest calls."""
     env = _build(source, env_name, config)
-    if solver is not None:
-        _bind_solver(env, solver)
+    candidate = None if solver is None else _solver_function(env, solver)
     step = env.step
     tool_calls = {}
     trajectory = []
@@ -106,7 +108,7 @@ def oracle(source, env_name, config, solver=None, trajectory_limit=4096):
         return outcome
 
     env.step = traced_step
-    message = str(env.solve())
+    message = str(env.solve() if candidate is None else candidate(_StepOnly(env)))
     return {
         "passed": "reward=1" in message,
         "message": message[:2000],
@@ -141,7 +143,7 @@ def run_steps(source, env_name, steps):
     soon as it is ready (`emit_partial`, installed by the sandbox driver): {"ok": result} or
     {"error": message}. Oracle steps of a candidate that failed its smoke test earlier in the job
     are skipped ({"error": "skipped: ..."}). A step is {"op": "describe"} | {"op": "ref_answer", "config": ...} |
-    {"op": "oracle", "config": ..., "solver": ... or None} | {"op": "self_test"} | {"op": "smoke_test", "solver"} | {"op": "contract"} | {"op": "probe", "config", "task_text", "tool_docs"}.
+    {"op": "oracle", "config": ..., "solver": ... or None} | {"op": "self_test"} | {"op": "smoke_test", "solver"} | {"op": "contract"} | {"op": "classes"} | {"op": "probe", "config", "task_text", "tool_docs"}.
     One step failing does not stop the rest."""
     import traceback
 
@@ -162,6 +164,8 @@ def run_steps(source, env_name, steps):
                 value = self_test(source, env_name)
             elif op == "contract":
                 value = contract(source, env_name)
+            elif op == "classes":
+                value = find_env_classes(source)
             elif op == "smoke_test":
                 value = smoke_test(source, env_name, step["solver"])
                 if not (value["exit_code"] == 0 and value["reward_1"] >= 2 and value["reward_0"] == 0):
@@ -192,6 +196,10 @@ def _wrong_like(answer):
     if isinstance(answer, (list, tuple)):
         return list(answer) + [0]
     return "codegym-wrong-answer"
+
+
+def _is_empty(answer):
+    return isinstance(answer, (str, list, tuple, dict)) and len(answer) == 0
 
 
 def _message(outcome):
@@ -272,7 +280,10 @@ def probe(source, env_name, config, task_text="", tool_docs=""):
 
     answer = _build(source, env_name, config).get_ref_answer()
     findings = []
-    for reason, wrong in (("wrong_answer_rewarded", _wrong_like(answer)), ("empty_answer_rewarded", "")):
+    probes = [("wrong_answer_rewarded", _wrong_like(answer))]
+    if not _is_empty(answer):  # an empty input can have an empty answer: "" is then right
+        probes.append(("empty_answer_rewarded", ""))
+    for reason, wrong in probes:
         rewarded, message = _rewarded(_build(source, env_name, config), wrong)
         if rewarded:
             findings.append({"reason": reason, "detail": "Done(%r) right after reset returned %r" % (wrong, message[:200])})

@@ -74,6 +74,42 @@ impl SelfTest {
     }
 }
 
+/// What the module-wide steps found about one environment: stage 2 of the method.
+#[derive(Debug, Clone)]
+pub struct ModuleChecks {
+    pub contract: Result<ContractCheck, String>,
+    pub self_test: Result<SelfTest, String>,
+    pub description: Result<ToolDescription, String>,
+}
+
+impl ModuleChecks {
+    /// The steps that produce the checks, in the order [`ModuleChecks::from_results`] reads them.
+    pub const STEPS: [Step; 3] = [Step::Contract, Step::SelfTest, Step::Describe];
+
+    pub fn from_results(results: &[StepResult]) -> ModuleChecks {
+        ModuleChecks { contract: results[0].parse(), self_test: results[1].parse(), description: results[2].parse() }
+    }
+
+    /// Why the module breaks the contract, if it does: the contract check, then its own
+    /// self-tests (exit 0 within the module budget, at least two of them run).
+    pub fn failure(&self) -> Option<(&'static str, String)> {
+        match (&self.contract, &self.self_test) {
+            (Err(detail), _) => Some(("contract_failed", detail.clone())),
+            (Ok(check), _) if !check.problems.is_empty() => Some(("contract_failed", check.problems.join("; "))),
+            (_, Err(detail)) => Some(("self_test_failed", detail.clone())),
+            (_, Ok(run)) if run.exit_code != 0 => Some((
+                "self_test_failed",
+                format!("the __main__ block exited with status {}: {}", run.exit_code, run.error.as_deref().unwrap_or("")),
+            )),
+            (_, Ok(run)) if run.reward_1 + run.reward_0 < 2 => Some((
+                "self_test_failed",
+                format!("the __main__ block ran {} self-tests, at least 2 are required", run.reward_1 + run.reward_0),
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// A deterministic per-job seed from the job's identity.
 pub fn seed_for(key: &str) -> u64 {
     let hash = blake3::hash(key.as_bytes());
@@ -98,6 +134,8 @@ pub enum Step {
     SmokeTest { solver: String },
     /// The static half of the environment contract ([`ContractCheck`]).
     Contract,
+    /// The classes, found by parsing the module, that define `from_env_str` (a list of names).
+    Classes,
     /// Checks that the environment cannot be gamed on a configuration ([`ProbeFindings`]): wrong
     /// and empty answers rewarded, the answer shown in `task_text`, `tool_docs` or Observe, an
     /// oracle reading hidden state, a trajectory that depends on the random seed.
@@ -114,6 +152,7 @@ impl Step {
             Step::SelfTest => "self_test",
             Step::SmokeTest { .. } => "smoke_test",
             Step::Contract => "contract",
+            Step::Classes => "classes",
             Step::Probe { .. } => "probe",
         }
     }
@@ -121,7 +160,7 @@ impl Step {
     /// Steps that run the whole module, or several oracle runs, get the module's budget (the
     /// method's 5 s); the others the per-cell budget.
     fn runs_module(&self) -> bool {
-        matches!(self, Step::SelfTest | Step::SmokeTest { .. } | Step::Contract | Step::Probe { .. })
+        matches!(self, Step::SelfTest | Step::SmokeTest { .. } | Step::Contract | Step::Classes | Step::Probe { .. })
     }
 }
 

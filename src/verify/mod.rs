@@ -15,7 +15,7 @@ mod record;
 mod store;
 
 use crate::dataset::{self, DatasetError, Table};
-use crate::harness::{self, ContractCheck, EnvSource, EnvWork, ProbeFindings, RefAnswer, SelfTest, Step, ToolDescription};
+use crate::harness::{self, EnvSource, EnvWork, ModuleChecks, ProbeFindings, RefAnswer, SelfTest, Step};
 use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError};
 use crate::tables::{ENV_PENDING, EnvironmentRow, OracleCandidateRow, TaskConfigRow};
 use curate::{checked, curate_all};
@@ -121,34 +121,6 @@ pub struct VerifySummary {
     pub step_ms: BTreeMap<&'static str, u64>,
 }
 
-/// What the module-wide steps found about one environment.
-struct ModuleChecks {
-    contract: Result<ContractCheck, String>,
-    self_test: Result<SelfTest, String>,
-    description: Result<ToolDescription, String>,
-}
-
-impl ModuleChecks {
-    /// Why the module breaks the contract (stage 2 of the method), if it does: the contract check,
-    /// then its own self-tests (exit 0 within the module budget, at least two of them run).
-    fn failure(&self) -> Option<(&'static str, String)> {
-        match (&self.contract, &self.self_test) {
-            (Err(detail), _) => Some(("contract_failed", detail.clone())),
-            (Ok(check), _) if !check.problems.is_empty() => Some(("contract_failed", check.problems.join("; "))),
-            (_, Err(detail)) => Some(("self_test_failed", detail.clone())),
-            (_, Ok(run)) if run.exit_code != 0 => Some((
-                "self_test_failed",
-                format!("the __main__ block exited with status {}: {}", run.exit_code, run.error.as_deref().unwrap_or("")),
-            )),
-            (_, Ok(run)) if run.reward_1 + run.reward_0 < 2 => Some((
-                "self_test_failed",
-                format!("the __main__ block ran {} self-tests, at least 2 are required", run.reward_1 + run.reward_0),
-            )),
-            _ => None,
-        }
-    }
-}
-
 /// Results gathered for one configuration.
 #[derive(Default)]
 struct ConfigResult {
@@ -186,7 +158,7 @@ fn plan<'a>(
     for &env_index in chunk {
         let env = &envs[env_index];
         let extra: Vec<&OracleCandidateRow> = candidates.iter().filter(|c| c.env_id == env.env_id).collect();
-        let mut steps = vec![Step::Contract, Step::SelfTest, Step::Describe];
+        let mut steps = ModuleChecks::STEPS.to_vec();
         let mut step_targets = vec![Target::Module; steps.len()];
         for candidate in &extra {
             steps.push(Step::SmokeTest { solver: candidate.solver.clone() });
@@ -266,12 +238,8 @@ pub fn verify(
         let mut smoke: Vec<(String, i32, String)> = Vec::new();
         let mut results: BTreeMap<usize, ConfigResult> = BTreeMap::new();
         for (((env_work, env_results), env_targets), &env) in work.iter().zip(&outcomes).zip(&targets).zip(chunk) {
-            // `plan` puts the module-wide steps first: contract, self-test, describe.
-            checks.push(ModuleChecks {
-                contract: env_results[0].parse(),
-                self_test: env_results[1].parse(),
-                description: env_results[2].parse(),
-            });
+            // `plan` puts the module-wide steps first.
+            checks.push(ModuleChecks::from_results(env_results));
             eligible.push(vec![0]);
             for ((step, result), target) in env_work.steps.iter().zip(env_results).zip(env_targets) {
                 *step_ms.entry(step.kind()).or_default() += result.duration_ms;
@@ -367,7 +335,7 @@ mod tests {
     use super::curate::curate;
     use super::record::oracle_verdict;
     use super::*;
-    use crate::harness::OracleRun;
+    use crate::harness::{ContractCheck, OracleRun, SelfTest, ToolDescription};
     use crate::sandbox::Verdict;
 
     fn run(passed: bool) -> Result<OracleRun, String> {

@@ -3,7 +3,8 @@
 //! status. Works on one chunk of environments at a time; knows nothing of files.
 
 use super::curate::checked;
-use super::{ConfigResult, ModuleChecks, STAGE, VerifySettings};
+use super::{ConfigResult, STAGE, VerifySettings};
+use crate::harness::ModuleChecks;
 use crate::harness::{Finding, OracleRun};
 use crate::sandbox::Verdict;
 use crate::tables::{EnvironmentRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};

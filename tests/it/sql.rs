@@ -18,7 +18,7 @@ fn queries_print_as_table_csv_and_json_lines() {
     assert_eq!(csv.lines().count(), 3);
     let json = run_ok(&["sql", "--data", data, "--format", "json", query]);
     let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
-    assert_eq!(first["status"], "imported");
+    assert_eq!(first["status"], "pending");
     let table = run_ok(&["sql", "--data", data, query]);
     assert!(table.contains("| env_name"), "{table}");
 }

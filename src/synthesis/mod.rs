@@ -1,0 +1,498 @@
+//! The LLM stages of the method (1, 3 and 5): environment synthesis, task configurations and
+//! oracle candidates, with the extraction and contract check (stage 2) between them. Reads
+//! `problems`; writes `environments` (status `pending` when ready for `verify`), `task_configs`
+//! (with their difficulty band), `oracle_candidates`, `llm_calls` and `rejects`. Each stage works
+//! on what the tables do not hold yet, so a rerun or a resumed run asks nothing twice.
+//!
+//! Modules: [`prompts`] renders the versioned prompt files; [`parse`] reads answers.
+
+pub mod parse;
+pub mod prompts;
+
+use crate::dataset::{self, DatasetError, Table};
+use crate::harness::{self, EnvSource, EnvWork, ModuleChecks, Step, StepResult};
+use crate::ids::content_id;
+use crate::llm::{Call, ChatRequest, Client, LlmError, Sampling};
+use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError};
+use crate::tables::{ENV_PENDING, EnvironmentRow, LlmCallRow, OracleCandidateRow, ProblemRow, RejectRow, TaskConfigRow};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+/// The stage names, as in `llm_calls.stage` and `rejects.stage`.
+pub const ENVIRONMENT: &str = "environment";
+pub const EXTRACT: &str = "extract";
+pub const CONFIGS: &str = "configs";
+pub const ORACLE: &str = "oracle";
+
+#[derive(Debug, Clone)]
+pub struct SynthesisSettings {
+    pub sampling: Sampling,
+    /// Configuration answers per environment (2), each of 15 lines.
+    pub config_samples: u32,
+    /// Solver candidates per environment (K = 10).
+    pub oracle_samples: u32,
+    /// Budget of the module-wide checks (5 s) and limits of the other sandbox steps.
+    pub module_timeout: Duration,
+    pub limits: Limits,
+    pub threads: usize,
+    pub mode: ExecMode,
+}
+
+impl Default for SynthesisSettings {
+    fn default() -> Self {
+        SynthesisSettings {
+            sampling: Sampling::default(),
+            config_samples: 2,
+            oracle_samples: 10,
+            module_timeout: Duration::from_secs(5),
+            limits: Limits::default(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            mode: ExecMode::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SynthesisError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+}
+
+/// Counts per stage of one run: items in, items out, rejects by reason.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct StageCounts {
+    pub requests: usize,
+    pub produced: usize,
+    pub rejects: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct SynthesisSummary {
+    /// Problems whose reference solution passed preflight (the only ones synthesized from).
+    pub eligible_problems: usize,
+    pub stages: BTreeMap<&'static str, StageCounts>,
+    /// Requests answered live and from a recording.
+    pub live_calls: usize,
+    pub recorded_calls: usize,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}
+
+/// The tables synthesis reads and writes, held in memory for one run.
+struct State {
+    problems: Vec<ProblemRow>,
+    envs: Vec<EnvironmentRow>,
+    configs: Vec<TaskConfigRow>,
+    candidates: Vec<OracleCandidateRow>,
+    rejects: Vec<RejectRow>,
+    calls: Vec<LlmCallRow>,
+}
+
+impl State {
+    fn read(data: &Path) -> Result<State, DatasetError> {
+        Ok(State {
+            problems: dataset::read_table(data, Table::Problems)?,
+            envs: dataset::read_table(data, Table::Environments)?,
+            configs: dataset::read_table(data, Table::TaskConfigs)?,
+            candidates: dataset::read_table(data, Table::OracleCandidates)?,
+            rejects: dataset::read_table(data, Table::Rejects)?,
+            calls: dataset::read_table(data, Table::LlmCalls)?,
+        })
+    }
+
+    fn write(&self, data: &Path) -> Result<(), DatasetError> {
+        dataset::write_table(data, Table::LlmCalls, &self.calls)?;
+        dataset::write_table(data, Table::OracleCandidates, &self.candidates)?;
+        dataset::write_table(data, Table::TaskConfigs, &self.configs)?;
+        dataset::write_table(data, Table::Rejects, &self.rejects)?;
+        dataset::write_table(data, Table::Environments, &self.envs)?;
+        Ok(())
+    }
+
+    fn rejected(&self, stage: &str) -> HashSet<&str> {
+        self.rejects.iter().filter(|r| r.stage == stage).map(|r| r.entity_id.as_str()).collect()
+    }
+
+    fn reject(&mut self, counts: &mut StageCounts, stage: &str, entity_id: String, source_id: &str, reason: &str, detail: String) {
+        *counts.rejects.entry(reason.to_string()).or_default() += 1;
+        let detail = Some(truncate(&detail, 2000));
+        self.rejects.push(RejectRow { stage: stage.into(), entity_id, source_id: Some(source_id.into()), reason: reason.into(), detail });
+    }
+
+    /// Stores a call in `llm_calls` (the first time it is seen: a later replay of a paid call does
+    /// not overwrite its latency) and counts it.
+    fn record_call(&mut self, call: &Call, summary: &mut SynthesisSummary) {
+        if call.cached {
+            summary.recorded_calls += 1;
+        } else {
+            summary.live_calls += 1;
+        }
+        summary.prompt_tokens += call.completion.prompt_tokens.unwrap_or(0);
+        summary.completion_tokens += call.completion.completion_tokens.unwrap_or(0);
+        if self.calls.iter().any(|c| c.call_id == call.call_id) {
+            return;
+        }
+        let completion = &call.completion;
+        self.calls.push(LlmCallRow {
+            call_id: call.call_id.clone(),
+            stage: call.request.stage.clone(),
+            entity_id: call.request.entity_id.clone(),
+            prompt_version: call.request.prompt_version.clone(),
+            model: call.request.sampling.model.clone(),
+            prompt: serde_json::to_string(&call.request.messages).expect("messages serialize"),
+            response: completion.choices.first().cloned().unwrap_or_default(),
+            responses: completion.choices.clone(),
+            prompt_tokens: completion.prompt_tokens,
+            completion_tokens: completion.completion_tokens,
+            latency_ms: completion.latency_ms,
+            cached: call.cached,
+            attempts: completion.attempts as i32,
+        });
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// Everything synthesis needs besides the dataset.
+pub struct Synthesizer<'a> {
+    pub sandbox: &'a Sandbox,
+    pub client: &'a Client,
+    pub runtime: &'a tokio::runtime::Runtime,
+    pub settings: &'a SynthesisSettings,
+    pub reporter: Option<&'a dyn JobReporter>,
+}
+
+impl Synthesizer<'_> {
+    /// Runs the three LLM stages (and the checks between them) on what `data` does not hold yet.
+    /// The tables are written after each stage.
+    pub fn run(&self, data: &Path) -> Result<SynthesisSummary, SynthesisError> {
+        let mut state = State::read(data)?;
+        let mut summary = SynthesisSummary {
+            eligible_problems: state.problems.iter().filter(|p| p.preflight == "pass").count(),
+            ..SynthesisSummary::default()
+        };
+        self.environments(&mut state, &mut summary)?;
+        state.write(data)?;
+        self.contract(&mut state, &mut summary)?;
+        state.write(data)?;
+        self.task_configs(&mut state, &mut summary)?;
+        state.write(data)?;
+        self.oracles(&mut state, &mut summary)?;
+        state.write(data)?;
+        Ok(summary)
+    }
+
+    fn ask(&self, requests: Vec<ChatRequest>) -> Result<Vec<Result<Call, LlmError>>, LlmError> {
+        self.runtime.block_on(self.client.complete_all(requests))
+    }
+
+    fn run_steps(&self, work: &[EnvWork]) -> Result<Vec<Vec<StepResult>>, SandboxError> {
+        let s = self.settings;
+        harness::run_steps(self.sandbox, work, s.limits, s.module_timeout, s.mode, s.threads, self.reporter)
+    }
+
+    fn request(&self, stage: &str, prompt: prompts::Prompt, entity_id: &str, label: &str, values: &[(&str, &str)], n: u32) -> ChatRequest {
+        ChatRequest {
+            stage: stage.into(),
+            prompt_version: prompt.version.into(),
+            entity_id: entity_id.into(),
+            label: label.into(),
+            messages: prompt.render(values),
+            sampling: self.settings.sampling.clone(),
+            n,
+        }
+    }
+
+    /// Stage 1 and the extraction half of stage 2: one environment answer per eligible problem
+    /// that has no environment (or reject) yet; its tags parsed, its class found by parsing the
+    /// module in the sandbox.
+    fn environments(&self, state: &mut State, summary: &mut SynthesisSummary) -> Result<(), SynthesisError> {
+        let done: HashSet<&str> = state.envs.iter().filter_map(|e| e.problem_id.as_deref()).collect();
+        let rejected = state.rejected(ENVIRONMENT);
+        let todo: Vec<usize> = (0..state.problems.len())
+            .filter(|&i| {
+                let p = &state.problems[i];
+                p.preflight == "pass" && !done.contains(p.problem_id.as_str()) && !rejected.contains(p.problem_id.as_str())
+            })
+            .collect();
+        let requests = todo
+            .iter()
+            .map(|&i| {
+                let p = &state.problems[i];
+                let values = [("question", p.question.as_str()), ("solution", p.solution.as_str())];
+                self.request(ENVIRONMENT, prompts::ENVIRONMENT, &p.problem_id, &p.source_id, &values, 1)
+            })
+            .collect();
+        let answers = self.ask(requests)?;
+        let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
+        let mut drafts = Vec::new();
+        for (&i, answer) in todo.iter().zip(answers) {
+            let (problem_id, source_id) = (state.problems[i].problem_id.clone(), state.problems[i].source_id.clone());
+            let call = match answer {
+                Ok(call) => call,
+                Err(e) => {
+                    state.reject(&mut counts, ENVIRONMENT, problem_id, &source_id, e.reason(), e.to_string());
+                    continue;
+                }
+            };
+            state.record_call(&call, summary);
+            match parse::environment(call.completion.choices.first().map_or("", String::as_str)) {
+                Ok(draft) => drafts.push((i, draft)),
+                Err((reason, detail)) => state.reject(&mut counts, ENVIRONMENT, problem_id, &source_id, reason, detail),
+            }
+        }
+        let work: Vec<EnvWork> = drafts
+            .iter()
+            .map(|(i, d)| EnvWork {
+                env: EnvSource { code: &d.code, name: "" },
+                steps: vec![Step::Classes],
+                seed: harness::seed_for(&state.problems[*i].problem_id),
+            })
+            .collect();
+        let results = self.run_steps(&work)?;
+        for ((i, draft), result) in drafts.into_iter().zip(results) {
+            let problem = &state.problems[i];
+            let (problem_id, source_id) = (problem.problem_id.clone(), problem.source_id.clone());
+            let classes = match result[0].parse::<Vec<String>>() {
+                Ok(classes) => classes,
+                Err(detail) => {
+                    state.reject(&mut counts, ENVIRONMENT, problem_id, &source_id, "env_syntax_error", detail);
+                    continue;
+                }
+            };
+            let [name] = classes.as_slice() else {
+                let (reason, detail) = if classes.is_empty() {
+                    ("env_no_class", "no class of the module defines from_env_str".to_string())
+                } else {
+                    ("env_ambiguous_class", format!("several classes define from_env_str: {}", classes.join(", ")))
+                };
+                state.reject(&mut counts, ENVIRONMENT, problem_id, &source_id, reason, detail);
+                continue;
+            };
+            let env_id = content_id("env", &[&problem.source, name, &draft.code]);
+            let mut env = EnvironmentRow::pending(env_id, problem.source.clone(), source_id, name.clone(), draft.code);
+            env.problem_id = Some(problem_id);
+            env.task_text = Some(draft.task_text);
+            state.envs.push(env);
+            counts.produced += 1;
+        }
+        summary.stages.insert(ENVIRONMENT, counts);
+        Ok(())
+    }
+
+    /// Stage 2: the contract check and the module's self-tests, before any configuration is asked
+    /// for; an environment that passes gets its tools and agent-facing docs.
+    fn contract(&self, state: &mut State, summary: &mut SynthesisSummary) -> Result<(), SynthesisError> {
+        let todo: Vec<usize> = (0..state.envs.len()).filter(|&i| awaiting_contract(&state.envs[i])).collect();
+        let work: Vec<EnvWork> = todo
+            .iter()
+            .map(|&i| {
+                let env = &state.envs[i];
+                EnvWork {
+                    env: EnvSource { code: &env.env_code, name: &env.env_name },
+                    steps: ModuleChecks::STEPS.to_vec(),
+                    seed: harness::seed_for(&env.env_id),
+                }
+            })
+            .collect();
+        let results = self.run_steps(&work)?;
+        let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
+        for (&i, result) in todo.iter().zip(results) {
+            let checks = ModuleChecks::from_results(&result);
+            let failure = checks.failure().or_else(|| checks.description.as_ref().err().map(|e| ("contract_failed", e.clone())));
+            let env = &mut state.envs[i];
+            match (failure, checks.description) {
+                (None, Ok(description)) => {
+                    env.tool_count = description.tools.len() as i32;
+                    env.tools = description.tools;
+                    env.tool_docs = description.tool_docs;
+                    counts.produced += 1;
+                }
+                (failure, _) => {
+                    let (reason, detail) = failure.expect("a failure when there is no description");
+                    env.status = reason.into();
+                    env.status_detail = Some(detail.clone());
+                    let (env_id, source_id) = (env.env_id.clone(), env.source_id.clone());
+                    state.reject(&mut counts, EXTRACT, env_id, &source_id, reason, detail);
+                }
+            }
+        }
+        summary.stages.insert(EXTRACT, counts);
+        Ok(())
+    }
+
+    /// Stage 3: `config_samples` answers of 15 configuration lines per environment past the
+    /// contract check that has none yet; lines kept when strictly JSON for the right class,
+    /// deduplicated, each with its difficulty band from its position.
+    fn task_configs(&self, state: &mut State, summary: &mut SynthesisSummary) -> Result<(), SynthesisError> {
+        let has_configs: HashSet<&str> = state.configs.iter().map(|c| c.env_id.as_str()).collect();
+        let rejected = state.rejected(CONFIGS);
+        let todo: Vec<usize> = (0..state.envs.len())
+            .filter(|&i| {
+                let env = &state.envs[i];
+                ready(env) && !has_configs.contains(env.env_id.as_str()) && !rejected.contains(env.env_id.as_str())
+            })
+            .collect();
+        let requests = todo
+            .iter()
+            .map(|&i| {
+                let env = &state.envs[i];
+                let values = [
+                    ("task_text", env.task_text.as_deref().unwrap_or("")),
+                    ("env_name", env.env_name.as_str()),
+                    ("env_code", env.env_code.trim_end()),
+                ];
+                self.request(CONFIGS, prompts::CONFIGS, &env.env_id, &env.source_id, &values, self.settings.config_samples)
+            })
+            .collect();
+        let answers = self.ask(requests)?;
+        let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
+        for (&i, answer) in todo.iter().zip(answers) {
+            let (env_id, env_name, source_id) =
+                (state.envs[i].env_id.clone(), state.envs[i].env_name.clone(), state.envs[i].source_id.clone());
+            let call = match answer {
+                Ok(call) => call,
+                Err(e) => {
+                    state.reject(&mut counts, CONFIGS, env_id, &source_id, e.reason(), e.to_string());
+                    continue;
+                }
+            };
+            state.record_call(&call, summary);
+            let mut seen = BTreeSet::new();
+            let mut kept = 0;
+            for (sample, choice) in call.completion.choices.iter().enumerate() {
+                for line in parse::configs(choice, &env_name) {
+                    let line_id = || content_id("config-line", &[&env_id, &sample.to_string(), &line.position.to_string()]);
+                    let config = match line.config {
+                        Ok(config) => config,
+                        Err((reason, text)) => {
+                            state.reject(&mut counts, CONFIGS, line_id(), &source_id, reason, text);
+                            continue;
+                        }
+                    };
+                    if !seen.insert(parse::config_key(&config)) {
+                        state.reject(&mut counts, CONFIGS, line_id(), &source_id, "config_duplicate", config);
+                        continue;
+                    }
+                    state.configs.push(new_config(&env_id, &env_name, config, sample, line.position));
+                    kept += 1;
+                }
+            }
+            counts.produced += kept;
+            if kept == 0 {
+                let detail = format!("{} answers held no usable configuration line", call.completion.choices.len());
+                state.reject(&mut counts, CONFIGS, env_id.clone(), &source_id, "no_configs", detail.clone());
+                let env = &mut state.envs[i];
+                env.status = "no_configs".into();
+                env.status_detail = Some(detail);
+            }
+        }
+        summary.stages.insert(CONFIGS, counts);
+        Ok(())
+    }
+
+    /// Stage 5: `oracle_samples` solver answers per environment with configurations and no
+    /// candidates yet, written from the agent's view only (task text and tool docs).
+    fn oracles(&self, state: &mut State, summary: &mut SynthesisSummary) -> Result<(), SynthesisError> {
+        let has_configs: HashSet<&str> = state.configs.iter().map(|c| c.env_id.as_str()).collect();
+        let has_candidates: HashSet<&str> = state.candidates.iter().map(|c| c.env_id.as_str()).collect();
+        let rejected = state.rejected(ORACLE);
+        let todo: Vec<usize> = (0..state.envs.len())
+            .filter(|&i| {
+                let id = state.envs[i].env_id.as_str();
+                ready(&state.envs[i]) && has_configs.contains(id) && !has_candidates.contains(id) && !rejected.contains(id)
+            })
+            .collect();
+        let requests = todo
+            .iter()
+            .map(|&i| {
+                let env = &state.envs[i];
+                let values = [
+                    ("env_name", env.env_name.as_str()),
+                    ("task_text", env.task_text.as_deref().unwrap_or("")),
+                    ("tool_docs", env.tool_docs.as_str()),
+                ];
+                self.request(ORACLE, prompts::ORACLE, &env.env_id, &env.source_id, &values, self.settings.oracle_samples)
+            })
+            .collect();
+        let answers = self.ask(requests)?;
+        let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
+        for (&i, answer) in todo.iter().zip(answers) {
+            let (env_id, source_id) = (state.envs[i].env_id.clone(), state.envs[i].source_id.clone());
+            let call = match answer {
+                Ok(call) => call,
+                Err(e) => {
+                    state.reject(&mut counts, ORACLE, env_id, &source_id, e.reason(), e.to_string());
+                    continue;
+                }
+            };
+            state.record_call(&call, summary);
+            let mut seen = HashSet::new();
+            for (sample, choice) in call.completion.choices.iter().enumerate() {
+                let solver_id = || content_id("solver", &[&env_id, &sample.to_string()]);
+                match parse::solver(choice) {
+                    None => {
+                        let detail = format!("answer {} holds no `def solve(self)` with a body", sample + 1);
+                        state.reject(&mut counts, ORACLE, solver_id(), &source_id, "solver_unparseable", detail);
+                    }
+                    Some(solver) if !seen.insert(solver.clone()) => {
+                        let detail = format!("answer {} repeats an earlier solver", sample + 1);
+                        state.reject(&mut counts, ORACLE, solver_id(), &source_id, "solver_duplicate", detail);
+                    }
+                    Some(solver) => {
+                        state.candidates.push(OracleCandidateRow {
+                            env_id: env_id.clone(),
+                            candidate: seen.len() as i32,
+                            solver,
+                            origin: Some(format!("{}#{}", call.call_id, sample)),
+                            smoke_test: None,
+                        });
+                        counts.produced += 1;
+                    }
+                }
+            }
+        }
+        summary.stages.insert(ORACLE, counts);
+        Ok(())
+    }
+}
+
+/// A synthesized environment waiting for its contract check.
+fn awaiting_contract(env: &EnvironmentRow) -> bool {
+    env.problem_id.is_some() && env.status == ENV_PENDING && env.tools.is_empty()
+}
+
+/// A synthesized environment past its contract check, not failed since.
+fn ready(env: &EnvironmentRow) -> bool {
+    env.problem_id.is_some() && env.status == ENV_PENDING && !env.tools.is_empty()
+}
+
+fn new_config(env_id: &str, env_name: &str, config: String, sample: usize, position: usize) -> TaskConfigRow {
+    TaskConfigRow {
+        config_id: content_id("config", &[env_id, &config]),
+        env_id: env_id.into(),
+        env_name: env_name.into(),
+        difficulty: parse::difficulty(position).into(),
+        source_index: Some(format!("sample {} line {}", sample + 1, position)),
+        config,
+        ref_answer: None,
+        oracle_passed: None,
+        oracle_calls: None,
+        distinct_tools: None,
+        kept: false,
+        filter_reason: None,
+        source_oracle_calls: None,
+        reference_pass_rate: None,
+        oracle_trajectory: None,
+    }
+}
