@@ -210,6 +210,25 @@ pub enum BenchCommand {
     /// The whole verification (every stage) on the released sample and on our samples, with
     /// the time per stage, vs. running the oracle cells alone.
     Stages(BenchStagesArgs),
+    /// The OpenAI-compatible client against a local server that answers after a delay, vs. a
+    /// Python thread-pool client: requests per second and the client's cost per request.
+    Llm(BenchLlmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLlmArgs {
+    /// Requests to send.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub in_flight: usize,
+    /// How long the server takes to answer, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub delay_ms: u64,
+    /// The Python of the baseline.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,12 @@ pub(super) fn run(cli: Cli) -> Result<()> {
         Command::Runtime(RuntimeCommand::Info) => runtime_info(),
         Command::Bench(BenchCommand::Verify(args)) => crate::bench::verify(&args.into_settings()?),
         Command::Bench(BenchCommand::Ingest(args)) => crate::bench::ingest(args.rows, &args.python),
+        Command::Bench(BenchCommand::Llm(args)) => crate::bench::llm(&crate::bench::LlmBenchSettings {
+            requests: args.requests.max(1),
+            in_flight: args.in_flight.max(1),
+            delay: Duration::from_millis(args.delay_ms),
+            python: args.python,
+        }),
         Command::Bench(BenchCommand::Stages(args)) => {
             let threads = threads(&args.run);
             crate::bench::stages(&[(args.fixtures.as_path(), "parquet"), (args.samples.as_path(), "jsonl")], threads)
@@ -132,20 +138,21 @@ fn run_synthesis(config: &BuildConfig, data: &Path, threads: usize, printer: Pri
     let started = Instant::now();
     let synthesizer = Synthesizer { sandbox: &sandbox, client: &client, runtime: &runtime, settings: &settings, reporter: None };
     let summary = synthesizer.run(data).with_context(|| format!("synthesis failed on {}", data.display()))?;
-    log.llm_requests((summary.live_calls + summary.recorded_calls) as u64);
-    log.stage("synthesis", serde_json::json!({ "summary": summary, "seconds": started.elapsed().as_secs_f64() }));
+    let live = client.live_requests();
+    log.llm_requests(live + summary.recorded_calls as u64);
+    log.stage("synthesis", serde_json::json!({ "summary": summary, "live_requests": live, "seconds": started.elapsed().as_secs_f64() }));
     let stage = |name: &str| summary.stages.get(name).cloned().unwrap_or_default();
-    let rejects: u64 = summary.stages.values().flat_map(|s| s.rejects.values()).map(|&n| n as u64).sum();
+    let rejects: usize = summary.stages.values().flat_map(|s| s.rejects.values()).sum();
     printer.status(format!(
-        "synthesis: {} environments from {} problems, {} past the contract check, {} task configs, {} oracle candidates, {} rejects; {} LLM calls ({} live, {} recorded, {} + {} tokens) ({:.1} s)",
+        "synthesis: {} environments from {} problems, {} past the contract check, {} task configs, {} oracle candidates, {} rejects; \
+         {} LLM calls ({live} live, {} recorded; {} + {} tokens) ({:.1} s)",
         stage(synthesis::ENVIRONMENT).produced,
         stage(synthesis::ENVIRONMENT).requests,
         stage(synthesis::EXTRACT).produced,
         stage(synthesis::CONFIGS).produced,
         stage(synthesis::ORACLE).produced,
         rejects,
-        summary.live_calls + summary.recorded_calls,
-        summary.live_calls,
+        live + summary.recorded_calls as u64,
         summary.recorded_calls,
         summary.prompt_tokens,
         summary.completion_tokens,

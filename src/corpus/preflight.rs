@@ -70,7 +70,7 @@ pub fn preflight(
         problems[i].preflight_detail = detail;
     }
     if !pending.is_empty() {
-        dataset::write_table(data, Table::Problems, &problems)?;
+        dataset::write_table_in_order(data, Table::Problems, &problems)?;
     }
     Ok(summary)
 }

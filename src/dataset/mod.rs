@@ -28,7 +28,7 @@ use std::str::FromStr;
 pub use error::DatasetError;
 pub use reader::{read_batches, read_parquet_rows, read_rows_file, read_table};
 pub use schema::{ColumnSpec, ColumnType, SCHEMA_VERSION, SCHEMA_VERSION_KEY, TableSpec};
-pub use writer::{StreamWriter, WriteSummary, upsert_table, write_batches, write_table};
+pub use writer::{StreamWriter, WriteSummary, upsert_table, write_batches, write_table, write_table_in_order};
 
 /// A table of the dataset. Its [`name`](Table::name) is both the folder name under the data
 /// directory and the SQL table name.

@@ -81,6 +81,14 @@ pub fn write_table<R: Serialize>(dir: &Path, table: Table, rows: &[R]) -> Result
     write_batches(dir, table, &[batch])
 }
 
+/// Replaces `table` with `rows` in the order given, unsorted: for a table whose row order
+/// means something (`problems` keeps its corpus order).
+pub fn write_table_in_order<R: Serialize>(dir: &Path, table: Table, rows: &[R]) -> Result<WriteSummary, DatasetError> {
+    let mut writer = StreamWriter::create(dir, table)?;
+    writer.write(&rows_to_batch(table, rows)?)?;
+    writer.finish()
+}
+
 /// Merges `rows` into `table`: a new row replaces the stored row with the same key, other stored
 /// rows are kept, and the union is written as by [`write_table`]. Stored rows are merged as Arrow
 /// columns, so columns the row type does not carry survive.

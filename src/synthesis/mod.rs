@@ -25,6 +25,9 @@ pub const EXTRACT: &str = "extract";
 pub const CONFIGS: &str = "configs";
 pub const ORACLE: &str = "oracle";
 
+/// Reject reasons of requests worth asking again on the next run.
+const TRANSIENT: [&str; 1] = ["llm_failed"];
+
 #[derive(Debug, Clone)]
 pub struct SynthesisSettings {
     pub sampling: Sampling,
@@ -94,13 +97,17 @@ struct State {
 }
 
 impl State {
+    /// The tables as stored. Requests that failed for want of an answer (the endpoint kept
+    /// failing) are forgotten, so this run asks again; every other reject is final.
     fn read(data: &Path) -> Result<State, DatasetError> {
+        let mut rejects: Vec<RejectRow> = dataset::read_table(data, Table::Rejects)?;
+        rejects.retain(|r| !TRANSIENT.contains(&r.reason.as_str()));
         Ok(State {
             problems: dataset::read_table(data, Table::Problems)?,
             envs: dataset::read_table(data, Table::Environments)?,
             configs: dataset::read_table(data, Table::TaskConfigs)?,
             candidates: dataset::read_table(data, Table::OracleCandidates)?,
-            rejects: dataset::read_table(data, Table::Rejects)?,
+            rejects,
             calls: dataset::read_table(data, Table::LlmCalls)?,
         })
     }

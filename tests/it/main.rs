@@ -1,11 +1,13 @@
 //! Integration tests: one binary, one module per area. Tests run the real `codegym` binary on real
 //! files; tests that need `../shared/fixtures` say so and skip where it is absent.
 
+mod build;
 mod candidates;
 mod codegym_release;
 mod corpus;
 mod harness;
 mod isolation;
+mod llm_endpoint;
 mod sandbox;
 mod sql;
 mod util;

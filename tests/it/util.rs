@@ -49,6 +49,24 @@ pub fn sql_rows(data: &Path, query: &str) -> Vec<serde_json::Value> {
     out.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("JSON line")).collect()
 }
 
+/// The value of column `n` in the first row of a query.
+pub fn count(data: &Path, query: &str) -> i64 {
+    sql_rows(data, query)[0]["n"].as_i64().unwrap()
+}
+
+/// The bundled samples built once per test run with `codegym build` and no arguments (from the
+/// repository root, as the README says), shared by the tests that only read the result.
+pub fn sample_build() -> &'static Path {
+    static BUILD: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILD.get_or_init(|| {
+        let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sample-build");
+        let _ = std::fs::remove_dir_all(&data);
+        let output = codegym().current_dir(repo()).args(["build", "--data", data.to_str().unwrap()]).output().unwrap();
+        assert_success(&output, &["build"]);
+        data
+    })
+}
+
 /// The sandbox, loaded in-process (for tests that drive several jobs through one worker).
 pub fn sandbox() -> codegym::sandbox::Sandbox {
     codegym::runtime::ensure().expect("sandbox runtime").sandbox().expect("load sandbox")

@@ -1,9 +1,16 @@
+//! Benchmarks, each side by side with a baseline run on this machine: `verify`, `ingest`,
+//! `stages` (here) and `llm` ([`llm`]).
+//!
 //! `codegym bench verify`: our oracle verification against the mechanism of the released pipeline
 //! (a fresh `python3` process per (environment, configuration) cell that executes the environment
 //! and calls `solve`), run side by side on this machine with the same number of workers. Prints
 //! cells per second for each side and the ratios; also the share of our worker time spent outside
 //! guest code. Two workloads: the released sample (1-2 configurations per environment: interpreter
 //! start-up dominates) and a method-shaped matrix (environments x configurations).
+
+mod llm;
+
+pub use llm::{LlmBenchSettings, llm};
 
 use crate::dataset::{self, Table};
 use crate::harness::{self, EnvSource, EnvWork, OracleRun, Step};
@@ -179,7 +186,7 @@ fn run_ours(sandbox: &Sandbox, cells: &[Cell], threads: usize) -> Result<(SideRe
 fn run_baseline(cells: &[Cell], settings: &BenchSettings, scratch: &Path) -> Result<SideResult> {
     let dir = scratch.join("baseline");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("gymnasium.py"), include_str!("harness/gymnasium.py"))?;
+    std::fs::write(dir.join("gymnasium.py"), include_str!("../harness/gymnasium.py"))?;
     std::fs::write(dir.join("cell.py"), BASELINE_CELL)?;
     for (i, cell) in cells.iter().enumerate() {
         std::fs::write(dir.join(format!("env-{i}.py")), &cell.env_code)?;
