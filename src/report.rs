@@ -1,5 +1,6 @@
 //! Output policy and progress: what goes to stderr while work runs (bars, one-line summaries),
-//! never data. indicatif is used only here; stages report through `sandbox::JobReporter`.
+//! never data. indicatif is used only here; stages report through `sandbox::JobReporter` and
+//! `llm::CallReporter`.
 
 use crate::env;
 use crate::sandbox::{JobOutcome, JobReporter};
@@ -49,6 +50,12 @@ pub struct JobProgress {
 
 impl JobReporter for JobProgress {
     fn on_job_done(&self, _index: usize, _outcome: &JobOutcome) {
+        self.bar.inc(1);
+    }
+}
+
+impl crate::llm::CallReporter for JobProgress {
+    fn on_call_done(&self) {
         self.bar.inc(1);
     }
 }

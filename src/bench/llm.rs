@@ -102,10 +102,10 @@ fn ours(runtime: &tokio::runtime::Runtime, url: &str, settings: &LlmBenchSetting
     })?;
     let client = Client::new(Arc::new(backend), Recording::default(), None);
     // Warm the connection pool, as a long build would be.
-    runtime.block_on(client.complete_all(requests(settings.in_flight)))?;
+    runtime.block_on(client.complete_all(requests(settings.in_flight), None))?;
     let batch = requests(settings.requests);
     let (cpu, started) = (process_cpu(), Instant::now());
-    let calls = runtime.block_on(client.complete_all(batch))?;
+    let calls = runtime.block_on(client.complete_all(batch, None))?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu_ms = process_cpu().zip(cpu).map(|(after, before)| (after - before).as_secs_f64() * 1000.0);
     let mut latency = 0.0;

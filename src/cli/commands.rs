@@ -2,19 +2,19 @@
 //! Commands receive parsed arguments and never parse anything themselves.
 
 use super::args::*;
+use crate::config::BuildConfig;
 use crate::corpus::IngestSettings;
+use crate::llm::{Backend, BackendSpec, Client, OpenAiBackend, Recorder, Recording, ReplayBackend};
 use crate::report::Printer;
 use crate::runs::RunLog;
 use crate::sandbox::{ExecMode, Job, Limits, Task};
-use crate::verify::{VerifySettings, VerifySummary};
-use crate::config::BuildConfig;
-use crate::llm::{Backend, BackendSpec, Client, OpenAiBackend, Recorder, Recording, ReplayBackend};
 use crate::synthesis::{self, SynthesisSettings, Synthesizer};
+use crate::verify::{VerifySettings, VerifySummary};
 use crate::{corpus, env, import_codegym, query, runtime, verify};
-use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(super) fn run(cli: Cli) -> Result<()> {
@@ -136,11 +136,14 @@ fn run_synthesis(config: &BuildConfig, data: &Path, threads: usize, printer: Pri
         ..SynthesisSettings::default()
     };
     let started = Instant::now();
-    let synthesizer = Synthesizer { sandbox: &sandbox, client: &client, runtime: &runtime, settings: &settings, reporter: None };
+    let synthesizer = Synthesizer { sandbox: &sandbox, client: &client, runtime: &runtime, settings: &settings, printer };
     let summary = synthesizer.run(data).with_context(|| format!("synthesis failed on {}", data.display()))?;
     let live = client.live_requests();
     log.llm_requests(live + summary.recorded_calls as u64);
-    log.stage("synthesis", serde_json::json!({ "summary": summary, "live_requests": live, "seconds": started.elapsed().as_secs_f64() }));
+    log.stage(
+        "synthesis",
+        serde_json::json!({ "summary": summary, "live_requests": live, "seconds": started.elapsed().as_secs_f64() }),
+    );
     let stage = |name: &str| summary.stages.get(name).cloned().unwrap_or_default();
     let rejects: usize = summary.stages.values().flat_map(|s| s.rejects.values()).sum();
     printer.status(format!(

@@ -8,7 +8,7 @@ mod recording;
 mod replay;
 
 pub use openai::{OpenAiBackend, OpenAiSettings, RetryPolicy};
-pub use recording::{Recorder, Recording, RecordedCall};
+pub use recording::{RecordedCall, Recorder, Recording};
 pub use replay::ReplayBackend;
 
 use serde::{Deserialize, Serialize};
@@ -91,7 +91,9 @@ pub struct Completion {
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
     /// Replay found no recording of the request.
-    #[error("no recorded response for the {stage} request of {label} (call {call_id}) in {dir}\n  hint: the prompt, the model settings or the upstream answers changed since the recording; run with --llm openai to record it")]
+    #[error(
+        "no recorded response for the {stage} request of {label} (call {call_id}) in {dir}\n  hint: the prompt, the model settings or the upstream answers changed since the recording; run with --llm openai to record it"
+    )]
     NotRecorded { stage: String, label: String, call_id: String, dir: String },
     /// The endpoint kept failing until the retries ran out.
     #[error("the {stage} request of {label} failed after {attempts} attempts: {last}")]
@@ -131,6 +133,11 @@ pub trait Backend: Send + Sync {
     fn in_flight(&self) -> usize;
     /// Whether answers come from a live endpoint (and so must be recorded).
     fn live(&self) -> bool;
+}
+
+/// Told about every finished request (a progress bar).
+pub trait CallReporter: Send + Sync {
+    fn on_call_done(&self);
 }
 
 /// Which backend `--llm` names: `openai` or `replay:DIR`.
@@ -183,14 +190,29 @@ impl Client {
 
     /// Answers every request, up to the backend's in-flight limit at once; results in request
     /// order. Stops early only on a fatal error.
-    pub async fn complete_all(&self, requests: Vec<ChatRequest>) -> Result<Vec<Result<Call, LlmError>>, LlmError> {
+    pub async fn complete_all(
+        &self,
+        requests: Vec<ChatRequest>,
+        reporter: Option<&dyn CallReporter>,
+    ) -> Result<Vec<Result<Call, LlmError>>, LlmError> {
         use futures::StreamExt;
         let limit = self.backend.in_flight().max(1);
-        let results: Vec<Result<Call, LlmError>> =
-            futures::stream::iter(requests).map(|request| self.complete(request)).buffered(limit).collect().await;
+        // Unordered, so one slow request never holds back the ones behind it; sorted after.
+        let mut indexed: Vec<(usize, Result<Call, LlmError>)> = futures::stream::iter(requests.into_iter().enumerate())
+            .map(|(i, request)| async move {
+                let result = self.complete(request).await;
+                if let Some(reporter) = reporter {
+                    reporter.on_call_done();
+                }
+                (i, result)
+            })
+            .buffer_unordered(limit)
+            .collect()
+            .await;
+        indexed.sort_by_key(|(i, _)| *i);
+        let mut results: Vec<Result<Call, LlmError>> = indexed.into_iter().map(|(_, r)| r).collect();
         if let Some(fatal) = results.iter().position(|r| r.as_ref().is_err_and(LlmError::is_fatal)) {
-            let mut results = results;
-            return Err(results.swap_remove(fatal).err().expect("an error"));
+            return Err(results.swap_remove(fatal).expect_err("a fatal error"));
         }
         Ok(results)
     }

@@ -145,7 +145,8 @@ impl Backend for OpenAiBackend {
             return self.complete_n(request, call_id, request.n).await;
         }
         // One request per completion, each with its own seed so the samples differ.
-        let mut total = Completion { choices: Vec::new(), prompt_tokens: None, completion_tokens: None, latency_ms: None, attempts: 0 };
+        let mut total =
+            Completion { choices: Vec::new(), prompt_tokens: None, completion_tokens: None, latency_ms: None, attempts: 0 };
         for sample in 0..request.n {
             let mut single = request.clone();
             single.sampling.seed = Some(request.sampling.seed.unwrap_or(0).wrapping_add(u64::from(sample)));

@@ -79,8 +79,7 @@ impl Recording {
             .collect();
         files.sort();
         for file in files {
-            let text =
-                std::fs::read_to_string(&file).map_err(|source| LlmError::Record { path: file.clone(), source })?;
+            let text = std::fs::read_to_string(&file).map_err(|source| LlmError::Record { path: file.clone(), source })?;
             let lines: Vec<&str> = text.lines().collect();
             for (i, line) in lines.iter().enumerate() {
                 match serde_json::from_str::<RecordedCall>(line) {

@@ -13,7 +13,8 @@ use crate::dataset::{self, DatasetError, Table};
 use crate::harness::{self, EnvSource, EnvWork, ModuleChecks, Step, StepResult};
 use crate::ids::content_id;
 use crate::llm::{Call, ChatRequest, Client, LlmError, Sampling};
-use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError};
+use crate::report::Printer;
+use crate::sandbox::{ExecMode, Limits, Sandbox, SandboxError};
 use crate::tables::{ENV_PENDING, EnvironmentRow, LlmCallRow, OracleCandidateRow, ProblemRow, RejectRow, TaskConfigRow};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
@@ -125,10 +126,71 @@ impl State {
         self.rejects.iter().filter(|r| r.stage == stage).map(|r| r.entity_id.as_str()).collect()
     }
 
-    fn reject(&mut self, counts: &mut StageCounts, stage: &str, entity_id: String, source_id: &str, reason: &str, detail: String) {
+    fn reject(
+        &mut self,
+        counts: &mut StageCounts,
+        stage: &str,
+        entity_id: String,
+        source_id: &str,
+        reason: &str,
+        detail: String,
+    ) {
         *counts.rejects.entry(reason.to_string()).or_default() += 1;
         let detail = Some(truncate(&detail, 2000));
-        self.rejects.push(RejectRow { stage: stage.into(), entity_id, source_id: Some(source_id.into()), reason: reason.into(), detail });
+        self.rejects.push(RejectRow {
+            stage: stage.into(),
+            entity_id,
+            source_id: Some(source_id.into()),
+            reason: reason.into(),
+            detail,
+        });
+    }
+
+    /// Adds the configuration lines of `answers` for `env` (strictly JSON, the right class, not
+    /// seen before in any answer) and rejects the others; returns how many it added.
+    fn add_configs(&mut self, counts: &mut StageCounts, env: &EnvironmentRow, answers: &[String]) -> usize {
+        let mut seen = BTreeSet::new();
+        let mut kept = 0;
+        for (sample, answer) in answers.iter().enumerate() {
+            for line in parse::configs(answer, &env.env_name) {
+                let line_id = || content_id("config-line", &[&env.env_id, &sample.to_string(), &line.position.to_string()]);
+                let config = match line.config {
+                    Ok(config) => config,
+                    Err((reason, text)) => {
+                        self.reject(counts, CONFIGS, line_id(), &env.source_id, reason, text);
+                        continue;
+                    }
+                };
+                if !seen.insert(parse::config_key(&config)) {
+                    self.reject(counts, CONFIGS, line_id(), &env.source_id, "config_duplicate", config);
+                    continue;
+                }
+                self.configs.push(new_config(&env.env_id, &env.env_name, config, sample, line.position));
+                kept += 1;
+            }
+        }
+        kept
+    }
+
+    /// The call of an answered request (stored in `llm_calls`), or `None` after recording why the
+    /// request failed as a reject of `entity_id`.
+    fn answered(
+        &mut self,
+        answer: Result<Call, LlmError>,
+        counts: &mut StageCounts,
+        summary: &mut SynthesisSummary,
+        (stage, entity_id, source_id): (&str, &str, &str),
+    ) -> Option<Call> {
+        match answer {
+            Ok(call) => {
+                self.record_call(&call, summary);
+                Some(call)
+            }
+            Err(e) => {
+                self.reject(counts, stage, entity_id.into(), source_id, e.reason(), e.to_string());
+                None
+            }
+        }
     }
 
     /// Stores a call in `llm_calls` (the first time it is seen: a later replay of a paid call does
@@ -176,7 +238,8 @@ pub struct Synthesizer<'a> {
     pub client: &'a Client,
     pub runtime: &'a tokio::runtime::Runtime,
     pub settings: &'a SynthesisSettings,
-    pub reporter: Option<&'a dyn JobReporter>,
+    /// Progress bars (one per batch of requests or sandbox jobs) and their policy.
+    pub printer: Printer,
 }
 
 impl Synthesizer<'_> {
@@ -199,16 +262,26 @@ impl Synthesizer<'_> {
         Ok(summary)
     }
 
-    fn ask(&self, requests: Vec<ChatRequest>) -> Result<Vec<Result<Call, LlmError>>, LlmError> {
-        self.runtime.block_on(self.client.complete_all(requests))
+    fn ask(&self, stage: &str, requests: Vec<ChatRequest>) -> Result<Vec<Result<Call, LlmError>>, LlmError> {
+        let progress = self.printer.progress(stage, requests.len());
+        self.runtime.block_on(self.client.complete_all(requests, Some(&progress)))
     }
 
-    fn run_steps(&self, work: &[EnvWork]) -> Result<Vec<Vec<StepResult>>, SandboxError> {
+    fn run_steps(&self, label: &str, work: &[EnvWork]) -> Result<Vec<Vec<StepResult>>, SandboxError> {
         let s = self.settings;
-        harness::run_steps(self.sandbox, work, s.limits, s.module_timeout, s.mode, s.threads, self.reporter)
+        let progress = self.printer.progress(label, work.len());
+        harness::run_steps(self.sandbox, work, s.limits, s.module_timeout, s.mode, s.threads, Some(&progress))
     }
 
-    fn request(&self, stage: &str, prompt: prompts::Prompt, entity_id: &str, label: &str, values: &[(&str, &str)], n: u32) -> ChatRequest {
+    fn request(
+        &self,
+        stage: &str,
+        prompt: prompts::Prompt,
+        entity_id: &str,
+        label: &str,
+        values: &[(&str, &str)],
+        n: u32,
+    ) -> ChatRequest {
         ChatRequest {
             stage: stage.into(),
             prompt_version: prompt.version.into(),
@@ -240,19 +313,14 @@ impl Synthesizer<'_> {
                 self.request(ENVIRONMENT, prompts::ENVIRONMENT, &p.problem_id, &p.source_id, &values, 1)
             })
             .collect();
-        let answers = self.ask(requests)?;
+        let answers = self.ask(ENVIRONMENT, requests)?;
         let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
         let mut drafts = Vec::new();
         for (&i, answer) in todo.iter().zip(answers) {
             let (problem_id, source_id) = (state.problems[i].problem_id.clone(), state.problems[i].source_id.clone());
-            let call = match answer {
-                Ok(call) => call,
-                Err(e) => {
-                    state.reject(&mut counts, ENVIRONMENT, problem_id, &source_id, e.reason(), e.to_string());
-                    continue;
-                }
+            let Some(call) = state.answered(answer, &mut counts, summary, (ENVIRONMENT, &problem_id, &source_id)) else {
+                continue;
             };
-            state.record_call(&call, summary);
             match parse::environment(call.completion.choices.first().map_or("", String::as_str)) {
                 Ok(draft) => drafts.push((i, draft)),
                 Err((reason, detail)) => state.reject(&mut counts, ENVIRONMENT, problem_id, &source_id, reason, detail),
@@ -266,28 +334,21 @@ impl Synthesizer<'_> {
                 seed: harness::seed_for(&state.problems[*i].problem_id),
             })
             .collect();
-        let results = self.run_steps(&work)?;
+        let results = self.run_steps("extract", &work)?;
         for ((i, draft), result) in drafts.into_iter().zip(results) {
             let problem = &state.problems[i];
             let (problem_id, source_id) = (problem.problem_id.clone(), problem.source_id.clone());
-            let classes = match result[0].parse::<Vec<String>>() {
-                Ok(classes) => classes,
-                Err(detail) => {
-                    state.reject(&mut counts, ENVIRONMENT, problem_id, &source_id, "env_syntax_error", detail);
+            let name = match env_class(&result[0]) {
+                Ok(name) => name,
+                Err((reason, detail)) => {
+                    state.reject(&mut counts, ENVIRONMENT, problem_id, &source_id, reason, detail);
                     continue;
                 }
             };
-            let [name] = classes.as_slice() else {
-                let (reason, detail) = if classes.is_empty() {
-                    ("env_no_class", "no class of the module defines from_env_str".to_string())
-                } else {
-                    ("env_ambiguous_class", format!("several classes define from_env_str: {}", classes.join(", ")))
-                };
-                state.reject(&mut counts, ENVIRONMENT, problem_id, &source_id, reason, detail);
-                continue;
-            };
-            let env_id = content_id("env", &[&problem.source, name, &draft.code]);
-            let mut env = EnvironmentRow::pending(env_id, problem.source.clone(), source_id, name.clone(), draft.code);
+            // The problem is part of the id: two problems answered with the same code keep
+            // an environment each.
+            let env_id = content_id("synthesized-env", &[&problem_id, &name, &draft.code]);
+            let mut env = EnvironmentRow::pending(env_id, problem.source.clone(), source_id, name, draft.code);
             env.problem_id = Some(problem_id);
             env.task_text = Some(draft.task_text);
             state.envs.push(env);
@@ -312,7 +373,7 @@ impl Synthesizer<'_> {
                 }
             })
             .collect();
-        let results = self.run_steps(&work)?;
+        let results = self.run_steps("contract", &work)?;
         let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
         for (&i, result) in todo.iter().zip(results) {
             let checks = ModuleChecks::from_results(&result);
@@ -362,39 +423,12 @@ impl Synthesizer<'_> {
                 self.request(CONFIGS, prompts::CONFIGS, &env.env_id, &env.source_id, &values, self.settings.config_samples)
             })
             .collect();
-        let answers = self.ask(requests)?;
+        let answers = self.ask(CONFIGS, requests)?;
         let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
         for (&i, answer) in todo.iter().zip(answers) {
-            let (env_id, env_name, source_id) =
-                (state.envs[i].env_id.clone(), state.envs[i].env_name.clone(), state.envs[i].source_id.clone());
-            let call = match answer {
-                Ok(call) => call,
-                Err(e) => {
-                    state.reject(&mut counts, CONFIGS, env_id, &source_id, e.reason(), e.to_string());
-                    continue;
-                }
-            };
-            state.record_call(&call, summary);
-            let mut seen = BTreeSet::new();
-            let mut kept = 0;
-            for (sample, choice) in call.completion.choices.iter().enumerate() {
-                for line in parse::configs(choice, &env_name) {
-                    let line_id = || content_id("config-line", &[&env_id, &sample.to_string(), &line.position.to_string()]);
-                    let config = match line.config {
-                        Ok(config) => config,
-                        Err((reason, text)) => {
-                            state.reject(&mut counts, CONFIGS, line_id(), &source_id, reason, text);
-                            continue;
-                        }
-                    };
-                    if !seen.insert(parse::config_key(&config)) {
-                        state.reject(&mut counts, CONFIGS, line_id(), &source_id, "config_duplicate", config);
-                        continue;
-                    }
-                    state.configs.push(new_config(&env_id, &env_name, config, sample, line.position));
-                    kept += 1;
-                }
-            }
+            let (env_id, source_id) = (state.envs[i].env_id.clone(), state.envs[i].source_id.clone());
+            let Some(call) = state.answered(answer, &mut counts, summary, (CONFIGS, &env_id, &source_id)) else { continue };
+            let kept = state.add_configs(&mut counts, &state.envs[i].clone(), &call.completion.choices);
             counts.produced += kept;
             if kept == 0 {
                 let detail = format!("{} answers held no usable configuration line", call.completion.choices.len());
@@ -432,18 +466,11 @@ impl Synthesizer<'_> {
                 self.request(ORACLE, prompts::ORACLE, &env.env_id, &env.source_id, &values, self.settings.oracle_samples)
             })
             .collect();
-        let answers = self.ask(requests)?;
+        let answers = self.ask(ORACLE, requests)?;
         let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
         for (&i, answer) in todo.iter().zip(answers) {
             let (env_id, source_id) = (state.envs[i].env_id.clone(), state.envs[i].source_id.clone());
-            let call = match answer {
-                Ok(call) => call,
-                Err(e) => {
-                    state.reject(&mut counts, ORACLE, env_id, &source_id, e.reason(), e.to_string());
-                    continue;
-                }
-            };
-            state.record_call(&call, summary);
+            let Some(call) = state.answered(answer, &mut counts, summary, (ORACLE, &env_id, &source_id)) else { continue };
             let mut seen = HashSet::new();
             for (sample, choice) in call.completion.choices.iter().enumerate() {
                 let solver_id = || content_id("solver", &[&env_id, &sample.to_string()]);
@@ -471,6 +498,17 @@ impl Synthesizer<'_> {
         }
         summary.stages.insert(ORACLE, counts);
         Ok(())
+    }
+}
+
+/// The one class of a module that defines `from_env_str` (found by parsing it), or the reject
+/// reason and detail.
+fn env_class(classes: &StepResult) -> Result<String, (&'static str, String)> {
+    let classes = classes.parse::<Vec<String>>().map_err(|detail| ("env_syntax_error", detail))?;
+    match classes.as_slice() {
+        [name] => Ok(name.clone()),
+        [] => Err(("env_no_class", "no class of the module defines from_env_str".into())),
+        _ => Err(("env_ambiguous_class", format!("several classes define from_env_str: {}", classes.join(", ")))),
     }
 }
 

@@ -186,7 +186,10 @@ mod tests {
     #[test]
     fn solvers_are_found_whatever_the_indentation_and_prose() {
         let nested = "Sure! Here is the method inside the class:\n\n```python\nclass Solution:\n    def solve(self):\n        total = 0\n\n        for i in range(3):\n            total += i\n        return total\n\n    def other(self):\n        pass\n```\nThis uses three calls.";
-        assert_eq!(solver(nested).unwrap(), "def solve(self):\n    total = 0\n\n    for i in range(3):\n        total += i\n    return total\n");
+        assert_eq!(
+            solver(nested).unwrap(),
+            "def solve(self):\n    total = 0\n\n    for i in range(3):\n        total += i\n    return total\n"
+        );
         let bare = "def solve( self ) -> str:\n\treturn self.step('x')[1]\nprint('after')";
         assert_eq!(solver(bare).unwrap(), "def solve( self ) -> str:\n\treturn self.step('x')[1]\n");
         let drafted = "<think>def solve(self):\n    return 1\n</think>\n```python\ndef solve(self):\n    return 2\n```";

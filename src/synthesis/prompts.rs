@@ -54,7 +54,8 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 /// The worked example's environment module, as the environment prompt shows it.
 pub fn example_environment() -> &'static str {
     let text = ENVIRONMENT.text;
-    let start = text.find("<env>\n```python\n").expect("the environment prompt has a worked example") + "<env>\n```python\n".len();
+    let start =
+        text.find("<env>\n```python\n").expect("the environment prompt has a worked example") + "<env>\n```python\n".len();
     let end = start + text[start..].find("```").expect("the worked example's fence is closed");
     &text[start..end]
 }

@@ -65,7 +65,10 @@ fn the_main_job_runs_the_whole_pipeline_offline_on_the_samples() {
     let kept = count(data, "SELECT count(*) AS n FROM task_configs WHERE kept");
     assert!(kept >= 300, "kept {kept}");
     assert_eq!(
-        count(data, "SELECT count(*) AS n FROM task_configs c JOIN environments e ON c.env_id = e.env_id WHERE e.source_id = 'cgs_0024' AND c.kept"),
+        count(
+            data,
+            "SELECT count(*) AS n FROM task_configs c JOIN environments e ON c.env_id = e.env_id WHERE e.source_id = 'cgs_0024' AND c.kept"
+        ),
         0,
         "an environment with 3 tools is curated away"
     );
@@ -77,7 +80,10 @@ fn the_main_job_runs_the_whole_pipeline_offline_on_the_samples() {
         "SELECT e.source_id, o.candidate, o.smoke_test FROM oracle_candidates o JOIN environments e ON o.env_id = e.env_id",
     );
     let smoke = |id: &str, k: i64| {
-        candidates.iter().find(|r| r["source_id"] == id && r["candidate"] == k).map(|r| r["smoke_test"].as_str().unwrap().to_string())
+        candidates
+            .iter()
+            .find(|r| r["source_id"] == id && r["candidate"] == k)
+            .map(|r| r["smoke_test"].as_str().unwrap().to_string())
     };
     assert!(smoke("cgs_0007", 3).unwrap().contains("time limit"), "{:?}", smoke("cgs_0007", 3));
     assert_eq!(smoke("cgs_0007", 1).as_deref(), Some("pass"));
@@ -102,7 +108,14 @@ fn the_main_job_runs_the_whole_pipeline_offline_on_the_samples() {
         .iter()
         .map(|r| {
             let n = |c: &str| r[c].as_i64().unwrap();
-            (r["stage"].as_str().unwrap().into(), r["prompt_version"].as_str().unwrap().into(), n("n"), n("cached"), n("timed"), n("choices"))
+            (
+                r["stage"].as_str().unwrap().into(),
+                r["prompt_version"].as_str().unwrap().into(),
+                n("n"),
+                n("cached"),
+                n("timed"),
+                n("choices"),
+            )
         })
         .collect();
     assert_eq!(
@@ -113,6 +126,12 @@ fn the_main_job_runs_the_whole_pipeline_offline_on_the_samples() {
             ("oracle".into(), "oracle.v1".into(), 26, 26, 0, 3),
         ]
     );
+    let leaks = count(
+        data,
+        "SELECT count(*) AS n FROM llm_calls WHERE stage = 'oracle' AND \
+         (prompt LIKE '%Example Output%' OR prompt LIKE '%get_ref_answer%' OR prompt LIKE '%gymnasium%')",
+    );
+    assert_eq!(leaks, 0, "oracle prompts show the agent's view only, never the environment's source");
     let runs = sql_rows(data, "SELECT llm_requests, stage_stats FROM runs WHERE command = 'build'");
     assert_eq!(runs[0]["llm_requests"], 81);
 }
@@ -126,7 +145,16 @@ fn tables_are_readable_by_pyarrow_as_they_are() {
     }
     let data = sample_build();
     let script = "import sys, pyarrow.dataset as ds\nfor t in sys.argv[2:]:\n    print(t, ds.dataset(sys.argv[1] + '/' + t, format='parquet').count_rows())\n";
-    let tables = ["problems", "llm_calls", "environments", "task_configs", "oracle_candidates", "oracle_runs", "tool_call_stats", "rejects"];
+    let tables = [
+        "problems",
+        "llm_calls",
+        "environments",
+        "task_configs",
+        "oracle_candidates",
+        "oracle_runs",
+        "tool_call_stats",
+        "rejects",
+    ];
     let output = std::process::Command::new("python3").arg("-c").arg(script).arg(data).args(tables).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -156,7 +184,8 @@ fn a_second_build_asks_nothing_again_and_changes_nothing() {
     let data = dir.path().join("build");
     std::process::Command::new("cp").arg("-r").arg(sample_build()).arg(&data).status().unwrap();
     let before = deterministic_tables(&data);
-    let output = codegym().current_dir(repo()).args(["build", "--data", data.to_str().unwrap(), "--threads", "1"]).output().unwrap();
+    let output =
+        codegym().current_dir(repo()).args(["build", "--data", data.to_str().unwrap(), "--threads", "1"]).output().unwrap();
     crate::util::assert_success(&output, &["build"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("0 environments from 0 problems") && stderr.contains("0 LLM calls"), "{stderr}");

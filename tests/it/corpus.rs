@@ -118,4 +118,3 @@ fn problems_with_the_file_itself_name_the_file_and_the_column() {
     crate::util::assert_success(&output, &["ingest"]);
     assert_eq!(count(&dir.path().join("data"), "SELECT count(*) AS n FROM problems"), 10);
 }
-

@@ -169,3 +169,16 @@ fn probes_find_nothing_on_an_honest_environment() {
     let probe: ProbeFindings = results[0].parse().unwrap();
     assert!(probe.findings.is_empty(), "{probe:?}");
 }
+
+#[test]
+fn the_worked_example_of_the_environment_prompt_keeps_the_contract_it_teaches() {
+    use codegym::harness::ModuleChecks;
+    let code = codegym::synthesis::prompts::example_environment();
+    let work = [EnvWork { env: EnvSource { code, name: "MaxGainEnv" }, steps: ModuleChecks::STEPS.to_vec(), seed: 1 }];
+    let limits = Limits::default();
+    let results = harness::run_steps(&sandbox(), &work, limits, limits.timeout, ExecMode::default(), 1, None).unwrap().remove(0);
+    let checks = ModuleChecks::from_results(&results);
+    assert_eq!(checks.failure(), None, "{checks:?}");
+    let tools = checks.description.unwrap().tools;
+    assert!(tools.len() >= 6 && tools.contains(&"Observe".to_string()) && tools.contains(&"Done".to_string()), "{tools:?}");
+}

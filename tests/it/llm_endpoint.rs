@@ -30,52 +30,68 @@ struct Attempt {
     behaviour: String,
     /// The `Retry-After` the server sent, in seconds.
     retry_after: Option<u64>,
+    /// Completions asked for.
+    n: u64,
     arrived: Instant,
     answered: Instant,
 }
 
+/// The hand-written answers of one sample problem.
+struct AuthoredProblem {
+    id: String,
+    question: String,
+    env_name: String,
+    env: String,
+    configs: Vec<String>,
+    oracles: Vec<String>,
+}
+
 /// Hand-written answers of some sample problems, found the way a model would be asked for them.
 struct Authored {
-    /// (question, env class name, env answer, config answers, oracle answers) per problem id.
-    problems: Vec<(String, String, String, String, Vec<String>, Vec<String>)>,
+    problems: Vec<AuthoredProblem>,
 }
 
 impl Authored {
     fn load(ids: &[&str]) -> Authored {
         let corpus = std::fs::read_to_string(repo().join("data-samples/corpus/problems.jsonl")).unwrap();
-        let mut problems = Vec::new();
-        for id in ids {
-            let row: serde_json::Value =
-                corpus.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|r| r["question_id"] == *id).unwrap();
-            let dir = repo().join("data-samples/llm/authored").join(id);
-            let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
-            let env = read("env.md");
-            let name = env
-                .rsplit("</think>")
-                .next()
-                .unwrap()
-                .lines()
-                .filter_map(|l| l.strip_prefix("class ")?.split_once("(gymnasium.Env)").map(|(n, _)| n.to_string()))
-                .last()
-                .unwrap_or_default();
-            let configs = vec![read("configs-1.md"), read("configs-2.md")];
-            let oracles = vec![read("oracle-1.md"), read("oracle-2.md"), read("oracle-3.md")];
-            problems.push((id.to_string(), row["question"].as_str().unwrap().to_string(), name, env, configs, oracles));
-        }
+        let rows: Vec<serde_json::Value> = corpus.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let problems = ids
+            .iter()
+            .map(|id| {
+                let row = rows.iter().find(|r| r["question_id"] == *id).unwrap();
+                let dir = repo().join("data-samples/llm/authored").join(id);
+                let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+                let env = read("env.md");
+                let answer = env.rsplit("</think>").next().unwrap();
+                let env_name = answer
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.strip_prefix("class ")?.split_once("(gymnasium.Env)").map(|(n, _)| n.to_string()))
+                    .unwrap_or_default();
+                AuthoredProblem {
+                    id: id.to_string(),
+                    question: row["question"].as_str().unwrap().to_string(),
+                    env_name,
+                    env: env.clone(),
+                    configs: vec![read("configs-1.md"), read("configs-2.md")],
+                    oracles: vec![read("oracle-1.md"), read("oracle-2.md"), read("oracle-3.md")],
+                }
+            })
+            .collect();
         Authored { problems }
     }
 
     /// (problem id, stage, answers) for a request's user message.
     fn answer(&self, user: &str, n: usize) -> Option<(String, &'static str, Vec<String>)> {
-        for (id, question, name, env, configs, oracles) in &self.problems {
-            if user.contains("Rewrite the programming exercise") && user.contains(question.trim()) {
-                return Some((id.clone(), "environment", vec![env.clone()]));
+        for p in &self.problems {
+            if user.contains("Rewrite the programming exercise") && user.contains(p.question.trim()) {
+                return Some((p.id.clone(), "environment", vec![p.env.clone()]));
             }
-            if user.contains(&format!("Now write the 15 lines for `{name}`")) {
-                return Some((id.clone(), "configs", configs[..n].to_vec()));
+            if user.contains(&format!("Now write the 15 lines for `{}`", p.env_name)) {
+                return Some((p.id.clone(), "configs", p.configs[..n].to_vec()));
             }
-            if user.contains(&format!("Now write `def solve(self):` for `{name}`")) {
-                return Some((id.clone(), "oracle", oracles[..n].to_vec()));
+            if user.contains(&format!("Now write `def solve(self):` for `{}`", p.env_name)) {
+                return Some((p.id.clone(), "oracle", p.oracles[..n].to_vec()));
             }
         }
         None
@@ -133,7 +149,10 @@ fn read_request(stream: &mut TcpStream) -> Option<String> {
 
 fn respond(stream: &mut TcpStream, behaviour: &Behaviour) {
     let http = |code: u16, extra: &str, body: &str, sent: usize| {
-        let head = format!("HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n", body.len());
+        let head = format!(
+            "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+            body.len()
+        );
         let mut bytes = head.into_bytes();
         bytes.extend_from_slice(&body.as_bytes()[..sent]);
         bytes
@@ -170,47 +189,67 @@ fn respond(stream: &mut TcpStream, behaviour: &Behaviour) {
     let _ = stream.write_all(&bytes);
 }
 
-/// Starts the server; returns its base URL and the attempts it saw.
-fn misbehaving_server(authored: Authored) -> (String, Arc<Mutex<Vec<Attempt>>>) {
+/// Counts attempts per request key: the first call for a key returns 0.
+type AttemptOf<'a> = &'a dyn Fn(&str) -> usize;
+
+/// Starts a server on loopback whose `handler` decides, per request, its key and what to do
+/// (given how often that key was seen before); returns its base URL and the attempts it saw.
+fn serve_with(
+    handler: impl Fn(&serde_json::Value, AttemptOf) -> (String, Behaviour) + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<Attempt>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let log: Arc<Mutex<Vec<Attempt>>> = Arc::default();
     let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let authored = Arc::new(authored);
+    let handler = Arc::new(handler);
     let server_log = log.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let (log, seen, authored) = (server_log.clone(), seen.clone(), authored.clone());
+            let (log, seen, handler) = (server_log.clone(), seen.clone(), handler.clone());
             std::thread::spawn(move || {
                 let arrived = Instant::now();
                 let Some(body) = read_request(&mut stream) else { return };
                 let request: serde_json::Value = serde_json::from_str(&body).unwrap();
-                let user = request["messages"][1]["content"].as_str().unwrap_or_default();
-                let n = request["n"].as_u64().unwrap_or(1) as usize;
-                let Some((problem, stage, answers)) = authored.answer(user, n) else {
-                    respond(&mut stream, &Behaviour::Status { code: 400, retry_after: None });
-                    return;
-                };
-                let key = format!("{problem}/{stage}");
-                let attempt = {
+                let attempt_of = |key: &str| {
                     let mut seen = seen.lock().unwrap();
-                    let count = seen.entry(key.clone()).or_default();
+                    let count = seen.entry(key.to_string()).or_default();
                     *count += 1;
                     *count - 1
                 };
-                let behaviour = script(&problem, stage, attempt, answers);
+                let (key, behaviour) = handler(&request, &attempt_of);
+                // The client cannot see an answer before it is written; a stalled attempt ends
+                // when the client gives up.
+                let mut answered = Instant::now();
                 respond(&mut stream, &behaviour);
+                if matches!(behaviour, Behaviour::Stall) {
+                    answered = Instant::now();
+                }
                 let name = format!("{behaviour:?}").split(['(', ' ']).next().unwrap().to_string();
                 let retry_after = match behaviour {
                     Behaviour::Status { retry_after, .. } => retry_after,
                     _ => None,
                 };
-                log.lock().unwrap().push(Attempt { key, behaviour: name, retry_after, arrived, answered: Instant::now() });
+                let n = request["n"].as_u64().unwrap_or(1);
+                log.lock().unwrap().push(Attempt { key, behaviour: name, retry_after, n, arrived, answered });
             });
         }
     });
     (url, log)
+}
+
+/// The server of the build test: authored answers, delivered through the misbehaviour script.
+fn misbehaving_server(authored: Authored) -> (String, Arc<Mutex<Vec<Attempt>>>) {
+    serve_with(move |request, attempt_of| {
+        let user = request["messages"][1]["content"].as_str().unwrap_or_default();
+        let n = request["n"].as_u64().unwrap_or(1) as usize;
+        let Some((problem, stage, answers)) = authored.answer(user, n) else {
+            return ("unknown".into(), Behaviour::Status { code: 400, retry_after: None });
+        };
+        let key = format!("{problem}/{stage}");
+        let attempt = attempt_of(&key);
+        (key.clone(), script(&problem, stage, attempt, answers))
+    })
 }
 
 const CONFIG: &str = r#"
@@ -230,18 +269,25 @@ oracle_samples = 3
 
 fn write_corpus(path: PathBuf, ids: &[&str]) -> PathBuf {
     let corpus = std::fs::read_to_string(repo().join("data-samples/corpus/problems.jsonl")).unwrap();
-    let rows: Vec<&str> = corpus.lines().filter(|l| ids.iter().any(|id| l.contains(&format!("\"question_id\": \"{id}\"")))).collect();
+    let rows: Vec<&str> =
+        corpus.lines().filter(|l| ids.iter().any(|id| l.contains(&format!("\"question_id\": \"{id}\"")))).collect();
     assert_eq!(rows.len(), ids.len());
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, rows.join("\n") + "\n").unwrap();
     path
 }
 
-fn live_build(dir: &Path, corpus: &Path, data: &Path, base_url: &str) -> std::process::Output {
+/// `codegym build` of `corpus` into `data` with the test configuration and backend `llm`.
+fn build(dir: &Path, corpus: &Path, data: &Path, llm: &str) -> std::process::Command {
     let config = dir.join("codegym.toml");
     std::fs::write(&config, CONFIG).unwrap();
-    let args = ["build", "--config", config.to_str().unwrap(), "--corpus", corpus.to_str().unwrap(), "--llm", "openai", "--data", data.to_str().unwrap()];
-    codegym().args(args).env("OPENAI_BASE_URL", base_url).env("OPENAI_API_KEY", "test-key").output().unwrap()
+    let mut command = codegym();
+    command.arg("build").arg("--config").arg(config).arg("--corpus").arg(corpus).args(["--llm", llm]).arg("--data").arg(data);
+    command
+}
+
+fn live_build(dir: &Path, corpus: &Path, data: &Path, base_url: &str) -> std::process::Output {
+    build(dir, corpus, data, "openai").env("OPENAI_BASE_URL", base_url).env("OPENAI_API_KEY", "test-key").output().unwrap()
 }
 
 #[test]
@@ -285,10 +331,13 @@ fn a_misbehaving_endpoint_slows_the_build_but_loses_nothing() {
     assert_eq!(tries("cgs_0003/environment"), 3, "a truncated body is retried");
 
     // Calls carry their accounting; every answer was recorded.
-    let calls = sql_rows(&data, "SELECT stage, attempts, latency_ms, prompt_tokens, cached FROM llm_calls ORDER BY stage, attempts");
+    let calls =
+        sql_rows(&data, "SELECT stage, attempts, latency_ms, prompt_tokens, cached FROM llm_calls ORDER BY stage, attempts");
     assert_eq!(calls.len(), 9, "{calls:?}");
     assert!(calls.iter().all(|c| c["cached"] == false && c["prompt_tokens"] == 1000), "{calls:?}");
-    assert!(calls.iter().filter(|c| c["stage"] == "oracle").all(|c| c["attempts"] == 2 && c["latency_ms"].as_i64().unwrap() >= 1000));
+    assert!(
+        calls.iter().filter(|c| c["stage"] == "oracle").all(|c| c["attempts"] == 2 && c["latency_ms"].as_i64().unwrap() >= 1000)
+    );
     let recorded = std::fs::read_to_string(data.join("llm/responses.jsonl")).unwrap();
     assert_eq!(recorded.lines().count(), 9);
 
@@ -306,9 +355,7 @@ fn a_misbehaving_endpoint_slows_the_build_but_loses_nothing() {
     let answered = write_corpus(dir.path().join("answered/corpus.jsonl"), &["cgs_0001", "cgs_0003", "cgs_0009"]);
     let replayed = dir.path().join("replayed");
     let replay = format!("replay:{}", data.join("llm").display());
-    let config = dir.path().join("codegym.toml");
-    let args = ["build", "--config", config.to_str().unwrap(), "--corpus", answered.to_str().unwrap(), "--llm", &replay, "--data", replayed.to_str().unwrap()];
-    crate::util::assert_success(&codegym().args(args).output().unwrap(), &args);
+    crate::util::assert_success(&build(dir.path(), &answered, &replayed, &replay).output().unwrap(), &["build", &replay]);
     for table in ["environments", "task_configs", "oracle_candidates", "tool_call_stats"] {
         assert!(table_bytes(&data, table) == table_bytes(&replayed, table), "{table} differs after replay");
     }
@@ -318,4 +365,61 @@ fn table_bytes(data: &Path, table: &str) -> Vec<Vec<u8>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(data.join(table)).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+}
+
+fn request(user: &str, n: u32) -> codegym::llm::ChatRequest {
+    codegym::llm::ChatRequest {
+        stage: "oracle".into(),
+        prompt_version: "oracle.v1".into(),
+        entity_id: user.into(),
+        label: format!("problem {user}"),
+        messages: vec![codegym::llm::Message::new("user", user)],
+        sampling: codegym::llm::Sampling { seed: Some(7), ..Default::default() },
+        n,
+    }
+}
+
+#[test]
+fn servers_without_n_get_one_request_per_sample_and_setup_errors_stop_the_run() {
+    use codegym::llm::{Client, LlmError, OpenAiBackend, OpenAiSettings, Recording, RetryPolicy};
+    // A server that ignores `n` (one choice per request), refuses a prompt that is too long and
+    // knows no key for "unauthorized".
+    let (url, log) = serve_with(|request, attempt_of| {
+        let user = request["messages"][0]["content"].as_str().unwrap().to_string();
+        attempt_of(&user);
+        let behaviour = match user.as_str() {
+            "unauthorized" => Behaviour::Status { code: 401, retry_after: None },
+            "too long" => Behaviour::Status { code: 400, retry_after: None },
+            _ => Behaviour::Answer(vec![format!("seed {}", request["seed"])]),
+        };
+        (user, behaviour)
+    });
+    let settings = OpenAiSettings {
+        base_url: url,
+        api_key: Some("k".into()),
+        in_flight: 2,
+        timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(20),
+        },
+        n_per_request: false,
+    };
+    let client = Client::new(Arc::new(OpenAiBackend::new(settings).unwrap()), Recording::default(), None);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+    let calls = runtime.block_on(client.complete_all(vec![request("sample", 3), request("too long", 1)], None)).unwrap();
+    let sampled = calls[0].as_ref().unwrap();
+    assert_eq!(sampled.completion.choices, ["seed 7", "seed 8", "seed 9"], "one request per sample, each its own seed");
+    assert_eq!(sampled.completion.attempts, 3);
+    let refused = calls[1].as_ref().unwrap_err();
+    assert_eq!(refused.reason(), "llm_refused", "{refused}");
+    assert!(refused.to_string().contains("problem too long"), "{refused}");
+    let attempts = log.lock().unwrap().clone();
+    assert_eq!(attempts.iter().filter(|a| a.key == "sample").map(|a| a.n).collect::<Vec<_>>(), [1, 1, 1]);
+    assert_eq!(attempts.iter().filter(|a| a.key == "too long").count(), 1, "a 400 is not retried");
+
+    let fatal = runtime.block_on(client.complete_all(vec![request("unauthorized", 1)], None)).unwrap_err();
+    assert!(matches!(fatal, LlmError::Fatal(_)) && fatal.to_string().contains("OPENAI_API_KEY"), "{fatal}");
 }
