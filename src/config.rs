@@ -121,7 +121,7 @@ impl BuildConfig {
 
     /// The endpoint settings, with base URL and key from `OPENAI_BASE_URL` / `OPENAI_API_KEY`.
     pub fn openai(&self) -> Result<OpenAiSettings, String> {
-        let base_url = std::env::var("OPENAI_BASE_URL").map_err(|_| {
+        let base_url = std::env::var("OPENAI_BASE_URL").ok().filter(|url| !url.trim().is_empty()).ok_or_else(|| {
             "--llm openai needs OPENAI_BASE_URL (e.g. http://localhost:8000/v1 for a local vLLM server)".to_string()
         })?;
         Ok(OpenAiSettings {

@@ -101,9 +101,15 @@ fn build_steps(args: &BuildArgs, config: &BuildConfig, data: &Path, log: &mut Ru
     let corpus = config.corpus.clone().context("no corpus: pass --corpus PATH or set `corpus` in the configuration")?;
     let settings = IngestSettings::new(corpus, config.preset.parse().map_err(anyhow::Error::msg)?);
     let preflight = Limits { timeout: Duration::from_millis(args.preflight_timeout_ms), ..Limits::default() };
+    // The backend first: a wrong endpoint or recording fails the build before any work.
+    let backend = llm_backend(config)?;
     run_ingest(&settings, data, Some(preflight), threads, printer, log)?;
-    run_synthesis(config, data, threads, printer, log)?;
-    run_verify(data, &VerifySettings { threads, ..VerifySettings::default() }, printer, log)?;
+    run_synthesis(backend, config, data, threads, printer, log)?;
+    if environment_count(data) == 0 {
+        printer.status("verify: no environments to verify (see `rejects`)");
+    } else {
+        run_verify(data, &VerifySettings { threads, ..VerifySettings::default() }, printer, log)?;
+    }
     printer.status(format!(
         "dataset written to {} (query it: codegym sql --data {} --file queries/verification_summary.sql)",
         data.display(),
@@ -112,13 +118,24 @@ fn build_steps(args: &BuildArgs, config: &BuildConfig, data: &Path, log: &mut Ru
     Ok(())
 }
 
-/// The LLM stages, with the backend `config.llm` names. Live answers are recorded under
-/// `DATA/llm/` before use, and answers recorded there are never asked for again.
-fn run_synthesis(config: &BuildConfig, data: &Path, threads: usize, printer: Printer, log: &mut RunLog) -> Result<()> {
-    let backend: Arc<dyn Backend> = match config.llm.parse::<BackendSpec>().map_err(anyhow::Error::msg)? {
+/// The backend `config.llm` names.
+fn llm_backend(config: &BuildConfig) -> Result<Arc<dyn Backend>> {
+    Ok(match config.llm.parse::<BackendSpec>().map_err(anyhow::Error::msg)? {
         BackendSpec::OpenAi => Arc::new(OpenAiBackend::new(config.openai().map_err(anyhow::Error::msg)?)?),
         BackendSpec::Replay(dir) => Arc::new(ReplayBackend::open(dir)?),
-    };
+    })
+}
+
+/// The LLM stages, with the backend `config.llm` names. Live answers are recorded under
+/// `DATA/llm/` before use, and answers recorded there are never asked for again.
+fn run_synthesis(
+    backend: Arc<dyn Backend>,
+    config: &BuildConfig,
+    data: &Path,
+    threads: usize,
+    printer: Printer,
+    log: &mut RunLog,
+) -> Result<()> {
     let recordings = data.join("llm");
     let recorder = if backend.live() { Some(Recorder::open(&recordings)?) } else { None };
     let client = Client::new(backend, Recording::load(&recordings)?, recorder);

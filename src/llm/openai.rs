@@ -56,6 +56,9 @@ impl OpenAiBackend {
             .build()
             .map_err(|e| LlmError::Fatal(format!("cannot set up the HTTP client: {e}")))?;
         let url = format!("{}/chat/completions", settings.base_url.trim_end_matches('/'));
+        if let Err(e) = reqwest::Url::parse(&url) {
+            return Err(LlmError::Fatal(format!("OPENAI_BASE_URL `{}` is not a URL: {e}", settings.base_url)));
+        }
         Ok(OpenAiBackend { http, url, settings })
     }
 
@@ -82,6 +85,7 @@ impl OpenAiBackend {
         }
         let response = match http.send().await {
             Ok(response) => response,
+            Err(e) if e.is_builder() => return Attempt::Fatal(format!("cannot build the request: {}", describe(&e))),
             Err(e) => return Attempt::Retry { detail: describe(&e), retry_after: None },
         };
         let status = response.status();

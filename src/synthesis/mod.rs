@@ -13,7 +13,7 @@ use crate::dataset::{self, DatasetError, Table};
 use crate::harness::{self, EnvSource, EnvWork, ModuleChecks, Step, StepResult};
 use crate::ids::content_id;
 use crate::llm::{Call, ChatRequest, Client, LlmError, Sampling};
-use crate::report::Printer;
+use crate::report::{JobProgress, Printer};
 use crate::sandbox::{ExecMode, Limits, Sandbox, SandboxError};
 use crate::tables::{ENV_PENDING, EnvironmentRow, LlmCallRow, OracleCandidateRow, ProblemRow, RejectRow, TaskConfigRow};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -25,6 +25,10 @@ pub const ENVIRONMENT: &str = "environment";
 pub const EXTRACT: &str = "extract";
 pub const CONFIGS: &str = "configs";
 pub const ORACLE: &str = "oracle";
+
+/// Requests built and answered at a time: bounds the memory held by prompts and answers, and
+/// keeps many times the usual in-flight limit going between two batches.
+const REQUEST_BATCH: usize = 1024;
 
 /// Reject reasons of requests worth asking again on the next run.
 const TRANSIENT: [&str; 1] = ["llm_failed"];
@@ -95,6 +99,8 @@ struct State {
     candidates: Vec<OracleCandidateRow>,
     rejects: Vec<RejectRow>,
     calls: Vec<LlmCallRow>,
+    /// The ids in `calls`.
+    call_ids: HashSet<String>,
 }
 
 impl State {
@@ -103,13 +109,15 @@ impl State {
     fn read(data: &Path) -> Result<State, DatasetError> {
         let mut rejects: Vec<RejectRow> = dataset::read_table(data, Table::Rejects)?;
         rejects.retain(|r| !TRANSIENT.contains(&r.reason.as_str()));
+        let calls: Vec<LlmCallRow> = dataset::read_table(data, Table::LlmCalls)?;
         Ok(State {
             problems: dataset::read_table(data, Table::Problems)?,
             envs: dataset::read_table(data, Table::Environments)?,
             configs: dataset::read_table(data, Table::TaskConfigs)?,
             candidates: dataset::read_table(data, Table::OracleCandidates)?,
             rejects,
-            calls: dataset::read_table(data, Table::LlmCalls)?,
+            call_ids: calls.iter().map(|c| c.call_id.clone()).collect(),
+            calls,
         })
     }
 
@@ -203,7 +211,7 @@ impl State {
         }
         summary.prompt_tokens += call.completion.prompt_tokens.unwrap_or(0);
         summary.completion_tokens += call.completion.completion_tokens.unwrap_or(0);
-        if self.calls.iter().any(|c| c.call_id == call.call_id) {
+        if !self.call_ids.insert(call.call_id.clone()) {
             return;
         }
         let completion = &call.completion;
@@ -262,9 +270,8 @@ impl Synthesizer<'_> {
         Ok(summary)
     }
 
-    fn ask(&self, stage: &str, requests: Vec<ChatRequest>) -> Result<Vec<Result<Call, LlmError>>, LlmError> {
-        let progress = self.printer.progress(stage, requests.len());
-        self.runtime.block_on(self.client.complete_all(requests, Some(&progress)))
+    fn ask(&self, requests: Vec<ChatRequest>, progress: &JobProgress) -> Result<Vec<Result<Call, LlmError>>, LlmError> {
+        self.runtime.block_on(self.client.complete_all(requests, Some(progress)))
     }
 
     fn run_steps(&self, label: &str, work: &[EnvWork]) -> Result<Vec<Vec<StepResult>>, SandboxError> {
@@ -305,7 +312,26 @@ impl Synthesizer<'_> {
                 p.preflight == "pass" && !done.contains(p.problem_id.as_str()) && !rejected.contains(p.problem_id.as_str())
             })
             .collect();
-        let requests = todo
+        let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
+        let progress = self.printer.progress(ENVIRONMENT, todo.len());
+        for batch in todo.chunks(REQUEST_BATCH) {
+            self.environment_batch(state, summary, &mut counts, batch, &progress)?;
+        }
+        summary.stages.insert(ENVIRONMENT, counts);
+        Ok(())
+    }
+
+    /// One batch of [`Self::environments`]: the requests of `batch` (problem indices), their
+    /// answers parsed, their classes found.
+    fn environment_batch(
+        &self,
+        state: &mut State,
+        summary: &mut SynthesisSummary,
+        counts: &mut StageCounts,
+        batch: &[usize],
+        progress: &JobProgress,
+    ) -> Result<(), SynthesisError> {
+        let requests = batch
             .iter()
             .map(|&i| {
                 let p = &state.problems[i];
@@ -313,17 +339,16 @@ impl Synthesizer<'_> {
                 self.request(ENVIRONMENT, prompts::ENVIRONMENT, &p.problem_id, &p.source_id, &values, 1)
             })
             .collect();
-        let answers = self.ask(ENVIRONMENT, requests)?;
-        let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
+        let answers = self.ask(requests, progress)?;
         let mut drafts = Vec::new();
-        for (&i, answer) in todo.iter().zip(answers) {
+        for (&i, answer) in batch.iter().zip(answers) {
             let (problem_id, source_id) = (state.problems[i].problem_id.clone(), state.problems[i].source_id.clone());
-            let Some(call) = state.answered(answer, &mut counts, summary, (ENVIRONMENT, &problem_id, &source_id)) else {
+            let Some(call) = state.answered(answer, counts, summary, (ENVIRONMENT, &problem_id, &source_id)) else {
                 continue;
             };
             match parse::environment(call.completion.choices.first().map_or("", String::as_str)) {
                 Ok(draft) => drafts.push((i, draft)),
-                Err((reason, detail)) => state.reject(&mut counts, ENVIRONMENT, problem_id, &source_id, reason, detail),
+                Err((reason, detail)) => state.reject(counts, ENVIRONMENT, problem_id, &source_id, reason, detail),
             }
         }
         let work: Vec<EnvWork> = drafts
@@ -341,7 +366,7 @@ impl Synthesizer<'_> {
             let name = match env_class(&result[0]) {
                 Ok(name) => name,
                 Err((reason, detail)) => {
-                    state.reject(&mut counts, ENVIRONMENT, problem_id, &source_id, reason, detail);
+                    state.reject(counts, ENVIRONMENT, problem_id, &source_id, reason, detail);
                     continue;
                 }
             };
@@ -354,7 +379,6 @@ impl Synthesizer<'_> {
             state.envs.push(env);
             counts.produced += 1;
         }
-        summary.stages.insert(ENVIRONMENT, counts);
         Ok(())
     }
 
@@ -411,31 +435,34 @@ impl Synthesizer<'_> {
                 ready(env) && !has_configs.contains(env.env_id.as_str()) && !rejected.contains(env.env_id.as_str())
             })
             .collect();
-        let requests = todo
-            .iter()
-            .map(|&i| {
-                let env = &state.envs[i];
-                let values = [
-                    ("task_text", env.task_text.as_deref().unwrap_or("")),
-                    ("env_name", env.env_name.as_str()),
-                    ("env_code", env.env_code.trim_end()),
-                ];
-                self.request(CONFIGS, prompts::CONFIGS, &env.env_id, &env.source_id, &values, self.settings.config_samples)
-            })
-            .collect();
-        let answers = self.ask(CONFIGS, requests)?;
         let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
-        for (&i, answer) in todo.iter().zip(answers) {
-            let (env_id, source_id) = (state.envs[i].env_id.clone(), state.envs[i].source_id.clone());
-            let Some(call) = state.answered(answer, &mut counts, summary, (CONFIGS, &env_id, &source_id)) else { continue };
-            let kept = state.add_configs(&mut counts, &state.envs[i].clone(), &call.completion.choices);
-            counts.produced += kept;
-            if kept == 0 {
-                let detail = format!("{} answers held no usable configuration line", call.completion.choices.len());
-                state.reject(&mut counts, CONFIGS, env_id.clone(), &source_id, "no_configs", detail.clone());
-                let env = &mut state.envs[i];
-                env.status = "no_configs".into();
-                env.status_detail = Some(detail);
+        let progress = self.printer.progress(CONFIGS, todo.len());
+        for batch in todo.chunks(REQUEST_BATCH) {
+            let requests = batch
+                .iter()
+                .map(|&i| {
+                    let env = &state.envs[i];
+                    let values = [
+                        ("task_text", env.task_text.as_deref().unwrap_or("")),
+                        ("env_name", env.env_name.as_str()),
+                        ("env_code", env.env_code.trim_end()),
+                    ];
+                    self.request(CONFIGS, prompts::CONFIGS, &env.env_id, &env.source_id, &values, self.settings.config_samples)
+                })
+                .collect();
+            let answers = self.ask(requests, &progress)?;
+            for (&i, answer) in batch.iter().zip(answers) {
+                let (env_id, source_id) = (state.envs[i].env_id.clone(), state.envs[i].source_id.clone());
+                let Some(call) = state.answered(answer, &mut counts, summary, (CONFIGS, &env_id, &source_id)) else { continue };
+                let kept = state.add_configs(&mut counts, &state.envs[i].clone(), &call.completion.choices);
+                counts.produced += kept;
+                if kept == 0 {
+                    let detail = format!("{} answers held no usable configuration line", call.completion.choices.len());
+                    state.reject(&mut counts, CONFIGS, env_id.clone(), &source_id, "no_configs", detail.clone());
+                    let env = &mut state.envs[i];
+                    env.status = "no_configs".into();
+                    env.status_detail = Some(detail);
+                }
             }
         }
         summary.stages.insert(CONFIGS, counts);
@@ -454,44 +481,47 @@ impl Synthesizer<'_> {
                 ready(&state.envs[i]) && has_configs.contains(id) && !has_candidates.contains(id) && !rejected.contains(id)
             })
             .collect();
-        let requests = todo
-            .iter()
-            .map(|&i| {
-                let env = &state.envs[i];
-                let values = [
-                    ("env_name", env.env_name.as_str()),
-                    ("task_text", env.task_text.as_deref().unwrap_or("")),
-                    ("tool_docs", env.tool_docs.as_str()),
-                ];
-                self.request(ORACLE, prompts::ORACLE, &env.env_id, &env.source_id, &values, self.settings.oracle_samples)
-            })
-            .collect();
-        let answers = self.ask(ORACLE, requests)?;
         let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
-        for (&i, answer) in todo.iter().zip(answers) {
-            let (env_id, source_id) = (state.envs[i].env_id.clone(), state.envs[i].source_id.clone());
-            let Some(call) = state.answered(answer, &mut counts, summary, (ORACLE, &env_id, &source_id)) else { continue };
-            let mut seen = HashSet::new();
-            for (sample, choice) in call.completion.choices.iter().enumerate() {
-                let solver_id = || content_id("solver", &[&env_id, &sample.to_string()]);
-                match parse::solver(choice) {
-                    None => {
-                        let detail = format!("answer {} holds no `def solve(self)` with a body", sample + 1);
-                        state.reject(&mut counts, ORACLE, solver_id(), &source_id, "solver_unparseable", detail);
-                    }
-                    Some(solver) if !seen.insert(solver.clone()) => {
-                        let detail = format!("answer {} repeats an earlier solver", sample + 1);
-                        state.reject(&mut counts, ORACLE, solver_id(), &source_id, "solver_duplicate", detail);
-                    }
-                    Some(solver) => {
-                        state.candidates.push(OracleCandidateRow {
-                            env_id: env_id.clone(),
-                            candidate: seen.len() as i32,
-                            solver,
-                            origin: Some(format!("{}#{}", call.call_id, sample)),
-                            smoke_test: None,
-                        });
-                        counts.produced += 1;
+        let progress = self.printer.progress(ORACLE, todo.len());
+        for batch in todo.chunks(REQUEST_BATCH) {
+            let requests = batch
+                .iter()
+                .map(|&i| {
+                    let env = &state.envs[i];
+                    let values = [
+                        ("env_name", env.env_name.as_str()),
+                        ("task_text", env.task_text.as_deref().unwrap_or("")),
+                        ("tool_docs", env.tool_docs.as_str()),
+                    ];
+                    self.request(ORACLE, prompts::ORACLE, &env.env_id, &env.source_id, &values, self.settings.oracle_samples)
+                })
+                .collect();
+            let answers = self.ask(requests, &progress)?;
+            for (&i, answer) in batch.iter().zip(answers) {
+                let (env_id, source_id) = (state.envs[i].env_id.clone(), state.envs[i].source_id.clone());
+                let Some(call) = state.answered(answer, &mut counts, summary, (ORACLE, &env_id, &source_id)) else { continue };
+                let mut seen = HashSet::new();
+                for (sample, choice) in call.completion.choices.iter().enumerate() {
+                    let solver_id = || content_id("solver", &[&env_id, &sample.to_string()]);
+                    match parse::solver(choice) {
+                        None => {
+                            let detail = format!("answer {} holds no `def solve(self)` with a body", sample + 1);
+                            state.reject(&mut counts, ORACLE, solver_id(), &source_id, "solver_unparseable", detail);
+                        }
+                        Some(solver) if !seen.insert(solver.clone()) => {
+                            let detail = format!("answer {} repeats an earlier solver", sample + 1);
+                            state.reject(&mut counts, ORACLE, solver_id(), &source_id, "solver_duplicate", detail);
+                        }
+                        Some(solver) => {
+                            state.candidates.push(OracleCandidateRow {
+                                env_id: env_id.clone(),
+                                candidate: seen.len() as i32,
+                                solver,
+                                origin: Some(format!("{}#{}", call.call_id, sample)),
+                                smoke_test: None,
+                            });
+                            counts.produced += 1;
+                        }
                     }
                 }
             }
