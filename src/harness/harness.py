@@ -138,7 +138,7 @@ def _tool_doc(name, method):
     return 'def %s%s:\n    r"""\n%s\n    """' % (name, rendered, body)
 
 
-def run_steps(source, env_name, steps):
+def run_steps(source, env_name, steps, failed_smoke=()):
     """Run many steps on one environment in one job, handing each step's result to the host as
     soon as it is ready (`emit_partial`, installed by the sandbox driver): {"ok": result} or
     {"error": message}. Oracle steps of a candidate that failed its smoke test earlier in the job
@@ -147,7 +147,9 @@ def run_steps(source, env_name, steps):
     One step failing does not stop the rest."""
     import traceback
 
-    failed_smoke = set()  # candidates whose smoke test failed in this job: their cells are skipped
+    # Candidates whose smoke test failed (in this job, or in an earlier one that a limit ended):
+    # their cells are skipped.
+    failed_smoke = set(failed_smoke)
     for step in steps:
         op = step["op"]
         if op == "oracle" and step.get("solver") in failed_smoke:

@@ -190,11 +190,33 @@ pub struct ContractCheck {
 
 /// Job: run `steps` on one environment in one interpreter visit. Each step's result comes back as a
 /// partial result; `limits.timeout` bounds each step (`module_timeout` those that run the whole
-/// module); a failing step does not stop the others.
-pub fn steps_job(env: EnvSource, steps: &[Step], limits: Limits, module_timeout: Duration, seed: u64) -> Job {
-    let args = json!({ "source": env.code, "env_name": env.name, "steps": steps });
+/// module); a failing step does not stop the others. The oracle cells of the candidates in
+/// `failed_smoke` (their smoke test failed earlier) are skipped.
+pub fn steps_job(
+    env: EnvSource,
+    steps: &[Step],
+    limits: Limits,
+    module_timeout: Duration,
+    seed: u64,
+    failed_smoke: &[&str],
+) -> Job {
+    let args = json!({ "source": env.code, "env_name": env.name, "steps": steps, "failed_smoke": failed_smoke });
     let step_timeouts = steps.iter().map(|s| if s.runs_module() { module_timeout } else { limits.timeout }).collect();
     Job { seed, step_timeouts, ..Job::call("run_steps", args, limits) }
+}
+
+/// The candidates among `steps` whose smoke test has a result in `results` and failed it.
+fn failed_smoke_tests<'a>(steps: &'a [Step], results: &[StepResult]) -> Vec<&'a str> {
+    steps
+        .iter()
+        .zip(results)
+        .filter_map(|(step, result)| match step {
+            Step::SmokeTest { solver } if !result.parse::<SelfTest>().is_ok_and(|run| run.smoke_passed()) => {
+                Some(solver.as_str())
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// How one step ended.
@@ -264,7 +286,11 @@ pub fn run_steps(
     while !pending.is_empty() {
         let jobs = pending
             .iter()
-            .map(|&i| steps_job(work[i].env, &work[i].steps[results[i].len()..], limits, module_timeout, work[i].seed))
+            .map(|&i| {
+                let (done, steps) = (&results[i], &work[i].steps);
+                let failed = failed_smoke_tests(steps, done);
+                steps_job(work[i].env, &steps[done.len()..], limits, module_timeout, work[i].seed, &failed)
+            })
             .collect();
         let outcomes = sandbox.run_jobs(jobs, mode, threads, reporter)?;
         let mut next = Vec::new();

@@ -87,6 +87,15 @@ fn the_main_job_runs_the_whole_pipeline_offline_on_the_samples() {
     };
     assert!(smoke("cgs_0007", 3).unwrap().contains("time limit"), "{:?}", smoke("cgs_0007", 3));
     assert_eq!(smoke("cgs_0007", 1).as_deref(), Some("pass"));
+    let cells_of = |id: &str, k: i64| {
+        let query = format!(
+            "SELECT count(*) AS n FROM oracle_runs r JOIN environments e ON r.env_id = e.env_id \
+             WHERE e.source_id = '{id}' AND r.candidate = {k}"
+        );
+        count(data, &query)
+    };
+    assert_eq!(cells_of("cgs_0007", 3), 0, "a candidate that failed its smoke test runs no cell, even after the job resumed");
+    assert_eq!(cells_of("cgs_0007", 1), 30);
     let cheater = sql_rows(
         data,
         "SELECT DISTINCT r.verdict, r.detail FROM oracle_runs r JOIN environments e ON r.env_id = e.env_id \
