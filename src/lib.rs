@@ -34,7 +34,7 @@
 //! - [`dataset`]: table schemas (from `schemas/`) and crash-safe Parquet reading and writing.
 //! - [`query`]: SQL over a dataset directory.
 //! - [`runs`]: the `runs` table (one row per command that changed a dataset).
-//! - [`bench`]: side-by-side benchmark of verification against a process-per-cell baseline.
+//! - [`bench`]: benchmarks side by side with a baseline (verification, ingest, stages, the LLM client).
 //! - [`cli`]: argument parsing and the commands (the binary's only module).
 
 pub mod bench;

@@ -218,20 +218,23 @@ fn serve_with(
                     *count - 1
                 };
                 let (key, behaviour) = handler(&request, &attempt_of);
-                // The client cannot see an answer before it is written; a stalled attempt ends
-                // when the client gives up.
-                let mut answered = Instant::now();
-                respond(&mut stream, &behaviour);
-                if matches!(behaviour, Behaviour::Stall) {
-                    answered = Instant::now();
-                }
                 let name = format!("{behaviour:?}").split(['(', ' ']).next().unwrap().to_string();
                 let retry_after = match behaviour {
                     Behaviour::Status { retry_after, .. } => retry_after,
                     _ => None,
                 };
                 let n = request["n"].as_u64().unwrap_or(1);
-                log.lock().unwrap().push(Attempt { key, behaviour: name, retry_after, n, arrived, answered });
+                let record =
+                    |answered| log.lock().unwrap().push(Attempt { key, behaviour: name, retry_after, n, arrived, answered });
+                // Logged before the answer is written, so the client never sees an answer whose
+                // attempt is not logged yet; a stalled attempt ends when the client gives up.
+                if matches!(behaviour, Behaviour::Stall) {
+                    respond(&mut stream, &behaviour);
+                    record(Instant::now());
+                } else {
+                    record(Instant::now());
+                    respond(&mut stream, &behaviour);
+                }
             });
         }
     });
