@@ -138,10 +138,24 @@ impl Recorder {
     }
 }
 
-/// The length of the file up to and including its last newline.
+/// The length of the file up to and including its last newline, read from the end backwards
+/// (a recording can be large; a torn line is short).
 fn whole_lines_len(path: &Path) -> std::io::Result<u64> {
-    let bytes = std::fs::read(path)?;
-    Ok(bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i as u64 + 1))
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let mut end = file.metadata()?.len();
+    let mut block = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let chunk = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -178,6 +192,17 @@ mod tests {
         assert_eq!(recording.len(), 2, "reopening cuts the torn line");
         let replayed = recording.get("three").unwrap().completion();
         assert_eq!((replayed.choices.len(), replayed.latency_ms, replayed.attempts), (2, None, 0));
+    }
+
+    #[test]
+    fn the_whole_lines_are_found_across_read_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let long = "x".repeat(150 * 1024);
+        std::fs::write(&path, format!("{long}\n{long}")).unwrap();
+        assert_eq!(whole_lines_len(&path).unwrap(), long.len() as u64 + 1);
+        std::fs::write(&path, &long).unwrap();
+        assert_eq!(whole_lines_len(&path).unwrap(), 0);
     }
 
     #[test]
