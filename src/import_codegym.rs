@@ -148,7 +148,7 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path, source: &str) -> Result<Im
                 env.tool_docs = tool_docs(prompt).unwrap_or_default();
             }
         }
-        let config_id = content_id("config", &[&env.env_id, &config]);
+        let config_id = crate::tables::config_id(&env.env_id, &config);
         if configs.contains_key(&config_id) {
             rejects.push(reject(
                 config_id,
@@ -163,21 +163,9 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path, source: &str) -> Result<Im
         configs.insert(
             config_id.clone(),
             TaskConfigRow {
-                config_id,
-                env_id: env.env_id.clone(),
-                env_name: env_name.to_string(),
-                config,
-                difficulty: "unknown".into(),
-                source_index,
-                ref_answer: None,
-                oracle_passed: None,
-                oracle_calls: None,
-                distinct_tools: None,
-                kept: false,
-                filter_reason: None,
                 source_oracle_calls: extra.solve_fc_round.and_then(|n| i32::try_from(n).ok()),
                 reference_pass_rate: extra.reference_bo4.or(extra.reference_bo8),
-                oracle_trajectory: None,
+                ..TaskConfigRow::pending(&env.env_id, env_name, config, "unknown", source_index)
             },
         );
     }

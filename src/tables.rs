@@ -70,6 +70,41 @@ pub struct TaskConfigRow {
     pub oracle_trajectory: Option<String>,
 }
 
+impl TaskConfigRow {
+    /// A configuration of `env_id`, not verified yet: its id is the hash of environment and
+    /// configuration, so the same configuration gets the same id however it arrived.
+    pub fn pending(
+        env_id: &str,
+        env_name: &str,
+        config: String,
+        difficulty: &str,
+        source_index: Option<String>,
+    ) -> TaskConfigRow {
+        TaskConfigRow {
+            config_id: config_id(env_id, &config),
+            env_id: env_id.into(),
+            env_name: env_name.into(),
+            config,
+            difficulty: difficulty.into(),
+            source_index,
+            ref_answer: None,
+            oracle_passed: None,
+            oracle_calls: None,
+            distinct_tools: None,
+            kept: false,
+            filter_reason: None,
+            source_oracle_calls: None,
+            reference_pass_rate: None,
+            oracle_trajectory: None,
+        }
+    }
+}
+
+/// The id of configuration `config` of environment `env_id`.
+pub fn config_id(env_id: &str, config: &str) -> String {
+    crate::ids::content_id("config", &[env_id, config])
+}
+
 /// `oracle_candidates`: one candidate `solve` of an environment (candidate 0, the environment's
 /// own, is implicit).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -173,7 +173,9 @@ impl State {
                     self.reject(counts, CONFIGS, line_id(), &env.source_id, "config_duplicate", config);
                     continue;
                 }
-                self.configs.push(new_config(&env.env_id, &env.env_name, config, sample, line.position));
+                let origin = format!("sample {} line {}", sample + 1, line.position);
+                let difficulty = parse::difficulty(line.position);
+                self.configs.push(TaskConfigRow::pending(&env.env_id, &env.env_name, config, difficulty, Some(origin)));
                 kept += 1;
             }
         }
@@ -272,6 +274,31 @@ impl Synthesizer<'_> {
 
     fn ask(&self, requests: Vec<ChatRequest>, progress: &JobProgress) -> Result<Vec<Result<Call, LlmError>>, LlmError> {
         self.runtime.block_on(self.client.complete_all(requests, Some(progress)))
+    }
+
+    /// Asks `stage`'s request of each environment in `todo` (indices into `state.envs`), in
+    /// batches, and hands every answered call to `handle`; failed requests become rejects.
+    fn ask_per_env(
+        &self,
+        state: &mut State,
+        summary: &mut SynthesisSummary,
+        stage: &'static str,
+        todo: &[usize],
+        request: impl Fn(&EnvironmentRow) -> ChatRequest,
+        mut handle: impl FnMut(&mut State, &mut StageCounts, usize, Call),
+    ) -> Result<StageCounts, LlmError> {
+        let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
+        let progress = self.printer.progress(stage, todo.len());
+        for batch in todo.chunks(REQUEST_BATCH) {
+            let answers = self.ask(batch.iter().map(|&i| request(&state.envs[i])).collect(), &progress)?;
+            for (&i, answer) in batch.iter().zip(answers) {
+                let (env_id, source_id) = (state.envs[i].env_id.clone(), state.envs[i].source_id.clone());
+                if let Some(call) = state.answered(answer, &mut counts, summary, (stage, &env_id, &source_id)) {
+                    handle(state, &mut counts, i, call);
+                }
+            }
+        }
+        Ok(counts)
     }
 
     fn run_steps(&self, label: &str, work: &[EnvWork]) -> Result<Vec<Vec<StepResult>>, SandboxError> {
@@ -435,36 +462,26 @@ impl Synthesizer<'_> {
                 ready(env) && !has_configs.contains(env.env_id.as_str()) && !rejected.contains(env.env_id.as_str())
             })
             .collect();
-        let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
-        let progress = self.printer.progress(CONFIGS, todo.len());
-        for batch in todo.chunks(REQUEST_BATCH) {
-            let requests = batch
-                .iter()
-                .map(|&i| {
-                    let env = &state.envs[i];
-                    let values = [
-                        ("task_text", env.task_text.as_deref().unwrap_or("")),
-                        ("env_name", env.env_name.as_str()),
-                        ("env_code", env.env_code.trim_end()),
-                    ];
-                    self.request(CONFIGS, prompts::CONFIGS, &env.env_id, &env.source_id, &values, self.settings.config_samples)
-                })
-                .collect();
-            let answers = self.ask(requests, &progress)?;
-            for (&i, answer) in batch.iter().zip(answers) {
+        let request = |env: &EnvironmentRow| {
+            let values = [
+                ("task_text", env.task_text.as_deref().unwrap_or("")),
+                ("env_name", env.env_name.as_str()),
+                ("env_code", env.env_code.trim_end()),
+            ];
+            self.request(CONFIGS, prompts::CONFIGS, &env.env_id, &env.source_id, &values, self.settings.config_samples)
+        };
+        let counts = self.ask_per_env(state, summary, CONFIGS, &todo, request, |state, counts, i, call| {
+            let kept = state.add_configs(counts, &state.envs[i].clone(), &call.completion.choices);
+            counts.produced += kept;
+            if kept == 0 {
+                let detail = format!("{} answers held no usable configuration line", call.completion.choices.len());
                 let (env_id, source_id) = (state.envs[i].env_id.clone(), state.envs[i].source_id.clone());
-                let Some(call) = state.answered(answer, &mut counts, summary, (CONFIGS, &env_id, &source_id)) else { continue };
-                let kept = state.add_configs(&mut counts, &state.envs[i].clone(), &call.completion.choices);
-                counts.produced += kept;
-                if kept == 0 {
-                    let detail = format!("{} answers held no usable configuration line", call.completion.choices.len());
-                    state.reject(&mut counts, CONFIGS, env_id.clone(), &source_id, "no_configs", detail.clone());
-                    let env = &mut state.envs[i];
-                    env.status = "no_configs".into();
-                    env.status_detail = Some(detail);
-                }
+                state.reject(counts, CONFIGS, env_id, &source_id, "no_configs", detail.clone());
+                let env = &mut state.envs[i];
+                env.status = "no_configs".into();
+                env.status_detail = Some(detail);
             }
-        }
+        })?;
         summary.stages.insert(CONFIGS, counts);
         Ok(())
     }
@@ -481,51 +498,41 @@ impl Synthesizer<'_> {
                 ready(&state.envs[i]) && has_configs.contains(id) && !has_candidates.contains(id) && !rejected.contains(id)
             })
             .collect();
-        let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
-        let progress = self.printer.progress(ORACLE, todo.len());
-        for batch in todo.chunks(REQUEST_BATCH) {
-            let requests = batch
-                .iter()
-                .map(|&i| {
-                    let env = &state.envs[i];
-                    let values = [
-                        ("env_name", env.env_name.as_str()),
-                        ("task_text", env.task_text.as_deref().unwrap_or("")),
-                        ("tool_docs", env.tool_docs.as_str()),
-                    ];
-                    self.request(ORACLE, prompts::ORACLE, &env.env_id, &env.source_id, &values, self.settings.oracle_samples)
-                })
-                .collect();
-            let answers = self.ask(requests, &progress)?;
-            for (&i, answer) in batch.iter().zip(answers) {
-                let (env_id, source_id) = (state.envs[i].env_id.clone(), state.envs[i].source_id.clone());
-                let Some(call) = state.answered(answer, &mut counts, summary, (ORACLE, &env_id, &source_id)) else { continue };
-                let mut seen = HashSet::new();
-                for (sample, choice) in call.completion.choices.iter().enumerate() {
-                    let solver_id = || content_id("solver", &[&env_id, &sample.to_string()]);
-                    match parse::solver(choice) {
-                        None => {
-                            let detail = format!("answer {} holds no `def solve(self)` with a body", sample + 1);
-                            state.reject(&mut counts, ORACLE, solver_id(), &source_id, "solver_unparseable", detail);
-                        }
-                        Some(solver) if !seen.insert(solver.clone()) => {
-                            let detail = format!("answer {} repeats an earlier solver", sample + 1);
-                            state.reject(&mut counts, ORACLE, solver_id(), &source_id, "solver_duplicate", detail);
-                        }
-                        Some(solver) => {
-                            state.candidates.push(OracleCandidateRow {
-                                env_id: env_id.clone(),
-                                candidate: seen.len() as i32,
-                                solver,
-                                origin: Some(format!("{}#{}", call.call_id, sample)),
-                                smoke_test: None,
-                            });
-                            counts.produced += 1;
-                        }
+        let request = |env: &EnvironmentRow| {
+            let values = [
+                ("env_name", env.env_name.as_str()),
+                ("task_text", env.task_text.as_deref().unwrap_or("")),
+                ("tool_docs", env.tool_docs.as_str()),
+            ];
+            self.request(ORACLE, prompts::ORACLE, &env.env_id, &env.source_id, &values, self.settings.oracle_samples)
+        };
+        let counts = self.ask_per_env(state, summary, ORACLE, &todo, request, |state, counts, i, call| {
+            let (env_id, source_id) = (state.envs[i].env_id.clone(), state.envs[i].source_id.clone());
+            let mut seen = HashSet::new();
+            for (sample, choice) in call.completion.choices.iter().enumerate() {
+                let solver_id = || content_id("solver", &[&env_id, &sample.to_string()]);
+                match parse::solver(choice) {
+                    None => {
+                        let detail = format!("answer {} holds no `def solve(self)` with a body", sample + 1);
+                        state.reject(counts, ORACLE, solver_id(), &source_id, "solver_unparseable", detail);
+                    }
+                    Some(solver) if !seen.insert(solver.clone()) => {
+                        let detail = format!("answer {} repeats an earlier solver", sample + 1);
+                        state.reject(counts, ORACLE, solver_id(), &source_id, "solver_duplicate", detail);
+                    }
+                    Some(solver) => {
+                        state.candidates.push(OracleCandidateRow {
+                            env_id: env_id.clone(),
+                            candidate: seen.len() as i32,
+                            solver,
+                            origin: Some(format!("{}#{}", call.call_id, sample)),
+                            smoke_test: None,
+                        });
+                        counts.produced += 1;
                     }
                 }
             }
-        }
+        })?;
         summary.stages.insert(ORACLE, counts);
         Ok(())
     }
@@ -550,24 +557,4 @@ fn awaiting_contract(env: &EnvironmentRow) -> bool {
 /// A synthesized environment past its contract check, not failed since.
 fn ready(env: &EnvironmentRow) -> bool {
     env.problem_id.is_some() && env.status == ENV_PENDING && !env.tools.is_empty()
-}
-
-fn new_config(env_id: &str, env_name: &str, config: String, sample: usize, position: usize) -> TaskConfigRow {
-    TaskConfigRow {
-        config_id: content_id("config", &[env_id, &config]),
-        env_id: env_id.into(),
-        env_name: env_name.into(),
-        difficulty: parse::difficulty(position).into(),
-        source_index: Some(format!("sample {} line {}", sample + 1, position)),
-        config,
-        ref_answer: None,
-        oracle_passed: None,
-        oracle_calls: None,
-        distinct_tools: None,
-        kept: false,
-        filter_reason: None,
-        source_oracle_calls: None,
-        reference_pass_rate: None,
-        oracle_trajectory: None,
-    }
 }
