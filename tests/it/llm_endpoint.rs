@@ -426,3 +426,23 @@ fn servers_without_n_get_one_request_per_sample_and_setup_errors_stop_the_run() 
     let fatal = runtime.block_on(client.complete_all(vec![request("unauthorized", 1)], None)).unwrap_err();
     assert!(matches!(fatal, LlmError::Fatal(_)) && fatal.to_string().contains("OPENAI_API_KEY"), "{fatal}");
 }
+
+#[test]
+fn a_wrong_endpoint_fails_before_any_work_and_an_unreachable_one_still_finishes_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(dir.path().join("corpus.jsonl"), &["cgs_0001"]);
+    let data = dir.path().join("data");
+    let output = live_build(dir.path(), &corpus, &data, "not a url");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("OPENAI_BASE_URL `not a url` is not a URL"), "{stderr}");
+    assert!(!data.join("problems").exists(), "nothing was ingested before the backend was checked");
+
+    // Nothing answers: the problem ends as a reject, and the build finishes without verifying.
+    let output = live_build(dir.path(), &corpus, &data, "http://127.0.0.1:9/v1");
+    crate::util::assert_success(&output, &["build", "--llm", "openai"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no environments to verify"));
+    let rejects = sql_rows(&data, "SELECT stage, reason FROM rejects");
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!((rejects[0]["stage"].as_str(), rejects[0]["reason"].as_str()), (Some("environment"), Some("llm_failed")));
+}
