@@ -25,6 +25,8 @@ pub struct EnvironmentRow {
     pub oracle_candidate: Option<i32>,
     pub near_duplicate_of: Option<String>,
     pub split: Option<String>,
+    /// The version of the verifier that decided `status` (null while pending).
+    pub verifier: Option<String>,
 }
 
 impl EnvironmentRow {
@@ -46,6 +48,7 @@ impl EnvironmentRow {
             oracle_candidate: None,
             near_duplicate_of: None,
             split: None,
+            verifier: None,
         }
     }
 }

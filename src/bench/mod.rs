@@ -164,16 +164,18 @@ fn run_ours(sandbox: &Sandbox, cells: &[Cell], threads: usize) -> Result<(SideRe
     // One job per environment with all its cells as steps, as `verify` schedules them.
     let mut work: Vec<EnvWork> = Vec::new();
     for cell in cells {
-        let step = Step::Oracle { config: cell.config.clone(), solver: None };
-        match work.last_mut() {
-            Some(last) if last.env.name == cell.env_name && last.env.code == cell.env_code => last.steps.push(step),
-            _ => work.push(EnvWork { env: EnvSource { code: &cell.env_code, name: &cell.env_name }, steps: vec![step], seed: 0 }),
+        let same = work.last().is_some_and(|w: &EnvWork| w.env.name == cell.env_name && w.env.code == cell.env_code);
+        if !same {
+            work.push(EnvWork::new(EnvSource { code: &cell.env_code, name: &cell.env_name }, 0));
         }
+        let last = work.last_mut().expect("pushed above");
+        last.steps.push(Step::Oracle { config: last.configs.len(), solver: None });
+        last.configs.push(&cell.config);
     }
     let before = sandbox::counters();
     let started = Instant::now();
-    let limits = Limits::default();
-    let results = harness::run_steps(sandbox, &work, limits, limits.timeout, ExecMode::default(), threads, None)?;
+    let budgets = harness::Budgets::method(Limits::default());
+    let results = harness::run_steps(sandbox, &work, &budgets, ExecMode::default(), threads, None)?;
     let seconds = started.elapsed().as_secs_f64();
     let guest = sandbox::counters().guest_time - before.guest_time;
     let outside = 1.0 - guest.as_secs_f64() / (seconds * threads.min(work.len()) as f64);
@@ -396,7 +398,7 @@ pub fn stages(releases: &[(&Path, &str)], threads: usize) -> Result<()> {
             total as f64 / 10.0 / worker_time,
             (guest - total as f64 / 1000.0).max(0.0) * 100.0 / worker_time,
             (worker_time - guest).max(0.0) * 100.0 / worker_time,
-            after.workers_booted - before.workers_booted
+            after.instances - before.instances
         );
     }
     Ok(())

@@ -129,7 +129,8 @@ pub struct VerifyArgs {
     /// Memory limit per cell, in MiB.
     #[arg(long, default_value_t = 100)]
     pub cell_memory_mb: usize,
-    /// Run every cell in a fresh interpreter (total isolation, slower).
+    /// Boot every job's interpreter from scratch instead of copying the booted image (slower;
+    /// the isolation is the same: every job has an interpreter of its own either way).
     #[arg(long)]
     pub fresh: bool,
     /// Re-verify every environment (default: only those not verified yet, so a killed run

@@ -269,13 +269,13 @@ fn run_verify(data: &Path, settings: &VerifySettings, printer: Printer, log: &mu
         .with_context(|| format!("failed to verify {}", data.display()))?;
     drop(progress);
     printer.status(format!(
-        "verify: {}/{} environments verified, {}/{} task configs kept, {}/{} oracle cells passed ({} sandbox steps, {:.1} s, {} threads)",
-        summary.verified, summary.environments, summary.configs_kept, summary.configs, summary.oracle_passed, summary.oracle_cells,
+        "verify: {}/{} environments verified ({} verified by this run), {}/{} task configs kept, {}/{} oracle cells passed ({} sandbox steps, {:.1} s, {} threads)",
+        summary.verified, summary.environments, summary.ran, summary.configs_kept, summary.configs, summary.oracle_passed, summary.oracle_cells,
         summary.steps, started.elapsed().as_secs_f64(), settings.threads
     ));
     log.stage("verify", serde_json::json!({
         "environments": summary.environments, "verified": summary.verified, "configs": summary.configs, "configs_kept": summary.configs_kept,
-        "oracle_cells": summary.oracle_cells, "oracle_passed": summary.oracle_passed, "steps": summary.steps, "step_ms": summary.step_ms, "seconds": started.elapsed().as_secs_f64(),
+        "ran": summary.ran, "oracle_cells": summary.oracle_cells, "oracle_passed": summary.oracle_passed, "steps": summary.steps, "step_ms": summary.step_ms, "seconds": started.elapsed().as_secs_f64(),
     }));
     Ok(summary)
 }
@@ -314,7 +314,7 @@ fn sandbox_run(args: SandboxRunArgs) -> Result<()> {
         output_bytes: args.output_kb << 10,
     };
     let task = Task::Script { code, filename: args.file.display().to_string(), stdin };
-    let outcome = sandbox()?.run(Job { task, limits, seed: args.seed, step_timeouts: Vec::new() })?;
+    let outcome = sandbox()?.run(Job { seed: args.seed, ..Job::script("", "", limits) }.with_task(task))?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let object = serde_json::json!({
@@ -341,8 +341,12 @@ fn runtime_fetch() -> Result<()> {
     let started = Instant::now();
     let runtime = runtime::fetch().context("failed to fetch the sandbox runtime")?;
     let sandbox = runtime.sandbox()?;
+    let images = sandbox.prepare_images()?;
     eprintln!("runtime ready: {} ({:.1} s)", runtime.wasm.display(), started.elapsed().as_secs_f64());
     eprintln!("compiled module: {}", sandbox.module_path().display());
+    for image in images {
+        eprintln!("interpreter image: {}", image.display());
+    }
     Ok(())
 }
 

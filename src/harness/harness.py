@@ -1,52 +1,124 @@
-# codegym environment harness: runs inside the sandbox (installed as module `codegym_harness`).
+# codegym environment harness: runs inside the sandbox, as a private module of the driver (it never
+# enters sys.modules, so environment code cannot import it).
 #
-# Builds an environment from its source and an `EnvName@{json}` configuration, then computes the
-# reference answer, runs an oracle `solve()` while counting every `step()` call per tool and
-# recording the (action, observation) trajectory, or lists the environment's tools. Every function
-# returns a JSON-ready dict: the host reads results, it never scrapes prints.
+# Builds an environment from its source and an `EnvName@{json}` configuration, then checks the
+# module against the contract, computes reference answers, runs oracle `solve()`s while counting
+# every `step()` call per tool and recording the (action, observation) trajectory, and gathers the
+# evidence of the anti-gaming probes. Every function returns a JSON-ready dict of facts: the host
+# reads results (it never scrapes prints) and draws every verdict it can from the evidence itself.
+#
+# Everything the checks call is bound here, when the image boots, before any environment code
+# runs: a module that patches `json.dumps`, `builtins.str` or `copy.deepcopy` changes what it sees,
+# not what the checks use.
 
-import ast
-import json
+from builtins import (
+    AttributeError,
+    BaseException,
+    Exception,
+    LookupError,
+    SystemExit,
+    ValueError,
+    bool,
+    callable,
+    compile,
+    dict,
+    exec,
+    float,
+    getattr,
+    int,
+    isinstance,
+    len,
+    list,
+    object,
+    repr,
+    set,
+    sorted,
+    str,
+    sum,
+    tuple,
+    type,
+)
+import ast as _ast
+import builtins as _builtins
+import io as _io
+import sys as _sys
+import types as _types
+from copy import deepcopy as _deepcopy
+from inspect import getdoc as _getdoc
+from inspect import signature as _signature
+from json import JSONDecoder as _JSONDecoder
+from json import JSONEncoder as _JSONEncoder
+from traceback import format_exception_only as _format_exception_only
 
-class _LastModule:
-    """The last compiled environment (consecutive jobs usually share it). No `__dict__`: the
-    driver's reset leaves this cache alone, and code objects are immutable."""
+# Our own encoders and decoder (the json module's defaults are objects a module can change).
+_dumps = _JSONEncoder(separators=(", ", ": ")).encode
+_dumps_sorted = _JSONEncoder(sort_keys=True, separators=(", ", ": ")).encode
+_loads = _JSONDecoder().decode
+
+# The name the environment module is registered under while it runs (typing, dataclasses and pickle
+# look classes up in sys.modules by their module's name).
+ENV_MODULE = "codegym_env"
+
+# Trajectories keep this many (action, observation) pairs, plus always the last one.
+TRAJECTORY_LIMIT = 4096
+
+# Modules the WASI build lacks (or cannot run: no threads, no processes, no sockets, no event loop).
+_UNSUPPORTED = ("asyncio", "threading", "multiprocessing", "subprocess", "socket", "concurrent", "ctypes", "select")
+
+
+def emit_partial(value):
+    """Replaced by the sandbox driver at boot."""
+    raise RuntimeError("emit_partial is only available inside the codegym sandbox")
+
+
+class _Compiled:
+    """The code of the last environment compiled in this job (its steps usually share it)."""
 
     __slots__ = ("source", "code")
 
 
-_last = _LastModule()
-_last.source = _last.code = None
+_compiled = _Compiled()
+_compiled.source = _compiled.code = None
 
 
-def _module_for(source, env_name):
-    """Execute the environment module in a fresh namespace (its `__main__` block does not run)."""
-    if _last.source != source:
-        _last.code = compile(source, "<env:%s>" % env_name, "exec")
-        _last.source = source
-    namespace = {"__name__": "codegym_env", "__builtins__": __builtins__}
-    exec(_last.code, namespace)
-    return namespace
+def _code_of(source, env_name):
+    if _compiled.source != source:
+        _compiled.code = compile(source, "<env:%s>" % env_name, "exec")
+        _compiled.source = source
+    return _compiled.code
+
+
+def _load(source, env_name, name=ENV_MODULE):
+    """Executes the environment module as a real module registered under `name` in sys.modules."""
+    module = _types.ModuleType(name)
+    module.__dict__["__builtins__"] = _builtins
+    module.__file__ = "<env:%s>" % env_name
+    _sys.modules[name] = module
+    exec(_code_of(source, env_name), module.__dict__)
+    return module
 
 
 def find_env_classes(source):
     """Names of the classes, found by parsing, that define `from_env_str` (the contract's marker)."""
-    tree = ast.parse(source)
+    tree = _ast.parse(source)
     found = []
     for node in tree.body:
-        if isinstance(node, ast.ClassDef):
-            methods = {item.name for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        if isinstance(node, _ast.ClassDef):
+            methods = {item.name for item in node.body if isinstance(item, (_ast.FunctionDef, _ast.AsyncFunctionDef))}
             if "from_env_str" in methods:
                 found.append(node.name)
     return found
 
 
-def _env_class(source, env_name):
-    namespace = _module_for(source, env_name)
+def _class_in(namespace, env_name):
     cls = namespace.get(env_name)
     if not isinstance(cls, type):
         raise LookupError("the module defines no class named %s" % env_name)
     return cls
+
+
+def _env_class(source, env_name):
+    return _class_in(_load(source, env_name).__dict__, env_name)
 
 
 def _build(source, env_name, config):
@@ -58,9 +130,13 @@ def _build(source, env_name, config):
 
 def _as_json(value):
     try:
-        return json.dumps(value, sort_keys=True)
+        return _dumps_sorted(value)
     except (TypeError, ValueError):
         return None
+
+
+def _error_text(failure):
+    return "".join(_format_exception_only(type(failure), failure)).strip()[:2000]
 
 
 def ref_answer(source, env_name, config):
@@ -71,10 +147,14 @@ def ref_answer(source, env_name, config):
 
 def _tool_name(action):
     try:
-        name = json.loads(action).get("name")
+        name = _loads(action).get("name")
         return name if isinstance(name, str) else "<malformed>"
     except Exception:
         return "<malformed>"
+
+
+def _message(outcome):
+    return str(outcome[1] if isinstance(outcome, tuple) and len(outcome) == 2 else outcome)
 
 
 def _solver_function(env, solver_source):
@@ -88,47 +168,108 @@ def _solver_function(env, solver_source):
     return solve
 
 
-def oracle(source, env_name, config, solver=None, trajectory_limit=4096):
-    """Run the oracle on one configuration; pass iff the returned message contains `reward=1`.
-    A candidate `solver` gets a `self` that only has `step`: a candidate that reads the hidden
-    state fails here instead of being chosen for the fewest calls."""
-    env = _build(source, env_name, config)
-    candidate = None if solver is None else _solver_function(env, solver)
-    step = env.step
-    tool_calls = {}
-    trajectory = []
+def _step_only(step):
+    """A `self` for a candidate solver: `step` and nothing else. `step` is a plain function (no
+    `__self__` leading back to the environment); any other attribute read is refused, and recorded
+    unless it is a dunder (Python's own machinery reads those, formatting an error, say)."""
+    reads = []
 
-    def traced_step(action):
+    class StepOnly:
+        __slots__ = ()
+
+        def __getattribute__(self, name):
+            if name == "step":
+                return step
+            if not (name.startswith("__") and name.endswith("__")):
+                reads.append(name)
+            raise AttributeError("an oracle may only call self.step(...), not read self.%s" % name)
+
+        def __setattr__(self, name, _value):
+            reads.append(name)
+            raise AttributeError("an oracle may only call self.step(...), not set self.%s" % name)
+
+    return StepOnly(), reads
+
+
+class _Tracer:
+    """Wraps an environment's `step`: counts calls per tool, records the trajectory, and keeps a
+    copy of the environment as it was just before the first `Done` (for the wrong-answer probes)."""
+
+    def __init__(self, env, keep_before_done=False):
+        self.env = env
+        self.step = env.step
+        self.tool_calls = {}
+        self.trajectory = []
+        self.last = None
+        self.calls = 0
+        self.keep_before_done = keep_before_done
+        self.before_done = None
+        self.copy_error = None
+
+    def __call__(self, action):
         name = _tool_name(action)
-        tool_calls[name] = tool_calls.get(name, 0) + 1
-        outcome = step(action)
-        if len(trajectory) < trajectory_limit:
-            observation = outcome[1] if isinstance(outcome, tuple) and len(outcome) == 2 else outcome
-            trajectory.append([action if isinstance(action, str) else repr(action), str(observation)])
+        self.tool_calls[name] = self.tool_calls.get(name, 0) + 1
+        self.calls += 1
+        if name == "Done" and self.keep_before_done and self.before_done is None and self.copy_error is None:
+            self._keep()
+        outcome = self.step(action)
+        pair = [action if isinstance(action, str) else repr(action), _message(outcome)]
+        if len(self.trajectory) < TRAJECTORY_LIMIT:
+            self.trajectory.append(pair)
+        self.last = pair
         return outcome
 
-    env.step = traced_step
-    message = str(env.solve() if candidate is None else candidate(_StepOnly(env)))
+    def _keep(self):
+        env = self.env
+        traced = env.__dict__.pop("step", None)
+        try:
+            self.before_done = _deepcopy(env)
+        except BaseException as failure:
+            self.copy_error = _error_text(failure)
+        finally:
+            if traced is not None:
+                env.__dict__["step"] = traced
+
+
+def _oracle_result(env, tracer, message):
+    trajectory = tracer.trajectory
+    if tracer.last is not None and (not trajectory or trajectory[-1] is not tracer.last):
+        trajectory = trajectory + [tracer.last]
     return {
         "passed": "reward=1" in message,
         "message": message[:2000],
-        "oracle_calls": int(getattr(env, "step_count", sum(tool_calls.values()))),
-        "tool_calls": tool_calls,
+        "oracle_calls": int(getattr(env, "step_count", tracer.calls)),
+        "traced_calls": tracer.calls,
+        "tool_calls": tracer.tool_calls,
         "trajectory": trajectory,
     }
 
 
+def oracle(source, env_name, config, solver=None):
+    """Runs an oracle on one configuration; it passes iff the returned message contains `reward=1`.
+    A candidate `solver` gets a `self` with only `step`: a candidate that reads the hidden state
+    fails here instead of being chosen for the fewest calls."""
+    env = _build(source, env_name, config)
+    candidate = None if solver is None else _solver_function(env, solver)
+    tracer = _Tracer(env)
+    env.step = tracer
+    if candidate is None:
+        message = str(env.solve())
+    else:
+        guarded, _reads = _step_only(lambda action: tracer(action))
+        message = str(candidate(guarded))
+    return _oracle_result(env, tracer, message)
+
+
 def _tool_doc(name, method):
     """`def Name(params):` plus the docstring, with `self` dropped and the Example Output cut."""
-    import inspect
-
     try:
-        signature = inspect.signature(method)
+        signature = _signature(method)
         params = [p for p in signature.parameters.values() if p.name != "self"]
-        rendered = str(signature.replace(parameters=params, return_annotation=inspect.Signature.empty))
+        rendered = str(signature.replace(parameters=params, return_annotation=signature.empty))
     except (TypeError, ValueError):
         rendered = "(...)"
-    doc = inspect.getdoc(method) or ""
+    doc = _getdoc(method) or ""
     kept = []
     for line in doc.splitlines():
         if line.strip().lower().startswith("example output") or line.strip().lower().startswith("example:"):
@@ -138,199 +279,30 @@ def _tool_doc(name, method):
     return 'def %s%s:\n    r"""\n%s\n    """' % (name, rendered, body)
 
 
-def run_steps(source, env_name, steps, failed_smoke=()):
-    """Run many steps on one environment in one job, handing each step's result to the host as
-    soon as it is ready (`emit_partial`, installed by the sandbox driver): {"ok": result} or
-    {"error": message}. Oracle steps of a candidate that failed its smoke test earlier in the job
-    are skipped ({"error": "skipped: ..."}). A step is {"op": "describe"} | {"op": "ref_answer", "config": ...} |
-    {"op": "oracle", "config": ..., "solver": ... or None} | {"op": "self_test"} | {"op": "smoke_test", "solver"} | {"op": "contract"} | {"op": "classes"} | {"op": "probe", "config", "task_text", "tool_docs"}.
-    One step failing does not stop the rest."""
-    import traceback
-
-    # Candidates whose smoke test failed (in this job, or in an earlier one that a limit ended):
-    # their cells are skipped.
-    failed_smoke = set(failed_smoke)
-    for step in steps:
-        op = step["op"]
-        if op == "oracle" and step.get("solver") in failed_smoke:
-            emit_partial({"error": "skipped: the candidate failed its smoke test"})
-            continue
-        try:
-            if op == "describe":
-                value = describe(source, env_name)
-            elif op == "ref_answer":
-                value = ref_answer(source, env_name, step["config"])
-            elif op == "oracle":
-                value = oracle(source, env_name, step["config"], step.get("solver"))
-            elif op == "self_test":
-                value = self_test(source, env_name)
-            elif op == "contract":
-                value = contract(source, env_name)
-            elif op == "classes":
-                value = find_env_classes(source)
-            elif op == "smoke_test":
-                value = smoke_test(source, env_name, step["solver"])
-                if not (value["exit_code"] == 0 and value["reward_1"] >= 2 and value["reward_0"] == 0):
-                    failed_smoke.add(step["solver"])
-            elif op == "probe":
-                value = probe(source, env_name, step["config"], step.get("task_text") or "", step.get("tool_docs") or "")
-            else:
-                raise ValueError("unknown step %r" % op)
-            outcome = {"ok": value}
-        except BaseException as failure:
-            outcome = {"error": "".join(traceback.format_exception_only(type(failure), failure)).strip()[:2000]}
-        emit_partial(outcome)
-    return len(steps)
+def _describe(cls):
+    env = cls()
+    names = [name for name in getattr(env, "func_mapping", {})]
+    docs = []
+    for name in names:
+        method = getattr(cls, name, None)
+        docs.append(_tool_doc(name, method) if callable(method) else "def %s(...):\n    (no method)" % name)
+    return {"tools": names, "tool_docs": "\n\n".join(docs)}
 
 
-# Answers too common to mean anything when they show up in a text.
-_COMMON_ANSWERS = {"true", "false", "yes", "no", "none", "null", "-1"}
-
-
-def _wrong_like(answer):
-    """A value of the answer's own type that is not the answer."""
-    if isinstance(answer, bool):
-        return not answer
-    if isinstance(answer, (int, float)):
-        return answer + 1
-    if isinstance(answer, str):
-        return answer + "x"
-    if isinstance(answer, (list, tuple)):
-        return list(answer) + [0]
-    return "codegym-wrong-answer"
-
-
-def _is_empty(answer):
-    return isinstance(answer, (str, list, tuple, dict)) and len(answer) == 0
-
-
-def _message(outcome):
-    return str(outcome[1] if isinstance(outcome, tuple) and len(outcome) == 2 else outcome)
-
-
-def _rewarded(env, answer):
-    message = _message(env.step(json.dumps({"name": "Done", "parameters": {"answer": answer}})))
-    return "reward=1" in message or getattr(env, "_reward", 0) == 1, message
-
-
-def _input_tokens(value, found):
-    """Distinctive values of a configuration: strings of 3+ characters, numbers of 3+ digits."""
-    if isinstance(value, dict):
-        for item in value.values():
-            _input_tokens(item, found)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _input_tokens(item, found)
-    elif isinstance(value, str) and len(value) >= 3:
-        found.append(value)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and len(str(abs(value))) >= 3:
-        found.append(str(value))
-    return found
-
-
-def _token_in(token, text):
-    import re
-
-    return re.search(r"(?<![\w.])" + re.escape(token) + r"(?![\w.])", text) is not None
-
-
-def _leaks(answer_text, text, config, shared):
-    """Whether the reference answer shows in `text` as a whole token. Answers of one or two
-    characters and common words never count; nor does an answer that is part of the
-    configuration's own input (an agent may see its input). In text shared by every configuration
-    (task text, tool docs) it counts only when the configuration's input shows there too: the
-    worked example is this very configuration, rather than the text listing possible answers."""
-    if len(answer_text) <= 2 or answer_text.lower() in _COMMON_ANSWERS or not text or not _token_in(answer_text, text):
-        return False
-    options_text = config.split("@", 1)[-1]
-    if _token_in(answer_text, options_text):
-        return False
-    if not shared:
-        return True
-    try:
-        options = json.loads(options_text)
-    except ValueError:
-        return False
-    return any(_token_in(token, text) for token in _input_tokens(options, []))
-
-
-class _StepOnly:
-    """All an oracle may touch is `step`; any other attribute it reads is recorded and refused."""
-
-    def __init__(self, env):
-        object.__setattr__(self, "_env", env)
-        object.__setattr__(self, "reads", [])
-
-    def __getattr__(self, name):
-        if name == "step":
-            return self._env.step
-        self.reads.append(name)
-        raise AttributeError("an oracle may only call self.step(...), not read self.%s" % name)
-
-
-def probe(source, env_name, config, task_text="", tool_docs=""):
-    """Checks the released pipeline never made, on one configuration. Returns {"findings": [...]}
-    with a reason and detail per problem:
-    - wrong_answer_rewarded / empty_answer_rewarded: Done with a wrong value of the right type,
-      or with "", right after reset, must give reward 0;
-    - answer_in_task_text / answer_in_tool_docs / answer_in_observe: the reference answer must
-      not show in what the agent reads (Observe: right after reset);
-    - oracle_reads_state: the oracle must reach its answer through step() only;
-    - nondeterministic_trajectory: two oracle runs under different random seeds must make the
-      same calls and see the same observations."""
-    import random
-
-    answer = _build(source, env_name, config).get_ref_answer()
-    findings = []
-    probes = [("wrong_answer_rewarded", _wrong_like(answer))]
-    if not _is_empty(answer):  # an empty input can have an empty answer: "" is then right
-        probes.append(("empty_answer_rewarded", ""))
-    for reason, wrong in probes:
-        rewarded, message = _rewarded(_build(source, env_name, config), wrong)
-        if rewarded:
-            findings.append({"reason": reason, "detail": "Done(%r) right after reset returned %r" % (wrong, message[:200])})
-    observed = _message(_build(source, env_name, config).step(json.dumps({"name": "Observe", "parameters": {}})))
-    texts = (("answer_in_task_text", task_text, True), ("answer_in_tool_docs", tool_docs, True), ("answer_in_observe", observed, False))
-    for reason, text, shared in texts:
-        if _leaks(str(answer), text, config, shared):
-            findings.append({"reason": reason, "detail": "the reference answer %r appears in it" % str(answer)[:100]})
-    env = _build(source, env_name, config)
-    guarded = _StepOnly(env)
-    try:
-        type(env).solve(guarded)
-    except Exception:
-        pass
-    if guarded.reads:
-        findings.append({"reason": "oracle_reads_state", "detail": "solve() read self.%s" % ", self.".join(sorted(set(guarded.reads)))})
-    runs = []
-    for seed in (1, 2):
-        random.seed(seed)
-        runs.append(oracle(source, env_name, config)["trajectory"])
-    if runs[0] != runs[1]:
-        at = next(i for i, (a, b) in enumerate(zip(runs[0] + [None], runs[1] + [None])) if a != b)
-        findings.append({"reason": "nondeterministic_trajectory", "detail": "two runs under different seeds differ at call %d" % (at + 1)})
-    return {"findings": findings}
+def describe(source, env_name):
+    """The environment's tools in `func_mapping` order, with their agent-facing documentation."""
+    return _describe(_env_class(source, env_name))
 
 
 _REQUIRED_METHODS = ("from_env_str", "reset", "get_ref_answer", "step")
 _DOC_SECTIONS = ("Args", "Returns", "Example")
 
 
-def contract(source, env_name):
-    """The static half of the environment contract: the class is found by parsing (one class
-    defining `from_env_str`, named `env_name`), it has the required methods, `func_mapping` holds
-    Observe and Done, and every action has a method of the same name whose docstring has Args,
-    Returns and Example. Returns {"classes": [...], "problems": [...]} (empty problems: it holds)."""
-    classes = find_env_classes(source)
-    problems = []
-    if env_name not in classes:
-        problems.append("no class %s defining from_env_str (found: %s)" % (env_name, ", ".join(classes) or "none"))
-        return {"classes": classes, "problems": problems}
-    cls = _env_class(source, env_name)
-    problems += ["missing method %s" % name for name in _REQUIRED_METHODS if not callable(getattr(cls, name, None))]
+def _contract_problems(cls):
+    problems = ["missing method %s" % name for name in _REQUIRED_METHODS if not callable(getattr(cls, name, None))]
     mapping = getattr(cls(), "func_mapping", None)
     if not isinstance(mapping, dict):
-        return {"classes": classes, "problems": problems + ["func_mapping is not a dict"]}
+        return problems + ["func_mapping is not a dict"]
     problems += ["func_mapping has no %s" % name for name in ("Observe", "Done") if name not in mapping]
     for action in mapping:
         method = getattr(cls, action, None)
@@ -341,15 +313,100 @@ def contract(source, env_name):
         missing = [section for section in _DOC_SECTIONS if section not in doc]
         if missing:
             problems.append("the docstring of %s lacks %s" % (action, ", ".join(missing)))
-    return {"classes": classes, "problems": problems}
+    return problems
+
+
+def contract(source, env_name):
+    """The static half of the environment contract: the class is found by parsing (one class
+    defining `from_env_str`, named `env_name`), it has the required methods, `func_mapping` holds
+    Observe and Done, and every action has a method of the same name whose docstring has Args,
+    Returns and Example. Returns {"classes": [...], "problems": [...]} (empty problems: it holds)."""
+    classes = find_env_classes(source)
+    if env_name not in classes:
+        return {"classes": classes, "problems": ["no class %s defining from_env_str (found: %s)" % (env_name, ", ".join(classes) or "none")]}
+    return {"classes": classes, "problems": _contract_problems(_env_class(source, env_name))}
+
+
+def _unsupported(source, failure):
+    """The WASI-missing modules the module imports, when its failure is likely theirs."""
+    try:
+        tree = _ast.parse(source)
+    except SyntaxError:
+        return []
+    used = set()
+    for node in _ast.walk(tree):
+        if isinstance(node, _ast.Import):
+            used.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, _ast.ImportFrom) and node.module:
+            used.add(node.module.split(".")[0])
+    return sorted(name for name in used if name in _UNSUPPORTED)
+
+
+def _run_main(source, env_name, output_limit=100000):
+    """Runs the module as `__main__` (its own self-tests), capturing what it prints. Returns the
+    self-test facts and the module's namespace (whatever the module defined before it stopped)."""
+    module = _types.ModuleType("__main__")
+    module.__dict__["__builtins__"] = _builtins
+    module.__file__ = "<env:%s>" % env_name
+    saved_main, saved_stdout = _sys.modules.get("__main__"), _sys.stdout
+    _sys.modules["__main__"] = module
+    captured = _io.StringIO()
+    _sys.stdout = captured
+    exit_code, error = 0, None
+    try:
+        exec(_code_of(source, env_name), module.__dict__)
+    except SystemExit as stop:
+        exit_code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except Exception as failure:
+        exit_code, error = 1, "%s: %s" % (type(failure).__name__, failure)
+    finally:
+        _sys.stdout = saved_stdout
+        if saved_main is not None:
+            _sys.modules["__main__"] = saved_main
+    printed = captured.getvalue()
+    facts = {
+        "exit_code": exit_code,
+        "error": error,
+        "reward_1": printed.count("reward=1"),
+        "reward_0": printed.count("reward=0"),
+        "stdout": printed[:output_limit],
+        "unsupported": _unsupported(source, error) if exit_code != 0 else [],
+    }
+    return facts, module.__dict__
+
+
+def self_test(source, env_name):
+    """Runs the module as `__main__` and reports its exit status and how many `reward=1` /
+    `reward=0` it printed."""
+    return _run_main(source, env_name)[0]
+
+
+def module_checks(source, env_name):
+    """The module-wide checks from one execution of the module: its self-tests (as `__main__`),
+    then the contract and the tool description from the classes it defined."""
+    facts, namespace = _run_main(source, env_name)
+    classes = find_env_classes(source)
+    result = {"self_test": facts, "contract": None, "description": None, "contract_error": None, "description_error": None}
+    if env_name not in classes:
+        result["contract"] = {"classes": classes, "problems": ["no class %s defining from_env_str (found: %s)" % (env_name, ", ".join(classes) or "none")]}
+        result["description_error"] = "the module defines no environment class %s" % env_name
+        return result
+    try:
+        cls = _class_in(namespace, env_name)
+        result["contract"] = {"classes": classes, "problems": _contract_problems(cls)}
+        result["description"] = _describe(cls)
+    except BaseException as failure:
+        text = _error_text(failure)
+        result["contract_error" if result["contract"] is None else "description_error"] = text
+    return result
 
 
 def _splice(source, env_name, solver):
     """The module with a candidate `solve` in place of the class's own: the candidate's source
     runs at module level right after the class (so its imports work), then replaces the method,
     before the module's `__main__` block runs."""
-    tree = ast.parse(source)
-    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == env_name), None)
+    tree = _ast.parse(source)
+    cls = next((n for n in tree.body if isinstance(n, _ast.ClassDef) and n.name == env_name), None)
     if cls is None:
         raise LookupError("the module defines no class named %s" % env_name)
     lines = source.splitlines(keepends=True)
@@ -362,154 +419,142 @@ def smoke_test(source, env_name, solver):
     return self_test(_splice(source, env_name, solver), env_name)
 
 
-def self_test(source, env_name, output_limit=100000):
-    """Run the module as `__main__` (its own self-tests), capturing what it prints; report the exit
-    status and how many `reward=1` / `reward=0` it printed."""
-    import io
-    import sys
+def _done(env, answer):
+    """Submits `answer` with Done: the message and the environment's own reward attribute."""
+    message = _message(env.step(_dumps({"name": "Done", "parameters": {"answer": answer}})))
+    reward = getattr(env, "_reward", None)
+    return {"answer": _as_json(answer), "message": message[:500], "reward": reward if isinstance(reward, (int, float)) else None}
 
-    captured = io.StringIO()
-    real_stdout = sys.stdout
-    sys.stdout = captured
-    exit_code, error = 0, None
+
+def _replay_to_done(source, env_name, config, trajectory):
+    """A new environment driven through the oracle's actions up to (not including) its first Done."""
+    env = _build(source, env_name, config)
+    for action, _observation in trajectory:
+        if _tool_name(action) == "Done":
+            break
+        env.step(action)
+    return env
+
+
+def _wrong_answers(right):
+    """Wrong answers of the right answer's type: near misses, and values an environment that
+    compares loosely would take (a number of the same parity, a text containing the answer)."""
+    if isinstance(right, bool):
+        candidates = [not right]
+    elif isinstance(right, int):
+        candidates = [right + 1, right - 1, right + 2, 0, -right, 2 * right, int(str(abs(right)) + "1")]
+    elif isinstance(right, float):
+        candidates = [right + 1, right - 1, right + 0.5, 0.0, -right, 2 * right]
+    elif isinstance(right, str):
+        candidates = [right + "x", right[:-1], right[::-1], right.swapcase(), " " + right, right + right, "x"]
+    elif isinstance(right, (list, tuple)):
+        items = list(right)
+        candidates = [items + [items[-1] if items else 0], items[:-1], items[::-1], [items], items * 2]
+        if items and isinstance(items[0], int) and not isinstance(items[0], bool):
+            candidates.append([items[0] + 1] + items[1:])
+    elif isinstance(right, dict):
+        candidates = [dict(right, codegym_extra=0), {}]
+        if right:
+            key = sorted(right, key=repr)[0]
+            candidates.append({k: v for k, v in right.items() if k != key})
+    else:
+        candidates = ["codegym-wrong-answer"]
+    if not (isinstance(right, (str, list, tuple, dict)) and len(right) == 0):
+        candidates.append("")  # an empty input can have an empty answer: "" is then right
+    wrong, seen = [], set()
+    for candidate in candidates:
+        text = _as_json(candidate)
+        if text is not None and candidate != right and text not in seen:
+            seen.add(text)
+            wrong.append(candidate)
+    return wrong
+
+
+def probe(source, env_name, config):
+    """Evidence for the anti-gaming probes on one configuration; the host judges it. Wrong answers
+    are near misses of the reference answer's own type ([`_wrong_answers`]). Returns:
+    - reset: Done(answer) right after reset, per wrong answer;
+    - final: Done(answer) in the state where the oracle submitted its answer (a copy of the
+      environment just before its first Done), per wrong answer, and `final_right`: the right
+      answer there (it must earn 1, or the copy is not that state);
+    - observe: what Observe shows right after reset;
+    - reads: attributes other than `step` that the environment's own solve read of `self`."""
+    evidence = {"reset": [], "final": [], "final_right": None, "observe": None, "reads": [], "solve_error": None, "copy": "none"}
+    right = _build(source, env_name, config).get_ref_answer()
+    answers = _wrong_answers(right)
+    evidence["right"] = _as_json(right)
+    for answer in answers:
+        evidence["reset"].append(_done(_build(source, env_name, config), answer))
+    evidence["observe"] = _message(_build(source, env_name, config).step(_dumps({"name": "Observe", "parameters": {}})))[:20000]
+    env = _build(source, env_name, config)
+    tracer = _Tracer(env, keep_before_done=True)
+    guarded, reads = _step_only(lambda action: tracer(action))
     try:
-        exec(compile(source, "<env:%s>" % env_name, "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-    except SystemExit as stop:
-        exit_code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        type(env).solve(guarded)
+    except BaseException as failure:  # whatever it raises, the evidence gathered so far stands
+        evidence["solve_error"] = _error_text(failure)
+    evidence["reads"] = sorted(set(reads))
+    if tracer.before_done is None:
+        return evidence
+    copies = lambda: _deepcopy(tracer.before_done)
+    evidence["copy"] = "deepcopy"
+    try:
+        evidence["final_right"] = _done(copies(), right)
     except Exception as failure:
-        exit_code, error = 1, "%s: %s" % (type(failure).__name__, failure)
-    finally:
-        sys.stdout = real_stdout
-    printed = captured.getvalue()
-    return {
-        "exit_code": exit_code,
-        "error": error,
-        "reward_1": printed.count("reward=1"),
-        "reward_0": printed.count("reward=0"),
-        "stdout": printed[:output_limit],
-    }
+        evidence["final_right"] = {"answer": None, "message": _error_text(failure), "reward": None}
+    if "reward=1" not in evidence["final_right"]["message"]:
+        # The copy is not the state the oracle answered in: drive a new environment there instead.
+        copies = lambda: _replay_to_done(source, env_name, config, tracer.trajectory)
+        evidence["copy"] = "replay"
+        evidence["final_right"] = _done(copies(), right)
+    for answer in answers:
+        evidence["final"].append(_done(copies(), answer))
+    return evidence
 
 
-def _importer(modules):
-    """An `__import__` that serves `modules` by name and defers to the real one otherwise: the
-    problem's own modules never enter sys.modules, so nothing of them outlives the job."""
-    import builtins
-
-    real = builtins.__import__
-
-    def importer(name, globals=None, locals=None, fromlist=(), level=0):
-        if level == 0 and name in modules:
-            return modules[name]
-        return real(name, globals, locals, fromlist, level)
-
-    return importer
-
-
-def _module(name, source, builtins_dict):
-    import types
-
-    module = types.ModuleType(name)
-    module.__dict__["__builtins__"] = builtins_dict
-    exec(compile(source, "<%s>" % name, "exec"), module.__dict__)
-    return module
-
-
-def _run_pytest_style(namespace):
-    import inspect
-
-    fixtures = {n: f for n, f in namespace.items() if callable(f) and getattr(f, "_codegym_fixture", False)}
-    tests = [(n, f) for n, f in namespace.items() if n.startswith("test") and callable(f) and inspect.isfunction(f)]
-    if not tests:
-        return "no_tests", "no test_ functions"
-    ran = 0
-    for name, test in tests:
-        parameters = list(inspect.signature(test).parameters)
-        for case in getattr(test, "_codegym_cases", [{}]):
-            arguments = dict(case)
-            for parameter in parameters:
-                if parameter not in arguments and parameter in fixtures:
-                    arguments[parameter] = fixtures[parameter]()
-            try:
-                test(**arguments)
-                ran += 1
-            except namespace["pytest"].Skipped:
-                pass
-            except AssertionError as failure:
-                return "fail", "%s: AssertionError %s" % (name, str(failure)[:500])
-    return "pass", "%d test cases passed" % ran
-
-
-def preflight(solution, tests, test_kind, pytest_source):
-    """Run a reference solution against its own tests: {"verdict": pass|fail|error|no_tests, "detail"}.
-    `pytest_source` is the sandbox's pytest stand-in, served to the tests as `import pytest`.
-    `test_kind`: pytest (test_ functions importing from `solution`), assert (a script of asserts),
-    io ({"io": [{"input", "output"}]}: the solution reads stdin and prints), none."""
-    import builtins
-    import io
-    import sys
-
-    if test_kind == "none" or not (tests or "").strip():
-        return {"verdict": "no_tests", "detail": "the problem has no tests"}
-    sandbox_builtins = dict(builtins.__dict__)
-    served = {}
-    sandbox_builtins["__import__"] = _importer(served)
-    try:
-        served["pytest"] = _module("pytest", pytest_source, sandbox_builtins)
-        if test_kind == "io":
-            return _preflight_io(solution, json.loads(tests)["io"], sandbox_builtins)
-        served["solution"] = _module("solution", solution, sandbox_builtins)
-        if test_kind == "pytest":
-            namespace = {"__name__": "test_solution", "__builtins__": sandbox_builtins}
-            exec(compile(tests, "<tests>", "exec"), namespace)
-            namespace.setdefault("pytest", served["pytest"])
-            verdict, detail = _run_pytest_style(namespace)
-        else:
-            exec(compile(tests, "<tests>", "exec"), {"__name__": "__main__", "__builtins__": sandbox_builtins})
-            verdict, detail = "pass", "the test script ran to its end"
-    except AssertionError as failure:
-        verdict, detail = "fail", "AssertionError %s" % str(failure)[:500]
-    except Exception as failure:
-        verdict, detail = "error", "%s: %s" % (type(failure).__name__, str(failure)[:500])
-    return {"verdict": verdict, "detail": detail}
-
-
-def _preflight_io(solution, pairs, sandbox_builtins):
-    import io
-    import sys
-
-    if not pairs:
-        return {"verdict": "no_tests", "detail": "no input/output pairs"}
-    code = compile(solution, "<solution>", "exec")
-    real_stdin, real_stdout = sys.stdin, sys.stdout
-    try:
-        for number, pair in enumerate(pairs, 1):
-            sys.stdin, sys.stdout = io.StringIO(pair["input"]), io.StringIO()
-            try:
-                exec(code, {"__name__": "__main__", "__builtins__": sandbox_builtins})
-            except SystemExit as stop:
-                if stop.code not in (None, 0):
-                    raise
-            printed = sys.stdout.getvalue()
-            sys.stdin, sys.stdout = real_stdin, real_stdout
-            if [l.rstrip() for l in printed.strip().splitlines()] != [l.rstrip() for l in pair["output"].strip().splitlines()]:
-                return {"verdict": "fail", "detail": "pair %d: expected %r, got %r" % (number, pair["output"][:200], printed[:200])}
-    finally:
-        sys.stdin, sys.stdout = real_stdin, real_stdout
-    return {"verdict": "pass", "detail": "%d input/output pairs matched" % len(pairs)}
-
-
-def emit_partial(value):
-    """Replaced by the sandbox driver at boot."""
-    raise RuntimeError("emit_partial is only available inside the codegym sandbox")
-
-
-def describe(source, env_name):
-    """The environment's tools in `func_mapping` order, with their agent-facing documentation."""
-    cls = _env_class(source, env_name)
-    env = cls()
-    names = [name for name in getattr(env, "func_mapping", {})]
-    docs = []
-    for name in names:
-        method = getattr(cls, name, None)
-        docs.append(_tool_doc(name, method) if callable(method) else "def %s(...):\n    (no method)" % name)
-    return {"tools": names, "tool_docs": "\n\n".join(docs)}
+def run_steps(source, env_name, steps, configs=(), solvers=(), failed_smoke=()):
+    """Runs many steps on one environment in one job, handing each step's result to the host as
+    soon as it is ready (`emit_partial`, installed by the sandbox driver): {"ok": result} or
+    {"error": message}. Steps name configurations and solvers by their index in `configs` and
+    `solvers` (each is sent once however many steps use it). Oracle steps of a solver whose smoke
+    test failed (in this job, or in `failed_smoke`) are skipped ({"error": "skipped: ..."}).
+    A step is {"op": "module"} | {"op": "describe"} | {"op": "self_test"} | {"op": "contract"} |
+    {"op": "classes"} | {"op": "ref_answer", "config"} | {"op": "oracle", "config", "solver" or
+    None} | {"op": "smoke_test", "solver"} | {"op": "probe", "config"}.
+    One step failing does not stop the rest."""
+    failed_smoke = set(failed_smoke)
+    for step in steps:
+        op = step["op"]
+        if op == "oracle" and step.get("solver") in failed_smoke:
+            emit_partial({"error": "skipped: the candidate failed its smoke test"})
+            continue
+        try:
+            config = configs[step["config"]] if "config" in step else None
+            solver = solvers[step["solver"]] if step.get("solver") is not None else None
+            if op == "module":
+                value = module_checks(source, env_name)
+            elif op == "describe":
+                value = describe(source, env_name)
+            elif op == "self_test":
+                value = self_test(source, env_name)
+            elif op == "contract":
+                value = contract(source, env_name)
+            elif op == "classes":
+                value = find_env_classes(source)
+            elif op == "ref_answer":
+                value = ref_answer(source, env_name, config)
+            elif op == "oracle":
+                value = oracle(source, env_name, config, solver)
+            elif op == "smoke_test":
+                value = smoke_test(source, env_name, solver)
+                if not (value["exit_code"] == 0 and value["reward_1"] >= 2 and value["reward_0"] == 0):
+                    failed_smoke.add(step["solver"])
+            elif op == "probe":
+                value = probe(source, env_name, config)
+            else:
+                raise ValueError("unknown step %r" % op)
+            outcome = {"ok": value}
+        except BaseException as failure:
+            outcome = {"error": _error_text(failure)}
+        emit_partial(outcome)
+    return len(steps)

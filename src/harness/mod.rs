@@ -1,11 +1,12 @@
 //! The environment harness: typed jobs over the Python harness that runs inside the sandbox
-//! (`harness.py`, installed as module `codegym_harness` with the `gymnasium` stand-in beside it).
-//! Builds many-step jobs on one environment (describe its tools, run its own self-tests, compute
-//! reference answers, run oracles or candidate solvers), runs them to completion across limits
-//! ([`run_steps`]), and parses their JSON results. Knows the CodeGym environment contract; knows
+//! (`harness.py`, a private module of the sandbox driver, with the `gymnasium` stand-in beside it).
+//! Builds many-step jobs on one environment (the module-wide checks, reference answers, oracles and
+//! candidate solvers, the probes' evidence), runs them to completion across limits
+//! ([`run_steps`]), and parses their JSON results, checking what it can of them against each other
+//! (a pass must show in the trajectory it came with). Knows the CodeGym environment contract; knows
 //! nothing of tables or the LLM.
 
-use crate::sandbox::{ExecMode, Job, JobOutcome, JobReporter, Limits, Sandbox, SandboxError, Verdict};
+use crate::sandbox::{ExecMode, Job, JobOutcome, JobReporter, Limits, Sandbox, SandboxError, Variant, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -36,10 +37,40 @@ pub struct OracleRun {
     pub message: String,
     /// The environment's `step_count` after `solve()`: every `step()` call, malformed ones too.
     pub oracle_calls: i64,
+    /// The `step()` calls the harness saw.
+    #[serde(default)]
+    pub traced_calls: i64,
     /// Calls per tool name (`<malformed>` for actions that are not JSON with a string `name`).
     pub tool_calls: BTreeMap<String, i64>,
-    /// The (action, observation) pairs, in order.
+    /// The (action, observation) pairs, in order (the first 4096, and always the last).
     pub trajectory: Vec<(String, String)>,
+}
+
+impl OracleRun {
+    /// Why this run's verdict cannot be believed, if it cannot: a pass whose trajectory does not end
+    /// in a rewarded `Done`, or a verdict that disagrees with the message it came with.
+    pub fn contradiction(&self) -> Option<String> {
+        if self.passed != self.message.contains("reward=1") {
+            return Some(format!("the harness reported passed={} for the message {:?}", self.passed, cut(&self.message)));
+        }
+        if !self.passed {
+            return None;
+        }
+        match self.trajectory.last() {
+            None => Some("a pass with no step in its trajectory".into()),
+            Some((_, observation)) if !observation.contains("reward=1") => {
+                Some(format!("a pass whose last observation does not show the reward: {:?}", cut(observation)))
+            }
+            Some(_) if self.traced_calls > 0 && self.tool_calls.values().sum::<i64>() != self.traced_calls => {
+                Some("the per-tool counts do not add up to the calls made".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn cut(text: &str) -> &str {
+    &text[..text.char_indices().nth(200).map_or(text.len(), |(i, _)| i)]
 }
 
 /// The agent-facing description of an environment's tools.
@@ -65,6 +96,10 @@ pub struct SelfTest {
     pub reward_1: usize,
     pub reward_0: usize,
     pub stdout: String,
+    /// Modules the module imports that the sandbox's WASI build lacks (asyncio, threading, ...),
+    /// when the block failed.
+    #[serde(default)]
+    pub unsupported: Vec<String>,
 }
 
 impl SelfTest {
@@ -74,7 +109,17 @@ impl SelfTest {
     }
 }
 
-/// What the module-wide steps found about one environment: stage 2 of the method.
+/// What [`Step::Module`] returns: the three module-wide checks from one execution of the module.
+#[derive(Debug, Clone, Deserialize)]
+struct ModuleFacts {
+    self_test: SelfTest,
+    contract: Option<ContractCheck>,
+    description: Option<ToolDescription>,
+    contract_error: Option<String>,
+    description_error: Option<String>,
+}
+
+/// What the module-wide checks found about one environment: stage 2 of the method.
 #[derive(Debug, Clone)]
 pub struct ModuleChecks {
     pub contract: Result<ContractCheck, String>,
@@ -83,16 +128,37 @@ pub struct ModuleChecks {
 }
 
 impl ModuleChecks {
-    /// The steps that produce the checks, in the order [`ModuleChecks::from_results`] reads them.
-    pub const STEPS: [Step; 3] = [Step::Contract, Step::SelfTest, Step::Describe];
-
-    pub fn from_results(results: &[StepResult]) -> ModuleChecks {
-        ModuleChecks { contract: results[0].parse(), self_test: results[1].parse(), description: results[2].parse() }
+    /// The checks from the result of a [`Step::Module`].
+    pub fn from_result(result: &StepResult) -> ModuleChecks {
+        match result.parse::<ModuleFacts>() {
+            Err(detail) => {
+                ModuleChecks { contract: Err(detail.clone()), self_test: Err(detail.clone()), description: Err(detail) }
+            }
+            Ok(facts) => {
+                let missing = || "the module did not get that far".to_string();
+                ModuleChecks {
+                    contract: facts.contract.ok_or_else(|| facts.contract_error.clone().unwrap_or_else(missing)),
+                    self_test: Ok(facts.self_test),
+                    description: facts.description.ok_or_else(|| facts.description_error.unwrap_or_else(missing)),
+                }
+            }
+        }
     }
 
-    /// Why the module breaks the contract, if it does: the contract check, then its own
-    /// self-tests (exit 0 within the module budget, at least two of them run).
+    /// Why the module breaks the contract, if it does: code the sandbox cannot run, the contract
+    /// check, then its own self-tests (exit 0 within the module budget, at least two of them run).
     pub fn failure(&self) -> Option<(&'static str, String)> {
+        if let Ok(run) = &self.self_test
+            && run.exit_code != 0
+            && !run.unsupported.is_empty()
+        {
+            let detail = format!(
+                "the module needs {}, which the sandbox's WASI build lacks (no threads, processes, sockets or event loop): {}",
+                run.unsupported.join(", "),
+                run.error.as_deref().unwrap_or("its self-tests failed")
+            );
+            return Some(("unsupported_in_sandbox", detail));
+        }
         match (&self.contract, &self.self_test) {
             (Err(detail), _) => Some(("contract_failed", detail.clone())),
             (Ok(check), _) if !check.problems.is_empty() => Some(("contract_failed", check.problems.join("; "))),
@@ -116,67 +182,109 @@ pub fn seed_for(key: &str) -> u64 {
     u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
-/// One step of a many-step job on one environment.
+/// One step of a many-step job on one environment. Configurations and solvers are named by their
+/// index in the job's [`EnvWork::configs`] and [`EnvWork::solvers`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Step {
-    /// List the tools and build their agent-facing documentation ([`ToolDescription`]).
-    Describe,
-    /// The reference answer of a configuration ([`RefAnswer`]).
-    RefAnswer { config: String },
-    /// Run an oracle on a configuration ([`OracleRun`]); `solver` replaces the environment's own
-    /// `solve` when given.
-    Oracle { config: String, solver: Option<String> },
-    /// Run the module as `__main__`: its own self-tests ([`SelfTest`]).
-    SelfTest,
-    /// The module's self-tests with a candidate `solve` spliced in ([`SelfTest`]): the smoke test
-    /// of an oracle candidate.
-    SmokeTest { solver: String },
-    /// The static half of the environment contract ([`ContractCheck`]).
-    Contract,
+    /// The module-wide checks from one execution of the module ([`ModuleChecks`]): its own
+    /// self-tests as `__main__`, the contract, the tools and their agent-facing documentation.
+    Module,
     /// The classes, found by parsing the module, that define `from_env_str` (a list of names).
     Classes,
-    /// Checks that the environment cannot be gamed on a configuration ([`ProbeFindings`]): wrong
-    /// and empty answers rewarded, the answer shown in `task_text`, `tool_docs` or Observe, an
-    /// oracle reading hidden state, a trajectory that depends on the random seed.
-    Probe { config: String, task_text: String, tool_docs: String },
+    /// The reference answer of a configuration ([`RefAnswer`]).
+    RefAnswer { config: usize },
+    /// Run an oracle on a configuration ([`OracleRun`]); `solver` replaces the environment's own
+    /// `solve` when given.
+    Oracle { config: usize, solver: Option<usize> },
+    /// The module's self-tests with a candidate `solve` spliced in ([`SelfTest`]): the smoke test
+    /// of an oracle candidate.
+    SmokeTest { solver: usize },
+    /// The evidence of the anti-gaming probes on a configuration ([`ProbeEvidence`]).
+    Probe { config: usize },
 }
 
 impl Step {
-    /// The step's name, as in `harness.py` (`describe`, `oracle`, ...).
+    /// The step's name, as in `harness.py` (`module`, `oracle`, ...).
     pub fn kind(&self) -> &'static str {
         match self {
-            Step::Describe => "describe",
+            Step::Module => "module",
+            Step::Classes => "classes",
             Step::RefAnswer { .. } => "ref_answer",
             Step::Oracle { .. } => "oracle",
-            Step::SelfTest => "self_test",
             Step::SmokeTest { .. } => "smoke_test",
-            Step::Contract => "contract",
-            Step::Classes => "classes",
             Step::Probe { .. } => "probe",
         }
     }
 
-    /// Steps that run the whole module, or several oracle runs, get the module's budget (the
-    /// method's 5 s); the others the per-cell budget.
-    fn runs_module(&self) -> bool {
-        matches!(self, Step::SelfTest | Step::SmokeTest { .. } | Step::Contract | Step::Classes | Step::Probe { .. })
+    fn budget(&self, budgets: &Budgets) -> Duration {
+        match self {
+            Step::Module | Step::Classes | Step::SmokeTest { .. } => budgets.module,
+            Step::Probe { .. } => budgets.probe,
+            Step::RefAnswer { .. } | Step::Oracle { .. } => budgets.cell.timeout,
+        }
     }
 }
 
-/// What [`Step::Probe`] found; empty when nothing.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct ProbeFindings {
-    pub findings: Vec<Finding>,
+/// The limits of the steps of a job: each step kind has its own time budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budgets {
+    /// A reference answer or an oracle cell (the method's 3 s and 100 MiB); the memory and output
+    /// caps apply to every step.
+    pub cell: Limits,
+    /// A step that runs the whole module: the module checks, a smoke test (the method's 5 s).
+    pub module: Duration,
+    /// A probe: an oracle run and a few submissions besides, so a sound environment within the
+    /// cell limit is always probed to the end.
+    pub probe: Duration,
 }
 
-/// One problem a probe found, with the reason that names it (`wrong_answer_rewarded`,
-/// `empty_answer_rewarded`, `answer_in_task_text`, `answer_in_tool_docs`, `answer_in_observe`,
-/// `oracle_reads_state`, `nondeterministic_trajectory`).
+impl Budgets {
+    /// The method's budgets for `cell`: 5 s per module step; a probe gets two cells.
+    pub fn method(cell: Limits) -> Budgets {
+        Budgets { cell, module: Duration::from_secs(5), probe: cell.timeout * 2 + Duration::from_secs(1) }
+    }
+}
+
+/// The evidence of the anti-gaming probes on one configuration (the host draws the findings).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ProbeEvidence {
+    /// The reference answer as JSON.
+    #[serde(default)]
+    pub right: Option<String>,
+    /// `Done(wrong)` right after reset, per wrong answer.
+    pub reset: Vec<Submission>,
+    /// `Done(wrong)` in the state where the oracle submitted its answer, per wrong answer.
+    #[serde(rename = "final")]
+    pub final_: Vec<Submission>,
+    /// `Done(right)` in that state: it must earn 1, or that state was not reached.
+    pub final_right: Option<Submission>,
+    /// What Observe shows right after reset.
+    pub observe: Option<String>,
+    /// Attributes of `self` other than `step` that the environment's own solve read.
+    pub reads: Vec<String>,
+    /// How the environment's own solve ended, when it raised.
+    pub solve_error: Option<String>,
+    /// How the state before `Done` was reached for the final submissions: `deepcopy`, `replay`
+    /// or `none` (the oracle never called Done).
+    pub copy: String,
+}
+
+/// One `Done(answer)` and what it got.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Finding {
-    pub reason: String,
-    pub detail: String,
+pub struct Submission {
+    /// The answer as JSON.
+    pub answer: Option<String>,
+    pub message: String,
+    /// The environment's `_reward` afterwards, when it has one.
+    pub reward: Option<f64>,
+}
+
+impl Submission {
+    /// Whether the environment rewarded it: the message says `reward=1`, or its reward is 1.
+    pub fn rewarded(&self) -> bool {
+        self.message.contains("reward=1") || self.reward == Some(1.0)
+    }
 }
 
 /// The static half of the environment contract.
@@ -186,37 +294,6 @@ pub struct ContractCheck {
     pub classes: Vec<String>,
     /// What breaks the contract; empty when it holds.
     pub problems: Vec<String>,
-}
-
-/// Job: run `steps` on one environment in one interpreter visit. Each step's result comes back as a
-/// partial result; `limits.timeout` bounds each step (`module_timeout` those that run the whole
-/// module); a failing step does not stop the others. The oracle cells of the candidates in
-/// `failed_smoke` (their smoke test failed earlier) are skipped.
-pub fn steps_job(
-    env: EnvSource,
-    steps: &[Step],
-    limits: Limits,
-    module_timeout: Duration,
-    seed: u64,
-    failed_smoke: &[&str],
-) -> Job {
-    let args = json!({ "source": env.code, "env_name": env.name, "steps": steps, "failed_smoke": failed_smoke });
-    let step_timeouts = steps.iter().map(|s| if s.runs_module() { module_timeout } else { limits.timeout }).collect();
-    Job { seed, step_timeouts, ..Job::call("run_steps", args, limits) }
-}
-
-/// The candidates among `steps` whose smoke test has a result in `results` and failed it.
-fn failed_smoke_tests<'a>(steps: &'a [Step], results: &[StepResult]) -> Vec<&'a str> {
-    steps
-        .iter()
-        .zip(results)
-        .filter_map(|(step, result)| match step {
-            Step::SmokeTest { solver } if !result.parse::<SelfTest>().is_ok_and(|run| run.smoke_passed()) => {
-                Some(solver.as_str())
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// How one step ended.
@@ -235,11 +312,71 @@ impl StepResult {
         let value = self.value.as_ref().map_err(Clone::clone)?;
         T::deserialize(value).map_err(|e| format!("unexpected harness result: {e}"))
     }
+
+    /// Why the step has no result, with the verdict that ended it (`timeout: exceeded ...`).
+    pub fn failure(&self) -> Option<String> {
+        let error = self.value.as_ref().err()?;
+        Some(match self.verdict {
+            Verdict::Ok => error.clone(),
+            verdict => format!("{}: {error}", verdict.as_str()),
+        })
+    }
 }
 
-/// The results of the steps a [`steps_job`] finished, and, when it ended early, the result of the
-/// step it was running (its limit verdict). Steps after that one did not run.
+/// Steps to run on one environment, and the configurations and solvers they name.
+#[derive(Debug, Clone)]
+pub struct EnvWork<'a> {
+    pub env: EnvSource<'a>,
+    pub steps: Vec<Step>,
+    pub configs: Vec<&'a str>,
+    pub solvers: Vec<&'a str>,
+    pub seed: u64,
+    pub variant: Variant,
+}
+
+impl<'a> EnvWork<'a> {
+    /// Work on `env` with nothing to do yet, in the primary variant.
+    pub fn new(env: EnvSource<'a>, seed: u64) -> EnvWork<'a> {
+        EnvWork { env, steps: Vec::new(), configs: Vec::new(), solvers: Vec::new(), seed, variant: Variant::Primary }
+    }
+}
+
+/// Job: run `steps` of `work` in one interpreter. Each step's result comes back as a partial
+/// result; each step kind has its budget; a failing step does not stop the others. The oracle
+/// cells of the solvers in `failed_smoke` (their smoke test failed earlier) are skipped.
+fn steps_job(work: &EnvWork, steps: &[Step], budgets: &Budgets, failed_smoke: &[usize]) -> Job {
+    let args = json!({
+        "source": work.env.code,
+        "env_name": work.env.name,
+        "steps": steps,
+        "configs": work.configs,
+        "solvers": work.solvers,
+        "failed_smoke": failed_smoke,
+    });
+    let step_timeouts = steps.iter().map(|s| s.budget(budgets)).collect();
+    Job { seed: work.seed, step_timeouts, variant: work.variant, ..Job::call("run_steps", args, budgets.cell) }
+}
+
+/// The solvers among `steps` whose smoke test has a result in `results` and failed it.
+fn failed_smoke_tests(steps: &[Step], results: &[StepResult]) -> Vec<usize> {
+    steps
+        .iter()
+        .zip(results)
+        .filter_map(|(step, result)| match step {
+            Step::SmokeTest { solver } if !result.parse::<SelfTest>().is_ok_and(|run| run.smoke_passed()) => Some(*solver),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The results of the steps a job finished, and, when it ended early, the result of the step it
+/// was running (its limit verdict). Steps after that one did not run. A job that handed over more
+/// results than it had steps is not believed at all: every step gets an error.
 pub fn step_results(outcome: &JobOutcome, steps: usize) -> Vec<StepResult> {
+    if outcome.partials.len() > steps {
+        let detail = format!("the job handed over {} results for {steps} steps", outcome.partials.len());
+        return (0..steps).map(|_| StepResult { value: Err(detail.clone()), verdict: Verdict::Error, duration_ms: 0 }).collect();
+    }
     let mut results: Vec<StepResult> = outcome
         .partials
         .iter()
@@ -261,22 +398,13 @@ pub fn step_results(outcome: &JobOutcome, steps: usize) -> Vec<StepResult> {
     results
 }
 
-/// Steps to run on one environment.
-#[derive(Debug, Clone)]
-pub struct EnvWork<'a> {
-    pub env: EnvSource<'a>,
-    pub steps: Vec<Step>,
-    pub seed: u64,
-}
-
 /// Runs every environment's steps (one job per environment), resuming after a step that a limit
 /// ended with a new job for the steps after it, until every step has a result. Returns the results
 /// per environment, one per step, in step order.
 pub fn run_steps(
     sandbox: &Sandbox,
     work: &[EnvWork],
-    limits: Limits,
-    module_timeout: Duration,
+    budgets: &Budgets,
     mode: ExecMode,
     threads: usize,
     reporter: Option<&dyn JobReporter>,
@@ -288,8 +416,7 @@ pub fn run_steps(
             .iter()
             .map(|&i| {
                 let (done, steps) = (&results[i], &work[i].steps);
-                let failed = failed_smoke_tests(steps, done);
-                steps_job(work[i].env, &steps[done.len()..], limits, module_timeout, work[i].seed, &failed)
+                steps_job(&work[i], &steps[done.len()..], budgets, &failed_smoke_tests(steps, done))
             })
             .collect();
         let outcomes = sandbox.run_jobs(jobs, mode, threads, reporter)?;
@@ -304,4 +431,50 @@ pub fn run_steps(
         pending = next;
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(passed: bool, message: &str, last: &str) -> OracleRun {
+        OracleRun {
+            passed,
+            message: message.into(),
+            oracle_calls: 2,
+            traced_calls: 2,
+            tool_calls: BTreeMap::from([("Observe".into(), 1), ("Done".into(), 1)]),
+            trajectory: vec![("o".into(), "x".into()), ("d".into(), last.into())],
+        }
+    }
+
+    #[test]
+    fn a_pass_must_show_in_its_trajectory() {
+        assert_eq!(run(true, "reward=1", "Done: reward=1").contradiction(), None);
+        assert_eq!(run(false, "reward=0", "Done: reward=0").contradiction(), None);
+        assert!(run(true, "reward=1", "Done: reward=0").contradiction().unwrap().contains("last observation"));
+        assert!(run(true, "reward=0", "Done: reward=1").contradiction().unwrap().contains("passed=true"));
+        let mut miscounted = run(true, "reward=1", "reward=1");
+        miscounted.traced_calls = 5;
+        assert!(miscounted.contradiction().is_some());
+    }
+
+    #[test]
+    fn more_results_than_steps_discredit_the_job() {
+        let partial = |v: serde_json::Value| crate::sandbox::Partial { value: v, duration_ms: 1 };
+        let outcome = JobOutcome {
+            verdict: Verdict::Ok,
+            exit_code: Some(0),
+            stdout: String::new(),
+            stderr: String::new(),
+            result: None,
+            partials: vec![partial(json!({"ok": 1})), partial(json!({"ok": 2})), partial(json!({"ok": 3}))],
+            detail: None,
+            duration_ms: 3,
+        };
+        let results = step_results(&outcome, 2);
+        assert_eq!(results.len(), 2);
+        assert!(results.iter().all(|r| r.value.is_err()));
+        assert_eq!(step_results(&outcome, 3).iter().filter(|r| r.value.is_ok()).count(), 3);
+    }
 }

@@ -1,27 +1,74 @@
 //! The process-wide wasmtime objects: one `Engine` (epoch interruption on), one `Linker` with WASI
-//! preview 1 plus our own `poll_oneoff`, one `InstancePre` for the CPython module, and the ticker
-//! thread that advances the epoch. Also owns the compiled-module cache: compiling CPython takes
-//! seconds, loading the serialized module takes milliseconds.
+//! preview 1 plus our own `poll_oneoff`, the boot module (the CPython runtime with the exports the
+//! host needs) and, built from it on first use, the images of a booted interpreter that jobs run
+//! in (one per [`Variant`]). Also owns the compiled-module cache: compiling CPython takes seconds,
+//! loading a serialized module takes milliseconds, so the boot module and every image are compiled
+//! once per machine and cached, keyed by everything that shapes them.
 
 use super::host::{self, GuestState};
-use super::worker::{self, BootConfig};
-use super::{ExecMode, Job, JobOutcome, JobReporter, SandboxError};
+use super::image::{self, Snapshot};
+use super::worker;
+use super::{ExecMode, Job, JobOutcome, JobReporter, SandboxError, Variant};
+use bytes::Bytes;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use wasmtime::{Config, Engine, InstancePre, Linker, Module, OptLevel};
 
 /// How often the epoch advances; the granularity of every deadline.
 pub(crate) const TICK: Duration = Duration::from_millis(5);
 
-/// Describes the engine settings that shape compiled code; part of the module cache key (together
-/// with wasmtime's own compatibility hash and the wasm file's hash).
-pub const ENGINE_FINGERPRINT: &str = "codegym-engine-v1;epoch_interruption;opt=speed;max_wasm_stack=4MiB";
+/// Describes the engine settings that shape compiled code; part of every module cache key
+/// (together with wasmtime's own compatibility hash and the wasm file's hash).
+pub const ENGINE_FINGERPRINT: &str = "codegym-engine-v2;epoch_interruption;opt=speed;max_wasm_stack=4MiB;boot-exports-v1";
+
+/// Bumped whenever the way an image is made changes (the driver and harness sources are part of
+/// the key already).
+const IMAGE_FORMAT: &str = "codegym-image-v1";
 
 /// Guest frames run on the calling thread's stack: threads that run jobs are spawned with this much.
 pub(crate) const WORKER_STACK_BYTES: usize = 32 << 20;
+
+const GYMNASIUM: &str = include_str!("../harness/gymnasium.py");
+const HARNESS: &str = include_str!("../harness/harness.py");
+const PREFLIGHT: &str = include_str!("../harness/preflight.py");
+
+/// Standard-library modules every image has imported already: what CodeGym environments,
+/// reference solutions and the harness import, so jobs do not pay for it (imports are slow in the
+/// WASI build, and free once they are part of the image).
+const PRELOAD: &[&str] = &[
+    "json",
+    "ast",
+    "random",
+    "collections",
+    "heapq",
+    "math",
+    "functools",
+    "bisect",
+    "itertools",
+    "re",
+    "copy",
+    "string",
+    "operator",
+    "typing",
+    "datetime",
+    "traceback",
+    "inspect",
+    "dataclasses",
+    "enum",
+    "pickle",
+    "fractions",
+    "decimal",
+    "statistics",
+    "textwrap",
+    "io",
+    "abc",
+    "numbers",
+    "array",
+    "unittest",
+];
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
 
@@ -30,12 +77,29 @@ pub(crate) fn now_tick() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
+/// The seed of the guest's randomness while it boots: it decides the interpreter's string-hash
+/// secret, so the two variants hash strings differently.
+pub(crate) fn boot_seed(variant: Variant) -> u64 {
+    match variant {
+        Variant::Primary => 0,
+        Variant::Alternate => 0x5eed_a17e_2a7e_0001,
+    }
+}
+
+/// A booted interpreter's image, ready to instantiate.
+pub(crate) struct Image {
+    pub(crate) pre: InstancePre<GuestState>,
+}
+
 /// A loaded sandbox runtime, shared by all threads.
 pub struct Sandbox {
     pub(crate) engine: Engine,
-    pub(crate) pre: InstancePre<GuestState>,
-    pub(crate) boot: BootConfig,
+    linker: Linker<GuestState>,
+    pub(crate) boot_pre: InstancePre<GuestState>,
     module_path: PathBuf,
+    wasm: PathBuf,
+    cache_dir: PathBuf,
+    images: [OnceLock<Result<Arc<Image>, String>>; 2],
 }
 
 impl Sandbox {
@@ -44,30 +108,120 @@ impl Sandbox {
     pub fn load(wasm: &Path, wasm_sha256: &str, cache_dir: &Path) -> Result<Sandbox, SandboxError> {
         let engine = shared_engine()?;
         let module_path = Self::module_cache_path(wasm_sha256, cache_dir)?;
-        let module = load_or_compile(&engine, wasm, &module_path)?;
+        let module = load_or_compile(&engine, &module_path, || {
+            let bytes = std::fs::read(wasm).map_err(|source| SandboxError::Io { path: wasm.display().to_string(), source })?;
+            image::boot_module(&bytes).map_err(|e| SandboxError::Setup(e.to_string()))
+        })?;
         let mut linker: Linker<GuestState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| &mut state.wasi)
             .map_err(|e| SandboxError::Setup(format!("{e:#}")))?;
         host::add_poll_oneoff(&mut linker).map_err(|e| SandboxError::Setup(format!("{e:#}")))?;
-        let pre = linker.instantiate_pre(&module).map_err(|e| SandboxError::Setup(format!("{e:#}")))?;
-        Ok(Sandbox { engine, pre, boot: BootConfig::default(), module_path })
+        host::add_clock_time_get(&mut linker).map_err(|e| SandboxError::Setup(format!("{e:#}")))?;
+        let boot_pre = linker.instantiate_pre(&module).map_err(|e| SandboxError::Setup(format!("{e:#}")))?;
+        Ok(Sandbox {
+            engine,
+            linker,
+            boot_pre,
+            module_path,
+            wasm: wasm.to_path_buf(),
+            cache_dir: cache_dir.to_path_buf(),
+            images: Default::default(),
+        })
     }
 
-    /// Where the compiled module of the runtime with hash `wasm_sha256` is (or would be) cached.
+    /// Where the compiled boot module of the runtime with hash `wasm_sha256` is (or would be)
+    /// cached.
     pub fn module_cache_path(wasm_sha256: &str, cache_dir: &Path) -> Result<PathBuf, SandboxError> {
         let engine = shared_engine()?;
         Ok(cache_dir.join(format!("python-{}.cwasm", cache_key(&engine, wasm_sha256))))
     }
 
-    /// Where the compiled module is cached.
+    /// Where the compiled boot module is cached.
     pub fn module_path(&self) -> &Path {
         &self.module_path
     }
 
-    /// Runs one job in a fresh interpreter on the calling thread's pool of one.
+    /// Builds (or loads) the images of both variants now rather than on first use, and returns
+    /// where they are cached.
+    pub fn prepare_images(&self) -> Result<Vec<PathBuf>, SandboxError> {
+        [Variant::Primary, Variant::Alternate]
+            .into_iter()
+            .map(|variant| self.image(variant).map(|_| self.image_path(variant)))
+            .collect()
+    }
+
+    /// The boot frame of the driver: the modules it installs and what it preloads. The same bytes
+    /// for every interpreter, so every image of a variant is the same.
+    pub(crate) fn boot_frame(&self) -> Bytes {
+        let modules = serde_json::json!({ "gymnasium": GYMNASIUM, "codegym_harness": HARNESS, "codegym_preflight": PREFLIGHT });
+        let boot = serde_json::json!({
+            "nonce": "boot",
+            "modules": modules,
+            "public": ["gymnasium"],
+            "preload": PRELOAD,
+        });
+        let body = serde_json::to_vec(&boot).expect("boot frame serializes");
+        let mut framed = (body.len() as u32).to_le_bytes().to_vec();
+        framed.extend_from_slice(&body);
+        framed.into()
+    }
+
+    fn image_path(&self, variant: Variant) -> PathBuf {
+        let mut key = blake3::Hasher::new();
+        key.update(self.module_path.file_name().map_or(&[][..], |n| n.as_encoded_bytes()));
+        key.update(IMAGE_FORMAT.as_bytes());
+        key.update(worker::DRIVER.as_bytes());
+        key.update(&self.boot_frame());
+        key.update(&boot_seed(variant).to_le_bytes());
+        let name = match variant {
+            Variant::Primary => "primary",
+            Variant::Alternate => "alternate",
+        };
+        self.cache_dir.join(format!("image-{name}-{}.cwasm", &key.finalize().to_hex()[..16]))
+    }
+
+    /// The image jobs of `variant` run in: loaded from the cache, or made by booting the driver
+    /// and baking the booted interpreter into a module (once per process and variant).
+    pub(crate) fn image(&self, variant: Variant) -> Result<Arc<Image>, SandboxError> {
+        let slot = &self.images[variant as usize];
+        let image = slot.get_or_init(|| {
+            let path = self.image_path(variant);
+            let module = load_or_compile(&self.engine, &path, || self.bake(variant)).map_err(|e| e.to_string())?;
+            let pre = self.linker.instantiate_pre(&module).map_err(|e| format!("{e:#}"))?;
+            Ok(Arc::new(Image { pre }))
+        });
+        image.clone().map_err(SandboxError::Setup)
+    }
+
+    /// Boots the driver, stops it where it announces it is ready and bakes its state into a module.
+    fn bake(&self, variant: Variant) -> Result<Vec<u8>, SandboxError> {
+        let mut booted = worker::boot_for_snapshot(self, self.boot_frame(), boot_seed(variant))?;
+        let setup = |message: &str| SandboxError::Setup(format!("cannot snapshot the booted interpreter: {message}"));
+        let memory = booted.instance.get_memory(&mut booted.store, "memory").ok_or_else(|| setup("no memory"))?;
+        let stack_pointer = booted
+            .instance
+            .get_global(&mut booted.store, image::STACK_POINTER)
+            .and_then(|g| g.get(&mut booted.store).i32())
+            .ok_or_else(|| setup("no stack pointer"))?;
+        let data = memory.data(&booted.store);
+        let call = tp_call(data, &booted.ready).ok_or_else(|| setup("run_one is not where the driver said"))?;
+        let bytes =
+            std::fs::read(&self.wasm).map_err(|source| SandboxError::Io { path: self.wasm.display().to_string(), source })?;
+        let boot = image::boot_module(&bytes).map_err(|e| SandboxError::Setup(e.to_string()))?;
+        let snapshot = Snapshot { memory: data, stack_pointer, run_one: booted.ready.ready, no_args: booted.ready.args, call };
+        image::image_module(&boot, &snapshot).map_err(|e| SandboxError::Setup(e.to_string()))
+    }
+
+    /// Runs one job in a new interpreter on the calling thread's pool of one.
     pub fn run(&self, job: Job) -> Result<JobOutcome, SandboxError> {
-        let mut outcomes = self.run_jobs(vec![job], ExecMode::Fresh, 1, None)?;
+        let mut outcomes = self.run_jobs(vec![job], ExecMode::default(), 1, None)?;
         Ok(outcomes.remove(0))
+    }
+
+    /// A new interpreter of `variant`'s image, for callers that run several jobs on one
+    /// interpreter (a served session).
+    pub fn interpreter(&self, variant: Variant) -> Result<worker::Interpreter, SandboxError> {
+        worker::Interpreter::new(self, &*self.image(variant)?)
     }
 
     /// Runs `jobs` on `threads` worker threads and returns their outcomes in job order.
@@ -82,8 +236,23 @@ impl Sandbox {
     }
 }
 
+/// The `tp_call` slot of `run_one`'s type (CPython's `PyVectorcall_Call` for a function): the table
+/// index the host calls `run_one` through. Read from the booted memory with the layout of CPython
+/// 3.12 on wasm32 (`ob_type` at offset 4 of an object, `tp_call` at offset 64 of a type), and
+/// checked against the type the driver named.
+fn tp_call(memory: &[u8], ready: &worker::Ready) -> Option<i32> {
+    const OB_TYPE: usize = 4;
+    const TP_CALL: usize = 64;
+    let load = |at: usize| memory.get(at..at + 4).map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")));
+    let kind = load(ready.ready as u32 as usize + OB_TYPE)?;
+    if kind != ready.kind {
+        return None;
+    }
+    load(kind as u32 as usize + TP_CALL).filter(|&index| index > 0)
+}
+
 /// The process-wide engine; the epoch ticker starts with it. One engine per process lets every
-/// `Sandbox` share the ticker and the code memory of the loaded module.
+/// `Sandbox` share the ticker and the code memory of the loaded modules.
 fn shared_engine() -> Result<Engine, SandboxError> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
     let engine = ENGINE.get_or_init(|| {
@@ -111,9 +280,14 @@ fn cache_key(engine: &Engine, wasm_sha256: &str) -> String {
     key.finalize().to_hex()[..16].to_string()
 }
 
-/// Loads the serialized module, or compiles and serializes it. A file lock makes concurrent
-/// processes (parallel tests, several builds) compile once between them.
-fn load_or_compile(engine: &Engine, wasm: &Path, cached: &Path) -> Result<Module, SandboxError> {
+/// Loads the serialized module at `cached`, or compiles the bytes `make` returns and serializes
+/// them there. A file lock makes concurrent processes (parallel tests, several builds) make it
+/// once between them.
+fn load_or_compile(
+    engine: &Engine,
+    cached: &Path,
+    make: impl FnOnce() -> Result<Vec<u8>, SandboxError>,
+) -> Result<Module, SandboxError> {
     let io_err = |path: &Path| {
         let path = path.display().to_string();
         move |source| SandboxError::Io { path, source }
@@ -129,14 +303,16 @@ fn load_or_compile(engine: &Engine, wasm: &Path, cached: &Path) -> Result<Module
     if let Some(module) = deserialize(engine, cached) {
         return Ok(module);
     }
-    let bytes = std::fs::read(wasm).map_err(io_err(wasm))?;
-    let compile_err = |source| SandboxError::Compile { path: wasm.display().to_string(), source };
+    let bytes = make()?;
+    let compile_err = |source| SandboxError::Compile { path: cached.display().to_string(), source };
     let module = Module::new(engine, &bytes).map_err(compile_err)?;
     let serialized = module.serialize().map_err(compile_err)?;
     let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, &serialized).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, cached).map_err(io_err(cached))?;
-    Ok(module)
+    // The deserialized module maps the cache file, so its memory image is shared copy-on-write
+    // by every instance instead of living in this process's heap.
+    deserialize(engine, cached).ok_or_else(|| SandboxError::Setup(format!("cannot load {} just written", cached.display())))
 }
 
 fn deserialize(engine: &Engine, cached: &Path) -> Option<Module> {

@@ -47,31 +47,35 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
-/// Seconds since the Unix epoch at which every job's wall clock starts (2024-01-01T00:00:00Z).
-const WALL_CLOCK_START_SECS: u64 = 1_704_067_200;
 /// Each clock reading advances virtual time by this much, so busy-wait loops end deterministically
 /// and elapsed-time measurements are positive.
 const NANOS_PER_READING: u64 = 1_000;
 
-/// Virtual time in nanoseconds since the job started; advanced by readings and by sleeps.
+/// Virtual time: nanoseconds since the job started (advanced by readings and by sleeps), and the
+/// wall-clock second the job started at (set per job by its variant).
 #[derive(Clone, Default)]
-pub(crate) struct VirtualClock(Arc<AtomicU64>);
+pub(crate) struct VirtualClock {
+    elapsed: Arc<AtomicU64>,
+    start_secs: Arc<AtomicU64>,
+}
 
 impl VirtualClock {
-    pub(crate) fn reset(&self) {
-        self.0.store(0, Ordering::Relaxed);
+    /// Restarts the clock at `start_secs` since the Unix epoch.
+    pub(crate) fn restart(&self, start_secs: u64) {
+        self.elapsed.store(0, Ordering::Relaxed);
+        self.start_secs.store(start_secs, Ordering::Relaxed);
     }
 
-    fn read(&self) -> u64 {
-        self.0.fetch_add(NANOS_PER_READING, Ordering::Relaxed)
+    pub(crate) fn read(&self) -> u64 {
+        self.elapsed.fetch_add(NANOS_PER_READING, Ordering::Relaxed)
     }
 
     fn advance(&self, nanos: u64) {
-        self.0.fetch_add(nanos, Ordering::Relaxed);
+        self.elapsed.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    fn wall_nanos(&self, elapsed: u64) -> u64 {
-        WALL_CLOCK_START_SECS * 1_000_000_000 + elapsed
+    pub(crate) fn wall_nanos(&self, elapsed: u64) -> u64 {
+        self.start_secs.load(Ordering::Relaxed) * 1_000_000_000 + elapsed
     }
 }
 
@@ -133,6 +137,7 @@ impl rand_core::TryRng for JobRandom {
 }
 
 const ERRNO_SUCCESS: i32 = 0;
+const ERRNO_BADF: i32 = 8;
 const ERRNO_FAULT: i32 = 21;
 const ERRNO_INVAL: i32 = 28;
 const SUBSCRIPTION_SIZE: usize = 48;
@@ -166,6 +171,45 @@ pub(crate) fn add_poll_oneoff(linker: &mut Linker<GuestState>) -> wasmtime::Resu
     Ok(())
 }
 
+/// The booting interpreter asked for the time right after announcing it is ready: the moment an
+/// image is taken (the driver holds the GIL there, so the host can call into the interpreter later).
+#[derive(Debug, thiserror::Error)]
+#[error("the interpreter is booted")]
+pub(crate) struct SnapshotPoint;
+
+/// Replaces WASI's `clock_time_get` with the same virtual clock, plus the snapshot trigger: once
+/// the host has armed it (the driver announced it is ready), the next reading traps.
+pub(crate) fn add_clock_time_get(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    linker.func_wrap(
+        "wasi_snapshot_preview1",
+        "clock_time_get",
+        |mut caller: Caller<'_, GuestState>, id: i32, _precision: i64, out: i32| -> wasmtime::Result<i32> {
+            let shared = caller.data().shared.clone();
+            if shared.snapshot_armed() {
+                return Err(SnapshotPoint.into());
+            }
+            let now = match id {
+                0 => shared.clock.wall_nanos(shared.clock.read()),
+                1 => shared.clock.read(),
+                2 | 3 => return Ok(ERRNO_BADF),
+                _ => return Ok(ERRNO_INVAL),
+            };
+            let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+                wasmtime::bail!("the guest exports no memory");
+            };
+            let at = out as u32 as usize;
+            match memory.data_mut(&mut caller).get_mut(at..at + 8) {
+                Some(slot) => slot.copy_from_slice(&now.to_le_bytes()),
+                None => return Ok(ERRNO_FAULT),
+            }
+            Ok(ERRNO_SUCCESS)
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
 struct PollRequest {
     subs: usize,
     events: usize,
@@ -183,7 +227,7 @@ fn poll_oneoff(memory: &mut [u8], clock: &VirtualClock, request: PollRequest) ->
         return ERRNO_FAULT;
     }
     let read_u64 = |memory: &[u8], at: usize| u64::from_le_bytes(memory[at..at + 8].try_into().unwrap());
-    let now = clock.0.load(Ordering::Relaxed);
+    let now = clock.elapsed.load(Ordering::Relaxed);
     let mut fired: Vec<(u64, u8)> = Vec::new();
     let mut timers: Vec<(u64, u64)> = Vec::new();
     for i in 0..count {
@@ -240,7 +284,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(u32::from_le_bytes(memory[1000..1004].try_into().unwrap()), 1, "only the shortest timer fires");
         assert_eq!(u64::from_le_bytes(memory[512..520].try_into().unwrap()), 7);
-        assert_eq!(clock.0.load(Ordering::Relaxed), 5_000_000_000);
+        assert_eq!(clock.elapsed.load(Ordering::Relaxed), 5_000_000_000);
     }
 
     #[test]

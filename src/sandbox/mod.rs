@@ -9,14 +9,17 @@
 //! [`JobOutcome`]s back.
 //!
 //! # Execution modes
-//! - [`ExecMode::JobLoop`]: one long-lived interpreter per worker runs a job loop (see `driver.py`);
-//!   after each job the driver puts the interpreter back to its boot state (modules, builtins,
-//!   module-level containers, classes, functions, random state, recursion limit, ...; tested in
-//!   `tests/it/sandbox.rs`). The host gives every job its own random seed and restarts the virtual
-//!   clock, so a job's result does not depend on which jobs ran before it. A worker is replaced after a
-//!   trap, an exit, a job that failed, memory growth past [`RECYCLE_MEMORY_BYTES`], or every
-//!   `jobs_per_worker` jobs.
-//! - [`ExecMode::Fresh`]: a fresh instance per job, for total isolation.
+//! - [`ExecMode::Image`] (the default): every job runs in its own interpreter, an instance of an
+//!   image of a booted interpreter (the driver booted, its modules installed and preloaded, then
+//!   baked into a module; see `image.rs`). wasmtime maps the image copy-on-write, so a new
+//!   interpreter costs about as much as a `mmap`, and no state whatsoever carries from one job to
+//!   another: not Python objects, not C-level state, not the harness's own.
+//! - [`ExecMode::Fresh`]: a whole new interpreter process per job, booted from scratch (slower;
+//!   the reference the images are checked against).
+//!
+//! Each job runs in one of two [`Variant`]s: the primary one, or an alternate one whose
+//! interpreter hashes strings with another secret and whose clock starts on another date, so that
+//! behaviour depending on either shows as a difference between the two.
 //!
 //! # Limits and verdicts
 //! Each limit has its own verdict: `timeout` (epoch deadline, also ends busy loops in pure wasm),
@@ -34,14 +37,14 @@ mod engine;
 mod host;
 mod worker;
 
+mod image;
+
 pub use engine::{ENGINE_FINGERPRINT, Sandbox};
+pub use image::ImageError;
+pub use worker::Interpreter;
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// A worker whose linear memory has grown by more than this since it booted is replaced before its
-/// next job, so that one job's high-water mark does not eat into the next job's memory budget.
-pub const RECYCLE_MEMORY_BYTES: usize = 96 << 20;
 
 /// Resource limits of one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,16 +86,34 @@ pub struct Job {
     /// For a many-step job: the time budget of each step in order (a step past the end of the
     /// list, or every step when it is empty, gets `limits.timeout`).
     pub step_timeouts: Vec<Duration>,
+    /// The interpreter variant the job runs in.
+    pub variant: Variant,
+}
+
+/// Which interpreter a job runs in: the two differ in their string-hash secret and in the date
+/// their clock starts on (2024-01-01 for the primary one), so that a rerun in the other one shows
+/// behaviour that depends on set order or on the date.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Variant {
+    #[default]
+    Primary = 0,
+    Alternate = 1,
 }
 
 impl Job {
     pub fn script(code: impl Into<String>, filename: impl Into<String>, limits: Limits) -> Job {
         let task = Task::Script { code: code.into(), filename: filename.into(), stdin: String::new() };
-        Job { task, limits, seed: 0, step_timeouts: Vec::new() }
+        Job { task, limits, seed: 0, step_timeouts: Vec::new(), variant: Variant::Primary }
+    }
+
+    /// The same job running `task` instead.
+    pub fn with_task(self, task: Task) -> Job {
+        Job { task, ..self }
     }
 
     pub fn call(function: &str, args: serde_json::Value, limits: Limits) -> Job {
-        Job { task: Task::Call { function: function.to_string(), args }, limits, seed: 0, step_timeouts: Vec::new() }
+        let task = Task::Call { function: function.to_string(), args };
+        Job { task, limits, seed: 0, step_timeouts: Vec::new(), variant: Variant::Primary }
     }
 }
 
@@ -146,18 +167,13 @@ pub struct Partial {
 }
 
 /// How jobs are mapped onto interpreters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ExecMode {
-    /// Long-lived interpreters, each running up to `jobs_per_worker` jobs.
-    JobLoop { jobs_per_worker: u32 },
-    /// A fresh interpreter per job.
+    /// A new instance of the booted image per job.
+    #[default]
+    Image,
+    /// A new interpreter process per job, booted from scratch.
     Fresh,
-}
-
-impl Default for ExecMode {
-    fn default() -> Self {
-        ExecMode::JobLoop { jobs_per_worker: 64 }
-    }
 }
 
 /// Progress callback: called once per finished job, from worker threads.
@@ -189,8 +205,8 @@ pub enum SandboxError {
 /// Process-wide sandbox counters (for benchmarks and run summaries).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Interpreters booted.
-    pub workers_booted: u64,
+    /// Interpreters started (image instances and booted processes).
+    pub instances: u64,
     /// Jobs handed to interpreters.
     pub jobs_run: u64,
     /// Time worker threads spent inside the guest (`_start`), host calls included.

@@ -1,70 +1,37 @@
-//! Workers: an interpreter instance running the job-loop driver (`driver.py`), fed jobs through its
-//! stdin and answering through its stdout. Owns the framing protocol, per-job deadlines and caps,
-//! recycling, and the mapping from how a guest ended to a [`Verdict`].
+//! Interpreters and the jobs they run: one wasmtime store per interpreter, fed through its stdin
+//! and answering through its stdout (see `driver.py`). Owns the framing protocol, per-step
+//! deadlines and caps, and the mapping from how a guest ended to a [`Verdict`].
 //!
-//! Threads: `run_jobs` spawns worker threads that pull jobs from one shared queue; the guest runs on
-//! its worker thread (inside `_start`), and its stdin read is where the next job is handed over.
-//! Outcomes flow back to the calling thread over a channel, so progress reporting stays there.
+//! An [`Interpreter`] is an instance of a booted image (`engine.rs`): the host calls the driver's
+//! `run_one` once per job, so a job starts from the booted state and nothing else. [`run_jobs`]
+//! runs a batch on worker threads, a new interpreter per job (or, in fresh mode, a whole new
+//! process per job). Outcomes flow back to the calling thread over a channel, so progress reporting
+//! stays there.
 
-use super::engine::{Sandbox, TICK, WORKER_STACK_BYTES, now_tick};
-use super::host::{GuestState, JobRandom, MemoryCap, MemoryLimitExceeded, VirtualClock};
-use super::{ExecMode, Job, JobOutcome, JobReporter, Limits, Partial, RECYCLE_MEMORY_BYTES, SandboxError, Verdict};
+use super::engine::{Image, Sandbox, TICK, WORKER_STACK_BYTES, now_tick};
+use super::host::{GuestState, JobRandom, MemoryCap, MemoryLimitExceeded, SnapshotPoint, VirtualClock};
+use super::image;
+use super::{ExecMode, Job, JobOutcome, JobReporter, Limits, Partial, SandboxError, Variant, Verdict};
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::{Store, TypedFunc, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
-const DRIVER: &str = include_str!("driver.py");
-const GYMNASIUM: &str = include_str!("../harness/gymnasium.py");
-const HARNESS: &str = include_str!("../harness/harness.py");
+pub(crate) const DRIVER: &str = include_str!("driver.py");
 
-/// Standard-library modules a job-loop worker imports once at boot: what CodeGym environments and
-/// reference solutions import, so jobs do not pay for it (imports are slow in the WASI build).
-const PRELOAD: &[&str] = &[
-    "json",
-    "ast",
-    "random",
-    "collections",
-    "heapq",
-    "math",
-    "functools",
-    "bisect",
-    "itertools",
-    "re",
-    "copy",
-    "string",
-    "operator",
-    "typing",
-    "datetime",
-    "traceback",
-    "inspect",
-];
-
-/// Budget for booting an interpreter (start-up plus preloading) and for the driver's reset between
-/// jobs; generous because a loaded machine slows both.
-const BOOT_BUDGET: Duration = Duration::from_secs(120);
-const BETWEEN_JOBS_BUDGET: Duration = Duration::from_secs(30);
+/// Budget for booting an interpreter (start-up plus preloading); generous because a loaded
+/// machine slows it.
+pub(crate) const BOOT_BUDGET: Duration = Duration::from_secs(120);
 /// Results (harness return values) are bounded too, separately from the job's own output.
 const MAX_RESULT_BYTES: usize = 64 << 20;
 /// Memory cap while booting, before the first job sets its own.
-const BOOT_MEMORY_CAP: usize = 512 << 20;
+pub(crate) const BOOT_MEMORY_CAP: usize = 512 << 20;
 const BOOT_LOG_BYTES: usize = 64 << 10;
-
-/// Modules installed into every interpreter before it runs jobs.
-pub(crate) struct BootConfig {
-    modules: Vec<(&'static str, &'static str)>,
-}
-
-impl Default for BootConfig {
-    fn default() -> Self {
-        BootConfig { modules: vec![("gymnasium", GYMNASIUM), ("codegym_harness", HARNESS)] }
-    }
-}
 
 /// A job output stream went past its cap.
 #[derive(Debug, thiserror::Error)]
@@ -78,44 +45,58 @@ struct OutputLimitExceeded {
 #[error("time limit exceeded")]
 struct TimeLimitExceeded;
 
-/// The queue of a `run_jobs` call, shared by its worker threads.
-struct Batch {
-    queue: Mutex<VecDeque<(usize, Job)>>,
-    jobs_per_worker: u32,
-    preload: bool,
+/// What an interpreter is booted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Running jobs: past the frames it was given, the guest reads end of input (the driver stops
+    /// in fresh mode; a job's own read of fd 0 sees EOF).
+    Jobs,
+    /// Being snapshotted: once the driver announces it is ready, its next clock reading traps.
+    Snapshot,
 }
 
 struct InFlight {
-    index: usize,
     limits: Limits,
     started: Instant,
     /// When the current step began (the job's start, or its last partial result).
     step_started: Instant,
     step_timeouts: Vec<Duration>,
     partials: Vec<Partial>,
+    /// The last result frame the job wrote.
+    result: Option<Frame>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     /// Where the search for the result marker resumes in `stdout`.
     scanned: usize,
-}
-
-struct WorkerState {
-    pending_stdin: Bytes,
-    boot_frame: Option<Bytes>,
-    in_flight: Option<InFlight>,
-    jobs_taken: u32,
-    /// Set when a job failed: the worker takes no further jobs (a fresh one does).
-    retire: bool,
-    boot_memory: Option<usize>,
-    boot_log: Vec<u8>,
     marker: Vec<u8>,
 }
 
-/// State shared by a worker's stdin, stdout, memory limiter and epoch callback.
+/// A frame queued for the guest's stdin; a job frame starts its job when the guest reads it (in
+/// fresh mode the boot runs first, under the boot's own budget).
+struct Input {
+    bytes: Bytes,
+    starts: Option<Box<Pending>>,
+}
+
+/// A job waiting for the guest to read its frame.
+struct Pending {
+    job: InFlight,
+    seed: u64,
+    clock_start: u64,
+    first_budget: Duration,
+}
+
+struct Io {
+    stdin: VecDeque<Input>,
+    job: Option<InFlight>,
+    boot_log: Vec<u8>,
+}
+
+/// State shared by an interpreter's stdin, stdout, memory limiter and epoch callback.
 pub(crate) struct Shared {
-    state: Mutex<WorkerState>,
-    batch: Arc<Batch>,
-    outcomes: mpsc::Sender<(usize, JobOutcome)>,
+    io: Mutex<Io>,
+    purpose: Purpose,
+    armed: AtomicBool,
     deadline_tick: AtomicU64,
     pub(crate) memory_cap: AtomicUsize,
     pub(crate) memory_now: AtomicUsize,
@@ -128,64 +109,98 @@ fn ticks(duration: Duration) -> u64 {
 }
 
 impl Shared {
+    fn new(purpose: Purpose) -> Arc<Shared> {
+        Arc::new(Shared {
+            io: Mutex::new(Io { stdin: VecDeque::new(), job: None, boot_log: Vec::new() }),
+            purpose,
+            armed: AtomicBool::new(false),
+            deadline_tick: AtomicU64::new(0),
+            memory_cap: AtomicUsize::new(BOOT_MEMORY_CAP),
+            memory_now: AtomicUsize::new(0),
+            clock: VirtualClock::default(),
+            random: JobRandom::new(0),
+        })
+    }
+
+    /// Whether the guest's next clock reading is the snapshot point.
+    pub(crate) fn snapshot_armed(&self) -> bool {
+        self.armed.load(Ordering::Relaxed)
+    }
+
     fn set_budget(&self, budget: Duration) {
         self.deadline_tick.store(now_tick() + ticks(budget), Ordering::Relaxed);
     }
 
-    /// Hands the next job to the guest, or `None` to end this worker (no jobs left, or time to
-    /// recycle it).
-    fn next_job(&self, state: &mut WorkerState) -> Option<Bytes> {
-        let memory = self.memory_now.load(Ordering::Relaxed);
-        let boot_memory = *state.boot_memory.get_or_insert(memory);
-        if state.retire || state.jobs_taken >= self.batch.jobs_per_worker || memory > boot_memory + RECYCLE_MEMORY_BYTES {
-            return None;
-        }
-        let (index, job) = self.batch.queue.lock().unwrap().pop_front()?;
-        state.jobs_taken += 1;
-        JOBS_RUN.fetch_add(1, Ordering::Relaxed);
-        self.memory_cap.store(boot_memory.saturating_add(job.limits.memory_bytes), Ordering::Relaxed);
-        self.clock.reset();
-        self.random.reseed(job.seed);
-        self.set_budget(job.step_timeouts.first().copied().unwrap_or(job.limits.timeout));
-        let body = serde_json::to_vec(&job.task).expect("jobs serialize to JSON");
-        state.in_flight = Some(InFlight {
-            index,
+    /// Queues `job` for the guest's next read; its limits, seed and clock take effect when the guest
+    /// reads its frame. The memory cap is the interpreter's memory at that moment plus the job's own.
+    fn begin(&self, job: &Job) {
+        let nonce = job_nonce();
+        let mut body = serde_json::to_value(&job.task).expect("jobs serialize to JSON");
+        body["nonce"] = nonce.clone().into();
+        let in_flight = InFlight {
             limits: job.limits,
             started: Instant::now(),
             step_started: Instant::now(),
-            step_timeouts: job.step_timeouts,
+            step_timeouts: job.step_timeouts.clone(),
             partials: Vec::new(),
+            result: None,
             stdout: Vec::new(),
             stderr: Vec::new(),
             scanned: 0,
-        });
-        Some(frame(&body))
+            marker: marker(&nonce),
+        };
+        let pending = Pending {
+            job: in_flight,
+            seed: job.seed,
+            clock_start: job.variant.clock_start_secs(),
+            first_budget: job.step_timeouts.first().copied().unwrap_or(job.limits.timeout),
+        };
+        let bytes = frame(&serde_json::to_vec(&body).expect("JSON values serialize"));
+        self.push_input(Input { bytes, starts: Some(Box::new(pending)) });
+    }
+
+    fn push_input(&self, input: Input) {
+        self.io.lock().unwrap().stdin.push_back(input);
+    }
+
+    /// The guest reached a job's frame: the job's clock, seed, budget and memory cap start now.
+    fn start(&self, io: &mut Io, pending: Pending) {
+        let Pending { mut job, seed, clock_start, first_budget } = pending;
+        let base = self.memory_now.load(Ordering::Relaxed);
+        self.memory_cap.store(base.saturating_add(job.limits.memory_bytes), Ordering::Relaxed);
+        self.clock.restart(clock_start);
+        self.random.reseed(seed);
+        self.set_budget(first_budget);
+        job.started = Instant::now();
+        job.step_started = job.started;
+        io.job = Some(job);
     }
 
     fn read_stdin(&self, size: usize) -> Result<Bytes, StreamError> {
-        let mut state = self.state.lock().unwrap();
-        if state.pending_stdin.is_empty() {
-            let next = match state.boot_frame.take() {
-                Some(boot) => Some(boot),
-                // A job reading fd 0 itself gets end of input, never the next job.
-                None if state.in_flight.is_some() => None,
-                None => self.next_job(&mut state),
-            };
-            match next {
-                Some(bytes) => state.pending_stdin = bytes,
-                None => return Err(StreamError::Closed),
-            }
+        let mut io = self.io.lock().unwrap();
+        let Some(front) = io.stdin.front_mut() else {
+            return Err(StreamError::Closed);
+        };
+        let starts = front.starts.take();
+        let chunk = front.bytes.split_to(size.min(front.bytes.len()));
+        if front.bytes.is_empty() {
+            io.stdin.pop_front();
         }
-        let n = size.min(state.pending_stdin.len());
-        Ok(state.pending_stdin.split_to(n))
+        if let Some(pending) = starts {
+            self.start(&mut io, *pending);
+        }
+        Ok(chunk)
     }
 
     fn write_output(&self, fd: u8, bytes: &[u8]) -> Result<(), StreamError> {
-        let mut state = self.state.lock().unwrap();
-        let WorkerState { in_flight, boot_log, marker, retire, .. } = &mut *state;
-        let Some(job) = in_flight else {
+        let mut io = self.io.lock().unwrap();
+        let Io { job, boot_log, .. } = &mut *io;
+        let Some(job) = job else {
             let room = BOOT_LOG_BYTES.saturating_sub(boot_log.len());
             boot_log.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            if self.purpose == Purpose::Snapshot && ready(boot_log).is_some() {
+                self.armed.store(true, Ordering::Relaxed);
+            }
             return Ok(());
         };
         let cap = job.limits.output_bytes;
@@ -198,63 +213,71 @@ impl Shared {
         }
         job.stdout.extend_from_slice(bytes);
         loop {
-            match scan_result(job, marker, cap) {
+            match scan_frame(job, cap) {
                 Scan::Incomplete => return Ok(()),
                 Scan::Overflow => return Err(StreamError::Trap(OutputLimitExceeded { stream: "stdout" }.into())),
                 Scan::Complete { user_len, frame_end, body } => {
-                    let frame: Frame = serde_json::from_slice(&body).unwrap_or(Frame::Unreadable);
-                    if let Frame::Partial { partial } = frame {
-                        // A step finished: keep its result, drop the frame bytes, restart the clock.
-                        job.partials.push(Partial { value: partial, duration_ms: job.step_started.elapsed().as_millis() as u64 });
-                        job.step_started = Instant::now();
-                        job.stdout.drain(user_len..frame_end);
-                        job.scanned = user_len;
-                        self.set_budget(job.step_timeouts.get(job.partials.len()).copied().unwrap_or(job.limits.timeout));
-                        continue;
+                    // Frames are the protocol's, not the job's output: drop their bytes.
+                    job.stdout.drain(user_len..frame_end);
+                    job.scanned = user_len;
+                    match serde_json::from_slice(&body).unwrap_or(Frame::Unreadable) {
+                        Frame::Partial { partial } => {
+                            // A step finished: keep its result, restart the clock.
+                            let duration_ms = job.step_started.elapsed().as_millis() as u64;
+                            job.partials.push(Partial { value: partial, duration_ms });
+                            job.step_started = Instant::now();
+                            let next = job.step_timeouts.get(job.partials.len()).copied().unwrap_or(job.limits.timeout);
+                            self.set_budget(next);
+                        }
+                        other => job.result = Some(other),
                     }
-                    let job = in_flight.take().expect("checked above");
-                    let outcome = finished_outcome(job, user_len, frame);
-                    *retire = outcome.1.verdict != Verdict::Ok;
-                    self.set_budget(BETWEEN_JOBS_BUDGET);
-                    let _ = self.outcomes.send(outcome);
-                    return Ok(());
                 }
             }
         }
     }
 
-    /// The guest ended (exit, trap or limit): settles the job it was running, if any.
-    fn settle(&self, ending: &Ending) {
-        let Some(job) = self.state.lock().unwrap().in_flight.take() else {
-            return;
-        };
-        let (verdict, exit_code, detail) = match ending {
-            Ending::Exit(0) => (Verdict::Ok, Some(0), None),
-            Ending::Exit(code) => (Verdict::Error, Some(*code), Some(format!("exited with status {code}"))),
-            Ending::Timeout => {
+    /// The outcome of the job in flight, now that the guest call ended as `ending`.
+    fn finish(&self, ending: &Ending) -> Option<JobOutcome> {
+        let job = self.io.lock().unwrap().job.take()?;
+        let (verdict, exit_code, detail) = match (ending, &job.result) {
+            // The call returned: the job's verdict is in the last result frame it wrote.
+            (Ending::Returned, Some(Frame::Result { exit_code, error, .. })) => {
+                let verdict = if *exit_code == 0 { Verdict::Ok } else { Verdict::Error };
+                let detail = error.clone().or_else(|| (*exit_code != 0).then(|| format!("exited with status {exit_code}")));
+                (verdict, Some(*exit_code), detail)
+            }
+            (Ending::Returned, _) => (Verdict::Error, None, Some("the job wrote no readable result".to_string())),
+            // The process exited: its status is the job's, whatever frames it printed.
+            (Ending::Exit(0), _) => (Verdict::Ok, Some(0), None),
+            (Ending::Exit(code), _) => (Verdict::Error, Some(*code), Some(format!("exited with status {code}"))),
+            (Ending::Timeout, _) => {
                 let budget = job.step_timeouts.get(job.partials.len()).copied().unwrap_or(job.limits.timeout);
                 (Verdict::Timeout, None, Some(format!("exceeded the time limit of {} ms", budget.as_millis())))
             }
-            Ending::Memory => {
+            (Ending::Memory, _) => {
                 (Verdict::Memory, None, Some(format!("exceeded the memory limit of {} MiB", job.limits.memory_bytes >> 20)))
             }
-            Ending::OutputLimit(stream) => {
+            (Ending::OutputLimit(stream), _) => {
                 (Verdict::OutputLimit, None, Some(format!("wrote more than {} bytes to {stream}", job.limits.output_bytes)))
             }
-            Ending::Crash(detail) => (Verdict::Error, None, Some(detail.clone())),
+            (Ending::Snapshot, _) => (Verdict::Error, None, Some("the job read past its input".to_string())),
+            (Ending::Crash(detail), _) => (Verdict::Error, None, Some(detail.clone())),
+        };
+        let result = match (ending, job.result) {
+            (Ending::Returned, Some(Frame::Result { result, .. })) => result,
+            _ => None,
         };
         let stdout_len = job.stdout.len().min(job.limits.output_bytes);
-        let outcome = JobOutcome {
-            partials: job.partials,
+        Some(JobOutcome {
             verdict,
             exit_code,
             stdout: String::from_utf8_lossy(&job.stdout[..stdout_len]).into_owned(),
             stderr: String::from_utf8_lossy(&job.stderr).into_owned(),
-            result: None,
+            result,
+            partials: job.partials,
             detail,
             duration_ms: job.started.elapsed().as_millis() as u64,
-        };
-        let _ = self.outcomes.send((job.index, outcome));
+        })
     }
 }
 
@@ -265,16 +288,28 @@ fn frame(body: &[u8]) -> Bytes {
     framed.into()
 }
 
+fn marker(nonce: &str) -> Vec<u8> {
+    format!("\x1e\x1ecodegym-frame:{nonce}:").into_bytes()
+}
+
+/// A fresh nonce per job: frames carry it, so a job's own output cannot pass for another job's.
+fn job_nonce() -> String {
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+    blake3::hash(format!("{}:{serial}:{:?}", std::process::id(), Instant::now()).as_bytes()).to_hex()[..16].to_string()
+}
+
 enum Scan {
     Incomplete,
     Overflow,
     Complete { user_len: usize, frame_end: usize, body: Vec<u8> },
 }
 
-/// Looks for the result frame (`marker`, 10 length digits, `:`, JSON body) in a job's stdout.
-fn scan_result(job: &mut InFlight, marker: &[u8], cap: usize) -> Scan {
+/// Looks for a frame (`marker`, 10 length digits, `:`, JSON body) in a job's stdout.
+fn scan_frame(job: &mut InFlight, cap: usize) -> Scan {
+    let marker = &job.marker;
     let from = job.scanned.saturating_sub(marker.len());
-    let found = job.stdout[from..].windows(marker.len()).position(|w| w == marker).map(|p| from + p);
+    let found = job.stdout[from..].windows(marker.len()).position(|w| w == marker.as_slice()).map(|p| from + p);
     let Some(start) = found else {
         job.scanned = job.stdout.len();
         // Bytes that could still begin the marker are not counted as the job's output yet.
@@ -301,50 +336,56 @@ fn scan_result(job: &mut InFlight, marker: &[u8], cap: usize) -> Scan {
 }
 
 /// What the driver writes after the marker.
-#[derive(serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 #[serde(untagged)]
 enum Frame {
     Partial { partial: serde_json::Value },
     Result { exit_code: i32, result: Option<serde_json::Value>, error: Option<String> },
+    Ready(Ready),
     Unreadable,
 }
 
-fn finished_outcome(job: InFlight, user_len: usize, frame: Frame) -> (usize, JobOutcome) {
-    let (exit_code, result, error) = match frame {
-        Frame::Result { exit_code, result, error } => (exit_code, result, error),
-        _ => (1, None, Some("unreadable result frame".to_string())),
-    };
-    let verdict = if exit_code == 0 { Verdict::Ok } else { Verdict::Error };
-    let detail = match (verdict, error) {
-        (_, Some(error)) => Some(error),
-        (Verdict::Error, None) => Some(format!("exited with status {exit_code}")),
-        _ => None,
-    };
-    let outcome = JobOutcome {
-        verdict,
-        exit_code: Some(exit_code),
-        stdout: String::from_utf8_lossy(&job.stdout[..user_len]).into_owned(),
-        stderr: String::from_utf8_lossy(&job.stderr).into_owned(),
-        result,
-        partials: job.partials,
-        detail,
-        duration_ms: job.started.elapsed().as_millis() as u64,
-    };
-    (job.index, outcome)
+/// What the driver announces when it is booted: the addresses the host calls it with.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+pub(crate) struct Ready {
+    /// `id(run_one)`.
+    pub(crate) ready: i32,
+    /// `id(())`, the arguments `run_one` is called with.
+    pub(crate) args: i32,
+    /// `id(type(run_one))`.
+    #[serde(rename = "type")]
+    pub(crate) kind: i32,
 }
 
-/// How an interpreter instance ended.
-enum Ending {
+/// How a call into the guest ended.
+pub(crate) enum Ending {
+    /// `run_one` returned to the host.
+    Returned,
     Exit(i32),
     Timeout,
     Memory,
     OutputLimit(&'static str),
+    Snapshot,
     Crash(String),
 }
 
-fn classify(result: wasmtime::Result<()>) -> Ending {
+impl Ending {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Ending::Returned => "returned".into(),
+            Ending::Exit(code) => format!("exited with status {code}"),
+            Ending::Timeout => "timed out".into(),
+            Ending::Memory => "ran out of memory".into(),
+            Ending::OutputLimit(stream) => format!("flooded {stream}"),
+            Ending::Snapshot => "stopped to be snapshotted".into(),
+            Ending::Crash(detail) => detail.clone(),
+        }
+    }
+}
+
+fn classify<T>(result: wasmtime::Result<T>) -> Ending {
     let Err(error) = result else {
-        return Ending::Exit(0);
+        return Ending::Returned;
     };
     for cause in error.chain() {
         if let Some(exit) = cause.downcast_ref::<I32Exit>() {
@@ -358,6 +399,9 @@ fn classify(result: wasmtime::Result<()>) -> Ending {
         }
         if let Some(limit) = cause.downcast_ref::<OutputLimitExceeded>() {
             return Ending::OutputLimit(limit.stream);
+        }
+        if cause.downcast_ref::<SnapshotPoint>().is_some() {
+            return Ending::Snapshot;
         }
     }
     if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
@@ -398,7 +442,7 @@ impl Pollable for OutputPipe {
     async fn ready(&mut self) {}
 }
 
-/// Hands wasmtime-wasi a fresh stream object per descriptor, all backed by the worker's state.
+/// Hands wasmtime-wasi a fresh stream object per descriptor, all backed by the shared state.
 struct Stdio(Arc<Shared>, u8);
 
 impl IsTerminal for Stdio {
@@ -425,54 +469,24 @@ impl StdoutStream for Stdio {
     }
 }
 
-static WORKERS_BOOTED: AtomicU64 = AtomicU64::new(0);
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
 static GUEST_NANOS: AtomicU64 = AtomicU64::new(0);
 static JOBS_RUN: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn counters() -> super::Counters {
     super::Counters {
-        workers_booted: WORKERS_BOOTED.load(Ordering::Relaxed),
+        instances: INSTANCES.load(Ordering::Relaxed),
         jobs_run: JOBS_RUN.load(Ordering::Relaxed),
         guest_time: Duration::from_nanos(GUEST_NANOS.load(Ordering::Relaxed)),
     }
 }
 
-fn boot_frame(sandbox: &Sandbox, nonce: &str, batch: &Batch) -> Bytes {
-    let modules: serde_json::Map<String, serde_json::Value> =
-        sandbox.boot.modules.iter().map(|(name, source)| (name.to_string(), (*source).into())).collect();
-    let preload: &[&str] = if batch.preload { PRELOAD } else { &[] };
-    let reset = batch.jobs_per_worker > 1;
-    let boot = serde_json::json!({ "nonce": nonce, "modules": modules, "preload": preload, "reset": reset });
-    frame(&serde_json::to_vec(&boot).expect("boot frame serializes"))
-}
-
-/// Boots one interpreter and runs jobs from the batch until it ends. Returns how many jobs it took
-/// and, if it died before taking any, what it printed (a boot failure).
-fn run_worker(sandbox: &Sandbox, batch: &Arc<Batch>, outcomes: &mpsc::Sender<(usize, JobOutcome)>) -> Result<u32, SandboxError> {
-    let serial = WORKERS_BOOTED.fetch_add(1, Ordering::Relaxed);
-    let nonce =
-        blake3::hash(format!("{}:{serial}:{:?}", std::process::id(), Instant::now()).as_bytes()).to_hex()[..16].to_string();
-    let shared = Arc::new(Shared {
-        state: Mutex::new(WorkerState {
-            pending_stdin: Bytes::new(),
-            boot_frame: Some(boot_frame(sandbox, &nonce, batch)),
-            in_flight: None,
-            jobs_taken: 0,
-            retire: false,
-            boot_memory: None,
-            boot_log: Vec::new(),
-            marker: format!("\x1e\x1ecodegym-frame:{nonce}:").into_bytes(),
-        }),
-        batch: batch.clone(),
-        outcomes: outcomes.clone(),
-        deadline_tick: AtomicU64::new(0),
-        memory_cap: AtomicUsize::new(BOOT_MEMORY_CAP),
-        memory_now: AtomicUsize::new(0),
-        clock: VirtualClock::default(),
-        random: JobRandom::new(0),
-    });
+/// A store wired to `shared`: WASI with our stdio, clocks and randomness, the memory cap and the
+/// epoch deadline.
+pub(crate) fn new_store(sandbox: &Sandbox, shared: &Arc<Shared>, argv: &[&str]) -> Store<GuestState> {
+    INSTANCES.fetch_add(1, Ordering::Relaxed);
     let wasi = WasiCtxBuilder::new()
-        .args(&["python", "-I", "-S", "-c", DRIVER])
+        .args(argv)
         .stdin(Stdio(shared.clone(), 0))
         .stdout(Stdio(shared.clone(), 1))
         .stderr(Stdio(shared.clone(), 2))
@@ -485,7 +499,6 @@ fn run_worker(sandbox: &Sandbox, batch: &Arc<Batch>, outcomes: &mpsc::Sender<(us
     let state = GuestState { wasi, limiter: MemoryCap { shared: shared.clone() }, shared: shared.clone() };
     let mut store = Store::new(&sandbox.engine, state);
     store.limiter(|state| &mut state.limiter);
-    shared.set_budget(BOOT_BUDGET);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|context| {
         if now_tick() >= context.data().shared.deadline_tick.load(Ordering::Relaxed) {
@@ -494,33 +507,169 @@ fn run_worker(sandbox: &Sandbox, batch: &Arc<Batch>, outcomes: &mpsc::Sender<(us
             Ok(UpdateDeadline::Continue(1))
         }
     });
-    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
-    let instance = sandbox.pre.instantiate(&mut store).map_err(setup)?;
-    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(setup)?;
-    let entered = Instant::now();
-    let ending = classify(start.call(&mut store, ()));
-    GUEST_NANOS.fetch_add(entered.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    shared.settle(&ending);
-    let state = shared.state.lock().unwrap();
-    if state.jobs_taken == 0 && !batch.queue.lock().unwrap().is_empty() {
-        let detail = match ending {
-            Ending::Exit(code) => format!("exited with status {code}"),
-            Ending::Timeout => "timed out".into(),
-            Ending::Memory => "ran out of memory".into(),
-            Ending::OutputLimit(stream) => format!("flooded {stream}"),
-            Ending::Crash(detail) => detail,
-        };
-        let log = String::from_utf8_lossy(&state.boot_log);
-        return Err(SandboxError::Boot { detail: format!("{detail}; output: {}", log.trim()) });
-    }
-    Ok(state.jobs_taken)
+    store
 }
 
-fn worker_thread(sandbox: &Sandbox, batch: &Arc<Batch>, outcomes: mpsc::Sender<(usize, JobOutcome)>) -> Result<(), SandboxError> {
-    while !batch.queue.lock().unwrap().is_empty() {
-        run_worker(sandbox, batch, &outcomes)?;
+/// Runs `f` with the time it spends in the guest counted.
+fn in_guest<T>(f: impl FnOnce() -> T) -> T {
+    let entered = Instant::now();
+    let value = f();
+    GUEST_NANOS.fetch_add(entered.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    value
+}
+
+/// An interpreter booted until it announced it is ready, stopped there.
+pub(crate) struct Booted {
+    pub(crate) store: Store<GuestState>,
+    pub(crate) instance: wasmtime::Instance,
+    pub(crate) ready: Ready,
+}
+
+/// Boots the driver (`_start`) with `boot_frame` and stops it right after it announces it is ready.
+pub(crate) fn boot_for_snapshot(sandbox: &Sandbox, boot_frame: Bytes, seed: u64) -> Result<Booted, SandboxError> {
+    let shared = Shared::new(Purpose::Snapshot);
+    shared.random.reseed(seed);
+    shared.push_input(Input { bytes: boot_frame, starts: None });
+    shared.set_budget(BOOT_BUDGET);
+    let mut store = new_store(sandbox, &shared, &driver_argv());
+    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+    let instance = sandbox.boot_pre.instantiate(&mut store).map_err(setup)?;
+    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(setup)?;
+    let ending = in_guest(|| classify(start.call(&mut store, ())));
+    let log = std::mem::take(&mut shared.io.lock().unwrap().boot_log);
+    match (ending, ready(&log)) {
+        (Ending::Snapshot, Some(ready)) => Ok(Booted { store, instance, ready }),
+        (ending, _) => {
+            Err(SandboxError::Boot { detail: format!("{}; output: {}", ending.describe(), String::from_utf8_lossy(&log).trim()) })
+        }
     }
-    Ok(())
+}
+
+pub(crate) fn driver_argv() -> [&'static str; 5] {
+    ["python", "-I", "-S", "-c", DRIVER]
+}
+
+/// The driver's ready frame in what it printed while booting.
+fn ready(log: &[u8]) -> Option<Ready> {
+    let header = b"\x1e\x1ecodegym-frame:";
+    let start = log.windows(header.len()).position(|w| w == header)?;
+    let body = &log[start..];
+    let colon = body[header.len()..].iter().position(|&b| b == b':')? + header.len() + 1;
+    let length: usize = std::str::from_utf8(body.get(colon..colon + 10)?).ok()?.parse().ok()?;
+    let json = body.get(colon + 11..colon + 11 + length)?;
+    match serde_json::from_slice::<Frame>(json).ok()? {
+        Frame::Ready(ready) => Some(ready),
+        _ => None,
+    }
+}
+
+/// A booted interpreter, an instance of an image: runs jobs one call at a time. A job that ends in
+/// a trap (a limit, an exit) leaves it unusable ([`Interpreter::usable`]).
+pub struct Interpreter {
+    store: Store<GuestState>,
+    shared: Arc<Shared>,
+    /// CPython's `PyVectorcall_Call(callable, args, kwargs)`, reached through the function table.
+    call: TypedFunc<(i32, i32, i32), i32>,
+    run_one: i32,
+    no_args: i32,
+    usable: bool,
+}
+
+impl Interpreter {
+    pub(crate) fn new(sandbox: &Sandbox, image: &Image) -> Result<Interpreter, SandboxError> {
+        let shared = Shared::new(Purpose::Jobs);
+        shared.set_budget(BOOT_BUDGET);
+        let mut store = new_store(sandbox, &shared, &driver_argv());
+        let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+        let instance = image.pre.instantiate(&mut store).map_err(setup)?;
+        let mut constant = |name: &str| {
+            instance
+                .get_global(&mut store, name)
+                .and_then(|g| g.get(&mut store).i32())
+                .ok_or_else(|| SandboxError::Setup(format!("the image exports no {name}")))
+        };
+        let (run_one, no_args, index) = (constant(image::RUN_ONE)?, constant(image::NO_ARGS)?, constant(image::CALL)?);
+        let table = instance
+            .get_table(&mut store, image::TABLE)
+            .ok_or_else(|| SandboxError::Setup("the image exports no table".into()))?;
+        let call = table
+            .get(&mut store, index as u32 as u64)
+            .and_then(|entry| entry.as_func().flatten().copied())
+            .ok_or_else(|| SandboxError::Setup(format!("no function at table index {index}")))?
+            .typed::<(i32, i32, i32), i32>(&store)
+            .map_err(setup)?;
+        Ok(Interpreter { store, shared, call, run_one, no_args, usable: true })
+    }
+
+    /// Whether the interpreter can run another job (no job of it ended in a trap).
+    pub fn usable(&self) -> bool {
+        self.usable
+    }
+
+    /// Runs one job on this interpreter.
+    pub fn run(&mut self, job: &Job) -> JobOutcome {
+        JOBS_RUN.fetch_add(1, Ordering::Relaxed);
+        self.shared.begin(job);
+        let ending = if self.usable {
+            let args = (self.run_one, self.no_args, 0);
+            in_guest(|| classify(self.call.call(&mut self.store, args)))
+        } else {
+            Ending::Crash("the interpreter was lost to an earlier job".into())
+        };
+        self.usable &= matches!(ending, Ending::Returned);
+        self.shared.finish(&ending).unwrap_or_else(|| unread_job(&ending))
+    }
+}
+
+/// The outcome of a job whose frame the guest never read (its interpreter was already lost).
+fn unread_job(ending: &Ending) -> JobOutcome {
+    JobOutcome {
+        verdict: Verdict::Error,
+        exit_code: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        result: None,
+        partials: Vec::new(),
+        detail: Some(format!("the job never started: the interpreter {}", ending.describe())),
+        duration_ms: 0,
+    }
+}
+
+/// Runs `job` in a whole new interpreter process: the driver boots from scratch, runs the job and
+/// exits (the reference the images are compared with).
+fn run_fresh(sandbox: &Sandbox, job: &Job) -> Result<JobOutcome, SandboxError> {
+    JOBS_RUN.fetch_add(1, Ordering::Relaxed);
+    let shared = Shared::new(Purpose::Jobs);
+    shared.random.reseed(super::engine::boot_seed(job.variant));
+    shared.push_input(Input { bytes: sandbox.boot_frame(), starts: None });
+    shared.begin(job);
+    shared.set_budget(BOOT_BUDGET);
+    let mut store = new_store(sandbox, &shared, &driver_argv());
+    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+    let instance = sandbox.boot_pre.instantiate(&mut store).map_err(setup)?;
+    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(setup)?;
+    // The driver runs the job, then returns from `_start` at the end of its input.
+    let ending = in_guest(|| classify(start.call(&mut store, ())));
+    let log = std::mem::take(&mut shared.io.lock().unwrap().boot_log);
+    shared.finish(&ending).ok_or_else(|| SandboxError::Boot {
+        detail: format!("{}; output: {}", ending.describe(), String::from_utf8_lossy(&log).trim()),
+    })
+}
+
+fn worker_thread(
+    sandbox: &Sandbox,
+    queue: &Mutex<VecDeque<(usize, Job)>>,
+    mode: ExecMode,
+    outcomes: mpsc::Sender<(usize, JobOutcome)>,
+) -> Result<(), SandboxError> {
+    loop {
+        let Some((index, job)) = queue.lock().unwrap().pop_front() else { return Ok(()) };
+        let outcome = match mode {
+            ExecMode::Image => Interpreter::new(sandbox, &*sandbox.image(job.variant)?)?.run(&job),
+            ExecMode::Fresh => run_fresh(sandbox, &job)?,
+        };
+        let _ = outcomes.send((index, outcome));
+    }
 }
 
 pub(crate) fn run_jobs(
@@ -531,21 +680,17 @@ pub(crate) fn run_jobs(
     reporter: Option<&dyn JobReporter>,
 ) -> Result<Vec<JobOutcome>, SandboxError> {
     let total = jobs.len();
-    let (jobs_per_worker, preload) = match mode {
-        ExecMode::JobLoop { jobs_per_worker } => (jobs_per_worker.max(1), true),
-        ExecMode::Fresh => (1, false),
-    };
-    let batch = Arc::new(Batch { queue: Mutex::new(jobs.into_iter().enumerate().collect()), jobs_per_worker, preload });
+    let queue = Mutex::new(jobs.into_iter().enumerate().collect::<VecDeque<_>>());
     let mut outcomes: Vec<Option<JobOutcome>> = vec![None; total];
     let (sender, receiver) = mpsc::channel();
     let failures = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads.min(total))
             .map(|i| {
-                let (batch, sender) = (&batch, sender.clone());
+                let (queue, sender) = (&queue, sender.clone());
                 std::thread::Builder::new()
                     .name(format!("codegym-sandbox-{i}"))
                     .stack_size(WORKER_STACK_BYTES)
-                    .spawn_scoped(scope, move || worker_thread(sandbox, batch, sender))
+                    .spawn_scoped(scope, move || worker_thread(sandbox, queue, mode, sender))
                     .expect("spawn a sandbox worker thread")
             })
             .collect();
@@ -567,32 +712,44 @@ pub(crate) fn run_jobs(
         .collect()
 }
 
+/// The variant's images are what jobs of that variant run in.
+impl Variant {
+    pub(crate) fn clock_start_secs(self) -> u64 {
+        match self {
+            // 2024-01-01T00:00:00Z
+            Variant::Primary => 1_704_067_200,
+            // 2031-07-17T09:41:13Z: far from the primary date, so a date check shows in the rerun.
+            Variant::Alternate => 1_941_961_273,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn in_flight(stdout: &[u8]) -> InFlight {
+    fn in_flight(stdout: &[u8], nonce: &str) -> InFlight {
         let now = Instant::now();
         InFlight {
-            index: 0,
             limits: Limits::default(),
             started: now,
             step_started: now,
             step_timeouts: vec![],
             partials: vec![],
+            result: None,
             stdout: stdout.to_vec(),
             stderr: vec![],
             scanned: 0,
+            marker: marker(nonce),
         }
     }
 
     #[test]
-    fn finds_a_result_frame_after_the_jobs_own_output() {
-        let marker = b"\x1e\x1ecodegym-frame:abc:";
+    fn finds_a_frame_after_the_jobs_own_output() {
         let mut bytes = b"hello\n".to_vec();
-        bytes.extend_from_slice(marker);
+        bytes.extend_from_slice(&marker("abc"));
         bytes.extend_from_slice(b"0000000002:{}");
-        match scan_result(&mut in_flight(&bytes), marker, 100) {
+        match scan_frame(&mut in_flight(&bytes, "abc"), 100) {
             Scan::Complete { user_len, body, .. } => {
                 assert_eq!(user_len, 6);
                 assert_eq!(body, b"{}");
@@ -603,10 +760,21 @@ mod tests {
 
     #[test]
     fn a_partial_frame_waits_and_output_past_the_cap_overflows() {
-        let marker = b"\x1e\x1ecodegym-frame:abc:";
         let mut partial = b"x".to_vec();
-        partial.extend_from_slice(&marker[..5]);
-        assert!(matches!(scan_result(&mut in_flight(&partial), marker, 100), Scan::Incomplete));
-        assert!(matches!(scan_result(&mut in_flight(&[b'y'; 500]), marker, 100), Scan::Overflow));
+        partial.extend_from_slice(&marker("abc")[..5]);
+        assert!(matches!(scan_frame(&mut in_flight(&partial, "abc"), 100), Scan::Incomplete));
+        assert!(matches!(scan_frame(&mut in_flight(&[b'y'; 500], "abc"), 100), Scan::Overflow));
+    }
+
+    #[test]
+    fn the_ready_frame_gives_the_addresses_the_host_calls_with() {
+        let mut log = b"boot noise\n".to_vec();
+        let body = br#"{"ready": 12345, "args": 8, "type": 99}"#;
+        log.extend_from_slice(&marker("boot"));
+        log.extend_from_slice(format!("{:010}:", body.len()).as_bytes());
+        log.extend_from_slice(body);
+        let found = ready(&log).unwrap();
+        assert_eq!((found.ready, found.args, found.kind), (12345, 8, 99));
+        assert!(ready(b"nothing").is_none());
     }
 }

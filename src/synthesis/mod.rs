@@ -10,7 +10,7 @@ pub mod parse;
 pub mod prompts;
 
 use crate::dataset::{self, DatasetError, Table};
-use crate::harness::{self, EnvSource, EnvWork, ModuleChecks, Step, StepResult};
+use crate::harness::{self, Budgets, EnvSource, EnvWork, ModuleChecks, Step, StepResult};
 use crate::ids::content_id;
 use crate::llm::{Call, ChatRequest, Client, LlmError, Sampling};
 use crate::report::{JobProgress, Printer};
@@ -304,7 +304,8 @@ impl Synthesizer<'_> {
     fn run_steps(&self, label: &str, work: &[EnvWork]) -> Result<Vec<Vec<StepResult>>, SandboxError> {
         let s = self.settings;
         let progress = self.printer.progress(label, work.len());
-        harness::run_steps(self.sandbox, work, s.limits, s.module_timeout, s.mode, s.threads, Some(&progress))
+        let budgets = Budgets { module: s.module_timeout, ..Budgets::method(s.limits) };
+        harness::run_steps(self.sandbox, work, &budgets, s.mode, s.threads, Some(&progress))
     }
 
     fn request(
@@ -381,9 +382,8 @@ impl Synthesizer<'_> {
         let work: Vec<EnvWork> = drafts
             .iter()
             .map(|(i, d)| EnvWork {
-                env: EnvSource { code: &d.code, name: "" },
                 steps: vec![Step::Classes],
-                seed: harness::seed_for(&state.problems[*i].problem_id),
+                ..EnvWork::new(EnvSource { code: &d.code, name: "" }, harness::seed_for(&state.problems[*i].problem_id))
             })
             .collect();
         let results = self.run_steps("extract", &work)?;
@@ -417,17 +417,14 @@ impl Synthesizer<'_> {
             .iter()
             .map(|&i| {
                 let env = &state.envs[i];
-                EnvWork {
-                    env: EnvSource { code: &env.env_code, name: &env.env_name },
-                    steps: ModuleChecks::STEPS.to_vec(),
-                    seed: harness::seed_for(&env.env_id),
-                }
+                let source = EnvSource { code: &env.env_code, name: &env.env_name };
+                EnvWork { steps: vec![Step::Module], ..EnvWork::new(source, harness::seed_for(&env.env_id)) }
             })
             .collect();
         let results = self.run_steps("contract", &work)?;
         let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
         for (&i, result) in todo.iter().zip(results) {
-            let checks = ModuleChecks::from_results(&result);
+            let checks = ModuleChecks::from_result(&result[0]);
             let failure = checks.failure().or_else(|| checks.description.as_ref().err().map(|e| ("contract_failed", e.clone())));
             let env = &mut state.envs[i];
             match (failure, checks.description) {

@@ -11,12 +11,14 @@
 //! applies the curation filters; [`store`] keeps the tables in between.
 
 mod curate;
+mod probes;
+mod reasons;
 mod record;
 mod store;
 
 use crate::dataset::{self, DatasetError, Table};
-use crate::harness::{self, EnvSource, EnvWork, ModuleChecks, ProbeFindings, RefAnswer, SelfTest, Step};
-use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError};
+use crate::harness::{self, Budgets, EnvSource, EnvWork, ModuleChecks, OracleRun, ProbeEvidence, RefAnswer, SelfTest, Step};
+use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError, Variant};
 use crate::tables::{ENV_PENDING, EnvironmentRow, OracleCandidateRow, TaskConfigRow};
 use curate::{checked, curate_all};
 use record::{Cell, Tables};
@@ -26,6 +28,13 @@ use std::time::Duration;
 use store::Stored;
 
 const STAGE: &str = "verify";
+
+/// `environments.status` of an environment that passed every check.
+pub const VERIFIED: &str = "verified";
+
+/// Bumped whenever a check changes what it accepts: part of [`VerifySettings::verifier`], so a
+/// rebuild re-verifies what an older verifier passed.
+const CHECKS_VERSION: &str = "verify-checks-v2";
 
 /// How the harness marks the oracle cells of a candidate that failed its smoke test (not run,
 /// not recorded).
@@ -48,11 +57,15 @@ pub struct VerifySettings {
     /// A kept configuration is solved by the reference model at most this often (25%; the hard
     /// variant 1/8), where its pass rate is known.
     pub max_reference_pass_rate: f64,
-    /// Synthesized environments survive the reference-answer check only if at least this share
-    /// of their configurations, and at least `min_ref_configs` of them, have a reference answer
-    /// (80% and 10); imported environments (no `problem_id`) carry their own curated configurations.
+    /// An environment survives the reference-answer check only if at least this share of its
+    /// configurations have a reference answer (80%), and, when it was synthesized from a problem,
+    /// at least `min_ref_configs` of them (10; a release's environments carry their own curated
+    /// few).
     pub min_ref_share: f64,
     pub min_ref_configs: usize,
+    /// A configuration string longer than this is rejected alone (`config_too_large`) and never
+    /// runs, so one huge configuration cannot sink its environment or the host's memory.
+    pub max_config_bytes: usize,
     /// Reference-model pass rates to apply before curating: a Parquet or JSON Lines file of
     /// rows with `score` (0..1) and `config_id` or `config` (`EnvName@{json}`).
     pub reference_scores: Option<std::path::PathBuf>,
@@ -72,6 +85,28 @@ impl VerifySettings {
     pub fn hard(self) -> VerifySettings {
         VerifySettings { max_calls: 512, max_reference_pass_rate: 0.125, ..self }
     }
+
+    /// The time budgets of the sandbox steps.
+    pub fn budgets(&self) -> Budgets {
+        Budgets { module: self.module_timeout, ..Budgets::method(self.cell) }
+    }
+
+    /// The verifier's version: the checks (the harness and driver sources, the host's judging) and
+    /// the settings that decide a status. Stamped on every environment verification decides.
+    pub fn verifier(&self) -> String {
+        let settings = format!(
+            "{:?};{:?};{:?};{};{};{};{}",
+            self.cell,
+            self.module_timeout,
+            self.env_budget,
+            self.min_ref_share,
+            self.min_ref_configs,
+            self.max_config_bytes,
+            self.max_answer_chars
+        );
+        let parts = [CHECKS_VERSION, include_str!("../harness/harness.py"), include_str!("../sandbox/driver.py"), &settings];
+        format!("{CHECKS_VERSION}+{}", &crate::ids::content_id("verifier", &parts)[..12])
+    }
 }
 
 impl Default for VerifySettings {
@@ -86,6 +121,7 @@ impl Default for VerifySettings {
             max_reference_pass_rate: 0.25,
             min_ref_share: 0.8,
             min_ref_configs: 10,
+            max_config_bytes: 64 << 10,
             reference_scores: None,
             near_duplicates: Default::default(),
             max_answer_chars: 100,
@@ -111,11 +147,13 @@ pub enum VerifyError {
 pub struct VerifySummary {
     pub environments: usize,
     pub verified: usize,
+    /// Environments this run verified (the others were decided by an earlier run).
+    pub ran: usize,
     pub configs: usize,
     pub configs_kept: usize,
     pub oracle_cells: usize,
     pub oracle_passed: usize,
-    /// Steps run in the sandbox (describe, reference answers, oracle cells).
+    /// Steps run in the sandbox (module checks, reference answers, oracle cells, probes).
     pub steps: usize,
     /// Time spent in each kind of step (`oracle`, `probe`, ...), summed over workers.
     pub step_ms: BTreeMap<&'static str, u64>,
@@ -127,9 +165,10 @@ struct ConfigResult {
     ref_answer: Option<Result<RefAnswer, String>>,
     /// One cell per oracle candidate.
     oracles: Vec<Cell>,
-    /// What the anti-gaming probe found (none when the probe itself failed: the reference-answer
-    /// or oracle cell already says why).
-    probe: Option<ProbeFindings>,
+    /// The probe's evidence, or why the probe did not finish (it then fails closed).
+    probe: Option<Result<ProbeEvidence, String>>,
+    /// The environment's own oracle rerun in the alternate interpreter.
+    alternate: Option<Result<OracleRun, String>>,
 }
 
 /// What a step's result is for.
@@ -140,61 +179,143 @@ enum Target {
     RefAnswer(usize),
     Oracle(usize, i32),
     Probe(usize),
+    Alternate(usize),
 }
 
-/// Per environment of `chunk`: the contract check, its self-tests, describe, the smoke test of
-/// each extra oracle candidate, then per configuration its reference answer, one oracle cell per
-/// candidate (0: the environment's own `solve`) and the probe. Returns the work and what each
-/// step is for.
+/// The work of one environment: the steps in the primary interpreter, and the determinism rerun
+/// in the alternate one; what each step is for, and which environment it is.
+struct Plan<'a> {
+    work: Vec<EnvWork<'a>>,
+    targets: Vec<Vec<Target>>,
+    env_of: Vec<usize>,
+}
+
+/// Per environment of `chunk`: the module checks, the smoke test of each extra oracle candidate,
+/// then per configuration its reference answer, one oracle cell per candidate (0: the
+/// environment's own `solve`) and the probe; and the environment's own oracle on every
+/// configuration again in the alternate interpreter. Configurations in `skip` (over the size
+/// cap) do not run.
 fn plan<'a>(
     chunk: &[usize],
     envs: &'a [EnvironmentRow],
-    configs: &[TaskConfigRow],
+    configs: &'a [TaskConfigRow],
     configs_of: &BTreeMap<String, Vec<usize>>,
     candidates: &'a [OracleCandidateRow],
-) -> (Vec<EnvWork<'a>>, Vec<Vec<Target>>) {
-    let mut work = Vec::new();
-    let mut targets = Vec::new();
+    skip: &dyn Fn(&TaskConfigRow) -> bool,
+) -> Plan<'a> {
+    let mut plan = Plan { work: Vec::new(), targets: Vec::new(), env_of: Vec::new() };
     for &env_index in chunk {
         let env = &envs[env_index];
-        let extra: Vec<&OracleCandidateRow> = candidates.iter().filter(|c| c.env_id == env.env_id).collect();
-        let mut steps = ModuleChecks::STEPS.to_vec();
-        let mut step_targets = vec![Target::Module; steps.len()];
-        for candidate in &extra {
-            steps.push(Step::SmokeTest { solver: candidate.solver.clone() });
-            step_targets.push(Target::Smoke(candidate.candidate));
-        }
-        for &config in configs_of.get(&env.env_id).map_or(&[][..], Vec::as_slice) {
-            let text = &configs[config].config;
-            steps.push(Step::RefAnswer { config: text.clone() });
-            step_targets.push(Target::RefAnswer(config));
-            steps.push(Step::Oracle { config: text.clone(), solver: None });
-            step_targets.push(Target::Oracle(config, 0));
-            for candidate in &extra {
-                steps.push(Step::Oracle { config: text.clone(), solver: Some(candidate.solver.clone()) });
-                step_targets.push(Target::Oracle(config, candidate.candidate));
-            }
-            steps.push(Step::Probe {
-                config: text.clone(),
-                task_text: env.task_text.clone().unwrap_or_default(),
-                tool_docs: env.tool_docs.clone(),
-            });
-            step_targets.push(Target::Probe(config));
-        }
         let source = EnvSource { code: &env.env_code, name: &env.env_name };
-        work.push(EnvWork { env: source, steps, seed: harness::seed_for(&env.env_id) });
-        targets.push(step_targets);
+        let seed = harness::seed_for(&env.env_id);
+        let extra: Vec<&OracleCandidateRow> = candidates.iter().filter(|c| c.env_id == env.env_id).collect();
+        let mut work = EnvWork::new(source, seed);
+        work.solvers = extra.iter().map(|c| c.solver.as_str()).collect();
+        let mut targets = vec![Target::Module];
+        work.steps.push(Step::Module);
+        for (solver, candidate) in extra.iter().enumerate() {
+            work.steps.push(Step::SmokeTest { solver });
+            targets.push(Target::Smoke(candidate.candidate));
+        }
+        let mut rerun = EnvWork { variant: Variant::Alternate, ..EnvWork::new(source, seed ^ 0x0a17_e2a7_e5ee_d000) };
+        let mut rerun_targets = Vec::new();
+        let own = configs_of.get(&env.env_id).map_or(&[][..], Vec::as_slice);
+        for &config in own.iter().filter(|&&c| !skip(&configs[c])) {
+            let at = work.configs.len();
+            work.configs.push(&configs[config].config);
+            work.steps.push(Step::RefAnswer { config: at });
+            targets.push(Target::RefAnswer(config));
+            work.steps.push(Step::Oracle { config: at, solver: None });
+            targets.push(Target::Oracle(config, 0));
+            for (solver, candidate) in extra.iter().enumerate() {
+                work.steps.push(Step::Oracle { config: at, solver: Some(solver) });
+                targets.push(Target::Oracle(config, candidate.candidate));
+            }
+            work.steps.push(Step::Probe { config: at });
+            targets.push(Target::Probe(config));
+            rerun.configs.push(&configs[config].config);
+            rerun.steps.push(Step::Oracle { config: at, solver: None });
+            rerun_targets.push(Target::Alternate(config));
+        }
+        plan.work.push(work);
+        plan.targets.push(targets);
+        plan.env_of.push(env_index);
+        if !rerun.steps.is_empty() {
+            plan.work.push(rerun);
+            plan.targets.push(rerun_targets);
+            plan.env_of.push(env_index);
+        }
     }
-    (work, targets)
+    plan
 }
 
 /// Environments verified between two writes of the tables: a killed run loses at most this much
 /// work, and the next run resumes with what is still pending.
 const CHUNK_ENVS: usize = 64;
 
-/// Runs verification over the dataset at `data`: every environment still pending (or one with a
-/// configuration that has no oracle result yet), or all of them with `settings.all`. Tables are
-/// rewritten after each chunk of environments.
+/// What the steps of one chunk found, per environment and per configuration.
+#[derive(Default)]
+struct ChunkResults {
+    checks: BTreeMap<usize, ModuleChecks>,
+    /// Per environment: the candidates that may be chosen (0 and those that passed their smoke test).
+    eligible: BTreeMap<usize, Vec<i32>>,
+    smoke: Vec<(String, i32, String)>,
+    configs: BTreeMap<usize, ConfigResult>,
+    step_ms: BTreeMap<&'static str, u64>,
+}
+
+impl ChunkResults {
+    fn gather(plan: &Plan, outcomes: &[Vec<harness::StepResult>], envs: &[EnvironmentRow]) -> ChunkResults {
+        let mut found = ChunkResults::default();
+        for (((work, results), targets), &env) in plan.work.iter().zip(outcomes).zip(&plan.targets).zip(&plan.env_of) {
+            found.eligible.entry(env).or_insert_with(|| vec![0]);
+            for ((step, result), target) in work.steps.iter().zip(results).zip(targets) {
+                *found.step_ms.entry(step.kind()).or_default() += result.duration_ms;
+                found.record(env, *target, result, envs);
+            }
+        }
+        found
+    }
+
+    fn record(&mut self, env: usize, target: Target, result: &harness::StepResult, envs: &[EnvironmentRow]) {
+        match target {
+            Target::Module => {
+                self.checks.insert(env, ModuleChecks::from_result(result));
+            }
+            Target::Smoke(candidate) => {
+                let verdict = match result.parse::<SelfTest>() {
+                    Ok(run) if run.smoke_passed() => "pass".to_string(),
+                    Ok(run) => format!("exit {}, reward=1 x{}, reward=0 x{}", run.exit_code, run.reward_1, run.reward_0),
+                    Err(_) => result.failure().unwrap_or_default(),
+                };
+                if verdict == "pass" {
+                    self.eligible.entry(env).or_default().push(candidate);
+                }
+                self.smoke.push((envs[env].env_id.clone(), candidate, verdict));
+            }
+            Target::RefAnswer(config) => self.configs.entry(config).or_default().ref_answer = Some(result.parse()),
+            Target::Oracle(_, _) if result.value.as_ref().is_err_and(|e| e.starts_with(SKIPPED)) => {}
+            Target::Oracle(config, candidate) => self.configs.entry(config).or_default().oracles.push(Cell {
+                candidate,
+                run: result.parse(),
+                verdict: result.verdict,
+                duration_ms: result.duration_ms,
+            }),
+            Target::Probe(config) => {
+                let evidence = result.parse().map_err(|e| result.failure().unwrap_or(e));
+                self.configs.entry(config).or_default().probe = Some(evidence);
+            }
+            Target::Alternate(config) => {
+                let run = result.parse().map_err(|e| result.failure().unwrap_or(e));
+                self.configs.entry(config).or_default().alternate = Some(run);
+            }
+        }
+    }
+}
+
+/// Runs verification over the dataset at `data`: every environment still pending, one with a
+/// configuration that has no oracle result yet, or one an older verifier passed; all of them with
+/// `settings.all`. Tables are rewritten after each chunk of environments.
 pub fn verify(
     sandbox: &Sandbox,
     data: &Path,
@@ -213,78 +334,53 @@ pub fn verify(
     for (i, config) in configs.iter().enumerate() {
         configs_of.entry(config.env_id.clone()).or_default().push(i);
     }
+    let verifier = settings.verifier();
+    let too_large = |c: &TaskConfigRow| c.config.len() > settings.max_config_bytes;
     let unrun = |env: &EnvironmentRow| {
-        configs_of.get(&env.env_id).is_some_and(|own| own.iter().any(|&c| configs[c].oracle_passed.is_none()))
+        configs_of
+            .get(&env.env_id)
+            .is_some_and(|own| own.iter().any(|&c| configs[c].oracle_passed.is_none() && !too_large(&configs[c])))
     };
-    let selected: Vec<usize> =
-        (0..envs.len()).filter(|&i| settings.all || envs[i].status == ENV_PENDING || unrun(&envs[i])).collect();
+    let outdated = |env: &EnvironmentRow| env.status == VERIFIED && env.verifier.as_deref() != Some(verifier.as_str());
+    let selected: Vec<usize> = (0..envs.len())
+        .filter(|&i| settings.all || envs[i].status == ENV_PENDING || unrun(&envs[i]) || outdated(&envs[i]))
+        .collect();
     let mut stored = Stored::read(data)?;
     let mut steps = 0;
     let mut step_ms: BTreeMap<&'static str, u64> = BTreeMap::new();
     for chunk in selected.chunks(CHUNK_ENVS) {
-        let (work, targets) = plan(chunk, &envs, &configs, &configs_of, &stored.candidates);
-        let outcomes = harness::run_steps(
-            sandbox,
-            &work,
-            settings.cell,
-            settings.module_timeout,
-            settings.mode,
-            settings.threads,
-            reporter,
-        )?;
-        steps += work.iter().map(|w| w.steps.len()).sum::<usize>();
-        let mut checks: Vec<ModuleChecks> = Vec::new();
-        let mut eligible: Vec<Vec<i32>> = Vec::new();
-        let mut smoke: Vec<(String, i32, String)> = Vec::new();
-        let mut results: BTreeMap<usize, ConfigResult> = BTreeMap::new();
-        for (((env_work, env_results), env_targets), &env) in work.iter().zip(&outcomes).zip(&targets).zip(chunk) {
-            // `plan` puts the module-wide steps first.
-            checks.push(ModuleChecks::from_results(env_results));
-            eligible.push(vec![0]);
-            for ((step, result), target) in env_work.steps.iter().zip(env_results).zip(env_targets) {
-                *step_ms.entry(step.kind()).or_default() += result.duration_ms;
-                match *target {
-                    Target::Module => {}
-                    Target::Smoke(candidate) => {
-                        let verdict = match result.parse::<SelfTest>() {
-                            Ok(run) if run.smoke_passed() => "pass".to_string(),
-                            Ok(run) => format!("exit {}, reward=1 x{}, reward=0 x{}", run.exit_code, run.reward_1, run.reward_0),
-                            Err(detail) => detail,
-                        };
-                        if verdict == "pass" {
-                            eligible.last_mut().expect("pushed above").push(candidate);
-                        }
-                        smoke.push((envs[env].env_id.clone(), candidate, verdict));
-                    }
-                    Target::RefAnswer(config) => results.entry(config).or_default().ref_answer = Some(result.parse()),
-                    Target::Oracle(_, _) if result.value.as_ref().is_err_and(|e| e.starts_with(SKIPPED)) => {}
-                    Target::Oracle(config, candidate) => results.entry(config).or_default().oracles.push(Cell {
-                        candidate,
-                        run: result.parse(),
-                        verdict: result.verdict,
-                        duration_ms: result.duration_ms,
-                    }),
-                    Target::Probe(config) => results.entry(config).or_default().probe = result.parse().ok(),
-                }
-            }
+        let plan = plan(chunk, &envs, &configs, &configs_of, &stored.candidates, &too_large);
+        let outcomes = harness::run_steps(sandbox, &plan.work, &settings.budgets(), settings.mode, settings.threads, reporter)?;
+        steps += plan.work.iter().map(|w| w.steps.len()).sum::<usize>();
+        let mut found = ChunkResults::gather(&plan, &outcomes, &envs);
+        drop(outcomes);
+        drop(plan);
+        for (kind, ms) in std::mem::take(&mut found.step_ms) {
+            *step_ms.entry(kind).or_default() += ms;
         }
         let mut tables = Tables::default();
-        for (config, result) in results {
-            tables.record_config(&mut configs[config], result, settings);
-        }
-        for ((&env, checks), eligible) in chunk.iter().zip(checks).zip(&eligible) {
+        for &env in chunk {
             let own = configs_of.get(&envs[env].env_id).map_or(&[][..], Vec::as_slice);
-            let oracle = {
-                let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).collect();
-                tables.choose_oracle(&checked(&own_configs), eligible, settings)
-            };
+            let oversized: Vec<usize> = own.iter().copied().filter(|&c| too_large(&configs[c])).collect();
+            for config in oversized {
+                tables.oversized(&mut configs[config], settings.max_config_bytes);
+            }
+            let results: Vec<(usize, ConfigResult)> =
+                own.iter().filter_map(|&c| found.configs.remove(&c).map(|r| (c, r))).collect();
+            tables.record_configs(&envs[env], &mut configs, results, settings);
+            let checks = found.checks.remove(&env).expect("every planned environment has its module checks");
+            let eligible = found.eligible.remove(&env).unwrap_or_else(|| vec![0]);
+            let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).collect();
+            let oracle = tables.choose_oracle(&checked(&own_configs), &eligible, settings);
             for &config in own {
                 tables.apply_oracle(&mut configs[config], *oracle.as_ref().unwrap_or(&0));
             }
-            let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).collect();
+            // A configuration over the size cap is rejected alone: it does not count against its environment.
+            let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).filter(|c| !too_large(c)).collect();
             tables.settle_env(&mut envs[env], checks, &own_configs, oracle, settings);
+            envs[env].verifier = Some(verifier.clone());
         }
-        stored.record_smoke_tests(smoke);
+        stored.record_smoke_tests(std::mem::take(&mut found.smoke));
         stored.replace(chunk.iter().map(|&e| envs[e].env_id.as_str()), tables);
         curate_all(&mut envs, &mut configs, settings);
         stored.write(data, &envs, &configs)?;
@@ -296,11 +392,12 @@ pub fn verify(
     }
     Ok(VerifySummary {
         environments: envs.len(),
-        verified: envs.iter().filter(|e| e.status == "verified").count(),
+        verified: envs.iter().filter(|e| e.status == VERIFIED).count(),
+        ran: selected.len(),
         configs: configs.len(),
         configs_kept: configs.iter().filter(|c| c.kept).count(),
         oracle_cells: stored.oracle_runs.len(),
-        oracle_passed: stored.oracle_runs.iter().filter(|r| r.verdict == "pass").count(),
+        oracle_passed: stored.oracle_runs.iter().filter(|r| r.verdict == reasons::CellVerdict::Pass.as_str()).count(),
         steps,
         step_ms,
     })
@@ -333,13 +430,21 @@ fn apply_reference_scores(path: &Path, configs: &mut [TaskConfigRow]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::curate::curate;
-    use super::record::oracle_verdict;
+    use super::reasons::CellVerdict;
     use super::*;
     use crate::harness::{ContractCheck, OracleRun, SelfTest, ToolDescription};
     use crate::sandbox::Verdict;
 
     fn run(passed: bool) -> Result<OracleRun, String> {
-        Ok(OracleRun { passed, message: String::new(), oracle_calls: 12, tool_calls: Default::default(), trajectory: vec![] })
+        let reward = if passed { "reward=1" } else { "reward=0" };
+        Ok(OracleRun {
+            passed,
+            message: reward.into(),
+            oracle_calls: 12,
+            traced_calls: 0,
+            tool_calls: Default::default(),
+            trajectory: vec![("Done".into(), reward.into())],
+        })
     }
 
     fn env(source: &str) -> EnvironmentRow {
@@ -348,42 +453,41 @@ mod tests {
 
     fn config(i: usize, ref_answer: Option<&str>) -> TaskConfigRow {
         TaskConfigRow {
-            config_id: format!("c{i}"),
-            env_id: "e".into(),
-            env_name: "XEnv".into(),
-            config: format!("XEnv@{{\"i\": {i}}}"),
-            difficulty: "easy".into(),
-            source_index: None,
             ref_answer: ref_answer.map(String::from),
             oracle_passed: Some(true),
             oracle_calls: Some(12),
             distinct_tools: Some(4),
-            kept: false,
-            filter_reason: None,
-            source_oracle_calls: None,
-            reference_pass_rate: None,
-            oracle_trajectory: None,
+            ..TaskConfigRow::pending("e", "XEnv", format!("XEnv@{{\"i\": {i}}}"), "easy", None)
         }
+    }
+
+    fn self_test(reward_1: usize) -> Result<SelfTest, String> {
+        Ok(SelfTest { exit_code: 0, error: None, reward_1, reward_0: 0, stdout: String::new(), unsupported: vec![] })
     }
 
     fn passing_checks() -> ModuleChecks {
         ModuleChecks {
             contract: Ok(ContractCheck { classes: vec!["XEnv".into()], problems: vec![] }),
-            self_test: Ok(SelfTest { exit_code: 0, error: None, reward_1: 2, reward_0: 0, stdout: String::new() }),
+            self_test: self_test(2),
             description: Ok(ToolDescription { tools: vec!["Observe".into(); 5], tool_docs: "docs".into() }),
         }
     }
 
     #[test]
-    fn synthesized_environments_need_most_reference_answers_to_survive() {
+    fn every_environment_needs_most_reference_answers_and_a_synthesized_one_ten() {
         let configs: Vec<TaskConfigRow> = (0..10).map(|i| config(i, (i < 7).then_some("3"))).collect();
         let mine: Vec<&TaskConfigRow> = configs.iter().collect();
+        let settings = VerifySettings::default();
         let mut synthesized = EnvironmentRow { problem_id: Some("p".into()), ..env("synthesis") };
-        Tables::default().settle_env(&mut synthesized, passing_checks(), &mine, Ok(0), &VerifySettings::default());
+        Tables::default().settle_env(&mut synthesized, passing_checks(), &mine, Ok(0), &settings);
         assert_eq!(synthesized.status, "ref_answer_survival", "{:?}", synthesized.status_detail);
         let mut imported = env("codegym-release");
-        Tables::default().settle_env(&mut imported, passing_checks(), &mine, Ok(0), &VerifySettings::default());
-        assert_eq!(imported.status, "verified");
+        Tables::default().settle_env(&mut imported, passing_checks(), &mine, Ok(0), &settings);
+        assert_eq!(imported.status, "ref_answer_survival", "70% is under the 80% rule for imported environments too");
+        let configs: Vec<TaskConfigRow> = (0..3).map(|i| config(i, Some("3"))).collect();
+        let few: Vec<&TaskConfigRow> = configs.iter().collect();
+        Tables::default().settle_env(&mut imported, passing_checks(), &few, Ok(0), &settings);
+        assert_eq!(imported.status, VERIFIED, "a release carries its own few configurations");
     }
 
     #[test]
@@ -391,7 +495,7 @@ mod tests {
         let configs = [config(0, Some("3"))];
         let mine: Vec<&TaskConfigRow> = configs.iter().collect();
         let mut checks = passing_checks();
-        checks.self_test = Ok(SelfTest { exit_code: 0, error: None, reward_1: 1, reward_0: 0, stdout: String::new() });
+        checks.self_test = self_test(1);
         let mut row = env("synthesis");
         Tables::default().settle_env(&mut row, checks, &mine, Ok(0), &VerifySettings::default());
         assert_eq!(row.status, "self_test_failed");
@@ -399,39 +503,44 @@ mod tests {
         checks.contract = Ok(ContractCheck { classes: vec![], problems: vec!["func_mapping has no Done".into()] });
         Tables::default().settle_env(&mut row, checks, &mine, Ok(0), &VerifySettings::default());
         assert_eq!((row.status.as_str(), row.status_detail.as_deref()), ("contract_failed", Some("func_mapping has no Done")));
+        let mut checks = passing_checks();
+        checks.self_test = Ok(SelfTest {
+            exit_code: 1,
+            error: Some("OSError: [Errno 58] Not supported".into()),
+            reward_1: 0,
+            reward_0: 0,
+            stdout: String::new(),
+            unsupported: vec!["asyncio".into()],
+        });
+        Tables::default().settle_env(&mut row, checks, &mine, Ok(0), &VerifySettings::default());
+        assert_eq!(row.status, "unsupported_in_sandbox");
+        assert!(row.status_detail.as_deref().unwrap().contains("asyncio"), "{:?}", row.status_detail);
     }
 
     #[test]
     fn configurations_the_reference_model_solves_too_often_are_dropped() {
-        let run = OracleRun {
-            passed: true,
-            message: String::new(),
-            oracle_calls: 40,
-            tool_calls: Default::default(),
-            trajectory: vec![],
-        };
         let answer = RefAnswer { answer: "3".into(), answer_repr: "3".into(), answer_json: Some("3".into()) };
-        let cell = || ConfigResult {
-            ref_answer: Some(Ok(answer.clone())),
-            oracles: vec![Cell { candidate: 0, run: Ok(run.clone()), verdict: Verdict::Ok, duration_ms: 5 }],
-            probe: None,
-        };
         let mut row = TaskConfigRow { reference_pass_rate: Some(0.25), ..config(0, None) };
-        let verified = EnvironmentRow { status: "verified".into(), tool_count: 5, ..env("synthesis") };
-        Tables::default().record_config(&mut row, cell(), &VerifySettings::default());
+        let mut ran = run(true).unwrap();
+        ran.oracle_calls = 40;
+        let verified = EnvironmentRow { status: VERIFIED.into(), tool_count: 5, ..env("synthesis") };
+        let mut tables = Tables::default();
+        let cell = Cell { candidate: 0, run: Ok(ran), verdict: Verdict::Ok, duration_ms: 5 };
+        let result = ConfigResult { ref_answer: Some(Ok(answer.clone())), oracles: vec![cell], ..Default::default() };
+        let mut rows = vec![row.clone()];
+        tables.record_configs(&verified, &mut rows, vec![(0, result)], &VerifySettings::default());
+        tables.apply_oracle(&mut rows[0], 0);
+        row = rows.remove(0);
         curate(&mut row, &verified, &VerifySettings::default());
         assert_eq!((row.filter_reason.as_deref(), row.kept), (None, true), "25% is allowed");
         curate(&mut row, &verified, &VerifySettings::default().hard());
         assert_eq!(row.filter_reason.as_deref(), Some("reference_model_solves"), "the hard variant allows 1/8");
         curate(&mut row, &EnvironmentRow { tool_count: 3, ..verified.clone() }, &VerifySettings::default());
         assert_eq!(row.filter_reason.as_deref(), Some("too_few_tools"), "re-curation replaces earlier filter reasons");
-        let unjson = || ConfigResult {
-            ref_answer: Some(Ok(RefAnswer { answer_json: None, ..answer.clone() })),
-            oracles: vec![],
-            probe: None,
-        };
-        Tables::default().record_config(&mut row, unjson(), &VerifySettings::default());
-        assert_eq!(row.filter_reason.as_deref(), Some("ref_answer_not_json"));
+        let unjson = ConfigResult { ref_answer: Some(Ok(RefAnswer { answer_json: None, ..answer })), ..Default::default() };
+        let mut rows = vec![row];
+        Tables::default().record_configs(&verified, &mut rows, vec![(0, unjson)], &VerifySettings::default());
+        assert_eq!(rows[0].filter_reason.as_deref(), Some("ref_answer_not_json"));
     }
 
     #[test]
@@ -439,13 +548,6 @@ mod tests {
         let configs = [config(0, Some("3")), config(1, Some("4"))];
         let checked: Vec<&TaskConfigRow> = configs.iter().collect();
         let mut tables = Tables::default();
-        let run = |calls: i64, passed: bool| OracleRun {
-            passed,
-            message: String::new(),
-            oracle_calls: calls,
-            tool_calls: Default::default(),
-            trajectory: vec![],
-        };
         let cells = [
             (0, 30, true, 30),
             (0, 30, true, 1),
@@ -457,11 +559,10 @@ mod tests {
             (3, 5, true, 9_000),
         ];
         for (i, &(candidate, calls, passed, ms)) in cells.iter().enumerate() {
-            let config = format!("c{}", i % 2);
-            tables.cells.insert(
-                (config, candidate),
-                Cell { candidate, run: Ok(run(calls, passed)), verdict: Verdict::Ok, duration_ms: ms },
-            );
+            let mut ran = run(passed).unwrap();
+            ran.oracle_calls = calls;
+            let key = (configs[i % 2].config_id.clone(), candidate);
+            tables.cells.insert(key, Cell { candidate, run: Ok(ran), verdict: Verdict::Ok, duration_ms: ms });
         }
         let settings = VerifySettings::default();
         assert_eq!(tables.choose_oracle(&checked, &[0, 1, 2, 3], &settings), Ok(2), "1 fails a configuration, 3 is over budget");
@@ -471,12 +572,27 @@ mod tests {
     }
 
     #[test]
-    fn oracle_verdicts_name_the_limit_that_ended_the_cell() {
-        assert_eq!(oracle_verdict(&run(true), Verdict::Ok), "pass");
-        assert_eq!(oracle_verdict(&run(false), Verdict::Ok), "wrong");
-        assert_eq!(oracle_verdict(&Err("boom".into()), Verdict::Error), "error");
-        assert_eq!(oracle_verdict(&Err("slow".into()), Verdict::Timeout), "timeout");
-        assert_eq!(oracle_verdict(&Err("big".into()), Verdict::Memory), "memory");
-        assert_eq!(oracle_verdict(&Err("loud".into()), Verdict::OutputLimit), "output_limit");
+    fn oracle_verdicts_name_the_limit_that_ended_the_cell_and_contradictions() {
+        assert_eq!(CellVerdict::of(&run(true), Verdict::Ok), CellVerdict::Pass);
+        assert_eq!(CellVerdict::of(&run(false), Verdict::Ok), CellVerdict::Wrong);
+        assert_eq!(CellVerdict::of(&Err("boom".into()), Verdict::Error), CellVerdict::Error);
+        assert_eq!(CellVerdict::of(&Err("slow".into()), Verdict::Timeout), CellVerdict::Timeout);
+        assert_eq!(CellVerdict::of(&Err("big".into()), Verdict::Memory), CellVerdict::Memory);
+        assert_eq!(CellVerdict::of(&Err("loud".into()), Verdict::OutputLimit), CellVerdict::OutputLimit);
+        let mut forged = run(true).unwrap();
+        forged.trajectory = vec![("Done".into(), "reward=0".into())];
+        assert_eq!(CellVerdict::of(&Ok(forged), Verdict::Ok), CellVerdict::Contradiction);
+    }
+
+    #[test]
+    fn a_verifier_version_changes_with_the_settings_that_decide_a_status() {
+        let settings = VerifySettings::default();
+        assert_eq!(settings.verifier(), VerifySettings::default().verifier());
+        assert_ne!(settings.verifier(), VerifySettings { min_ref_share: 0.5, ..Default::default() }.verifier());
+        assert_eq!(
+            settings.verifier(),
+            VerifySettings::default().hard().verifier(),
+            "curation thresholds re-curate, never re-verify"
+        );
     }
 }

@@ -1,11 +1,12 @@
-//! Recording what the sandbox steps found: reference answers, probe findings and oracle cells
-//! per configuration, the choice of the oracle among the candidates, and each environment's
-//! status. Works on one chunk of environments at a time; knows nothing of files.
+//! Recording what the sandbox steps found: reference answers, oracle cells and probe findings per
+//! configuration, the choice of the oracle among the candidates, and each environment's status.
+//! Works on one chunk of environments at a time; knows nothing of files.
 
 use super::curate::checked;
-use super::{ConfigResult, STAGE, VerifySettings};
-use crate::harness::ModuleChecks;
-use crate::harness::{Finding, OracleRun};
+use super::probes::{self, Finding, ProbeReason, Seen};
+use super::reasons::{CellVerdict, Filter};
+use super::{ConfigResult, STAGE, VERIFIED, VerifySettings};
+use crate::harness::{ModuleChecks, OracleRun};
 use crate::sandbox::Verdict;
 use crate::tables::{EnvironmentRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
 use std::collections::BTreeMap;
@@ -20,23 +21,21 @@ pub(super) struct Cell {
 }
 
 impl Cell {
-    fn label(&self) -> &'static str {
-        oracle_verdict(&self.run, self.verdict)
+    pub(super) fn label(&self) -> CellVerdict {
+        CellVerdict::of(&self.run, self.verdict)
     }
 
     fn calls(&self) -> Option<i32> {
         self.run.as_ref().ok().and_then(|r| i32::try_from(r.oracle_calls).ok())
     }
-}
 
-pub(super) fn oracle_verdict(result: &Result<OracleRun, String>, verdict: Verdict) -> &'static str {
-    match (verdict, result) {
-        (Verdict::Ok, Ok(run)) if run.passed => "pass",
-        (Verdict::Ok, Ok(_)) => "wrong",
-        (Verdict::Timeout, _) => "timeout",
-        (Verdict::Memory, _) => "memory",
-        (Verdict::OutputLimit, _) => "output_limit",
-        _ => "error",
+    fn detail(&self) -> Option<String> {
+        match (&self.run, self.label()) {
+            (Ok(run), CellVerdict::Contradiction) => run.contradiction(),
+            (Ok(run), CellVerdict::Pass) => (!run.passed).then(|| run.message.clone()),
+            (Ok(run), _) => Some(run.message.clone()),
+            (Err(detail), _) => Some(detail.clone()),
+        }
     }
 }
 
@@ -48,56 +47,138 @@ pub(super) struct Tables {
     /// This chunk's oracle cells by (config_id, candidate).
     pub(super) cells: BTreeMap<(String, i32), Cell>,
     /// Probe findings that make an environment unusable (it rewards wrong answers, its oracle
-    /// reads hidden state or depends on the seed), first one per environment.
+    /// reads hidden state or depends on the interpreter), first one per environment.
     env_findings: BTreeMap<String, Finding>,
+    /// Environments with configurations whose probe could not run, and how many.
+    unprobed: BTreeMap<String, usize>,
 }
 
 impl Tables {
-    /// Records one configuration's cells; `filter_reason` keeps what the cells found (a failed
-    /// reference-answer check, an oracle that did not pass), for [`curate`] to build on.
-    pub(super) fn record_config(&mut self, config: &mut TaskConfigRow, result: ConfigResult, settings: &VerifySettings) {
+    /// A configuration over the size cap: rejected alone, never run.
+    pub(super) fn oversized(&mut self, config: &mut TaskConfigRow, cap: usize) {
+        config.filter_reason = Some(Filter::ConfigTooLarge.as_str().into());
+        config.ref_answer = None;
+        config.oracle_passed = None;
+        let detail = format!("the configuration holds {} bytes, the cap is {cap}", config.config.len());
+        self.reject(&config.config_id, Filter::ConfigTooLarge.as_str(), detail);
+    }
+
+    /// Records the configurations of `env` (indices into `configs`) and what their steps found.
+    /// `filter_reason` keeps what the cells found (a failed reference-answer check, a probe
+    /// finding), for curation to build on.
+    pub(super) fn record_configs(
+        &mut self,
+        env: &EnvironmentRow,
+        configs: &mut [TaskConfigRow],
+        results: Vec<(usize, ConfigResult)>,
+        settings: &VerifySettings,
+    ) {
+        let mut observed: Vec<(usize, Option<String>)> = Vec::new();
+        for (index, result) in results {
+            let config = &mut configs[index];
+            self.record_ref_answer(config, result.ref_answer, settings);
+            let own = result.oracles.iter().find(|cell| cell.candidate == 0).map(|cell| cell.run.clone());
+            let mut findings = result.probe.as_ref().map(probes::judge).unwrap_or_default();
+            if let (Some(primary), Some(alternate)) = (&own, &result.alternate) {
+                findings.extend(probes::compare_runs(primary, alternate));
+            }
+            let observe = result.probe.as_ref().and_then(|p| p.as_ref().ok()).and_then(|p| p.observe.clone());
+            if let Some(answer) = config.ref_answer.clone() {
+                let task_text = env.task_text.as_deref().unwrap_or("");
+                let seen = Seen {
+                    answer: &answer,
+                    config: &config.config,
+                    task_text,
+                    tool_docs: &env.tool_docs,
+                    observe: observe.as_deref(),
+                };
+                findings.extend(probes::leaks(&seen));
+            }
+            observed.push((index, observe));
+            for finding in findings {
+                self.apply_finding(config, finding);
+            }
+            for cell in result.oracles {
+                self.record_cell(config, cell);
+            }
+        }
+        let answers: Vec<(usize, String, Option<String>)> = observed
+            .into_iter()
+            .filter_map(|(index, observe)| configs[index].ref_answer.clone().map(|answer| (index, answer, observe)))
+            .collect();
+        let seen: Vec<Seen> = answers
+            .iter()
+            .map(|(index, answer, observe)| Seen {
+                answer,
+                config: &configs[*index].config,
+                task_text: "",
+                tool_docs: "",
+                observe: observe.as_deref(),
+            })
+            .collect();
+        for (position, finding) in probes::observe_leaks(&seen) {
+            let index = answers[position].0;
+            if configs[index].filter_reason.as_deref() != Some(ProbeReason::AnswerInObserve.as_str()) {
+                self.apply_finding(&mut configs[index], finding);
+            }
+        }
+    }
+
+    fn record_ref_answer(
+        &mut self,
+        config: &mut TaskConfigRow,
+        answer: Option<Result<crate::harness::RefAnswer, String>>,
+        settings: &VerifySettings,
+    ) {
         config.filter_reason = None;
-        match result.ref_answer {
+        match answer {
             Some(Ok(answer)) => {
                 if answer.answer.chars().count() > settings.max_answer_chars {
-                    config.filter_reason = Some("ref_answer_too_long".into());
+                    config.filter_reason = Some(Filter::RefAnswerTooLong.as_str().into());
                 } else if answer.answer_json.is_none() {
                     // An agent can only send JSON: an answer it cannot write can never be matched.
-                    config.filter_reason = Some("ref_answer_not_json".into());
+                    config.filter_reason = Some(Filter::RefAnswerNotJson.as_str().into());
                 }
                 config.ref_answer = Some(answer.answer);
             }
             Some(Err(detail)) => {
                 config.ref_answer = None;
-                config.filter_reason = Some("ref_answer_failed".into());
-                self.reject(&config.config_id, "ref_answer_failed", detail);
+                config.filter_reason = Some(Filter::RefAnswerFailed.as_str().into());
+                self.reject(&config.config_id, Filter::RefAnswerFailed.as_str(), detail);
             }
             None => {}
         }
-        for finding in result.probe.map(|p| p.findings).unwrap_or_default() {
-            self.reject(&config.config_id, &finding.reason, finding.detail.clone());
-            if finding.reason.starts_with("answer_in_") {
-                config.filter_reason.get_or_insert(finding.reason);
-            } else {
-                self.env_findings.entry(config.env_id.clone()).or_insert(finding);
-            }
+    }
+
+    /// A probe finding: a reject row, and either the configuration's filter reason or (for a
+    /// finding that disqualifies the environment) the environment's.
+    fn apply_finding(&mut self, config: &mut TaskConfigRow, finding: Finding) {
+        self.reject(&config.config_id, finding.reason.as_str(), finding.detail.clone());
+        if finding.reason.disqualifies_environment() {
+            self.env_findings.entry(config.env_id.clone()).or_insert(finding);
+            return;
         }
-        for cell in result.oracles {
-            let detail = match &cell.run {
-                Ok(run) => (!run.passed).then(|| run.message.clone()),
-                Err(detail) => Some(detail.clone()),
-            };
-            self.oracle_runs.push(OracleRunRow {
-                env_id: config.env_id.clone(),
-                candidate: cell.candidate,
-                config_id: config.config_id.clone(),
-                verdict: cell.label().into(),
-                oracle_calls: cell.calls(),
-                duration_ms: cell.duration_ms as i64,
-                detail,
-            });
-            self.cells.insert((config.config_id.clone(), cell.candidate), cell);
+        if finding.reason == ProbeReason::ProbeFailed {
+            *self.unprobed.entry(config.env_id.clone()).or_default() += 1;
         }
+        config.filter_reason.get_or_insert_with(|| Filter::Probe(finding.reason).as_str().into());
+    }
+
+    fn record_cell(&mut self, config: &TaskConfigRow, cell: Cell) {
+        let label = cell.label();
+        if label == CellVerdict::Contradiction {
+            self.reject(&config.config_id, "verdict_contradiction", cell.detail().unwrap_or_default());
+        }
+        self.oracle_runs.push(OracleRunRow {
+            env_id: config.env_id.clone(),
+            candidate: cell.candidate,
+            config_id: config.config_id.clone(),
+            verdict: label.as_str().into(),
+            oracle_calls: cell.calls(),
+            duration_ms: cell.duration_ms as i64,
+            detail: if label == CellVerdict::Pass { None } else { cell.detail() },
+        });
+        self.cells.insert((config.config_id.clone(), cell.candidate), cell);
     }
 
     /// The oracle: among the eligible candidates (the environment's own `solve`, and those that
@@ -116,7 +197,7 @@ impl Tables {
         for &candidate in eligible {
             let cells: Option<Vec<&Cell>> = checked
                 .iter()
-                .map(|c| self.cells.get(&(c.config_id.clone(), candidate)).filter(|cell| cell.label() == "pass"))
+                .map(|c| self.cells.get(&(c.config_id.clone(), candidate)).filter(|cell| cell.label() == CellVerdict::Pass))
                 .collect();
             let Some(cells) = cells else { continue };
             let spent: u64 = cells.iter().map(|c| c.duration_ms).sum();
@@ -136,8 +217,10 @@ impl Tables {
                 format!("candidate {candidate} passes every configuration in {spent} ms, over the budget of {budget} ms"),
             )),
             (None, None) => {
-                let failed =
-                    checked.iter().find(|c| self.cells.get(&(c.config_id.clone(), 0)).is_none_or(|cell| cell.label() != "pass"));
+                let own_fails = |c: &&&TaskConfigRow| {
+                    self.cells.get(&(c.config_id.clone(), 0)).is_none_or(|cell| cell.label() != CellVerdict::Pass)
+                };
+                let failed = checked.iter().find(own_fails);
                 let example = failed.map_or(String::new(), |c| format!("; the environment's own solve fails on {}", c.config));
                 Err(("oracle_failed", format!("no candidate of {} passes every configuration{example}", eligible.len())))
             }
@@ -149,12 +232,12 @@ impl Tables {
     pub(super) fn apply_oracle(&mut self, config: &mut TaskConfigRow, candidate: i32) {
         let Some(cell) = self.cells.get(&(config.config_id.clone(), candidate)) else { return };
         let label = cell.label();
-        config.oracle_passed = Some(label == "pass");
+        config.oracle_passed = Some(label == CellVerdict::Pass);
         config.oracle_calls = cell.calls();
         config.distinct_tools = None;
         config.oracle_trajectory = None;
         match (&cell.run, label) {
-            (Ok(run), "pass") => {
+            (Ok(run), CellVerdict::Pass) => {
                 config.distinct_tools = Some(run.tool_calls.keys().filter(|t| *t != "<malformed>").count() as i32);
                 config.oracle_trajectory = serde_json::to_string(&run.trajectory).ok();
                 for (tool, calls) in &run.tool_calls {
@@ -167,13 +250,13 @@ impl Tables {
                 }
             }
             _ => {
-                config.filter_reason.get_or_insert(format!("oracle_{label}"));
+                config.filter_reason.get_or_insert_with(|| Filter::Oracle(label).as_str().into());
             }
         }
     }
 
-    /// Decides the environment's status: the module-wide checks first, then its configurations'
-    /// reference answers and oracle runs.
+    /// Decides the environment's status: the module-wide checks first, then what the probes
+    /// found, then its configurations' reference answers and oracle runs.
     pub(super) fn settle_env(
         &mut self,
         env: &mut EnvironmentRow,
@@ -191,38 +274,30 @@ impl Tables {
             }
         }
         let checked = checked(mine);
+        let unprobed = self.unprobed.get(&env.env_id).copied().unwrap_or(0);
         let (status, detail) = if let Some((status, detail)) = failure {
             (status, Some(detail))
         } else if let Some(finding) = self.env_findings.get(&env.env_id) {
-            // Probe reasons are static strings of the harness; keep ours 'static too.
-            (probe_status(&finding.reason), Some(finding.detail.clone()))
+            (finding.reason.as_str(), Some(finding.detail.clone()))
         } else if let Err(detail) = checks.description {
             ("contract_failed", Some(detail))
         } else if mine.is_empty() {
             ("no_configs", None)
         } else if checked.is_empty() {
             ("ref_answer_failed", Some("no configuration has a reference answer".to_string()))
-        } else if env.problem_id.is_some()
-            && ((checked.len() as f64) < settings.min_ref_share * mine.len() as f64 || checked.len() < settings.min_ref_configs)
-        {
-            let share = format!("{} of {} configurations have a reference answer", checked.len(), mine.len());
-            (
-                "ref_answer_survival",
-                Some(format!(
-                    "{share}; at least {:.0}% and {} are required",
-                    settings.min_ref_share * 100.0,
-                    settings.min_ref_configs
-                )),
-            )
+        } else if let Some(detail) = survival_failure(env, checked.len(), mine.len(), settings) {
+            ("ref_answer_survival", Some(detail))
+        } else if unprobed == checked.len() {
+            ("probe_failed", Some(format!("the probes of all {unprobed} configurations could not run")))
         } else if let Err((status, detail)) = &oracle {
             (*status, Some(detail.clone()))
         } else {
-            ("verified", None)
+            (VERIFIED, None)
         };
         env.status = status.into();
-        env.oracle_candidate = oracle.ok().filter(|_| status == "verified");
+        env.oracle_candidate = oracle.ok().filter(|_| status == VERIFIED);
         env.status_detail = detail.clone();
-        if status != "verified" {
+        if status != VERIFIED {
             self.reject(&env.env_id, status, detail.unwrap_or_default());
             self.rejects.last_mut().expect("just pushed").source_id = Some(env.source_id.clone());
         }
@@ -239,13 +314,18 @@ impl Tables {
     }
 }
 
-/// The environment status of a probe finding that disqualifies the environment.
-fn probe_status(reason: &str) -> &'static str {
-    match reason {
-        "wrong_answer_rewarded" => "wrong_answer_rewarded",
-        "empty_answer_rewarded" => "empty_answer_rewarded",
-        "oracle_reads_state" => "oracle_reads_state",
-        "nondeterministic_trajectory" => "nondeterministic_trajectory",
-        _ => "probe_failed",
+/// The reference-answer survival rule: at least `min_ref_share` of every environment's
+/// configurations have a reference answer, and at least `min_ref_configs` of a synthesized one's.
+fn survival_failure(env: &EnvironmentRow, checked: usize, total: usize, settings: &VerifySettings) -> Option<String> {
+    let share_ok = checked as f64 >= settings.min_ref_share * total as f64;
+    let count_ok = env.problem_id.is_none() || checked >= settings.min_ref_configs;
+    if share_ok && count_ok {
+        return None;
     }
+    let rule = if env.problem_id.is_some() {
+        format!("at least {:.0}% and {} are required", settings.min_ref_share * 100.0, settings.min_ref_configs)
+    } else {
+        format!("at least {:.0}% are required", settings.min_ref_share * 100.0)
+    };
+    Some(format!("{checked} of {total} configurations have a reference answer; {rule}"))
 }

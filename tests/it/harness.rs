@@ -3,9 +3,7 @@
 //! candidate solvers, and a step that a limit ends without losing the steps after it.
 
 use crate::util::{repo, sandbox};
-use codegym::harness::{
-    self, ContractCheck, EnvSource, EnvWork, OracleRun, ProbeFindings, RefAnswer, SelfTest, Step, ToolDescription,
-};
+use codegym::harness::{self, Budgets, EnvSource, EnvWork, ModuleChecks, OracleRun, ProbeEvidence, RefAnswer, Step};
 use codegym::sandbox::{ExecMode, Limits, Verdict};
 use std::time::Duration;
 
@@ -20,64 +18,69 @@ const WRONG_SOLVER: &str =
     "import json\ndef solve(self):\n    return self.step(json.dumps({'name': 'Done', 'parameters': {'answer': 0}}))[1]\n";
 const ENDLESS_SOLVER: &str = "def solve(self):\n    while True:\n        pass\n";
 
+fn run(
+    code: &str,
+    name: &str,
+    steps: Vec<Step>,
+    configs: Vec<&str>,
+    solvers: Vec<&str>,
+    budgets: Budgets,
+) -> Vec<harness::StepResult> {
+    let work = [EnvWork { steps, configs, solvers, ..EnvWork::new(EnvSource { code, name }, 1) }];
+    harness::run_steps(&sandbox(), &work, &budgets, ExecMode::default(), 1, None).unwrap().remove(0)
+}
+
 #[test]
 fn steps_on_one_environment_return_typed_results() {
     let (name, code) = sample_env();
     assert_eq!(name, "MaxSubarraySumEnv");
     let steps = vec![
-        Step::Describe,
-        Step::SelfTest,
-        Step::RefAnswer { config: CONFIG.into() },
-        Step::Oracle { config: CONFIG.into(), solver: None },
-        Step::Oracle { config: CONFIG.into(), solver: Some(WRONG_SOLVER.into()) },
-        Step::Oracle { config: CONFIG.into(), solver: Some(ENDLESS_SOLVER.into()) },
-        Step::RefAnswer { config: "OtherEnv@{}".into() },
-        Step::Contract,
+        Step::Module,
+        Step::RefAnswer { config: 0 },
+        Step::Oracle { config: 0, solver: None },
+        Step::Oracle { config: 0, solver: Some(0) },
+        Step::Oracle { config: 0, solver: Some(1) },
+        Step::RefAnswer { config: 1 },
     ];
-    let work = [EnvWork { env: EnvSource { code: &code, name: &name }, steps, seed: 1 }];
-    let limits = Limits { timeout: Duration::from_millis(1500), ..Limits::default() };
-    let module_timeout = Duration::from_secs(5);
-    let results = harness::run_steps(&sandbox(), &work, limits, module_timeout, ExecMode::default(), 1, None).unwrap().remove(0);
-    assert_eq!(results.len(), 8);
+    let budgets = Budgets::method(Limits { timeout: Duration::from_millis(1500), ..Limits::default() });
+    let results = run(&code, &name, steps, vec![CONFIG, "OtherEnv@{}"], vec![WRONG_SOLVER, ENDLESS_SOLVER], budgets);
+    assert_eq!(results.len(), 6);
 
-    let tools: ToolDescription = results[0].parse().unwrap();
+    let checks = ModuleChecks::from_result(&results[0]);
+    assert_eq!(checks.failure(), None, "{checks:?}");
+    let tools = checks.description.unwrap();
     assert_eq!(tools.tools.first().map(String::as_str), Some("Observe"));
     assert!(tools.tools.iter().any(|t| t == "Done"));
     assert!(tools.tool_docs.contains("def Done(answer: int):"), "{}", tools.tool_docs);
     assert!(!tools.tool_docs.contains("Example Output") && !tools.tool_docs.contains("self"), "{}", tools.tool_docs);
-
-    let self_test: SelfTest = results[1].parse().unwrap();
+    let self_test = checks.self_test.unwrap();
     assert_eq!((self_test.exit_code, self_test.reward_0), (0, 0), "{self_test:?}");
     assert!(self_test.reward_1 >= 2, "{self_test:?}");
+    assert_eq!(checks.contract.unwrap().classes, vec![name.clone()]);
 
-    let answer: RefAnswer = results[2].parse().unwrap();
+    let answer: RefAnswer = results[1].parse().unwrap();
     assert_eq!((answer.answer.as_str(), answer.answer_json.as_deref()), ("23", Some("23")));
 
-    let run: OracleRun = results[3].parse().unwrap();
-    assert!(run.passed, "{run:?}");
+    let run: OracleRun = results[2].parse().unwrap();
+    assert!(run.passed && run.contradiction().is_none(), "{run:?}");
     assert_eq!(run.oracle_calls, 27, "the released solve_fc_round of this configuration");
     assert_eq!(run.tool_calls.values().sum::<i64>(), run.oracle_calls);
     assert_eq!(run.trajectory.len() as i64, run.oracle_calls);
     assert!(run.trajectory.last().unwrap().1.contains("reward=1"));
 
-    let wrong: OracleRun = results[4].parse().unwrap();
+    let wrong: OracleRun = results[3].parse().unwrap();
     assert!(!wrong.passed && wrong.oracle_calls == 1, "{wrong:?}");
 
-    assert_eq!(results[5].verdict, Verdict::Timeout, "{:?}", results[5]);
-    assert_eq!(results[6].verdict, Verdict::Ok, "the step after a timed-out one still ran");
-    assert!(results[6].parse::<RefAnswer>().unwrap_err().contains("from_env_str returned None"), "{:?}", results[6]);
-
-    let contract: ContractCheck = results[7].parse().unwrap();
-    assert_eq!((contract.classes, contract.problems), (vec![name.clone()], vec![]));
+    assert_eq!(results[4].verdict, Verdict::Timeout, "{:?}", results[4]);
+    assert_eq!(results[5].verdict, Verdict::Ok, "the step after a timed-out one still ran");
+    assert!(results[5].parse::<RefAnswer>().unwrap_err().contains("from_env_str returned None"), "{:?}", results[5]);
 }
 
 #[test]
 fn the_contract_check_names_what_is_missing() {
     let broken = "class BrokenEnv:\n    @staticmethod\n    def from_env_str(s):\n        return None\n    def __init__(self):\n        self.func_mapping = {'Observe': 0, 'Peek': 1}\n    def Observe(self):\n        'Args: none'\n        return ''\n";
-    let work = [EnvWork { env: EnvSource { code: broken, name: "BrokenEnv" }, steps: vec![Step::Contract], seed: 0 }];
-    let limits = Limits::default();
-    let results = harness::run_steps(&sandbox(), &work, limits, limits.timeout, ExecMode::default(), 1, None).unwrap().remove(0);
-    let contract: ContractCheck = results[0].parse().unwrap();
+    let results = run(broken, "BrokenEnv", vec![Step::Module], vec![], vec![], Budgets::method(Limits::default()));
+    let contract = ModuleChecks::from_result(&results[0]).contract.unwrap();
     let problems = contract.problems.join("\n");
     for expected in [
         "missing method reset",
@@ -134,50 +137,34 @@ class LeakyEnv(gymnasium.Env):
 "#;
 
 #[test]
-fn probes_catch_an_environment_that_can_be_gamed() {
+fn the_probe_gathers_the_evidence_of_an_environment_that_can_be_gamed() {
     let config = r#"LeakyEnv@{"values": [4, 5]}"#;
-    let steps = vec![Step::Probe { config: config.into(), task_text: "Sum the values.".into(), tool_docs: String::new() }];
-    let work = [EnvWork { env: EnvSource { code: GAMEABLE, name: "LeakyEnv" }, steps, seed: 3 }];
-    let limits = Limits::default();
-    let results = harness::run_steps(&sandbox(), &work, limits, limits.timeout, ExecMode::default(), 1, None).unwrap().remove(0);
-    let probe: ProbeFindings = results[0].parse().unwrap();
-    let reasons: Vec<&str> = probe.findings.iter().map(|f| f.reason.as_str()).collect();
-    assert_eq!(
-        reasons,
-        [
-            "wrong_answer_rewarded",
-            "empty_answer_rewarded",
-            "answer_in_observe",
-            "oracle_reads_state",
-            "nondeterministic_trajectory"
-        ],
-        "{probe:?}"
-    );
+    let results =
+        run(GAMEABLE, "LeakyEnv", vec![Step::Probe { config: 0 }], vec![config], vec![], Budgets::method(Limits::default()));
+    let evidence: ProbeEvidence = results[0].parse().unwrap();
+    assert!(evidence.reset.iter().all(|s| s.rewarded()), "Done rewards anything: {evidence:?}");
+    assert!(evidence.reset.iter().any(|s| s.answer.as_deref() == Some("\"\"")), "the empty answer is tried: {evidence:?}");
+    assert!(evidence.reset.len() >= 5, "several wrong answers of the right type: {evidence:?}");
+    assert_eq!(evidence.observe.as_deref(), Some("the answer is 9007"));
+    assert_eq!(evidence.reads, ["get_ref_answer"], "the oracle read the hidden state through self");
 }
 
 #[test]
-fn probes_find_nothing_on_an_honest_environment() {
+fn the_probe_submits_wrong_answers_where_the_oracle_answered() {
     let (name, code) = sample_env();
-    let steps = vec![Step::Probe {
-        config: CONFIG.into(),
-        task_text: "Find the largest sum of a contiguous run.".into(),
-        tool_docs: String::new(),
-    }];
-    let work = [EnvWork { env: EnvSource { code: &code, name: &name }, steps, seed: 3 }];
-    let limits = Limits::default();
-    let results = harness::run_steps(&sandbox(), &work, limits, limits.timeout, ExecMode::default(), 1, None).unwrap().remove(0);
-    let probe: ProbeFindings = results[0].parse().unwrap();
-    assert!(probe.findings.is_empty(), "{probe:?}");
+    let results = run(&code, &name, vec![Step::Probe { config: 0 }], vec![CONFIG], vec![], Budgets::method(Limits::default()));
+    let evidence: ProbeEvidence = results[0].parse().unwrap();
+    assert_eq!(evidence.copy, "deepcopy", "{evidence:?}");
+    assert!(evidence.final_right.as_ref().unwrap().rewarded(), "the right answer earns 1 in that state: {evidence:?}");
+    assert!(!evidence.final_.is_empty() && evidence.final_.iter().all(|s| !s.rewarded()), "{evidence:?}");
+    assert!(evidence.reset.iter().all(|s| !s.rewarded()) && evidence.reads.is_empty(), "{evidence:?}");
 }
 
 #[test]
 fn the_worked_example_of_the_environment_prompt_keeps_the_contract_it_teaches() {
-    use codegym::harness::ModuleChecks;
     let code = codegym::synthesis::prompts::example_environment();
-    let work = [EnvWork { env: EnvSource { code, name: "MaxGainEnv" }, steps: ModuleChecks::STEPS.to_vec(), seed: 1 }];
-    let limits = Limits::default();
-    let results = harness::run_steps(&sandbox(), &work, limits, limits.timeout, ExecMode::default(), 1, None).unwrap().remove(0);
-    let checks = ModuleChecks::from_results(&results);
+    let results = run(code, "MaxGainEnv", vec![Step::Module], vec![], vec![], Budgets::method(Limits::default()));
+    let checks = ModuleChecks::from_result(&results[0]);
     assert_eq!(checks.failure(), None, "{checks:?}");
     let tools = checks.description.unwrap().tools;
     assert!(tools.len() >= 6 && tools.contains(&"Observe".to_string()) && tools.contains(&"Done".to_string()), "{tools:?}");

@@ -1,19 +1,29 @@
-//! Job-loop workers reuse one interpreter for many jobs: nothing one job changes may reach the next
-//! (otherwise results would depend on scheduling). A probe job must print the same thing on a fresh
-//! worker and after each leaky job on the same worker.
+//! No state crosses from one job to another: every job runs in its own instance of the booted
+//! image, so a probe job prints the same thing after any leaky job as in a whole new interpreter
+//! process, and the same as after nothing at all. Each leak is shown to be one (the probe sees it
+//! when it runs in the leaky job itself), so the test cannot pass vacuously.
 
 use crate::util::sandbox;
-use codegym::sandbox::{ExecMode, Job, Limits, Verdict};
+use codegym::sandbox::{ExecMode, Job, Limits, Variant, Verdict};
 
 const PROBE: &str = r#"
-import json, sys, os, random, gc, warnings, decimal, collections.abc, builtins
+import json, sys, os, random, gc, warnings, decimal, collections.abc, builtins, codecs, gymnasium
 print(json.dumps({"a": [1, 2]}), len([1, 2, 3]), random.random(), sys.getrecursionlimit())
 print("LEAK" in os.environ, len(sys.path), len(sys.meta_path), isinstance({}, collections.abc.Sequence))
 print(decimal.Decimal(1) / decimal.Decimal(3), "evil" in sys.modules, gc.isenabled(), len(warnings.filters))
 print(json._default_encoder.indent, json.JSONEncoder.item_separator, print is builtins.print, abs(-2))
 print(json.dumps.__kwdefaults__, sorted(set("abc")), hash("stable"), os.urandom(4).hex())
+shuffled = list(range(8)); random.Random(5).shuffle(shuffled); print(shuffled)
+print(sorted(gymnasium.Env.metadata), sys.__stdout__.errors, sys.__stdout__.line_buffering)
+try:
+    codecs.lookup("codegym-leak"); print("codec found")
+except LookupError:
+    print("no codec")
+print(sorted(k for k in gc.get_referents(int.__dict__)[0] if k.startswith("codegym")))
+print("codegym_harness" in sys.modules, "codegym_env" in sys.modules)
 "#;
 
+/// Ways a job could change what a later job sees, each reaching deeper than the last.
 const LEAKS: &[&str] = &[
     "import json\njson.dumps = lambda *a, **k: 'PATCHED'",
     "import builtins\nbuiltins.len = lambda x: 42\nbuiltins.abs = None",
@@ -29,8 +39,12 @@ const LEAKS: &[&str] = &[
     "import json\njson._default_encoder.indent = 4\njson.JSONEncoder.item_separator = ';'",
     "import json\njson.dumps.__kwdefaults__ = {'indent': 8}",
     "import builtins\nbuiltins.print = lambda *a, **k: None",
-    "import sys\nsys.addaudithook(lambda *a: None)",
-    "import atexit\natexit.register(print, 'at exit')",
+    "import random\nrandom.Random.shuffle.__code__ = (lambda self, x: x.reverse()).__code__",
+    "import gymnasium\ngymnasium.Env.metadata['render_modes'] = ['leaked']",
+    "import sys\nsys.__stdout__.reconfigure(errors='replace', line_buffering=True)",
+    "import codecs\ncodecs.register(lambda name: codecs.lookup('utf-8') if name.replace('-', '_') == 'codegym_leak' else None)",
+    "import gc\ngc.get_referents(int.__dict__)[0]['codegym_leak'] = 1",
+    "import sys, types\nsys.modules['codegym_env'] = types.ModuleType('codegym_env')",
 ];
 
 fn script(code: &str, seed: u64) -> Job {
@@ -40,26 +54,37 @@ fn script(code: &str, seed: u64) -> Job {
 #[test]
 fn a_job_changes_nothing_the_next_job_can_see() {
     let sandbox = sandbox();
-    let mode = ExecMode::JobLoop { jobs_per_worker: 1000 };
-    let fresh = sandbox.run_jobs(vec![script(PROBE, 5)], mode, 1, None).unwrap().remove(0);
+    let fresh = sandbox.run_jobs(vec![script(PROBE, 5)], ExecMode::Fresh, 1, None).unwrap().remove(0);
     assert_eq!(fresh.verdict, Verdict::Ok, "{fresh:?}");
+    assert!(fresh.stdout.ends_with("False False\n"), "the harness is not importable: {}", fresh.stdout);
     let mut jobs = Vec::new();
     for leak in LEAKS {
         jobs.push(script(leak, 1));
         jobs.push(script(PROBE, 5));
+        // The same leak followed by the probe in one job: the probe must see it.
+        jobs.push(script(&format!("{leak}\n{PROBE}"), 5));
     }
-    let outcomes = sandbox.run_jobs(jobs, mode, 1, None).unwrap();
-    for (leak, pair) in LEAKS.iter().zip(outcomes.chunks(2)) {
-        assert_eq!(pair[1].stdout, fresh.stdout, "after the job\n{leak}\nthe probe saw a different interpreter ({:?})", pair[1]);
+    let outcomes = sandbox.run_jobs(jobs, ExecMode::Image, 1, None).unwrap();
+    for (leak, runs) in LEAKS.iter().zip(outcomes.chunks(3)) {
+        assert_eq!(runs[0].verdict, Verdict::Ok, "{leak}: {:?}", runs[0]);
+        assert_eq!(runs[1].stdout, fresh.stdout, "after the job\n{leak}\nthe probe saw a different interpreter ({:?})", runs[1]);
+        assert_ne!(runs[2].stdout, fresh.stdout, "the probe does not see\n{leak}\nat all, so it proves nothing");
     }
 }
 
 #[test]
-fn fresh_mode_and_job_loop_agree_on_what_a_job_prints() {
+fn the_alternate_interpreter_hashes_strings_and_dates_differently() {
     let sandbox = sandbox();
-    let fresh = sandbox.run_jobs(vec![script(PROBE, 9)], ExecMode::Fresh, 1, None).unwrap().remove(0);
-    let looped = sandbox.run_jobs(vec![script(LEAKS[0], 1), script(PROBE, 9)], ExecMode::default(), 1, None).unwrap();
-    assert_eq!(fresh.stdout, looped[1].stdout);
+    let code = "import time\nprint(hash('stable'), list({'alpha', 'beta', 'gamma', 'delta', 'eps'}), time.strftime('%Y-%m-%d', time.gmtime()))";
+    let run = |variant: Variant, mode: ExecMode| {
+        let job = Job { variant, ..script(code, 1) };
+        sandbox.run_jobs(vec![job], mode, 1, None).unwrap().remove(0).stdout
+    };
+    let (primary, alternate) = (run(Variant::Primary, ExecMode::Image), run(Variant::Alternate, ExecMode::Image));
+    assert!(primary.trim_end().ends_with("2024-01-01"), "{primary}");
+    assert_ne!(primary.split_whitespace().next(), alternate.split_whitespace().next(), "another hash secret");
+    assert!(!alternate.contains("2024-01-01"), "another date: {alternate}");
+    assert_eq!(run(Variant::Alternate, ExecMode::Fresh), alternate, "the image is the booted interpreter");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area. Tests run the real `codegym` binary on real
 //! files; tests that need `../shared/fixtures` say so and skip where it is absent.
 
+mod adversarial;
 mod build;
 mod candidates;
 mod codegym_release;
