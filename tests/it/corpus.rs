@@ -3,6 +3,7 @@
 
 use crate::util::{codegym, count, repo, sql_rows};
 use std::path::Path;
+use std::sync::Arc;
 
 fn ingest(corpus: &Path, data: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["ingest", "--corpus", corpus.to_str().unwrap(), "--data", data.to_str().unwrap()];
@@ -117,4 +118,71 @@ fn problems_with_the_file_itself_name_the_file_and_the_column() {
     let output = ingest(&raw, &dir.path().join("data"), &["--preset", "codegym", "--no-preflight"]);
     crate::util::assert_success(&output, &["ingest"]);
     assert_eq!(count(&dir.path().join("data"), "SELECT count(*) AS n FROM problems"), 10);
+}
+
+/// `tests/data/NAME`.
+fn test_corpus(name: &str) -> std::path::PathBuf {
+    repo().join("tests/data").join(name)
+}
+
+/// Writes one batch of `columns` as the Parquet file `to`.
+fn write_batch(to: &Path, columns: Vec<(&str, arrow::array::ArrayRef)>) {
+    let batch = arrow::array::RecordBatch::try_from_iter(columns).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(to).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn bad_lines_and_values_of_the_wrong_type_are_rejects_naming_the_line_and_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let corpus = test_corpus("bad_rows.jsonl");
+    let output = ingest(&corpus, &data, &["--preset", "generic", "--map", "source_id=id", "--no-preflight"]);
+    crate::util::assert_success(&output, &["ingest"]);
+
+    let problems = sql_rows(&data, "SELECT source_id, tests, difficulty FROM problems ORDER BY source_id");
+    assert_eq!(
+        problems,
+        vec![
+            serde_json::json!({"source_id": "1", "tests": "assert larger(2, 5) == 5\nassert larger(3, -1) == 3\n", "difficulty": null}),
+            serde_json::json!({"source_id": "10", "tests": "assert double(2) == 4\nassert double(-1) == -2", "difficulty": null}),
+            serde_json::json!({"source_id": "eleven", "tests": null, "difficulty": "3"}),
+        ]
+    );
+    let rejects = sql_rows(&data, "SELECT reason, detail FROM rejects WHERE stage = 'ingest'");
+    let rejects: Vec<(String, String)> =
+        rejects.iter().map(|r| (r["reason"].as_str().unwrap().into(), r["detail"].as_str().unwrap().into())).collect();
+    assert_eq!(problems.len() + rejects.len(), 10, "ten rows (the blank line is none): {rejects:?}");
+    let detail = |needle: &str| {
+        rejects.iter().find(|(_, d)| d.contains(needle)).unwrap_or_else(|| panic!("no reject with {needle:?}: {rejects:?}"))
+    };
+    for (line, what) in [("line 2", "not valid JSON"), ("line 3", "not a JSON object"), ("line 4", "not valid UTF-8")] {
+        let (reason, detail) = detail(line);
+        assert!(reason == "malformed_line" && detail.contains("bad_rows.jsonl") && detail.contains(what), "{rejects:?}");
+    }
+    for (column, found) in [("question", "a number"), ("solution", "a boolean"), ("tests", "an object"), ("tests", "a list")] {
+        let (reason, _) = detail(&format!("column `{column}` holds {found}"));
+        assert_eq!(reason, "wrong_type", "{rejects:?}");
+    }
+}
+
+#[test]
+fn parquet_columns_of_the_wrong_type_reject_their_rows() {
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("numbers.parquet");
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("source_id", Arc::new(Int64Array::from(vec![1, 2]))),
+        ("question", Arc::new(Int64Array::from(vec![Some(7), None]))),
+        ("solution", Arc::new(StringArray::from(vec!["x = 1", "y = 2"]))),
+    ];
+    write_batch(&corpus, columns);
+    let data = dir.path().join("data");
+    crate::util::assert_success(&ingest(&corpus, &data, &["--preset", "generic", "--no-preflight"]), &["ingest"]);
+    let rejects = sql_rows(&data, "SELECT source_id, reason, detail FROM rejects ORDER BY source_id");
+    assert_eq!(rejects.len(), 2, "{rejects:?}");
+    assert_eq!(rejects[0]["reason"], "wrong_type", "{rejects:?}");
+    assert!(rejects[0]["detail"].as_str().unwrap().contains("column `question` holds a number (int64)"), "{rejects:?}");
+    assert_eq!(rejects[1]["reason"], "missing_field", "a null is missing, whatever the column's type: {rejects:?}");
 }
