@@ -186,3 +186,101 @@ fn parquet_columns_of_the_wrong_type_reject_their_rows() {
     assert!(rejects[0]["detail"].as_str().unwrap().contains("column `question` holds a number (int64)"), "{rejects:?}");
     assert_eq!(rejects[1]["reason"], "missing_field", "a null is missing, whatever the column's type: {rejects:?}");
 }
+
+/// `source_id`, `preflight` and `preflight_detail` of every problem, by source id.
+fn preflight_verdicts(data: &Path) -> Vec<(String, String, String)> {
+    sql_rows(data, "SELECT source_id, preflight, preflight_detail FROM problems ORDER BY source_id")
+        .iter()
+        .map(|r| {
+            let text = |column: &str| r[column].as_str().unwrap_or_default().to_string();
+            (text("source_id"), text("preflight"), text("preflight_detail"))
+        })
+        .collect()
+}
+
+#[test]
+fn check_style_tests_run_on_the_entry_point_in_the_solutions_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let maps = ["source_id=task_id", "question=prompt", "solution=canonical_solution", "tests=test", "entry_point=entry_point"];
+    let mut args = vec!["--preset", "generic"];
+    for map in &maps {
+        args.extend(["--map", map]);
+    }
+    crate::util::assert_success(&ingest(&test_corpus("conventions/check_style.jsonl"), &data, &args), &["ingest"]);
+
+    let verdicts = preflight_verdicts(&data);
+    let verdict =
+        |id: &str| verdicts.iter().find(|(source_id, ..)| source_id == id).unwrap_or_else(|| panic!("{id}: {verdicts:?}"));
+    assert_eq!(verdict("Mine/0").1, "pass", "{verdicts:?}");
+    assert!(verdict("Mine/0").2.contains("check(count_vowels)"), "{verdicts:?}");
+    assert_eq!(verdict("Mine/1").1, "fail", "a wrong solution fails: {verdicts:?}");
+    assert!(verdict("Mine/1").2.contains("(tests line 3: assert candidate([1, 3, 2, 5])"), "the failing line: {verdicts:?}");
+    let never_called = verdict("Mine/2");
+    assert_eq!(never_called.1, "error", "a check never called is no pass: {verdicts:?}");
+    assert!(never_called.2.contains("never call"), "{verdicts:?}");
+    assert_eq!(verdict("Mine/3").1, "pass", "`from solution import` keeps working: {verdicts:?}");
+    assert_eq!(verdict("Mine/4").1, "pass", "tests that call check themselves: {verdicts:?}");
+    let unknown = verdict("Mine/5");
+    assert!(unknown.1 == "error" && unknown.2.contains("`half`"), "{verdicts:?}");
+    let entry_points = sql_rows(&data, "SELECT entry_point FROM problems WHERE source_id = 'Mine/0'");
+    assert_eq!(entry_points, vec![serde_json::json!({"entry_point": "count_vowels"})]);
+}
+
+#[test]
+fn assert_lists_are_joined_into_one_script_that_sees_the_solutions_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let maps = ["--preset", "generic", "--map", "source_id=task_id", "--map", "question=text", "--map", "solution=code"];
+    let expected = [("101", "pass"), ("102", "pass"), ("103", "fail"), ("104", "error")];
+
+    let data = dir.path().join("jsonl");
+    let mut args = maps.to_vec();
+    args.extend(["--map", "tests=test_list"]);
+    crate::util::assert_success(&ingest(&test_corpus("conventions/assert_lists.jsonl"), &data, &args), &["ingest"]);
+    let verdicts = preflight_verdicts(&data);
+    let found: Vec<(&str, &str)> = verdicts.iter().map(|(id, verdict, _)| (id.as_str(), verdict.as_str())).collect();
+    assert_eq!(found, expected, "{verdicts:?}");
+    assert!(verdicts[3].2.contains("count_words"), "{verdicts:?}");
+    let tests = sql_rows(&data, "SELECT tests, test_kind FROM problems WHERE source_id = '103'");
+    assert_eq!(
+        tests,
+        vec![serde_json::json!({
+            "tests": "assert second_largest([1, 5, 3]) == 3\nassert second_largest([4, 4, 1]) == 1",
+            "test_kind": "assert"
+        })]
+    );
+
+    // The same corpus as Parquet, `test_list` a list<string> column and `task_id` an integer.
+    let parquet = dir.path().join("assert_lists.parquet");
+    write_parquet_copy(&test_corpus("conventions/assert_lists.jsonl"), &parquet);
+    let data = dir.path().join("parquet");
+    crate::util::assert_success(&ingest(&parquet, &data, &args), &["ingest"]);
+    let verdicts = preflight_verdicts(&data);
+    let found: Vec<(&str, &str)> = verdicts.iter().map(|(id, verdict, _)| (id.as_str(), verdict.as_str())).collect();
+    assert_eq!(found, expected, "{verdicts:?}");
+}
+
+/// Writes the MBPP-layout JSON Lines `from` as Parquet: `task_id` int64, `text` and `code`
+/// strings, `test_list` list<string>.
+fn write_parquet_copy(from: &Path, to: &Path) {
+    use arrow::array::{ArrayRef, Int64Array, ListBuilder, StringArray, StringBuilder};
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(from).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let text = |column: &str| -> ArrayRef {
+        Arc::new(rows.iter().map(|r| r[column].as_str().map(String::from)).collect::<StringArray>())
+    };
+    let mut tests = ListBuilder::new(StringBuilder::new());
+    for row in &rows {
+        for line in row["test_list"].as_array().unwrap() {
+            tests.values().append_value(line.as_str().unwrap());
+        }
+        tests.append(true);
+    }
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("task_id", Arc::new(rows.iter().map(|r| r["task_id"].as_i64()).collect::<Int64Array>())),
+        ("text", text("text")),
+        ("code", text("code")),
+        ("test_list", Arc::new(tests.finish())),
+    ];
+    write_batch(to, columns);
+}
