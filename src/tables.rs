@@ -160,6 +160,7 @@ pub struct ProblemRow {
     pub solution: String,
     pub tests: Option<String>,
     pub test_kind: Option<String>,
+    pub entry_point: Option<String>,
     pub license: Option<String>,
     pub difficulty: Option<String>,
     pub preflight: String,

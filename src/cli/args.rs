@@ -78,7 +78,9 @@ pub struct IngestArgs {
     #[arg(long, default_value = "kodcode")]
     pub preset: String,
     /// Take a field from another column: FIELD=COLUMN (fields: source_id, question, solution,
-    /// tests, difficulty, subset, license). Repeatable.
+    /// tests, entry_point, difficulty, subset, license). `tests` may be a list of assert lines
+    /// (MBPP's `test_list`); `entry_point` is the function a `check(candidate)` test is called on
+    /// (HumanEval's). Repeatable.
     #[arg(long = "map", value_name = "FIELD=COLUMN")]
     pub maps: Vec<String>,
     /// Dataset directory to write.

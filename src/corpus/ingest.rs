@@ -1,123 +1,61 @@
 //! Ingest: streams a corpus in record batches (memory stays flat whatever its size), maps its
-//! columns onto our fields through a preset and `--map` overrides, validates every row, drops
-//! repeated questions (exactly, or after whitespace normalisation), and writes `problems` plus one
-//! `rejects` row per dropped input row, naming the row and the column. Input rows = problems +
-//! ingest rejects, always. A problem with the file itself (unreadable, not Parquet, a required
-//! column missing) is an error naming the file and the column.
+//! columns onto our fields through a preset and `--map` overrides (`columns`), validates every
+//! row, drops repeated questions (exactly, or after whitespace normalisation), and writes
+//! `problems` plus one `rejects` row per dropped input row, naming the row and the column, or the
+//! line of a JSON Lines file that could not be read (`read`). Input rows = problems + ingest
+//! rejects, always. A problem with the file itself (unreadable, not Parquet, a required column
+//! missing) is an error naming the file and the column.
+
+mod columns;
+mod read;
+
+pub use columns::{Field, Preset};
 
 use crate::dataset::{self, DatasetError, StreamWriter, Table};
 use crate::ids::content_id;
 use crate::tables::RejectRow;
 use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
-use arrow::datatypes::DataType;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use read::CorpusReader;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 const STAGE: &str = "ingest";
-const BATCH_ROWS: usize = 4096;
 /// The `preflight` value of a problem whose solution has not been run yet.
 pub const PREFLIGHT_PENDING: &str = "pending";
 
-/// A field of ours that a corpus column can feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Field {
-    SourceId,
-    Question,
-    Solution,
-    Tests,
-    Difficulty,
-    Subset,
-    License,
-}
+/// Field -> (its column, whether the file must have the column).
+type Mapping = BTreeMap<Field, (String, bool)>;
 
-impl Field {
-    pub const ALL: [Field; 7] =
-        [Field::SourceId, Field::Question, Field::Solution, Field::Tests, Field::Difficulty, Field::Subset, Field::License];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Field::SourceId => "source_id",
-            Field::Question => "question",
-            Field::Solution => "solution",
-            Field::Tests => "tests",
-            Field::Difficulty => "difficulty",
-            Field::Subset => "subset",
-            Field::License => "license",
-        }
-    }
-
-    /// A row without this field is rejected.
-    fn required(self) -> bool {
-        matches!(self, Field::SourceId | Field::Question | Field::Solution)
-    }
-}
-
-impl FromStr for Field {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Field, String> {
-        Field::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| format!("unknown field `{s}`; fields: {}", Field::ALL.map(Field::name).join(", ")))
-    }
-}
-
-/// Column layouts we know.
+/// Why an input row did not become a problem: [`RejectReason::as_str`] is its `rejects.reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preset {
-    /// KodCode-V1: `question_id`, `subset`, `question`, `solution`, `test`, `gpt_difficulty`, ...
-    Kodcode,
-    /// CodeGym raw problems: `subset`, `question_id`, `question`, `solution` (no tests).
-    Codegym,
-    /// Columns named like our fields; change any with `--map FIELD=COLUMN`.
-    Generic,
+pub(crate) enum RejectReason {
+    /// A JSON Lines line that is not UTF-8, not JSON or not a JSON object.
+    MalformedLine,
+    /// A value the field does not take (a number where code belongs; see `columns::Shape`).
+    WrongType,
+    /// A required field that is null or absent.
+    MissingField,
+    /// A required field that is only whitespace.
+    EmptyField,
+    /// A field over `max_field_bytes`.
+    OversizedField,
+    /// The same question as an earlier row.
+    DuplicateQuestion,
+    /// The same question as an earlier row, up to whitespace.
+    DuplicateQuestionWhitespace,
 }
 
-impl FromStr for Preset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Preset, String> {
-        match s {
-            "kodcode" => Ok(Preset::Kodcode),
-            "codegym" => Ok(Preset::Codegym),
-            "generic" => Ok(Preset::Generic),
-            _ => Err(format!("unknown preset `{s}`; presets: kodcode, codegym, generic")),
-        }
-    }
-}
-
-impl Preset {
-    /// (field, column, whether the file must have the column).
-    fn columns(self) -> Vec<(Field, &'static str, bool)> {
+impl RejectReason {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Preset::Kodcode => vec![
-                (Field::SourceId, "question_id", true),
-                (Field::Question, "question", true),
-                (Field::Solution, "solution", true),
-                (Field::Tests, "test", true),
-                (Field::Difficulty, "gpt_difficulty", false),
-                (Field::Subset, "subset", false),
-                (Field::License, "license", false),
-            ],
-            Preset::Codegym => vec![
-                (Field::SourceId, "question_id", true),
-                (Field::Question, "question", true),
-                (Field::Solution, "solution", true),
-                (Field::Subset, "subset", false),
-            ],
-            Preset::Generic => vec![
-                (Field::SourceId, "source_id", true),
-                (Field::Question, "question", true),
-                (Field::Solution, "solution", true),
-                (Field::Tests, "tests", false),
-                (Field::Difficulty, "difficulty", false),
-                (Field::License, "license", false),
-            ],
+            RejectReason::MalformedLine => "malformed_line",
+            RejectReason::WrongType => "wrong_type",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::EmptyField => "empty_field",
+            RejectReason::OversizedField => "oversized_field",
+            RejectReason::DuplicateQuestion => "duplicate_question",
+            RejectReason::DuplicateQuestionWhitespace => "duplicate_question_whitespace",
         }
     }
 }
@@ -143,8 +81,8 @@ impl IngestSettings {
     }
 
     /// Field -> (column, required in the file).
-    fn mapping(&self) -> BTreeMap<Field, (String, bool)> {
-        let mut mapping: BTreeMap<Field, (String, bool)> =
+    fn mapping(&self) -> Mapping {
+        let mut mapping: Mapping =
             self.preset.columns().into_iter().map(|(field, column, required)| (field, (column.to_string(), required))).collect();
         for (field, column) in &self.maps {
             mapping.insert(*field, (column.clone(), true));
@@ -168,10 +106,6 @@ pub enum IngestError {
         "{path}: the required column `{column}` (field `{field}`) is missing; the file has: {available}\n  hint: pick the right --preset, or map it with --map {field}=COLUMN"
     )]
     MissingColumn { path: String, column: String, field: &'static str, available: String },
-    #[error("{path}: column `{column}` has type {data_type}, which cannot be read as text")]
-    ColumnType { path: String, column: String, data_type: String },
-    #[error("{path}: line {line}: not a JSON object: {detail}")]
-    JsonLine { path: String, line: usize, detail: String },
     #[error("{path}: unsupported file type (expected .parquet, .jsonl or .json)")]
     Format { path: String },
     #[error(transparent)]
@@ -186,137 +120,6 @@ pub struct IngestSummary {
     /// Problems already in the dataset from other sources or earlier runs, kept as they were.
     pub kept_from_before: u64,
     pub rejects: BTreeMap<String, u64>,
-}
-
-/// One batch of the corpus: per mapped field, a text column (null where the row has no value).
-struct FieldBatch {
-    rows: usize,
-    columns: BTreeMap<Field, StringArray>,
-}
-
-/// Reads the corpus batch by batch.
-enum CorpusReader {
-    Parquet(parquet::arrow::arrow_reader::ParquetRecordBatchReader, Vec<(Field, usize)>),
-    JsonLines { lines: std::io::Lines<BufReader<File>>, line: usize, fields: Vec<(Field, String)> },
-}
-
-fn text_column(path: &str, column: &str, array: &ArrayRef) -> Result<StringArray, IngestError> {
-    let type_error = || IngestError::ColumnType {
-        path: path.to_string(),
-        column: column.to_string(),
-        data_type: array.data_type().to_string(),
-    };
-    match array.data_type() {
-        DataType::Utf8 => Ok(array.as_any().downcast_ref::<StringArray>().expect("utf8 array").clone()),
-        DataType::LargeUtf8
-        | DataType::Utf8View
-        | DataType::Null
-        | DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64
-        | DataType::Float32
-        | DataType::Float64
-        | DataType::Boolean => {
-            let cast = arrow::compute::cast(array, &DataType::Utf8).map_err(|_| type_error())?;
-            Ok(cast.as_any().downcast_ref::<StringArray>().expect("cast to utf8").clone())
-        }
-        _ => Err(type_error()),
-    }
-}
-
-impl CorpusReader {
-    fn open(path: &Path, mapping: &BTreeMap<Field, (String, bool)>) -> Result<CorpusReader, IngestError> {
-        let name = path.display().to_string();
-        let file = File::open(path).map_err(|source| IngestError::Io { path: name.clone(), source })?;
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("parquet") => {
-                let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| IngestError::NotParquet { path: name.clone(), detail: e.to_string() })?;
-                let schema = builder.schema().clone();
-                let mut wanted = Vec::new();
-                for (field, (column, required)) in mapping {
-                    match schema.index_of(column) {
-                        Ok(index) => wanted.push((*field, column.clone(), index)),
-                        Err(_) if *required => {
-                            let available = schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
-                            return Err(IngestError::MissingColumn {
-                                path: name,
-                                column: column.clone(),
-                                field: field.name(),
-                                available,
-                            });
-                        }
-                        Err(_) => {}
-                    }
-                }
-                let roots: Vec<usize> = wanted.iter().map(|(_, _, index)| *index).collect();
-                let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
-                let reader = builder
-                    .with_projection(mask)
-                    .with_batch_size(BATCH_ROWS)
-                    .build()
-                    .map_err(|e| IngestError::NotParquet { path: name, detail: e.to_string() })?;
-                // After projection, columns keep the file's relative order.
-                let mut order: Vec<(usize, Field)> = wanted.iter().map(|(field, _, index)| (*index, *field)).collect();
-                order.sort();
-                Ok(CorpusReader::Parquet(
-                    reader,
-                    order.into_iter().enumerate().map(|(position, (_, field))| (field, position)).collect(),
-                ))
-            }
-            Some("jsonl" | "json") => {
-                let fields = mapping.iter().map(|(field, (column, _))| (*field, column.clone())).collect();
-                Ok(CorpusReader::JsonLines { lines: BufReader::new(file).lines(), line: 0, fields })
-            }
-            _ => Err(IngestError::Format { path: name }),
-        }
-    }
-
-    fn next_batch(&mut self, path: &str, mapping: &BTreeMap<Field, (String, bool)>) -> Result<Option<FieldBatch>, IngestError> {
-        match self {
-            CorpusReader::Parquet(reader, positions) => {
-                let Some(batch) = reader.next() else { return Ok(None) };
-                let batch = batch.map_err(|e| IngestError::NotParquet { path: path.to_string(), detail: e.to_string() })?;
-                let mut columns = BTreeMap::new();
-                for (field, position) in positions.iter() {
-                    columns.insert(*field, text_column(path, &mapping[field].0, batch.column(*position))?);
-                }
-                Ok(Some(FieldBatch { rows: batch.num_rows(), columns }))
-            }
-            CorpusReader::JsonLines { lines, line, fields } => {
-                let mut builders: Vec<StringBuilder> = fields.iter().map(|_| StringBuilder::new()).collect();
-                let mut rows = 0;
-                while rows < BATCH_ROWS {
-                    let Some(text) = lines.next() else { break };
-                    *line += 1;
-                    let text = text.map_err(|source| IngestError::Io { path: path.to_string(), source })?;
-                    if text.trim().is_empty() {
-                        continue;
-                    }
-                    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
-                        .map_err(|e| IngestError::JsonLine { path: path.to_string(), line: *line, detail: e.to_string() })?;
-                    for ((_, column), builder) in fields.iter().zip(builders.iter_mut()) {
-                        match object.get(column) {
-                            None | Some(serde_json::Value::Null) => builder.append_null(),
-                            Some(serde_json::Value::String(s)) => builder.append_value(s),
-                            Some(other) => builder.append_value(other.to_string()),
-                        }
-                    }
-                    rows += 1;
-                }
-                if rows == 0 {
-                    return Ok(None);
-                }
-                let columns = fields.iter().zip(builders.iter_mut()).map(|((field, _), b)| (*field, b.finish())).collect();
-                Ok(Some(FieldBatch { rows, columns }))
-            }
-        }
-    }
 }
 
 /// What kind of tests a problem carries (preflight runs each kind its own way).
@@ -356,6 +159,54 @@ struct FirstSeen {
     exact: u128,
 }
 
+/// The questions seen so far, by whitespace-normalised hash.
+#[derive(Default)]
+struct Questions {
+    first: HashMap<u128, FirstSeen>,
+    scratch: String,
+}
+
+impl Questions {
+    /// Why `question` (of `row`) repeats an earlier row's, or `None` after noting it as the first.
+    fn repeated(&mut self, question: &str, row: u64, source_id: &str) -> Option<(RejectReason, String)> {
+        let normalized = whitespace_normalized_hash(question, &mut self.scratch);
+        let exact = exact_hash(question);
+        let Some(first) = self.first.get(&normalized) else {
+            self.first.insert(normalized, FirstSeen { row, source_id: source_id.to_string(), exact });
+            return None;
+        };
+        let (reason, how) = if first.exact == exact {
+            (RejectReason::DuplicateQuestion, "repeats")
+        } else {
+            (RejectReason::DuplicateQuestionWhitespace, "repeats, up to whitespace,")
+        };
+        Some((reason, format!("{how} the question of row {} (source_id {})", first.row, first.source_id)))
+    }
+}
+
+/// The content id of a problem. The entry point is hashed only when there is one, so problems
+/// without one keep the ids they had before the field existed (and their recorded LLM answers).
+fn problem_id(question: &str, solution: &str, tests: Option<&str>, entry_point: Option<&str>) -> String {
+    let parts = [question, solution, tests.unwrap_or(""), entry_point.unwrap_or("")];
+    content_id("problem", &parts[..if entry_point.is_some() { 4 } else { 3 }])
+}
+
+/// The columns [`ProblemBatch::push`] takes, in `schemas/problems.json` order (a unit test checks).
+const PROBLEM_COLUMNS: [&str; 12] = [
+    "problem_id",
+    "source",
+    "source_id",
+    "question",
+    "solution",
+    "tests",
+    "test_kind",
+    "entry_point",
+    "license",
+    "difficulty",
+    "preflight",
+    "preflight_detail",
+];
+
 /// Builds `problems` batches column by column (in the table's column order).
 struct ProblemBatch {
     columns: Vec<StringBuilder>,
@@ -364,11 +215,11 @@ struct ProblemBatch {
 
 impl ProblemBatch {
     fn new() -> ProblemBatch {
-        ProblemBatch { columns: (0..Table::Problems.columns().len()).map(|_| StringBuilder::new()).collect(), rows: 0 }
+        ProblemBatch { columns: PROBLEM_COLUMNS.map(|_| StringBuilder::new()).into(), rows: 0 }
     }
 
-    /// Appends one row; values in `schemas/problems.json` column order.
-    fn push(&mut self, values: [Option<&str>; 11]) {
+    /// Appends one row: values of [`PROBLEM_COLUMNS`], in that order.
+    fn push(&mut self, values: [Option<&str>; PROBLEM_COLUMNS.len()]) {
         for (builder, value) in self.columns.iter_mut().zip(values) {
             builder.append_option(value);
         }
@@ -393,46 +244,36 @@ pub fn ingest(settings: &IngestSettings, data: &Path) -> Result<IngestSummary, I
     let mut writer = StreamWriter::create(data, Table::Problems)?;
     let mut summary = IngestSummary::default();
     let mut rejects: Vec<RejectRow> = Vec::new();
-    let mut seen: HashMap<u128, FirstSeen> = HashMap::new();
+    let mut questions = Questions::default();
     let mut written_ids: HashSet<u128> = HashSet::new();
     let mut out = ProblemBatch::new();
     let mut row: u64 = 0;
-    let mut scratch = String::new();
-    while let Some(batch) = reader.next_batch(&path, &mapping)? {
+    while let Some(mut batch) = reader.next_batch(&path)? {
         for i in 0..batch.rows {
             let value = |field: Field| batch.columns.get(&field).filter(|c| !c.is_null(i)).map(|c| c.value(i));
             row += 1;
             summary.rows_in += 1;
             let source_id = value(Field::SourceId).map(str::to_string);
-            let reject = |reason: &str, detail: String| RejectRow {
-                stage: STAGE.into(),
-                entity_id: content_id("corpus-row", &[&path, &row.to_string(), source_id.as_deref().unwrap_or("")]),
-                source_id: source_id.clone(),
-                reason: reason.into(),
-                detail: Some(format!("{path}: row {row}: {detail}")),
-            };
-            if let Some(rejected) =
-                validate(&value, &mapping, settings.max_field_bytes).map(|(reason, detail)| reject(reason, detail))
-            {
-                rejects.push(rejected);
+            // The first thing wrong with the row: unreadable, then invalid, then a repeated question.
+            let invalid = batch.unreadable.remove(&i).or_else(|| validate(&value, &mapping, settings.max_field_bytes));
+            let rejected = invalid.or_else(|| {
+                questions.repeated(value(Field::Question).expect("validated"), row, source_id.as_deref().expect("validated"))
+            });
+            if let Some((reason, detail)) = rejected {
+                rejects.push(RejectRow {
+                    stage: STAGE.into(),
+                    entity_id: content_id("corpus-row", &[&path, &row.to_string(), source_id.as_deref().unwrap_or("")]),
+                    source_id,
+                    reason: reason.as_str().into(),
+                    detail: Some(format!("{path}: row {row}: {detail}")),
+                });
                 continue;
             }
             let (question, solution) = (value(Field::Question).expect("validated"), value(Field::Solution).expect("validated"));
             let source_id = source_id.as_deref().expect("validated");
-            let normalized = whitespace_normalized_hash(question, &mut scratch);
-            let exact = exact_hash(question);
-            if let Some(first) = seen.get(&normalized) {
-                let (reason, how) = if first.exact == exact {
-                    ("duplicate_question", "repeats")
-                } else {
-                    ("duplicate_question_whitespace", "repeats, up to whitespace,")
-                };
-                rejects.push(reject(reason, format!("{how} the question of row {} (source_id {})", first.row, first.source_id)));
-                continue;
-            }
-            seen.insert(normalized, FirstSeen { row, source_id: source_id.to_string(), exact });
             let tests = value(Field::Tests).filter(|t| !t.trim().is_empty());
-            let problem_id = content_id("problem", &[question, solution, tests.unwrap_or("")]);
+            let entry_point = value(Field::EntryPoint).map(str::trim).filter(|name| !name.is_empty());
+            let problem_id = problem_id(question, solution, tests, entry_point);
             written_ids.insert(id_number(&problem_id));
             let source = match value(Field::Subset) {
                 Some(subset) => format!("{base_source}/{subset}"),
@@ -452,6 +293,7 @@ pub fn ingest(settings: &IngestSettings, data: &Path) -> Result<IngestSummary, I
                 Some(solution),
                 tests,
                 Some(test_kind(tests)),
+                entry_point,
                 license,
                 value(Field::Difficulty),
                 Some(preflight),
@@ -483,20 +325,23 @@ pub fn ingest(settings: &IngestSettings, data: &Path) -> Result<IngestSummary, I
 /// The reason and detail of a row that cannot become a problem.
 fn validate<'a>(
     value: &impl Fn(Field) -> Option<&'a str>,
-    mapping: &BTreeMap<Field, (String, bool)>,
+    mapping: &Mapping,
     max_bytes: usize,
-) -> Option<(&'static str, String)> {
+) -> Option<(RejectReason, String)> {
     for (field, (column, _)) in mapping {
         match value(*field) {
             None if field.required() => {
-                return Some(("missing_field", format!("column `{column}` (field `{}`) is null or absent", field.name())));
+                return Some((
+                    RejectReason::MissingField,
+                    format!("column `{column}` (field `{}`) is null or absent", field.name()),
+                ));
             }
             Some(text) if field.required() && text.trim().is_empty() => {
-                return Some(("empty_field", format!("column `{column}` (field `{}`) is empty", field.name())));
+                return Some((RejectReason::EmptyField, format!("column `{column}` (field `{}`) is empty", field.name())));
             }
             Some(text) if text.len() > max_bytes => {
                 return Some((
-                    "oversized_field",
+                    RejectReason::OversizedField,
                     format!("column `{column}` (field `{}`) holds {} bytes, the limit is {max_bytes}", field.name(), text.len()),
                 ));
             }
@@ -586,13 +431,38 @@ mod tests {
         };
         assert_eq!(validate(&row(Some("Q?"), None), &mapping, 100), None);
         let (reason, detail) = validate(&row(None, None), &mapping, 100).unwrap();
-        assert_eq!(reason, "missing_field");
+        assert_eq!(reason, RejectReason::MissingField);
         assert!(detail.contains("column `question`"), "{detail}");
-        assert_eq!(validate(&row(Some(" \n"), None), &mapping, 100).unwrap().0, "empty_field");
+        assert_eq!(validate(&row(Some(" \n"), None), &mapping, 100).unwrap().0, RejectReason::EmptyField);
         let long: &'static str = "x".repeat(101).leak();
         let (reason, detail) = validate(&row(Some("Q?"), Some(long)), &mapping, 100).unwrap();
-        assert_eq!(reason, "oversized_field");
+        assert_eq!(reason, RejectReason::OversizedField);
         assert!(detail.contains("column `test`") && detail.contains("101 bytes"), "{detail}");
+    }
+
+    #[test]
+    fn problem_batches_have_the_schemas_columns_in_order() {
+        let schema: Vec<&str> = Table::Problems.columns().iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(schema, PROBLEM_COLUMNS);
+    }
+
+    #[test]
+    fn an_entry_point_changes_the_problem_id_and_its_absence_keeps_the_old_one() {
+        let without = problem_id("Q?", "def f(): pass", Some("assert f() is None"), None);
+        assert_eq!(without, content_id("problem", &["Q?", "def f(): pass", "assert f() is None"]));
+        assert_ne!(problem_id("Q?", "def f(): pass", Some("assert f() is None"), Some("f")), without);
+    }
+
+    #[test]
+    fn repeated_questions_name_the_first_row() {
+        let mut questions = Questions::default();
+        assert_eq!(questions.repeated("Add  two numbers.", 1, "a"), None);
+        let (reason, detail) = questions.repeated("Add two numbers.", 2, "b").unwrap();
+        assert_eq!(
+            (reason, detail.as_str()),
+            (RejectReason::DuplicateQuestionWhitespace, "repeats, up to whitespace, the question of row 1 (source_id a)")
+        );
+        assert_eq!(questions.repeated("Add  two numbers.", 3, "c").unwrap().0, RejectReason::DuplicateQuestion);
     }
 
     #[test]

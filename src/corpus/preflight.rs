@@ -1,6 +1,7 @@
 //! Preflight: runs each problem's reference solution against its own tests in the sandbox
-//! (pytest-style test functions importing from `solution`, plain assert scripts, stdin/stdout
-//! pairs) and records `problems.preflight` as `pass`, `fail`, `error`, `timeout` or `no_tests`.
+//! (pytest-style test functions importing from `solution`; assert scripts in the solution's
+//! namespace, HumanEval's `check(candidate)` called on the entry point; stdin/stdout pairs) and
+//! records `problems.preflight` as `pass`, `fail`, `error`, `timeout` or `no_tests`.
 //! Only problems still `pending` run, so a nightly build re-checks only what changed. Runs in
 //! parallel in job-loop workers; the problem's modules never enter the interpreter's module table.
 
@@ -34,6 +35,7 @@ fn job(problem: &ProblemRow, limits: Limits) -> Job {
         "solution": problem.solution,
         "tests": problem.tests.clone().unwrap_or_default(),
         "test_kind": problem.test_kind.clone().unwrap_or_else(|| "none".into()),
+        "entry_point": problem.entry_point,
         "pytest_source": PYTEST_STAND_IN,
     });
     Job { seed: crate::harness::seed_for(&problem.problem_id), ..Job::call("preflight", args, limits) }

@@ -4,6 +4,7 @@
 # pytest-style test functions importing from `solution`, plain assert scripts, stdin/stdout pairs.
 # Returns a JSON-ready dict; the host reads results, it never scrapes prints.
 
+import ast
 import json
 
 
@@ -56,14 +57,55 @@ def _run_pytest_style(namespace):
     return "pass", "%d test cases passed" % ran
 
 
-def preflight(solution, tests, test_kind, pytest_source):
+def _check_never_called(tree):
+    """Whether a test script defines `check(candidate)` at top level and never calls it (the
+    HumanEval convention: the benchmark's harness appends the call)."""
+    import ast
+
+    defines = False
+    for statement in tree.body:
+        if isinstance(statement, ast.FunctionDef) and statement.name == "check":
+            defines = True
+            continue
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "check":
+                return False
+    return defines
+
+
+def _run_assert_script(solution, tests, entry_point):
+    """Run an assert script after the solution in the solution's own namespace, as HumanEval's and
+    MBPP's harnesses do by concatenating the two; `from solution import ...` still finds the same
+    module. A `check` the script never calls runs on the entry point: without one, it is an error,
+    since running nothing would pass vacuously."""
+    import ast
+
+    tree = ast.parse(tests, "<tests>")
+    call_check = _check_never_called(tree)
+    if call_check and not entry_point:
+        return "error", (
+            "the tests define check(candidate) but never call it, and the corpus names no entry point"
+            " (--map entry_point=COLUMN)"
+        )
+    namespace = solution.__dict__
+    # The solution ran as module `solution` (its own main block stays quiet); the tests are the script.
+    namespace["__name__"] = "__main__"
+    exec(compile(tree, "<tests>", "exec"), namespace)
+    if not call_check:
+        return "pass", "the test script ran to its end"
+    if not callable(namespace.get(entry_point)):
+        return "error", "the entry point `%s` is not a function the solution defines" % entry_point
+    namespace["check"](namespace[entry_point])
+    return "pass", "check(%s) passed" % entry_point
+
+
+def preflight(solution, tests, test_kind, pytest_source, entry_point=None):
     """Run a reference solution against its own tests: {"verdict": pass|fail|error|no_tests, "detail"}.
     `pytest_source` is the sandbox's pytest stand-in, served to the tests as `import pytest`.
-    `test_kind`: pytest (test_ functions importing from `solution`), assert (a script of asserts),
-    io ({"io": [{"input", "output"}]}: the solution reads stdin and prints), none."""
+    `test_kind`: pytest (test_ functions importing from `solution`), assert (a script of asserts
+    that sees the solution's names; a `check(candidate)` runs on `entry_point`), io
+    ({"io": [{"input", "output"}]}: the solution reads stdin and prints), none."""
     import builtins
-    import io
-    import sys
 
     if test_kind == "none" or not (tests or "").strip():
         return {"verdict": "no_tests", "detail": "the problem has no tests"}
@@ -81,13 +123,23 @@ def preflight(solution, tests, test_kind, pytest_source):
             namespace.setdefault("pytest", served["pytest"])
             verdict, detail = _run_pytest_style(namespace)
         else:
-            exec(compile(tests, "<tests>", "exec"), {"__name__": "__main__", "__builtins__": sandbox_builtins})
-            verdict, detail = "pass", "the test script ran to its end"
+            verdict, detail = _run_assert_script(served["solution"], tests, entry_point)
     except AssertionError as failure:
-        verdict, detail = "fail", "AssertionError %s" % str(failure)[:500]
+        verdict, detail = "fail", _assertion_detail(failure, tests)
     except Exception as failure:
         verdict, detail = "error", "%s: %s" % (type(failure).__name__, str(failure)[:500])
     return {"verdict": verdict, "detail": detail}
+
+
+def _assertion_detail(failure, tests):
+    """The failed assertion's message and, since a bare `assert` has none, the test line it is on."""
+    import traceback
+
+    lines = tests.splitlines()
+    frames = [f for f in traceback.extract_tb(failure.__traceback__) if f.filename == "<tests>" and f.lineno <= len(lines)]
+    message = ": %s" % str(failure)[:300] if str(failure) else ""
+    where = " (tests line %d: %s)" % (frames[-1].lineno, lines[frames[-1].lineno - 1].strip()[:200]) if frames else ""
+    return "AssertionError" + message + where
 
 
 def _preflight_io(solution, pairs, sandbox_builtins):
