@@ -27,6 +27,11 @@ pub struct EnvironmentRow {
     pub split: Option<String>,
     /// The version of the verifier that decided `status` (null while pending).
     pub verifier: Option<String>,
+    /// Whether the environment's state survives a pickle round trip, so `codegym serve` can hold
+    /// idle sessions host-side (null until probed).
+    pub servable: Option<bool>,
+    /// Why it does not, when it does not.
+    pub serve_detail: Option<String>,
 }
 
 impl EnvironmentRow {
@@ -49,6 +54,8 @@ impl EnvironmentRow {
             near_duplicate_of: None,
             split: None,
             verifier: None,
+            servable: None,
+            serve_detail: None,
         }
     }
 }

@@ -44,6 +44,8 @@ import io as _io
 import sys as _sys
 import types as _types
 from copy import deepcopy as _deepcopy
+from pickle import dumps as _pickle
+from pickle import loads as _unpickle
 from inspect import getdoc as _getdoc
 from inspect import signature as _signature
 from json import JSONDecoder as _JSONDecoder
@@ -470,6 +472,20 @@ def _wrong_answers(right):
     return wrong
 
 
+def _pickle_failure(env):
+    """Why the environment's state does not survive a pickle round trip (what `codegym serve`
+    holds idle sessions as), or None: the copy must be picklable and answer Observe as the
+    original does."""
+    observe = _dumps({"name": "Observe", "parameters": {}})
+    try:
+        copy = _unpickle(_pickle(env))
+        if _message(copy.step(observe)) != _message(env.step(observe)):
+            return "the unpickled state answers Observe differently"
+    except BaseException as failure:
+        return _error_text(failure)
+    return None
+
+
 def probe(source, env_name, config):
     """Evidence for the anti-gaming probes on one configuration; the host judges it. Wrong answers
     are near misses of the reference answer's own type ([`_wrong_answers`]). Returns:
@@ -478,8 +494,11 @@ def probe(source, env_name, config):
       environment just before its first Done), per wrong answer, and `final_right`: the right
       answer there (it must earn 1, or the copy is not that state);
     - observe: what Observe shows right after reset;
-    - reads: attributes other than `step` that the environment's own solve read of `self`."""
+    - reads: attributes other than `step` that the environment's own solve read of `self`;
+    - pickle: why the state does not survive a pickle round trip, after reset or where the oracle
+      answered (None when it does)."""
     evidence = {"reset": [], "final": [], "final_right": None, "observe": None, "reads": [], "solve_error": None, "copy": "none"}
+    evidence["pickle"] = _pickle_failure(_build(source, env_name, config))
     right = _build(source, env_name, config).get_ref_answer()
     answers = _wrong_answers(right)
     evidence["right"] = _as_json(right)
@@ -496,6 +515,7 @@ def probe(source, env_name, config):
     evidence["reads"] = sorted(set(reads))
     if tracer.before_done is None:
         return evidence
+    evidence["pickle"] = evidence["pickle"] or _pickle_failure(_deepcopy(tracer.before_done))
     copies = lambda: _deepcopy(tracer.before_done)
     evidence["copy"] = "deepcopy"
     try:

@@ -268,6 +268,10 @@ pub struct ProbeEvidence {
     /// How the state before `Done` was reached for the final submissions: `deepcopy`, `replay`
     /// or `none` (the oracle never called Done).
     pub copy: String,
+    /// Why the environment's state does not survive a pickle round trip (after reset, or where the
+    /// oracle answered); `None` when it does.
+    #[serde(default)]
+    pub pickle: Option<String>,
 }
 
 /// One `Done(answer)` and what it got.

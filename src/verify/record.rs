@@ -51,6 +51,8 @@ pub(super) struct Tables {
     env_findings: BTreeMap<String, Finding>,
     /// Environments with configurations whose probe could not run, and how many.
     unprobed: BTreeMap<String, usize>,
+    /// Per environment whose probes ran: why its state does not survive pickling (None: it does).
+    pickle: BTreeMap<String, Option<String>>,
 }
 
 impl Tables {
@@ -82,7 +84,14 @@ impl Tables {
             if let (Some(primary), Some(alternate)) = (&own, &result.alternate) {
                 findings.extend(probes::compare_runs(primary, alternate));
             }
-            let observe = result.probe.as_ref().and_then(|p| p.as_ref().ok()).and_then(|p| p.observe.clone());
+            let evidence = result.probe.as_ref().and_then(|p| p.as_ref().ok());
+            if let Some(evidence) = evidence {
+                let failure = self.pickle.entry(env.env_id.clone()).or_default();
+                if failure.is_none() {
+                    *failure = evidence.pickle.clone();
+                }
+            }
+            let observe = evidence.and_then(|p| p.observe.clone());
             if let Some(answer) = config.ref_answer.clone() {
                 let task_text = env.task_text.as_deref().unwrap_or("");
                 let seen = Seen {
@@ -273,6 +282,9 @@ impl Tables {
                 env.tool_docs = description.tool_docs.clone();
             }
         }
+        let pickle = self.pickle.get(&env.env_id);
+        env.servable = pickle.map(Option::is_none);
+        env.serve_detail = pickle.cloned().flatten();
         let checked = checked(mine);
         let unprobed = self.unprobed.get(&env.env_id).copied().unwrap_or(0);
         let (status, detail) = if let Some((status, detail)) = failure {

@@ -149,3 +149,15 @@ fn a_rebuild_reverifies_what_an_older_verifier_passed_and_only_that() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("1 verified by this run"), "only the environment an older verifier passed runs again: {stderr}");
 }
+
+#[test]
+fn whether_a_state_can_be_held_idle_is_known_before_any_rollout() {
+    let data = verified();
+    let rows = sql_rows(
+        data,
+        "SELECT env_name, servable, serve_detail FROM environments WHERE env_name IN ('SoundSumEnv', 'UnpicklableEnv') ORDER BY env_name",
+    );
+    assert_eq!(rows[0], json!({"env_name": "SoundSumEnv", "servable": true, "serve_detail": null}));
+    assert_eq!(rows[1]["servable"], false, "{rows:?}");
+    assert!(rows[1]["serve_detail"].as_str().unwrap().contains("lambda"), "{rows:?}");
+}

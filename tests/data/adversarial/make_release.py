@@ -310,6 +310,14 @@ _forge()""",
         ),
         SUMS,
     ),
+    # Serving: a state that cannot be pickled cannot be held idle by `codegym serve`.
+    "UnpicklableEnv": (
+        env("UnpicklableEnv").replace(
+            "self._reward, self._done, self.step_count = 0, False, 0",
+            "self._reward, self._done, self.step_count = 0, False, 0\n        self.order = lambda value: value",
+        ),
+        SUMS,
+    ),
     # Item 10: one huge configuration must not sink its environment.
     "HugeConfigEnv": (env("HugeConfigEnv"), SUMS + [list(range(30000))]),
 }
@@ -330,6 +338,7 @@ EXPECTED = {
     "DateDetectorEnv": "nondeterministic_trajectory",
     "HalfHangsEnv": "ref_answer_survival",
     "AsyncioEnv": "unsupported_in_sandbox",
+    "UnpicklableEnv": "verified",
     "HugeConfigEnv": "verified",
 }
 
