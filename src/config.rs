@@ -17,8 +17,8 @@ pub struct BuildConfig {
     pub preset: String,
     /// `openai` or `replay:DIR`.
     pub llm: String,
-    /// Dataset directory (relative to the current directory).
-    pub data: Option<PathBuf>,
+    /// Dataset: a directory (relative to the current directory) or an object-store URL.
+    pub data: Option<String>,
     pub model: Sampling,
     pub endpoint: Endpoint,
     pub synthesis: Samples,

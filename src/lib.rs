@@ -29,9 +29,12 @@
 //! - [`config`]: the build configuration file.
 //! - [`import_codegym`]: released CodeGym tables -> `environments` + `task_configs` (+ `rejects`).
 //! - [`verify`]: reference answers, oracle runs and curation filters over `environments`.
-//! - [`tables`]: typed rows of each table.
+//! - [`tables`]: typed rows of each table; [`reasons`]: every reject reason and environment status.
 //! - [`near_duplicates`]: near-duplicate environments across problems, and the train/validation split.
-//! - [`dataset`]: table schemas (from `schemas/`) and crash-safe Parquet reading and writing.
+//! - [`finalize`]: the steps that need every shard (near-duplicate groups, the split), after the
+//!   shard-wise stages.
+//! - [`dataset`]: the sharded layout (local or on an object store), leases, table schemas (from
+//!   `schemas/`) and crash-safe Parquet reading and writing.
 //! - [`query`]: SQL over a dataset directory.
 //! - [`runs`]: the `runs` table (one row per command that changed a dataset).
 //! - [`bench`]: benchmarks side by side with a baseline (verification, ingest, stages, the LLM client).
@@ -43,12 +46,14 @@ pub mod config;
 pub mod corpus;
 pub mod dataset;
 pub mod env;
+pub mod finalize;
 pub mod harness;
 pub mod ids;
 pub mod import_codegym;
 pub mod llm;
 pub mod near_duplicates;
 pub mod query;
+pub mod reasons;
 pub mod report;
 pub mod runs;
 pub mod runtime;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `environments.status` of an environment not verified yet (imported, or synthesized and past
 /// the contract check).
-pub const ENV_PENDING: &str = "pending";
+pub const ENV_PENDING: &str = crate::reasons::Reason::Pending.as_str();
 
 /// `environments`: one environment candidate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,8 +23,6 @@ pub struct EnvironmentRow {
     pub status: String,
     pub status_detail: Option<String>,
     pub oracle_candidate: Option<i32>,
-    pub near_duplicate_of: Option<String>,
-    pub split: Option<String>,
     /// The version of the verifier that decided `status` (null while pending).
     pub verifier: Option<String>,
     /// Whether the environment's state survives a pickle round trip, so `codegym serve` can hold
@@ -51,8 +49,6 @@ impl EnvironmentRow {
             status: ENV_PENDING.into(),
             status_detail: None,
             oracle_candidate: None,
-            near_duplicate_of: None,
-            split: None,
             verifier: None,
             servable: None,
             serve_detail: None,

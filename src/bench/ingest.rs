@@ -20,10 +20,9 @@ pub fn ingest(rows: usize, python: &str) -> Result<()> {
     println!("codegym bench ingest: {rows} generated problems ({:.1} MB Parquet), 1 thread", size as f64 / 1e6);
     reset_peak_memory();
     let started = Instant::now();
-    let summary = crate::corpus::ingest(
-        &crate::corpus::IngestSettings::new(corpus.clone(), crate::corpus::Preset::Kodcode),
-        &scratch.path().join("data"),
-    )?;
+    let data = super::verify::dataset_in(&scratch.path().join("data"))?;
+    let settings = crate::corpus::IngestSettings::new(corpus.clone(), crate::corpus::Preset::Kodcode);
+    let summary = crate::corpus::ingest(&settings, &data, crate::dataset::ShardSelection::default())?;
     let seconds = started.elapsed().as_secs_f64();
     let peak = peak_memory_mb();
     println!("{:<26} {:>14} {:>12} {:>14}", "side", "problems/s", "seconds", "peak RSS MB");

@@ -2,13 +2,16 @@
 //! `stages` ([`verify`]: verification against a lean process-per-cell baseline, the cost of every
 //! check and of the isolation, a generated slice of the paper's shape), `ingest` ([`ingest`]:
 //! against pyarrow + Python) and `llm` ([`llm`]: the OpenAI-compatible client against a Python
-//! thread pool).
+//! thread pool) and `build` ([`build`]: first builds and rebuilds, and verification at growing
+//! sizes, against the single-file layout).
 
+mod build;
 mod ingest;
 mod llm;
 mod slice;
 mod verify;
 
+pub use build::{BuildBenchSettings, build_bench};
 pub use ingest::ingest;
 pub use llm::{LlmBenchSettings, llm};
 pub use verify::{BenchSettings, stages, verify};

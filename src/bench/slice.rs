@@ -3,10 +3,10 @@
 //! 4 to 25 values, so 9 to 51 oracle calls) and 10 oracle candidates per environment (eight sound
 //! ones written eight ways, one off by one, one that reads the hidden state). Deterministic.
 
-use crate::dataset::{Table, write_table};
+use crate::dataset::{Dataset, ShardSelection, Table};
 use crate::tables::{EnvironmentRow, OracleCandidateRow};
 use anyhow::Result;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The paper's release, and this slice's share of it.
 pub const PAPER_ENVS: usize = 13_116;
@@ -17,7 +17,7 @@ const CONFIGS: usize = 862;
 pub const CANDIDATES: usize = 10;
 
 /// The folding operations: (name, Python expression of `a` and `b`).
-const OPERATIONS: [(&str, &str); 5] =
+pub(super) const OPERATIONS: [(&str, &str); 5] =
     [("Sum", "a + b"), ("Max", "max(a, b)"), ("Min", "min(a, b)"), ("Xor", "a ^ b"), ("Spread", "abs(a - b) + 1")];
 
 const ENV: &str = r#"import gymnasium
@@ -130,7 +130,7 @@ if __name__ == "__main__":
 "#;
 
 /// Candidate solvers: eight sound ones, one off by one, one that reads the hidden state.
-const SOLVERS: [&str; CANDIDATES] = [
+pub(super) const SOLVERS: [&str; CANDIDATES] = [
     "import json\ndef solve(self):\n    call = lambda name, **p: self.step(json.dumps({'name': name, 'parameters': p}))[1]\n    total = int(call('GetValue', index=0))\n    for i in range(1, int(call('Count'))):\n        total = int(call('Combine', a=total, b=int(call('GetValue', index=i))))\n    return call('Done', answer=total)\n",
     "import json\ndef solve(self):\n    def call(name, **p):\n        return self.step(json.dumps({'name': name, 'parameters': p}))[1]\n    n, i = int(call('Count')), 1\n    total = int(call('GetValue', index=0))\n    while i < n:\n        total = int(call('Combine', a=total, b=int(call('GetValue', index=i))))\n        i += 1\n    return call('Done', answer=total)\n",
     "import json\ndef solve(self):\n    call = lambda name, **p: self.step(json.dumps({'name': name, 'parameters': p}))[1]\n    values = [int(call('GetValue', index=i)) for i in range(int(call('Count')))]\n    total = values[0]\n    for value in values[1:]:\n        total = int(call('Combine', a=total, b=value))\n    return call('Done', answer=total)\n",
@@ -145,11 +145,11 @@ const SOLVERS: [&str; CANDIDATES] = [
 
 /// The slice, imported into a dataset with its candidates.
 pub struct Slice {
-    data: PathBuf,
+    data: Dataset,
 }
 
 impl Slice {
-    pub fn data(&self) -> &Path {
+    pub fn data(&self) -> &Dataset {
         &self.data
     }
 }
@@ -162,29 +162,41 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Writes the slice as a release under `dir`, imports it into `dir/data` and adds its candidates.
-pub fn generate(dir: &Path) -> Result<Slice> {
-    let (mut envs, mut tasks) = (String::new(), String::new());
-    for env in 0..ENVS {
+/// The module of an environment named `name` folding with `expression` (of `a` and `b`).
+pub(super) fn environment(name: &str, expression: &str) -> String {
+    ENV.replace("{name}", name).replace("{operation}", expression)
+}
+
+/// Writes a release of `envs` environments with `configs` configurations in all (spread evenly)
+/// under `dir`: the paths of its environment and task tables.
+pub(super) fn release(dir: &Path, envs: usize, configs: usize) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let (mut env_rows, mut tasks) = (String::new(), String::new());
+    for env in 0..envs {
         let (operation, expression) = OPERATIONS[env % OPERATIONS.len()];
-        let name = format!("Slice{env:03}{operation}Env");
-        let code = ENV.replace("{name}", &name).replace("{operation}", expression);
-        let source = format!("slice_{env:03}");
-        envs.push_str(&format!("{}\n", serde_json::json!({ "source": source, "env_name": name, "env_code": code })));
-        let configs = CONFIGS / ENVS + usize::from(env < CONFIGS % ENVS);
-        for config in 0..configs {
+        let name = format!("Slice{env:05}{operation}Env");
+        let source = format!("slice_{env:05}");
+        let row = serde_json::json!({ "source": source, "env_name": name, "env_code": environment(&name, expression) });
+        env_rows.push_str(&format!("{row}\n"));
+        for config in 0..configs / envs + usize::from(env < configs % envs) {
             let seed = mix((env * 1000 + config) as u64);
             let values: Vec<u64> = (0..4 + seed % 22).map(|i| mix(seed ^ i) % 1000).collect();
             let options = serde_json::json!({ "values": values });
             tasks.push_str(&format!("{}\n", serde_json::json!({ "ability": format!("codegym_v1@{source}__{name}@{options}") })));
         }
     }
+    std::fs::create_dir_all(dir)?;
     let (envs_path, tasks_path) = (dir.join("envs.jsonl"), dir.join("tasks.jsonl"));
-    std::fs::write(&envs_path, envs)?;
+    std::fs::write(&envs_path, env_rows)?;
     std::fs::write(&tasks_path, tasks)?;
-    let data = dir.join("data");
-    crate::import_codegym::import(&envs_path, &tasks_path, &data, "bench-slice")?;
-    let imported: Vec<EnvironmentRow> = crate::dataset::read_table(&data, Table::Environments)?;
+    Ok((envs_path, tasks_path))
+}
+
+/// Writes the slice as a release under `dir`, imports it into `dir/data` and adds its candidates.
+pub fn generate(dir: &Path) -> Result<Slice> {
+    let (envs_path, tasks_path) = release(dir, ENVS, CONFIGS)?;
+    let data = super::verify::dataset_in(&dir.join("data"))?;
+    crate::import_codegym::import(&envs_path, &tasks_path, &data, "bench-slice", ShardSelection::default())?;
+    let imported: Vec<EnvironmentRow> = data.read_table(Table::Environments)?;
     let candidates: Vec<OracleCandidateRow> = imported
         .iter()
         .flat_map(|env| {
@@ -197,6 +209,6 @@ pub fn generate(dir: &Path) -> Result<Slice> {
             })
         })
         .collect();
-    write_table(&data, Table::OracleCandidates, &candidates)?;
+    data.upsert(Table::OracleCandidates, candidates, |c| data.shard_of(&c.env_id))?;
     Ok(Slice { data })
 }

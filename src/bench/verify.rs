@@ -13,7 +13,7 @@
 //!   ([`super::slice`]) and what its figures mean for the paper's scale.
 
 use super::{real_interpreter, slice};
-use crate::dataset::{self, Table};
+use crate::dataset::{Dataset, ShardSelection, Table};
 use crate::harness::{self, Budgets, EnvSource, EnvWork, OracleRun, Step};
 use crate::sandbox::{self, ExecMode, Limits, Sandbox};
 use crate::tables::{EnvironmentRow, TaskConfigRow};
@@ -74,8 +74,9 @@ pub fn verify(settings: &BenchSettings) -> Result<()> {
         );
     }
     let scratch = tempfile::tempdir()?;
-    crate::import_codegym::import(&envs, &tasks, &scratch.path().join("sample"), crate::import_codegym::SOURCE)?;
-    let sample = cells(&scratch.path().join("sample"))?;
+    let imported = dataset_in(&scratch.path().join("sample"))?;
+    crate::import_codegym::import(&envs, &tasks, &imported, crate::import_codegym::SOURCE, ShardSelection::default())?;
+    let sample = cells(&imported)?;
     let matrix = matrix(&sample, settings.matrix_envs, settings.matrix_configs);
     let python = real_interpreter(&settings.python)?;
     let settings = &BenchSettings { python, ..settings.clone() };
@@ -94,8 +95,8 @@ pub fn verify(settings: &BenchSettings) -> Result<()> {
     );
     let matrix_name = format!("matrix {}x{}", settings.matrix_envs, settings.matrix_configs);
     for (index, (name, cells)) in [("released sample", sample), (matrix_name.as_str(), matrix)].into_iter().enumerate() {
-        let data = scratch.path().join(format!("workload-{index}"));
-        write_release(&cells, &data)?;
+        let data = dataset_in(&scratch.path().join(format!("workload-{index}")))?;
+        write_release(&cells, &data, &scratch.path().join(format!("release-{index}")))?;
         let ours = best_of(settings.repeat, || run_ours(&sandbox, &cells, settings.threads))?;
         let whole =
             best_of(settings.repeat, || run_whole(&sandbox, &data, settings.threads, ExecMode::Image).map(|(s, _)| (s, ())))?;
@@ -151,9 +152,14 @@ impl Timed for f64 {
     }
 }
 
-fn cells(data: &Path) -> Result<Vec<Cell>> {
-    let envs: Vec<EnvironmentRow> = dataset::read_table(data, Table::Environments)?;
-    let configs: Vec<TaskConfigRow> = dataset::read_table(data, Table::TaskConfigs)?;
+/// A new dataset in the folder `dir`.
+pub(super) fn dataset_in(dir: &Path) -> Result<Dataset> {
+    Ok(Dataset::open(dir.to_str().context("a UTF-8 scratch path")?, None)?)
+}
+
+fn cells(data: &Dataset) -> Result<Vec<Cell>> {
+    let envs: Vec<EnvironmentRow> = data.read_table(Table::Environments)?;
+    let configs: Vec<TaskConfigRow> = data.read_table(Table::TaskConfigs)?;
     let by_id: std::collections::HashMap<&str, &EnvironmentRow> = envs.iter().map(|e| (e.env_id.as_str(), e)).collect();
     let mut cells: Vec<Cell> = configs
         .iter()
@@ -195,10 +201,9 @@ fn matrix(sample: &[Cell], envs: usize, per_env: usize) -> Vec<Cell> {
     out
 }
 
-/// Writes `cells` as a release (envs.jsonl + tasks.jsonl) and imports it into `data`.
-fn write_release(cells: &[Cell], data: &Path) -> Result<()> {
-    let dir = data.with_extension("release");
-    std::fs::create_dir_all(&dir)?;
+/// Writes `cells` as a release (envs.jsonl + tasks.jsonl) in `dir` and imports it into `data`.
+fn write_release(cells: &[Cell], data: &Dataset, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
     let (mut envs, mut tasks) = (String::new(), String::new());
     let mut seen = std::collections::HashSet::new();
     for cell in cells {
@@ -212,7 +217,8 @@ fn write_release(cells: &[Cell], data: &Path) -> Result<()> {
     }
     std::fs::write(dir.join("envs.jsonl"), envs)?;
     std::fs::write(dir.join("tasks.jsonl"), tasks)?;
-    crate::import_codegym::import(&dir.join("envs.jsonl"), &dir.join("tasks.jsonl"), data, crate::import_codegym::SOURCE)?;
+    let (envs, tasks) = (dir.join("envs.jsonl"), dir.join("tasks.jsonl"));
+    crate::import_codegym::import(&envs, &tasks, data, crate::import_codegym::SOURCE, ShardSelection::default())?;
     Ok(())
 }
 
@@ -243,10 +249,10 @@ fn run_ours(sandbox: &Sandbox, cells: &[Cell], threads: usize) -> Result<(SideRe
 
 /// The whole verification (every check) of the dataset at `data`, from scratch: its time and
 /// summary.
-fn run_whole(sandbox: &Sandbox, data: &Path, threads: usize, mode: ExecMode) -> Result<(f64, VerifySummary)> {
+fn run_whole(sandbox: &Sandbox, data: &Dataset, threads: usize, mode: ExecMode) -> Result<(f64, VerifySummary)> {
     let settings = VerifySettings { threads, mode, all: true, ..VerifySettings::default() };
     let started = Instant::now();
-    let summary = crate::verify::verify(sandbox, data, &settings, None)?;
+    let summary = crate::verify::verify(sandbox, data, &settings, ShardSelection::default(), None)?;
     Ok((started.elapsed().as_secs_f64(), summary))
 }
 
@@ -318,13 +324,14 @@ pub fn stages(releases: &[(&Path, &str)], threads: usize) -> Result<()> {
             continue;
         }
         let scratch = tempfile::tempdir()?;
-        crate::import_codegym::import(&envs, &tasks, scratch.path(), crate::import_codegym::SOURCE)?;
-        let oracle_only = cells(scratch.path())?;
+        let data = dataset_in(scratch.path())?;
+        crate::import_codegym::import(&envs, &tasks, &data, crate::import_codegym::SOURCE, ShardSelection::default())?;
+        let oracle_only = cells(&data)?;
         let (oracle, _) = run_ours(&sandbox, &oracle_only, threads)?;
         let before = sandbox::counters();
-        let (seconds, summary) = run_whole(&sandbox, scratch.path(), threads, ExecMode::Image)?;
+        let (seconds, summary) = run_whole(&sandbox, &data, threads, ExecMode::Image)?;
         let after = sandbox::counters();
-        let (fresh, _) = run_whole(&sandbox, scratch.path(), threads, ExecMode::Fresh)?;
+        let (fresh, _) = run_whole(&sandbox, &data, threads, ExecMode::Fresh)?;
         println!(
             "{}: {} environments, {} cells: {:.2} s ({:.1} environments/s, {:.1} ms per environment); oracle cells alone {:.2} s (every check costs {:.1}x)",
             dir.display(),

@@ -10,6 +10,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Which shards a process handles, and how many a new dataset has.
+#[derive(Debug, Clone, Args)]
+pub struct ShardArgs {
+    /// Handle only the virtual shards whose number is i mod N (`--shard i/N`), to spread one build
+    /// over N processes (a Kubernetes Indexed Job, a Slurm job array); then run `codegym finalize`.
+    #[arg(long, value_name = "i/N")]
+    pub shard: Option<crate::dataset::ShardSelection>,
+    /// The number of virtual shards of a dataset created by this run (default 64); an existing
+    /// dataset keeps its own.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
+}
+
 /// Options every verb that runs work takes.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -32,6 +45,9 @@ pub enum Command {
     ImportCodegym(ImportArgs),
     /// (Re)run verification on what a dataset directory holds and update its tables.
     Verify(VerifyArgs),
+    /// The steps that need every shard (near-duplicate groups, the train/validation split), after
+    /// `--shard i/N` runs.
+    Finalize(FinalizeArgs),
     /// Run SQL over every table of a dataset directory.
     Sql(SqlArgs),
     /// Run Python programs in the sandbox.
@@ -59,12 +75,15 @@ pub struct BuildArgs {
     /// LLM backend: `openai` (OPENAI_BASE_URL, OPENAI_API_KEY) or `replay:DIR`.
     #[arg(long)]
     pub llm: Option<String>,
-    /// Dataset directory to write (default: the configuration's, else `build`).
+    /// Dataset to write: a directory or an `s3://`, `gs://`, `az://` URL (default: the
+    /// configuration's, else `build`).
     #[arg(long)]
-    pub data: Option<PathBuf>,
+    pub data: Option<String>,
     /// Time limit of one problem's preflight, in milliseconds.
     #[arg(long, default_value_t = 10000)]
     pub preflight_timeout_ms: u64,
+    #[command(flatten)]
+    pub shards: ShardArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -83,9 +102,9 @@ pub struct IngestArgs {
     /// (HumanEval's). Repeatable.
     #[arg(long = "map", value_name = "FIELD=COLUMN")]
     pub maps: Vec<String>,
-    /// Dataset directory to write.
+    /// Dataset to write: a directory or an `s3://`, `gs://`, `az://` URL.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: String,
     /// The `source` recorded for these problems (default: the file's stem).
     #[arg(long)]
     pub source: Option<String>,
@@ -98,6 +117,8 @@ pub struct IngestArgs {
     /// Time limit of one problem's preflight, in milliseconds.
     #[arg(long, default_value_t = 10000)]
     pub preflight_timeout_ms: u64,
+    #[command(flatten)]
+    pub shards: ShardArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -113,18 +134,20 @@ pub struct ImportArgs {
     /// The `source` recorded for these environments.
     #[arg(long, default_value = crate::import_codegym::SOURCE)]
     pub source: String,
-    /// Dataset directory to write.
+    /// Dataset to write: a directory or an `s3://`, `gs://`, `az://` URL.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: String,
+    #[command(flatten)]
+    pub shards: ShardArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Dataset directory to verify.
+    /// Dataset to verify: a directory or an `s3://`, `gs://`, `az://` URL.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: String,
     /// Time limit per reference-answer or oracle cell, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     pub cell_timeout_ms: u64,
@@ -147,14 +170,25 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub reference_scores: Option<PathBuf>,
     #[command(flatten)]
+    pub shards: ShardArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FinalizeArgs {
+    /// Dataset to finalize: a directory or an `s3://`, `gs://`, `az://` URL.
+    #[arg(long)]
+    pub data: String,
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct SqlArgs {
-    /// Dataset directory to query.
+    /// Dataset to query: a directory or an `s3://`, `gs://`, `az://` URL.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: String,
     /// Output format: table, csv or json (JSON Lines).
     #[arg(long, default_value = "table")]
     pub format: String,
@@ -216,6 +250,24 @@ pub enum BenchCommand {
     /// The OpenAI-compatible client against a local server that answers after a delay, vs. a
     /// Python thread-pool client: requests per second and the client's cost per request.
     Llm(BenchLlmArgs),
+    /// A first build and a rebuild with 1% new problems, and verification of 1k/5k/20k imported
+    /// environments: time, bytes written and peak memory, vs. the single-file layout.
+    Build(BenchBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchBuildArgs {
+    /// Problems in the generated corpus of the first build.
+    #[arg(long, default_value_t = 2000)]
+    pub problems: usize,
+    /// Imported environments to verify, one size after another.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,20000")]
+    pub verify: Vec<usize>,
+    /// The single-file layout is measured up to this many environments (it writes the square).
+    #[arg(long, default_value_t = 5000)]
+    pub single_file_up_to: usize,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

@@ -22,7 +22,7 @@ use super::Table;
 /// The version of the table schemas, written into every Parquet file's key-value metadata (and
 /// the Arrow schema metadata) under [`SCHEMA_VERSION_KEY`]. Bump it when a column changes type or
 /// meaning.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 /// The metadata key under which [`SCHEMA_VERSION`] is stored.
 pub const SCHEMA_VERSION_KEY: &str = "codegym.schema_version";
@@ -145,6 +145,8 @@ fn schema_source(table: Table) -> &'static str {
         Table::ToolCallStats => include_str!("../../schemas/tool_call_stats.json"),
         Table::Rejects => include_str!("../../schemas/rejects.json"),
         Table::Runs => include_str!("../../schemas/runs.json"),
+        Table::NearDuplicates => include_str!("../../schemas/near_duplicates.json"),
+        Table::Splits => include_str!("../../schemas/splits.json"),
     }
 }
 

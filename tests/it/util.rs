@@ -86,3 +86,18 @@ pub fn import_release(dir: &Path, ext: &str, data: &Path) {
     ];
     run_ok(&args);
 }
+
+/// The dataset in the folder `data` (opened, or created with the default shard count).
+pub fn dataset(data: &Path) -> codegym::dataset::Dataset {
+    codegym::dataset::Dataset::open(data.to_str().unwrap(), None).expect("open the dataset")
+}
+
+/// Every file of `table` in the dataset folder `data`, concatenated in name order: what a
+/// byte-identical rebuild must reproduce.
+pub fn table_bytes(data: &Path, table: &str) -> Vec<u8> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join(table))
+        .map(|entries| entries.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "parquet")).collect())
+        .unwrap_or_default();
+    files.sort();
+    files.iter().flat_map(|f| std::fs::read(f).unwrap()).collect()
+}
