@@ -33,6 +33,7 @@
 //! - [`near_duplicates`]: near-duplicate environments across problems, and the train/validation split.
 //! - [`dataset`]: table schemas (from `schemas/`) and crash-safe Parquet reading and writing.
 //! - [`query`]: SQL over a dataset directory.
+//! - [`tools`]: tool docs -> JSON Schema per tool (OpenAI function form), stored by verification.
 //! - [`runs`]: the `runs` table (one row per command that changed a dataset).
 //! - [`bench`]: benchmarks side by side with a baseline (verification, ingest, stages, the LLM client).
 //! - [`cli`]: argument parsing and the commands (the binary's only module).
@@ -55,4 +56,5 @@ pub mod runtime;
 pub mod sandbox;
 pub mod synthesis;
 pub mod tables;
+pub mod tools;
 pub mod verify;

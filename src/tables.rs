@@ -20,6 +20,8 @@ pub struct EnvironmentRow {
     pub tool_count: i32,
     pub tools: Vec<String>,
     pub tool_docs: String,
+    /// JSON array of tool schemas (`tools::schemas_json`), set by verification.
+    pub tool_schemas: Option<String>,
     pub status: String,
     pub status_detail: Option<String>,
     pub oracle_candidate: Option<i32>,
@@ -41,6 +43,7 @@ impl EnvironmentRow {
             tool_count: 0,
             tools: Vec::new(),
             tool_docs: String::new(),
+            tool_schemas: None,
             status: ENV_PENDING.into(),
             status_detail: None,
             oracle_candidate: None,

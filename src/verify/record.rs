@@ -189,6 +189,7 @@ impl Tables {
             if env.tool_docs.is_empty() {
                 env.tool_docs = description.tool_docs.clone();
             }
+            env.tool_schemas = Some(crate::tools::schemas_json(&env.tool_docs));
         }
         let checked = checked(mine);
         let (status, detail) = if let Some((status, detail)) = failure {
