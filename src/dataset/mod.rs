@@ -26,7 +26,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use error::DatasetError;
-pub use reader::{read_batches, read_parquet_rows, read_rows_file, read_table};
+pub use reader::{TableScan, read_batches, read_parquet_rows, read_rows_file, read_table, scan_table};
 pub use schema::{ColumnSpec, ColumnType, SCHEMA_VERSION, SCHEMA_VERSION_KEY, TableSpec};
 pub use writer::{StreamWriter, WriteSummary, upsert_table, write_batches, write_table, write_table_in_order};
 

@@ -4,8 +4,9 @@
 //! name does not start with a dot, so a writer's leftover `.part-*.parquet.tmp` is never read), in
 //! which order (by file name), and the conversion of Arrow batches to serde rows. Rows go through
 //! the Arrow JSON writer and then serde, so nested struct, list and map columns deserialize into
-//! nested serde structs, `Vec`s, maps or `serde_json::Value`. It does not write (see `writer`)
-//! and knows nothing about SQL.
+//! nested serde structs, `Vec`s, maps or `serde_json::Value`; or, for tables too large to hold,
+//! [`scan_table`] streams chosen columns batch by batch. It does not write (see `writer`) and knows
+//! nothing about SQL.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -13,10 +14,11 @@ use std::path::{Path, PathBuf};
 use arrow::array::RecordBatch;
 use arrow::json::LineDelimitedWriter;
 use arrow::json::writer::WriterBuilder;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use serde::de::DeserializeOwned;
 
-use super::schema::conform;
+use super::schema::{conform, conform_to};
 use super::{DatasetError, Table};
 
 /// Rows per Arrow batch when reading.
@@ -61,6 +63,61 @@ pub fn read_batches(dir: &Path, table: Table) -> Result<Vec<RecordBatch>, Datase
         }
     }
     Ok(out)
+}
+
+/// Streams `table` in batches of at most `batch_rows` rows holding only `columns` (in that
+/// order, with the table's types; a nullable column a file lacks reads as nulls), file by file
+/// in [`table_files`] order. Only the named columns are decoded, and at most one batch per file
+/// is held, so a scan's memory is bounded by the batch, not by the table.
+pub fn scan_table(dir: &Path, table: Table, columns: &[&str], batch_rows: usize) -> Result<TableScan, DatasetError> {
+    let schema = table.projected_schema(columns).map_err(|e| DatasetError::schema(table.name(), e))?;
+    let files = table_files(dir, table)?;
+    Ok(TableScan { table, schema, batch_rows: batch_rows.max(1), files: files.into_iter(), current: None })
+}
+
+/// The batches of a [`scan_table`], in order.
+pub struct TableScan {
+    table: Table,
+    schema: arrow::datatypes::SchemaRef,
+    batch_rows: usize,
+    files: std::vec::IntoIter<PathBuf>,
+    current: Option<(PathBuf, ParquetRecordBatchReader)>,
+}
+
+impl TableScan {
+    /// Opens `path` decoding only the scanned columns the file has.
+    fn open(&self, path: &Path) -> Result<ParquetRecordBatchReader, DatasetError> {
+        let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| DatasetError::parquet(path, e))?;
+        let roots: Vec<usize> = self.schema.fields().iter().filter_map(|f| builder.schema().index_of(f.name()).ok()).collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        builder.with_projection(mask).with_batch_size(self.batch_rows).build().map_err(|e| DatasetError::parquet(path, e))
+    }
+}
+
+impl Iterator for TableScan {
+    type Item = Result<RecordBatch, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((path, reader)) = &mut self.current {
+                match reader.next() {
+                    Some(Ok(batch)) => {
+                        let conformed = conform_to(self.table, self.schema.clone(), &batch, true)
+                            .map_err(|e| DatasetError::schema(self.table.name(), format!("`{}`: {e}", path.display())));
+                        return Some(conformed);
+                    }
+                    Some(Err(e)) => return Some(Err(DatasetError::parquet(path.clone(), e.into()))),
+                    None => self.current = None,
+                }
+            }
+            let path = self.files.next()?;
+            match self.open(&path) {
+                Ok(reader) => self.current = Some((path, reader)),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
 }
 
 /// Reads every row of `table` into `R`, whose field names are column names (fields may be a
@@ -186,6 +243,42 @@ mod tests {
         fs::write(table_dir.join("notes.txt"), b"hello").unwrap();
         let back: Vec<Stat> = read_table(dir.path(), Table::ToolCallStats).unwrap();
         assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn scans_stream_projected_batches_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<Stat> = (0..25).map(|i| stat(&format!("c{i:02}"), "t", i)).collect();
+        write_table(dir.path(), Table::ToolCallStats, &rows).unwrap();
+        let table_dir = Table::ToolCallStats.dir(dir.path());
+        // A second shard written by an older version, without the `calls` column.
+        fs::copy(table_dir.join("part-00000.parquet"), table_dir.join("part-00001.parquet")).unwrap();
+        let batches: Vec<RecordBatch> =
+            scan_table(dir.path(), Table::ToolCallStats, &["tool", "config_id"], 10).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).collect::<Vec<_>>(), [10, 10, 5, 10, 10, 5]);
+        let names: Vec<&str> = batches[0].schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["tool", "config_id"], "the columns asked for, in that order");
+        let err = scan_table(dir.path(), Table::ToolCallStats, &["nope"], 10).err().unwrap().to_string();
+        assert!(err.contains("`nope`"), "{err}");
+    }
+
+    #[test]
+    fn scans_fill_missing_nullable_columns_with_nulls() {
+        let dir = tempfile::tempdir().unwrap();
+        // An environments file from before `tool_schemas` existed.
+        let schema = Arc::new(Schema::new(vec![Field::new("env_id", DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec!["e1"])) as ArrayRef]).unwrap();
+        let table_dir = Table::Environments.dir(dir.path());
+        fs::create_dir_all(&table_dir).unwrap();
+        let mut writer = ArrowWriter::try_new(File::create(table_dir.join("part-00000.parquet")).unwrap(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let batches: Vec<RecordBatch> = scan_table(dir.path(), Table::Environments, &["env_id", "tool_schemas"], 8)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(batches[0].num_rows(), 1);
+        assert_eq!(batches[0].column(1).null_count(), 1);
     }
 
     #[test]
