@@ -15,7 +15,8 @@
 //!                                       v
 //!        environments, task_configs, oracle_runs, tool_call_stats, rejects   (Parquet, `dataset`)
 //!                                       |
-//!                               [query] SQL (DataFusion)
+//!                     [query] SQL (DataFusion)     [export] training shards
+//!                                                  (codegym release shape, verl, Hugging Face)
 //! ```
 //! A stage reads tables and writes tables; it never reaches into another stage's insides.
 //!
@@ -33,6 +34,7 @@
 //! - [`near_duplicates`]: near-duplicate environments across problems, and the train/validation split.
 //! - [`dataset`]: table schemas (from `schemas/`) and crash-safe Parquet reading and writing.
 //! - [`query`]: SQL over a dataset directory.
+//! - [`export`]: the kept configurations as training shards (`codegym`, `verl`, `hf`), streaming.
 //! - [`tools`]: tool docs -> JSON Schema per tool (OpenAI function form), stored by verification.
 //! - [`runs`]: the `runs` table (one row per command that changed a dataset).
 //! - [`bench`]: benchmarks side by side with a baseline (verification, ingest, stages, the LLM client).
@@ -44,6 +46,7 @@ pub mod config;
 pub mod corpus;
 pub mod dataset;
 pub mod env;
+pub mod export;
 pub mod harness;
 pub mod ids;
 pub mod import_codegym;

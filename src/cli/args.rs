@@ -34,6 +34,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Run SQL over every table of a dataset directory.
     Sql(SqlArgs),
+    /// Write the kept configurations as training shards (codegym, verl or hf), with manifest.json.
+    Export(ExportArgs),
     /// Run Python programs in the sandbox.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -163,6 +165,37 @@ pub struct SqlArgs {
     pub query: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Dataset directory to read (verified with `codegym verify`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// codegym (the CodeGym release's shape), verl, or hf (a Hugging Face dataset repository).
+    #[arg(long)]
+    pub format: String,
+    /// Directory to write; it appears whole, or not at all.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Which split to export: train, validation or all.
+    #[arg(long, default_value = "all")]
+    pub split: String,
+    /// The hard variant's curation (up to 512 oracle calls, reference-model pass rate <= 1/8),
+    /// with a tool-call cap of 512.
+    #[arg(long)]
+    pub hard: bool,
+    /// hf: the largest Parquet shard, in MB (fractions allowed).
+    #[arg(long, default_value_t = 500.0)]
+    pub max_shard_mb: f64,
+    /// Replace --out when it exists and is not empty.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// verl: the address of `codegym serve --codegym-addr` the tool module calls.
+    #[arg(long, default_value = crate::export::DEFAULT_SERVER_URL)]
+    pub server_url: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SandboxCommand {
     /// Run one Python program in a fresh sandboxed interpreter.
@@ -213,6 +246,24 @@ pub enum BenchCommand {
     /// The OpenAI-compatible client against a local server that answers after a delay, vs. a
     /// Python thread-pool client: requests per second and the client's cost per request.
     Llm(BenchLlmArgs),
+    /// Export of a generated dataset to hf and verl: rows per second and peak memory, vs. a
+    /// pyarrow + pandas script writing the same files.
+    Export(BenchExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchExportArgs {
+    /// Task configurations in the generated dataset.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub configs: usize,
+    /// Environments they belong to.
+    #[arg(long, default_value_t = 100_000)]
+    pub envs: usize,
+    /// The Python of the baseline (needs pyarrow and pandas; skipped without them).
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ use crate::runs::RunLog;
 use crate::sandbox::{ExecMode, Job, Limits, Task};
 use crate::synthesis::{self, SynthesisSettings, Synthesizer};
 use crate::verify::{VerifySettings, VerifySummary};
-use crate::{corpus, env, import_codegym, query, runtime, verify};
+use crate::{corpus, env, export, import_codegym, query, runtime, verify};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::path::Path;
@@ -26,6 +26,7 @@ pub(super) fn run(cli: Cli) -> Result<()> {
         }),
         Command::Verify(args) => verify_command(args),
         Command::Sql(args) => sql(args),
+        Command::Export(args) => export_command(args),
         Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run(args),
         Command::Runtime(RuntimeCommand::Fetch) => runtime_fetch(),
         Command::Runtime(RuntimeCommand::Info) => runtime_info(),
@@ -36,6 +37,12 @@ pub(super) fn run(cli: Cli) -> Result<()> {
             in_flight: args.in_flight.max(1),
             delay: Duration::from_millis(args.delay_ms),
             python: args.python,
+        }),
+        Command::Bench(BenchCommand::Export(args)) => crate::bench::export(&crate::bench::ExportBenchSettings {
+            configs: args.configs.max(1),
+            envs: args.envs.clamp(1, args.configs.max(1)),
+            python: args.python.clone(),
+            threads: threads(&args.run),
         }),
         Command::Bench(BenchCommand::Stages(args)) => {
             let threads = threads(&args.run);
@@ -284,6 +291,55 @@ fn run_verify(data: &Path, settings: &VerifySettings, printer: Printer, log: &mu
 fn environment_count(data: &Path) -> usize {
     use crate::dataset::{Table, read_batches};
     read_batches(data, Table::Environments).map_or(0, |b| b.iter().map(|b| b.num_rows()).sum())
+}
+
+fn export_command(args: ExportArgs) -> Result<()> {
+    let settings = export_settings(&args).map_err(with_hint)?;
+    let printer = Printer::new(args.run.quiet);
+    let progress = printer.progress("export", 0);
+    let summary = export::export(&settings, Some(&progress)).map_err(with_hint)?;
+    drop(progress);
+    writeln!(std::io::stdout(), "{}", export_summary_line(&summary))?;
+    Ok(())
+}
+
+fn export_settings(args: &ExportArgs) -> Result<export::ExportSettings, export::ExportError> {
+    Ok(export::ExportSettings {
+        data: args.data.clone(),
+        out: args.out.clone(),
+        format: args.format.parse()?,
+        splits: args.split.parse()?,
+        hard: args.hard,
+        max_shard_bytes: (args.max_shard_mb.max(0.001) * 1e6) as u64,
+        overwrite: args.overwrite,
+        threads: threads(&args.run),
+        server_url: args.server_url.clone(),
+    })
+}
+
+/// An export error as one line, with its hint on the next.
+fn with_hint(error: export::ExportError) -> anyhow::Error {
+    match error.hint() {
+        Some(hint) => anyhow::anyhow!("{error}\n  hint: {hint}"),
+        None => anyhow::Error::new(error),
+    }
+}
+
+/// `export: hf, 412 rows (train 380, validation 32), 9 files, 3.1 MB -> out`.
+fn export_summary_line(summary: &export::ExportSummary) -> String {
+    let splits: Vec<String> = summary.rows.iter().map(|(split, n)| format!("{} {n}", split.name())).collect();
+    let rows = if summary.total_rows() == 0 {
+        "0 rows: nothing was kept after verification, so the export is empty (its manifest says 0 rows)".to_string()
+    } else {
+        format!("{} rows ({})", summary.total_rows(), splits.join(", "))
+    };
+    format!(
+        "export: {}, {rows}, {} files, {:.1} MB -> {}",
+        summary.format,
+        summary.files,
+        summary.bytes as f64 / 1e6,
+        summary.out.display()
+    )
 }
 
 fn sql(args: SqlArgs) -> Result<()> {

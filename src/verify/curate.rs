@@ -34,7 +34,7 @@ fn is_cell_reason(reason: &str) -> bool {
 /// oracle call range, the environment's status and tool count, the reference model's pass rate.
 /// A pure function of stored columns, so changing a threshold (`--hard`) re-curates every
 /// configuration without running anything.
-pub(super) fn curate(config: &mut TaskConfigRow, env: &EnvironmentRow, settings: &VerifySettings) {
+pub(crate) fn curate(config: &mut TaskConfigRow, env: &EnvironmentRow, settings: &VerifySettings) {
     let cell_reason = config.filter_reason.take().filter(|r| is_cell_reason(r));
     config.filter_reason = cell_reason.or_else(|| {
         let calls = config.oracle_calls.unwrap_or(0);

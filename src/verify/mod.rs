@@ -18,6 +18,7 @@ use crate::dataset::{self, DatasetError, Table};
 use crate::harness::{self, EnvSource, EnvWork, ModuleChecks, ProbeFindings, RefAnswer, SelfTest, Step};
 use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError};
 use crate::tables::{ENV_PENDING, EnvironmentRow, OracleCandidateRow, TaskConfigRow};
+pub(crate) use curate::curate;
 use curate::{checked, curate_all};
 use record::{Cell, Tables};
 use std::collections::BTreeMap;
