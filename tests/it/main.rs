@@ -5,6 +5,7 @@ mod build;
 mod candidates;
 mod codegym_release;
 mod corpus;
+mod export;
 mod harness;
 mod isolation;
 mod llm_endpoint;
