@@ -1,5 +1,5 @@
 //! Benchmarks, each side by side with a baseline run on this machine: `verify`, `ingest`,
-//! `stages` (here) and `llm` ([`llm`]).
+//! `stages` (here), `llm` ([`llm`]) and `export` ([`export`]).
 //!
 //! `codegym bench verify`: our oracle verification against the mechanism of the released pipeline
 //! (a fresh `python3` process per (environment, configuration) cell that executes the environment
@@ -8,8 +8,10 @@
 //! guest code. Two workloads: the released sample (1-2 configurations per environment: interpreter
 //! start-up dominates) and a method-shaped matrix (environments x configurations).
 
+mod export;
 mod llm;
 
+pub use export::{ExportBenchSettings, export};
 pub use llm::{LlmBenchSettings, llm};
 
 use crate::dataset::{self, Table};
