@@ -203,19 +203,41 @@ fn signature_at<'a>(lines: &[&'a str], i: usize) -> Option<(&'a str, String, usi
     }
 }
 
+/// The characters of `text` outside string literals, each with the bracket depth it is at (an
+/// opening or closing bracket at the depth outside it).
+fn unquoted(text: &str) -> impl Iterator<Item = (usize, char, usize)> + '_ {
+    let (mut depth, mut quote) = (0usize, None);
+    text.char_indices().filter_map(move |(i, c)| match (quote, c) {
+        (Some(q), c) if c == q => {
+            quote = None;
+            None
+        }
+        (Some(_), _) => None,
+        (None, '\'' | '"') => {
+            quote = Some(c);
+            None
+        }
+        (None, '(' | '[' | '{') => {
+            depth += 1;
+            Some((i, c, depth - 1))
+        }
+        (None, ')' | ']' | '}') => {
+            depth = depth.saturating_sub(1);
+            Some((i, c, depth))
+        }
+        (None, c) => Some((i, c, depth)),
+    })
+}
+
 /// The byte index of the `)` that closes an already-open parenthesis, skipping nested brackets
 /// and string literals.
 fn closing_paren(text: &str) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut quote: Option<char> = None;
-    for (i, c) in text.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '(' | '[' | '{') => depth += 1,
-            (None, ')') if depth == 0 => return Some(i),
-            (None, ')' | ']' | '}') => depth = depth.saturating_sub(1),
+    let mut open = 0usize;
+    for (i, c, depth) in unquoted(text) {
+        match c {
+            ')' if depth == 0 && open == 0 => return Some(i),
+            '(' | '[' | '{' => open += 1,
+            ')' | ']' | '}' => open = open.saturating_sub(1),
             _ => {}
         }
     }
@@ -366,23 +388,13 @@ fn parse_params(text: &str) -> Vec<SigParam> {
 /// Splits at `separator` outside brackets and string literals.
 fn split_top_level(text: &str, separator: char) -> Vec<&str> {
     let mut parts = Vec::new();
-    let (mut depth, mut quote, mut start) = (0usize, None, 0);
-    for (i, c) in text.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '(' | '[' | '{') => depth += 1,
-            (None, ')' | ']' | '}') => depth = depth.saturating_sub(1),
-            (None, c) if c == separator && depth == 0 => {
-                // `==`, `<=`, `>=` and `!=` in a default value are not assignments.
-                let doubled = separator == '=' && (text[i + 1..].starts_with('=') || text[..i].ends_with(['=', '<', '>', '!']));
-                if !doubled {
-                    parts.push(&text[start..i]);
-                    start = i + 1;
-                }
-            }
-            _ => {}
+    let mut start = 0;
+    for (i, c, depth) in unquoted(text) {
+        // `==`, `<=`, `>=` and `!=` in a default value are not assignments.
+        let doubled = separator == '=' && (text[i + 1..].starts_with('=') || text[..i].ends_with(['=', '<', '>', '!']));
+        if c == separator && depth == 0 && !doubled {
+            parts.push(&text[start..i]);
+            start = i + 1;
         }
     }
     parts.push(&text[start..]);

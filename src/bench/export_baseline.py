@@ -33,23 +33,29 @@ def read(spec):
         "config_id", "env_id", "config", "difficulty", "source_index", "oracle_calls", "reference_pass_rate",
         "oracle_trajectory", "kept"])
     configs = configs.filter(configs["kept"])
-    return envs, configs
+    # One contiguous array per column: the struct and list builders below take arrays.
+    return envs.combine_chunks(), configs.combine_chunks()
+
+
+def column(table, name):
+    return table.column(name).chunk(0) if table.num_rows else pa.array([], table.schema.field(name).type)
 
 
 def joined(spec, envs, configs):
     """The configurations with what the rows need of their environments, by vectorised take."""
-    pos = pc.index_in(configs["env_id"], value_set=envs["env_id"])
-    split = pc.if_else(pc.equal(envs["split"], "validation"), "validation", "train")
-    code_id = pc.replace_substring_regex(envs["source_id"], "[^A-Za-z0-9._-]", "_")
-    stem = pc.binary_join_element_wise(code_id, envs["env_name"], "__")
-    options = pc.list_element(pc.split_pattern(configs["config"], "@", max_splits=1), 1)
+    e = lambda name: column(envs, name)
+    pos = pc.index_in(column(configs, "env_id"), value_set=e("env_id"))
+    split = pc.if_else(pc.equal(pc.fill_null(e("split"), "train"), "validation"), "validation", "train")
+    code_id = pc.replace_substring_regex(e("source_id"), "[^A-Za-z0-9._-]", "_")
+    stem = pc.binary_join_element_wise(code_id, e("env_name"), "__")
+    options = pc.list_element(pc.split_pattern(column(configs, "config"), "@", max_splits=1), 1)
     env_str = pc.binary_join_element_wise(pc.take(stem, pos), options, "@")
-    task = pc.utf8_trim_whitespace(pc.fill_null(envs["task_text"], ""))
+    task = pc.utf8_trim_whitespace(pc.fill_null(e("task_text"), ""))
     if spec["format"] == "verl":
-        system = pc.binary_join_element_wise(spec["verl_system_prefix"], pc.utf8_trim_whitespace(envs["tool_docs"]), "")
+        system = pc.binary_join_element_wise(spec["verl_system_prefix"], pc.utf8_trim_whitespace(e("tool_docs")), "")
         user = pc.binary_join_element_wise(spec["verl_user_prefix"], task, "")
     else:
-        system = envs["tool_docs"]
+        system = e("tool_docs")
         user = pc.binary_join_element_wise(spec["codegym_user_prefix"], task, "")
     return {
         "split": pc.take(split, pos),
@@ -62,7 +68,7 @@ def joined(spec, envs, configs):
 
 def prompt(system, user, named):
     n = len(system)
-    contents = pc.take(pa.concat_arrays([system.combine_chunks(), user.combine_chunks()]),
+    contents = pc.take(pa.concat_arrays([system, user]),
                        pa.array(np.column_stack([np.arange(n), np.arange(n) + n]).ravel()))
     roles = pc.take(pa.array(["system", "user"]), pa.array(np.tile([0, 1], n)))
     fields = [roles]
@@ -84,6 +90,7 @@ def rows(spec, part, j, split):
     n = part.num_rows
     max_round = spec["plugin_call_max_round"]
     ability = pc.binary_join_element_wise("codegym_v1@", j["env_str"], "")
+    part = {name: column(part, name) for name in part.column_names}
     calls = pc.cast(part["oracle_calls"], pa.int64())
     if spec["format"] == "verl":
         create = pa.StructArray.from_arrays([j["env_str"], part["config_id"]], names=["env_str", "config_id"])
@@ -127,7 +134,7 @@ def environments(envs, configs, split_name):
     frame["configurations"] = frame["env_id"].map(counts).fillna(0).astype("int64")
     frame["split"] = np.where(frame["split"] == "validation", "validation", "train")
     keep = (frame["configurations"] > 0) & (frame["split"] == split_name)
-    picked = envs.filter(pa.array(keep.to_numpy()))
+    picked = envs.filter(pa.array(keep.to_numpy())).combine_chunks()
     code_id = pc.replace_substring_regex(picked["source_id"], "[^A-Za-z0-9._-]", "_")
     n = picked.num_rows
     return pa.table({
@@ -162,7 +169,7 @@ def export(spec):
     counts = {}
     for split in ("train", "validation"):
         mask = pc.equal(j["split"], split)
-        part = configs.filter(mask)
+        part = configs.filter(mask).combine_chunks()
         part_j = {k: v.filter(mask) for k, v in j.items()}
         table = rows(spec, part, part_j, split)
         counts[split] = table.num_rows

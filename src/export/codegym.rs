@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// The `gymnasium` stand-in the environments import, as the sandbox provides it.
 pub(crate) const GYMNASIUM_STAND_IN: &str = include_str!("../harness/gymnasium.py");
@@ -45,21 +45,16 @@ fn extra_info_fields() -> Vec<Field> {
 
 /// The schema of a release-shaped row.
 pub(crate) fn schema() -> SchemaRef {
-    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| {
-            Arc::new(Schema::new(vec![
-                rows::utf8("data_source", false),
-                rows::utf8("ability", false),
-                rows::utf8("code_id", false),
-                Field::new("prompt", rows::prompt_type(true), false),
-                rows::utf8("answer", false),
-                Field::new("reward_model", rows::reward_model_type(), false),
-                Field::new("plugin_call_max_round", DataType::Int64, false),
-                Field::new("extra_info", rows::struct_type(extra_info_fields()), false),
-            ]))
-        })
-        .clone()
+    Arc::new(Schema::new(vec![
+        rows::utf8("data_source", false),
+        rows::utf8("ability", false),
+        rows::utf8("code_id", false),
+        Field::new("prompt", rows::prompt_type(true), false),
+        rows::utf8("answer", false),
+        Field::new("reward_model", rows::reward_model_type(), false),
+        Field::new("plugin_call_max_round", DataType::Int64, false),
+        Field::new("extra_info", rows::struct_type(extra_info_fields()), false),
+    ]))
 }
 
 /// Release-shaped rows, with each row's `(system, user)` messages.
@@ -143,10 +138,9 @@ impl FormatWriter for Writer {
     }
 
     fn rows(&mut self, config_rows: &[ConfigRow<'_>], prompts: &[(&str, &str)]) -> Result<(), ExportError> {
-        for (split, part_rows, part_prompts) in rows::by_split(config_rows, prompts) {
+        let max_round = self.max_round;
+        for (split, batch) in rows::batches_by_split(config_rows, prompts, |r, p, s| batch(r, p, s, max_round))? {
             let files = self.splits.get_mut(&split).expect("rows come only from selected splits");
-            let batch = batch(&part_rows, &part_prompts, split, self.max_round)
-                .map_err(|source| ExportError::Arrow { path: files.jsonl_path.clone(), source })?;
             files.parquet.write(&batch)?;
             files.jsonl.write(&batch).map_err(|source| ExportError::Arrow { path: files.jsonl_path.clone(), source })?;
         }

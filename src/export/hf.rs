@@ -265,11 +265,10 @@ impl FormatWriter for Writer {
     }
 
     fn rows(&mut self, config_rows: &[ConfigRow<'_>], prompts: &[(&str, &str)]) -> Result<(), ExportError> {
-        for (split, part_rows, part_prompts) in rows::by_split(config_rows, prompts) {
-            let output = self.configurations.get_mut(&split).expect("rows come only from selected splits");
-            let batch = super::codegym::batch(&part_rows, &part_prompts, split, self.settings.plugin_call_max_round())
-                .map_err(|source| ExportError::Arrow { path: "data".into(), source })?;
-            output.files.write(&batch)?;
+        let max_round = self.settings.plugin_call_max_round();
+        let build = |r: &[ConfigRow<'_>], p: &[(&str, &str)], s| super::codegym::batch(r, p, s, max_round);
+        for (split, batch) in rows::batches_by_split(config_rows, prompts, build)? {
+            self.configurations.get_mut(&split).expect("rows come only from selected splits").files.write(&batch)?;
         }
         Ok(())
     }

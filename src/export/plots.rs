@@ -4,6 +4,7 @@
 //! so labels never overlap. The text is what an SVG viewer renders; plotters only estimates its
 //! width, so label areas are sized from the longest label with room to spare.
 
+use plotters::chart::MeshStyle;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -30,21 +31,45 @@ fn label_width(labels: impl Iterator<Item = usize>, size: u32) -> u32 {
     (longest * size * 62 / 100 + 24).clamp(60, 520)
 }
 
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// An SVG `height` pixels high, drawn by `draw` on white.
+fn svg(height: u32, draw: impl FnOnce(&Area<'_>) -> Result<(), String>) -> Result<String, String> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(error)?;
+        draw(&root)?;
+        root.present().map_err(error)?;
+    }
+    Ok(out)
+}
+
+/// A chart with its title, margins and label areas.
+fn chart_builder<'a, 'b>(root: &'a Area<'b>, title: &str, y_label_area: u32) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder.caption(title, (FONT, 22)).margin(16).margin_right(40).x_label_area_size(56).y_label_area_size(y_label_area);
+    builder
+}
+
+/// The axis titles and the label fonts every chart shares.
+fn titled<X: Ranged, Y: Ranged>(mesh: &mut MeshStyle<'_, '_, X, Y, SVGBackend<'_>>, x_desc: &str, y_desc: &str) {
+    mesh.x_desc(x_desc).y_desc(y_desc).axis_desc_style((FONT, 15)).label_style((FONT, 13));
+}
+
+/// Says so in the middle of an empty chart.
+fn nothing_to_show(root: &Area<'_>, height: u32) -> Result<(), String> {
+    root.draw(&Text::new("(nothing to show)", (WIDTH as i32 / 2 - 60, height as i32 / 2), (FONT, 16))).map_err(error)
+}
+
 /// A horizontal bar chart, bars top to bottom in `bars` order, each with its value at its end.
 pub(crate) fn horizontal_bars(title: &str, x_desc: &str, y_desc: &str, bars: &[Bar]) -> Result<String, String> {
-    let mut svg = String::new();
     let rows = bars.len().max(1) as i32;
     let height = (140 + 34 * rows as u32).max(320);
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(error)?;
+    svg(height, |root| {
         let max = bars.iter().map(|b| b.value).max().unwrap_or(0).max(1) as f64;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 22))
-            .margin(16)
-            .margin_right(40)
-            .x_label_area_size(56)
-            .y_label_area_size(label_width(bars.iter().map(|b| b.label.chars().count()), 13) + 28)
+        let label_area = label_width(bars.iter().map(|b| b.label.chars().count()), 13) + 28;
+        let mut chart = chart_builder(root, title, label_area)
             .build_cartesian_2d(0f64..max * 1.18, (0..rows - 1).into_segmented())
             .map_err(error)?;
         // Bar i sits in segment rows-1-i, so the first bar is at the top.
@@ -52,18 +77,14 @@ pub(crate) fn horizontal_bars(title: &str, x_desc: &str, y_desc: &str, bars: &[B
             SegmentValue::CenterOf(s) => bars.get((rows - 1 - s) as usize).map_or(String::new(), |b| b.label.clone()),
             _ => String::new(),
         };
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
+        let mut mesh = chart.configure_mesh();
+        titled(&mut mesh, x_desc, y_desc);
+        mesh.disable_y_mesh()
             .x_max_light_lines(1)
             .y_labels(rows as usize)
             .y_label_formatter(&label_of)
             .x_label_formatter(&|v| thousands(*v as u64))
             .x_labels(6)
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .axis_desc_style((FONT, 15))
-            .label_style((FONT, 13))
             .draw()
             .map_err(error)?;
         chart
@@ -88,36 +109,24 @@ pub(crate) fn horizontal_bars(title: &str, x_desc: &str, y_desc: &str, bars: &[B
                 )
             }))
             .map_err(error)?;
-        if bars.is_empty() {
-            root.draw(&Text::new("(nothing to show)", (WIDTH as i32 / 2 - 60, height as i32 / 2), (FONT, 16))).map_err(error)?;
-        }
-        root.present().map_err(error)?;
-    }
-    Ok(svg)
+        if bars.is_empty() { nothing_to_show(root, height) } else { Ok(()) }
+    })
 }
 
 /// A vertical bar chart of counts per integer value (a histogram of small integers).
 pub(crate) fn integer_histogram(title: &str, x_desc: &str, y_desc: &str, counts: &BTreeMap<i32, u64>) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, 480)).into_drawing_area();
-        root.fill(&WHITE).map_err(error)?;
+    svg(480, |root| {
         let (low, high) = match (counts.keys().next(), counts.keys().next_back()) {
             (Some(&low), Some(&high)) => (low, high),
             _ => (0, 1),
         };
         let max = counts.values().copied().max().unwrap_or(0).max(1) as f64;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 22))
-            .margin(16)
-            .x_label_area_size(56)
-            .y_label_area_size(84)
-            .build_cartesian_2d((low..high).into_segmented(), 0f64..max * 1.15)
-            .map_err(error)?;
+        let mut chart =
+            chart_builder(root, title, 84).build_cartesian_2d((low..high).into_segmented(), 0f64..max * 1.15).map_err(error)?;
         let span = (high - low + 1) as usize;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
+        let mut mesh = chart.configure_mesh();
+        titled(&mut mesh, x_desc, y_desc);
+        mesh.disable_x_mesh()
             .y_max_light_lines(1)
             .x_labels(span.min(25))
             .x_label_formatter(&|v| match v {
@@ -126,10 +135,6 @@ pub(crate) fn integer_histogram(title: &str, x_desc: &str, y_desc: &str, counts:
             })
             .y_label_formatter(&|v| thousands(*v as u64))
             .y_labels(6)
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .axis_desc_style((FONT, 15))
-            .label_style((FONT, 13))
             .draw()
             .map_err(error)?;
         chart
@@ -150,9 +155,8 @@ pub(crate) fn integer_histogram(title: &str, x_desc: &str, y_desc: &str, counts:
                 }))
                 .map_err(error)?;
         }
-        root.present().map_err(error)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// The value at quantile `q` (0..=1) of a distribution given as value -> count (nearest rank).
@@ -171,25 +175,24 @@ fn quantile(counts: &BTreeMap<i32, u64>, q: f64) -> f64 {
 
 /// Box plots of a count per category: the box spans the middle half (quartiles), the line in it
 /// is the median, the whiskers reach the smallest and largest value; `n` is in each label.
-pub(crate) fn box_plots(title: &str, x_desc: &str, y_desc: &str, groups: &[(String, BTreeMap<i32, u64>)]) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(error)?;
+pub(crate) fn box_plots(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    groups: &[(String, BTreeMap<i32, u64>)],
+) -> Result<String, String> {
+    const HEIGHT: u32 = 520;
+    svg(HEIGHT, |root| {
         let categories = groups.len().max(1);
         let max = groups.iter().filter_map(|(_, counts)| counts.keys().next_back()).copied().max().unwrap_or(1).max(1) as f64;
         let labels: Vec<String> =
             groups.iter().map(|(name, counts)| format!("{name} (n={})", thousands(counts.values().sum()))).collect();
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 22))
-            .margin(16)
-            .x_label_area_size(56)
-            .y_label_area_size(72)
+        let mut chart = chart_builder(root, title, 72)
             .build_cartesian_2d(-0.5f64..categories as f64 - 0.5, 0f64..max * 1.1)
             .map_err(error)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
+        let mut mesh = chart.configure_mesh();
+        titled(&mut mesh, x_desc, y_desc);
+        mesh.disable_x_mesh()
             .y_max_light_lines(1)
             .x_labels(categories)
             .x_label_formatter(&|x| {
@@ -198,10 +201,6 @@ pub(crate) fn box_plots(title: &str, x_desc: &str, y_desc: &str, groups: &[(Stri
             })
             .y_label_formatter(&|y| format!("{y:.0}"))
             .y_labels(8)
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .axis_desc_style((FONT, 15))
-            .label_style((FONT, 13))
             .draw()
             .map_err(error)?;
         let line = BAR_COLOR.stroke_width(2);
@@ -221,12 +220,8 @@ pub(crate) fn box_plots(title: &str, x_desc: &str, y_desc: &str, groups: &[(Stri
                 ])
                 .map_err(error)?;
         }
-        if groups.iter().all(|(_, counts)| counts.is_empty()) {
-            root.draw(&Text::new("(nothing to show)", (WIDTH as i32 / 2 - 60, 260), (FONT, 16))).map_err(error)?;
-        }
-        root.present().map_err(error)?;
-    }
-    Ok(svg)
+        if groups.iter().all(|(_, counts)| counts.is_empty()) { nothing_to_show(root, HEIGHT) } else { Ok(()) }
+    })
 }
 
 /// `1234567` as `1,234,567`.

@@ -114,23 +114,28 @@ pub(crate) fn reward_model_column(rows: usize) -> ArrayRef {
     Arc::new(StructArray::new(Fields::from(reward_fields()), columns, None))
 }
 
-/// The rows of a batch per split, in order, each with its `(system, user)` messages.
-pub(crate) fn by_split<'r, 'a>(
-    config_rows: &'r [ConfigRow<'a>],
-    prompts: &'r [(&'r str, &'r str)],
-) -> Vec<(Split, Vec<ConfigRow<'a>>, Vec<(&'r str, &'r str)>)> {
-    Split::ALL
-        .into_iter()
-        .filter_map(|split| {
-            let (rows, prompts): (Vec<ConfigRow<'a>>, Vec<(&str, &str)>) = config_rows
-                .iter()
-                .zip(prompts)
-                .filter(|(row, _)| row.env.split == split)
-                .map(|(row, prompt)| (row.clone(), *prompt))
-                .unzip();
-            (!rows.is_empty()).then_some((split, rows, prompts))
-        })
-        .collect()
+/// One batch per split of `config_rows` (in row order within each), built by `build` from the
+/// split's rows and their `(system, user)` messages.
+pub(crate) fn batches_by_split(
+    config_rows: &[ConfigRow<'_>],
+    prompts: &[(&str, &str)],
+    build: impl Fn(&[ConfigRow<'_>], &[(&str, &str)], Split) -> Result<RecordBatch, arrow::error::ArrowError>,
+) -> Result<Vec<(Split, RecordBatch)>, ExportError> {
+    let mut batches = Vec::new();
+    for split in Split::ALL {
+        let (rows, prompts): (Vec<ConfigRow<'_>>, Vec<(&str, &str)>) = config_rows
+            .iter()
+            .zip(prompts)
+            .filter(|(row, _)| row.env.split == split)
+            .map(|(row, prompt)| (row.clone(), *prompt))
+            .unzip();
+        if !rows.is_empty() {
+            let batch =
+                build(&rows, &prompts, split).map_err(|source| ExportError::Arrow { path: split.name().into(), source })?;
+            batches.push((split, batch));
+        }
+    }
+    Ok(batches)
 }
 
 /// The Parquet settings of every exported file: zstd; no dictionaries (the long texts are unique

@@ -19,7 +19,7 @@ use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// The name of the one tool every row is offered.
 pub const STEP_TOOL: &str = "codegym_step";
@@ -96,19 +96,14 @@ fn extra_info_fields() -> Vec<Field> {
 }
 
 pub(crate) fn schema() -> SchemaRef {
-    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| {
-            Arc::new(Schema::new(vec![
-                rows::utf8("data_source", false),
-                rows::utf8("agent_name", false),
-                Field::new("prompt", rows::prompt_type(false), false),
-                rows::utf8("ability", false),
-                Field::new("reward_model", rows::reward_model_type(), false),
-                Field::new("extra_info", rows::struct_type(extra_info_fields()), false),
-            ]))
-        })
-        .clone()
+    Arc::new(Schema::new(vec![
+        rows::utf8("data_source", false),
+        rows::utf8("agent_name", false),
+        Field::new("prompt", rows::prompt_type(false), false),
+        rows::utf8("ability", false),
+        Field::new("reward_model", rows::reward_model_type(), false),
+        Field::new("extra_info", rows::struct_type(extra_info_fields()), false),
+    ]))
 }
 
 fn batch(
@@ -183,11 +178,9 @@ impl FormatWriter for Writer {
     }
 
     fn rows(&mut self, config_rows: &[ConfigRow<'_>], prompts: &[(&str, &str)]) -> Result<(), ExportError> {
-        for (split, part_rows, part_prompts) in rows::by_split(config_rows, prompts) {
-            let files = self.splits.get_mut(&split).expect("rows come only from selected splits");
-            let batch = batch(&part_rows, &part_prompts, split, self.max_round)
-                .map_err(|source| ExportError::Arrow { path: split.name().into(), source })?;
-            files.write(&batch)?;
+        let max_round = self.max_round;
+        for (split, batch) in rows::batches_by_split(config_rows, prompts, |r, p, s| batch(r, p, s, max_round))? {
+            self.splits.get_mut(&split).expect("rows come only from selected splits").write(&batch)?;
         }
         Ok(())
     }

@@ -4,7 +4,9 @@
 //! The Python side is `export_consumers.py`; its consumers come from `tests/requirements.txt`
 //! (`.ci/run` installs them), and under CI a missing one fails the test.
 
-use crate::util::{codegym, count, import_release, released_sample, repo, run_ok, sample_build, sql_rows, test_python};
+use crate::util::{
+    codegym, count, import_files, import_release, released_sample, repo, run_ok, sample_build, sql_rows, test_python,
+};
 use codegym::tables::TaskConfigRow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -335,15 +337,7 @@ fn the_release_shape_reads_back_with_import_codegym() {
     for split in ["train", "validation"] {
         let envs = hf_out.join(format!("environments/{split}-00000-of-00001.parquet"));
         let tasks = codegym_out.join(format!("{split}.parquet"));
-        run_ok(&[
-            "import-codegym",
-            "--envs",
-            envs.to_str().unwrap(),
-            "--tasks",
-            tasks.to_str().unwrap(),
-            "--data",
-            back.to_str().unwrap(),
-        ]);
+        import_files(&envs, &tasks, &back);
     }
     let query = |filter: &str| {
         format!(

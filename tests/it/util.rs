@@ -74,7 +74,11 @@ pub fn sandbox() -> codegym::sandbox::Sandbox {
 
 /// `codegym import-codegym` of the release in `dir` (`envs.EXT` and `tasks.EXT`) into `data`.
 pub fn import_release(dir: &Path, ext: &str, data: &Path) {
-    let (envs, tasks) = (dir.join(format!("envs.{ext}")), dir.join(format!("tasks.{ext}")));
+    import_files(&dir.join(format!("envs.{ext}")), &dir.join(format!("tasks.{ext}")), data);
+}
+
+/// `codegym import-codegym --envs ENVS --tasks TASKS --data DATA`.
+pub fn import_files(envs: &Path, tasks: &Path, data: &Path) {
     let args = [
         "import-codegym",
         "--envs",
