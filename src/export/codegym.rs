@@ -13,7 +13,7 @@
 //! format's configuration rows have this shape too ([`schema`], [`batch`]).
 
 use super::rows::{self, ParquetFiles};
-use super::settings::{ExportSettings, Split};
+use super::settings::Split;
 use super::source::{ConfigRow, EnvMeta, EnvText, Plan};
 use super::{ExportError, FormatWriter};
 use arrow::array::{ArrayRef, RecordBatch};
@@ -106,11 +106,10 @@ struct SplitFiles {
 pub struct Writer {
     envs_dir: PathBuf,
     splits: BTreeMap<Split, SplitFiles>,
-    max_round: i64,
 }
 
 impl Writer {
-    pub(crate) fn create(dir: &Path, settings: &ExportSettings, plan: &Plan) -> Result<Writer, ExportError> {
+    pub(crate) fn create(dir: &Path, plan: &Plan) -> Result<Writer, ExportError> {
         let envs_dir = dir.join("envs");
         std::fs::create_dir_all(&envs_dir).map_err(|e| ExportError::io(&envs_dir, e))?;
         let gymnasium = envs_dir.join("gymnasium.py");
@@ -123,7 +122,7 @@ impl Writer {
             let parquet = ParquetFiles::create(dir, split.name(), schema(), None)?;
             splits.insert(split, SplitFiles { parquet, jsonl, jsonl_path });
         }
-        Ok(Writer { envs_dir, splits, max_round: settings.plugin_call_max_round() })
+        Ok(Writer { envs_dir, splits })
     }
 }
 
@@ -137,9 +136,8 @@ impl FormatWriter for Writer {
         std::fs::write(&path, text.env_code).map_err(|e| ExportError::io(&path, e))
     }
 
-    fn rows(&mut self, config_rows: &[ConfigRow<'_>], prompts: &[(&str, &str)]) -> Result<(), ExportError> {
-        let max_round = self.max_round;
-        for (split, batch) in rows::batches_by_split(config_rows, prompts, |r, p, s| batch(r, p, s, max_round))? {
+    fn rows(&mut self, batches: Vec<(Split, RecordBatch)>) -> Result<(), ExportError> {
+        for (split, batch) in batches {
             let files = self.splits.get_mut(&split).expect("rows come only from selected splits");
             files.parquet.write(&batch)?;
             files.jsonl.write(&batch).map_err(|source| ExportError::Arrow { path: files.jsonl_path.clone(), source })?;

@@ -12,7 +12,7 @@ use super::card::{self, Card, ConfigCard, DatasetFacts, SplitFiles};
 use super::plots::{self, Bar};
 use super::rows::{self, ParquetFiles};
 use super::settings::{ExportSettings, Split};
-use super::source::{ConfigRow, EnvMeta, EnvText, Plan, PlanStats};
+use super::source::{EnvMeta, EnvText, Plan, PlanStats};
 use super::{ExportError, FormatWriter};
 use arrow::array::{ArrayRef, Int32Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -264,10 +264,8 @@ impl FormatWriter for Writer {
         Ok(())
     }
 
-    fn rows(&mut self, config_rows: &[ConfigRow<'_>], prompts: &[(&str, &str)]) -> Result<(), ExportError> {
-        let max_round = self.settings.plugin_call_max_round();
-        let build = |r: &[ConfigRow<'_>], p: &[(&str, &str)], s| super::codegym::batch(r, p, s, max_round);
-        for (split, batch) in rows::batches_by_split(config_rows, prompts, build)? {
+    fn rows(&mut self, batches: Vec<(Split, RecordBatch)>) -> Result<(), ExportError> {
+        for (split, batch) in batches {
             self.configurations.get_mut(&split).expect("rows come only from selected splits").files.write(&batch)?;
         }
         Ok(())

@@ -28,6 +28,7 @@ mod verl;
 pub use settings::{DEFAULT_SERVER_URL, ExportSettings, Format, Split, SplitSelection};
 
 use crate::dataset::DatasetError;
+use arrow::array::RecordBatch;
 use source::{ConfigRow, EnvMeta, EnvText, Plan};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,8 @@ pub enum ExportError {
     Parquet { path: PathBuf, source: parquet::errors::ParquetError },
     #[error("cannot build rows of `{}`: {source}", path.display())]
     Arrow { path: PathBuf, source: arrow::error::ArrowError },
+    #[error("the writer stopped before the rows were all written; this is a bug in codegym")]
+    WriterStopped,
 }
 
 impl ExportError {
@@ -138,16 +141,31 @@ impl ExportSummary {
 }
 
 /// A format's writer: receives the exported environments, then the rows, then finishes its files.
-/// Every call's error aborts the export (and the temporary directory goes with it).
-pub(crate) trait FormatWriter {
+/// Every call's error aborts the export (and the temporary directory goes with it). It writes on
+/// its own thread while the next rows are read and built, hence `Send`.
+pub(crate) trait FormatWriter: Send {
     /// The `(system, user)` messages of the rows of an environment.
     fn prompt(&self, env: &EnvMeta, text: &EnvText<'_>) -> (String, String);
     /// One exported environment, in `env_id` order, before any row.
     fn environment(&mut self, env: &EnvMeta, text: &EnvText<'_>) -> Result<(), ExportError>;
-    /// A batch of rows in export order, each with its environment's `(system, user)` messages.
-    fn rows(&mut self, rows: &[ConfigRow<'_>], prompts: &[(&str, &str)]) -> Result<(), ExportError>;
+    /// The next rows, in export order, as one batch per split ([`row_batches`]).
+    fn rows(&mut self, batches: Vec<(Split, RecordBatch)>) -> Result<(), ExportError>;
     /// Closes every file.
     fn finish(self: Box<Self>) -> Result<(), ExportError>;
+}
+
+/// The format's rows of `config_rows`, one batch per split: `hf` has the release's row shape.
+fn row_batches(
+    settings: &ExportSettings,
+    config_rows: &[ConfigRow<'_>],
+    prompts: &[(&str, &str)],
+) -> Result<Vec<(Split, RecordBatch)>, ExportError> {
+    let max_round = settings.plugin_call_max_round();
+    let build = match settings.format {
+        Format::Verl => verl::batch,
+        Format::Codegym | Format::Hf => codegym::batch,
+    };
+    rows::batches_by_split(config_rows, prompts, |r, p, split| build(r, p, split, max_round))
 }
 
 /// Runs an export: checks the inputs, writes every file under a temporary directory, hashes them
@@ -157,17 +175,22 @@ pub fn export(settings: &ExportSettings, reporter: Option<&dyn RowReporter>) -> 
     let plan = source::plan(settings)?;
     let staged = outdir::OutputDir::create(&settings.out)?;
     let mut writer: Box<dyn FormatWriter> = match settings.format {
-        Format::Codegym => Box::new(codegym::Writer::create(staged.path(), settings, &plan)?),
+        Format::Codegym => Box::new(codegym::Writer::create(staged.path(), &plan)?),
         Format::Verl => Box::new(verl::Writer::create(staged.path(), settings, &plan)?),
         Format::Hf => Box::new(hf::Writer::create(staged.path(), settings, &plan)?),
     };
     let mut store = spill::PromptStore::create(staged.path().parent().unwrap_or(Path::new(".")), plan.envs.len())?;
-    source::scan_environments(&settings.data, &plan, |env, text| {
+    // verl's rows need the environments' prompts only; `codegym serve` holds their code.
+    let with_code = settings.format != Format::Verl;
+    source::scan_environments(&settings.data, &plan, with_code, |env, text| {
         let (system, user) = writer.prompt(env, text);
         store.put(env, &system, &user)?;
         writer.environment(env, text)
     })?;
-    write_rows(settings, &plan, &store, writer.as_mut(), reporter)?;
+    if let Some(reporter) = reporter {
+        reporter.on_start(plan.total_rows());
+    }
+    let writer = write_rows(settings, &plan, &store, writer, reporter)?;
     writer.finish()?;
     let files = manifest::write(staged.path(), settings, &plan)?;
     let out = staged.commit()?;
@@ -180,23 +203,46 @@ pub fn export(settings: &ExportSettings, reporter: Option<&dyn RowReporter>) -> 
     })
 }
 
+/// Reads, builds and writes the rows. With more than one thread, the writer (Parquet encoding and
+/// compression, the larger half of the work) runs on a thread of its own, a couple of batches
+/// behind; the batches reach it in order, so the files are the same either way.
 fn write_rows(
     settings: &ExportSettings,
     plan: &Plan,
     store: &spill::PromptStore,
-    writer: &mut dyn FormatWriter,
+    mut writer: Box<dyn FormatWriter>,
     reporter: Option<&dyn RowReporter>,
-) -> Result<(), ExportError> {
-    if let Some(reporter) = reporter {
-        reporter.on_start(plan.total_rows());
-    }
+) -> Result<Box<dyn FormatWriter>, ExportError> {
     let mut loaded = spill::Loaded::default();
-    source::scan_rows(&settings.data, plan, |rows| {
+    let mut build = |rows: &[ConfigRow<'_>]| -> Result<Vec<(Split, RecordBatch)>, ExportError> {
         store.load(rows, &mut loaded)?;
-        writer.rows(rows, &loaded.pairs()?)?;
+        let batches = row_batches(settings, rows, &loaded.pairs()?)?;
         if let Some(reporter) = reporter {
             reporter.on_rows_written(rows.len() as u64);
         }
-        Ok(())
+        Ok(batches)
+    };
+    if settings.threads < 2 {
+        source::scan_rows(&settings.data, plan, |rows| writer.rows(build(rows)?))?;
+        return Ok(writer);
+    }
+    std::thread::scope(|scope| {
+        let (to_writer, batches) = std::sync::mpsc::sync_channel::<Vec<(Split, RecordBatch)>>(2);
+        let writing = scope.spawn(move || -> Result<Box<dyn FormatWriter>, ExportError> {
+            for batch in batches {
+                writer.rows(batch)?;
+            }
+            Ok(writer)
+        });
+        let built = source::scan_rows(&settings.data, plan, |rows| {
+            // A closed channel means the writer failed: stop reading; its error is the one to report.
+            to_writer.send(build(rows)?).map_err(|_| ExportError::WriterStopped)
+        });
+        drop(to_writer);
+        let written = writing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match (written, built) {
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Ok(writer), Ok(())) => Ok(writer),
+        }
     })
 }

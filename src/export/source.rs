@@ -296,17 +296,21 @@ pub(crate) struct EnvText<'a> {
     pub tool_schemas: std::borrow::Cow<'a, str>,
 }
 
-/// Calls `visit` for every exported environment, in `env_id` order, with its large columns.
+/// Calls `visit` for every exported environment, in `env_id` order, with its large columns; the
+/// code (~10 KB an environment) is read only `with_code`, and is empty otherwise.
 pub(crate) fn scan_environments(
     data: &Path,
     plan: &Plan,
+    with_code: bool,
     mut visit: impl FnMut(&EnvMeta, &EnvText<'_>) -> Result<(), ExportError>,
 ) -> Result<(), ExportError> {
-    let columns = ["env_id", "env_code", "tool_docs", "task_text", "tool_schemas"];
-    for batch in scan_table(data, Table::Environments, &columns, ENV_BATCH_ROWS)? {
+    let columns = ["env_id", "tool_docs", "task_text", "tool_schemas", "env_code"];
+    let columns = if with_code { &columns[..] } else { &columns[..4] };
+    for batch in scan_table(data, Table::Environments, columns, ENV_BATCH_ROWS)? {
         let batch = batch?;
         let text = |i: usize| batch.column(i).as_string::<i32>();
-        let (ids, code, docs, tasks, schemas) = (text(0), text(1), text(2), text(3), text(4));
+        let (ids, docs, tasks, schemas) = (text(0), text(1), text(2), text(3));
+        let code = |row: usize| if with_code { text(4).value(row) } else { "" };
         for row in 0..batch.num_rows() {
             let Some(env) = plan.by_id.get(ids.value(row)).map(|&i| &plan.envs[i as usize]) else { continue };
             if env.rows == 0 {
@@ -318,7 +322,7 @@ pub(crate) fn scan_environments(
                 false => std::borrow::Cow::Owned(crate::tools::schemas_json(tool_docs)),
             };
             let task_text = if tasks.is_valid(row) { tasks.value(row) } else { "" };
-            visit(env, &EnvText { env_code: code.value(row), tool_docs, task_text, tool_schemas })?;
+            visit(env, &EnvText { env_code: code(row), tool_docs, task_text, tool_schemas })?;
         }
     }
     Ok(())

@@ -106,7 +106,7 @@ pub(crate) fn schema() -> SchemaRef {
     ]))
 }
 
-fn batch(
+pub(crate) fn batch(
     config_rows: &[ConfigRow<'_>],
     prompts: &[(&str, &str)],
     split: Split,
@@ -148,7 +148,6 @@ fn batch(
 
 pub struct Writer {
     splits: BTreeMap<Split, ParquetFiles>,
-    max_round: i64,
 }
 
 impl Writer {
@@ -163,7 +162,7 @@ impl Writer {
         for &split in plan.rows.keys() {
             splits.insert(split, ParquetFiles::create(dir, split.name(), schema(), None)?);
         }
-        Ok(Writer { splits, max_round: settings.plugin_call_max_round() })
+        Ok(Writer { splits })
     }
 }
 
@@ -173,13 +172,11 @@ impl FormatWriter for Writer {
     }
 
     fn environment(&mut self, _env: &EnvMeta, _text: &EnvText<'_>) -> Result<(), ExportError> {
-        // `codegym serve` holds the environments; verl needs only the rows.
         Ok(())
     }
 
-    fn rows(&mut self, config_rows: &[ConfigRow<'_>], prompts: &[(&str, &str)]) -> Result<(), ExportError> {
-        let max_round = self.max_round;
-        for (split, batch) in rows::batches_by_split(config_rows, prompts, |r, p, s| batch(r, p, s, max_round))? {
+    fn rows(&mut self, batches: Vec<(Split, RecordBatch)>) -> Result<(), ExportError> {
+        for (split, batch) in batches {
             self.splits.get_mut(&split).expect("rows come only from selected splits").write(&batch)?;
         }
         Ok(())
