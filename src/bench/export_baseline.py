@@ -33,12 +33,26 @@ def read(spec):
         "config_id", "env_id", "config", "difficulty", "source_index", "oracle_calls", "reference_pass_rate",
         "oracle_trajectory", "kept"])
     configs = configs.filter(configs["kept"])
-    # One contiguous array per column: the struct and list builders below take arrays.
-    return envs.combine_chunks(), configs.combine_chunks()
+    # One contiguous array per column (the struct and list builders below take arrays), with 64-bit
+    # offsets: a million rows of prompts and trajectories are more than 2 GB of text.
+    return large(envs).combine_chunks(), large(configs).combine_chunks()
+
+
+def large(table):
+    fields = [pa.field(f.name, pa.large_string() if f.type == pa.string() else f.type) for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
+def join(*parts, sep=""):
+    """Element-wise concatenation of columns and constants, all as large strings."""
+    parts = [pa.scalar(p, pa.large_string()) if isinstance(p, str) else pc.cast(p, pa.large_string()) for p in parts]
+    return pc.binary_join_element_wise(*parts, pa.scalar(sep, pa.large_string()))
 
 
 def column(table, name):
-    return table.column(name).chunk(0) if table.num_rows else pa.array([], table.schema.field(name).type)
+    chunked = table.column(name)
+    assert chunked.num_chunks <= 1, name
+    return chunked.chunk(0) if chunked.num_chunks else pa.array([], chunked.type)
 
 
 def joined(spec, envs, configs):
@@ -47,16 +61,16 @@ def joined(spec, envs, configs):
     pos = pc.index_in(column(configs, "env_id"), value_set=e("env_id"))
     split = pc.if_else(pc.equal(pc.fill_null(e("split"), "train"), "validation"), "validation", "train")
     code_id = pc.replace_substring_regex(e("source_id"), "[^A-Za-z0-9._-]", "_")
-    stem = pc.binary_join_element_wise(code_id, e("env_name"), "__")
+    stem = join(code_id, e("env_name"), sep="__")
     options = pc.list_element(pc.split_pattern(column(configs, "config"), "@", max_splits=1), 1)
-    env_str = pc.binary_join_element_wise(pc.take(stem, pos), options, "@")
+    env_str = join(pc.take(stem, pos), options, sep="@")
     task = pc.utf8_trim_whitespace(pc.fill_null(e("task_text"), ""))
     if spec["format"] == "verl":
-        system = pc.binary_join_element_wise(spec["verl_system_prefix"], pc.utf8_trim_whitespace(e("tool_docs")), "")
-        user = pc.binary_join_element_wise(spec["verl_user_prefix"], task, "")
+        system = join(spec["verl_system_prefix"], pc.utf8_trim_whitespace(e("tool_docs")))
+        user = join(spec["verl_user_prefix"], task)
     else:
         system = e("tool_docs")
-        user = pc.binary_join_element_wise(spec["codegym_user_prefix"], task, "")
+        user = join(spec["codegym_user_prefix"], task)
     return {
         "split": pc.take(split, pos),
         "code_id": pc.take(code_id, pos),
@@ -89,7 +103,7 @@ def reward_model(n):
 def rows(spec, part, j, split):
     n = part.num_rows
     max_round = spec["plugin_call_max_round"]
-    ability = pc.binary_join_element_wise("codegym_v1@", j["env_str"], "")
+    ability = join("codegym_v1@", j["env_str"])
     part = {name: column(part, name) for name in part.column_names}
     calls = pc.cast(part["oracle_calls"], pa.int64())
     if spec["format"] == "verl":
@@ -134,7 +148,7 @@ def environments(envs, configs, split_name):
     frame["configurations"] = frame["env_id"].map(counts).fillna(0).astype("int64")
     frame["split"] = np.where(frame["split"] == "validation", "validation", "train")
     keep = (frame["configurations"] > 0) & (frame["split"] == split_name)
-    picked = envs.filter(pa.array(keep.to_numpy())).combine_chunks()
+    picked = large(envs.filter(pa.array(keep.to_numpy()))).combine_chunks()
     code_id = pc.replace_substring_regex(picked["source_id"], "[^A-Za-z0-9._-]", "_")
     n = picked.num_rows
     return pa.table({
