@@ -141,14 +141,12 @@ fn hugging_face_datasets_loads_both_configs_and_every_split_as_the_card_says() {
     assert!(card.contains("| unknown | ") && card.contains("agent.v1"), "{card}");
 }
 
-#[test]
-fn tool_schemas_are_json_schema_2020_12_and_the_tool_config_is_what_verl_reads() {
-    let Some(python) = test_python(&["jsonschema", "yaml", "pyarrow"]) else { return };
-    let data = sample_build();
-    let dir = tempfile::tempdir().unwrap();
-    let hf = export(data, "hf", dir.path(), &[]);
-    let verl = export(data, "verl", dir.path(), &[]);
-    let result = consumer(&python, &[], "schemas", &[&hf, &verl]);
+/// Exports `data` as hf and verl and checks every tool schema with `jsonschema` and the tool
+/// config with PyYAML; returns how many of the schemas' parameters have a type other than string.
+fn check_schemas(python: &str, data: &Path, dir: &Path) -> i64 {
+    let hf = export(data, "hf", dir, &[]);
+    let verl = export(data, "verl", dir, &[]);
+    let result = consumer(python, &[], "schemas", &[&hf, &verl]);
     let tools = sql_rows(
         data,
         "SELECT sum(tool_count) AS n FROM environments WHERE env_id IN (SELECT env_id FROM task_configs WHERE kept)",
@@ -156,10 +154,22 @@ fn tool_schemas_are_json_schema_2020_12_and_the_tool_config_is_what_verl_reads()
         .as_i64()
         .unwrap();
     assert_eq!(result["tools"], tools + 1, "every exported environment's tools, and codegym_step");
-    assert!(result["typed_parameters"].as_i64().unwrap() > 10, "types come from the docs: {result}");
     // Verification stored the schemas; the export handed them out as stored.
-    let stored = sql_rows(data, "SELECT count(*) AS n FROM environments WHERE status = 'verified' AND tool_schemas IS NULL");
-    assert_eq!(stored[0]["n"], 0);
+    let missing = count(data, "SELECT count(*) AS n FROM environments WHERE status = 'verified' AND tool_schemas IS NULL");
+    assert_eq!(missing, 0);
+    result["typed_parameters"].as_i64().unwrap()
+}
+
+#[test]
+fn tool_schemas_are_json_schema_2020_12_and_the_tool_config_is_what_verl_reads() {
+    let Some(python) = test_python(&["jsonschema", "yaml", "pyarrow"]) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let typed = check_schemas(&python, sample_build(), &dir.path().join("samples"));
+    assert!(typed > 10, "types come from the docs: {typed} typed parameters");
+    // The release's docs too (`Function:` headers, types only in the Args lines).
+    if let Some(release) = verified_release() {
+        assert!(check_schemas(&python, release, &dir.path().join("release")) > 50);
+    }
 }
 
 /// A protocol test, not the end-to-end one: the tool class against a stub of `codegym serve`'s
