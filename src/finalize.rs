@@ -6,6 +6,7 @@
 
 use crate::dataset::{Dataset, DatasetError, Table};
 use crate::near_duplicates::{self, Candidate, NearDuplicateSettings};
+use crate::tables::Split;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -56,7 +57,7 @@ struct NearDuplicateRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct SplitRow {
     env_id: String,
-    split: String,
+    split: Split,
 }
 
 #[derive(Deserialize)]
@@ -81,7 +82,7 @@ pub fn finalize(data: &Dataset, settings: NearDuplicateSettings) -> Result<Final
         }
     }
     let groups = near_duplicates::groups(&candidates, settings.threshold);
-    let assigned: HashMap<String, String> =
+    let assigned: HashMap<String, Split> =
         data.read_table::<SplitRow>(Table::Splits)?.into_iter().map(|row| (row.env_id, row.split)).collect();
     let sides = near_duplicates::splits(&candidates, &groups, &assigned, settings.validation_share);
     let mut in_group: HashMap<usize, usize> = HashMap::new();
@@ -96,13 +97,13 @@ pub fn finalize(data: &Dataset, settings: NearDuplicateSettings) -> Result<Final
             let of = candidates[groups[i]].env_id.clone();
             near.entry(shard).or_default().push(NearDuplicateRow { env_id: candidate.env_id.clone(), near_duplicate_of: of });
         }
-        splits.entry(shard).or_default().push(SplitRow { env_id: candidate.env_id.clone(), split: sides[i].clone() });
+        splits.entry(shard).or_default().push(SplitRow { env_id: candidate.env_id.clone(), split: sides[i] });
     }
     let mut summary = FinalizeSummary {
         environments: candidates.len(),
         near_duplicates: near.values().map(Vec::len).sum(),
         groups: in_group.values().filter(|&&n| n > 1).count(),
-        validation: sides.iter().filter(|s| *s == "validation").count(),
+        validation: sides.iter().filter(|s| **s == Split::Validation).count(),
         shards_written: 0,
     };
     let shards: BTreeSet<u32> = shard_of.iter().copied().chain(data.shards_with(Table::NearDuplicates)?).collect();

@@ -15,7 +15,8 @@
 //!                                       v
 //!        environments, task_configs, oracle_runs, tool_call_stats, rejects   (Parquet, `dataset`)
 //!                                       |
-//!                               [query] SQL (DataFusion)
+//!                     [query] SQL (DataFusion)     [export] training shards
+//!                                                  (codegym release shape, verl, Hugging Face)
 //! ```
 //! A stage reads tables and writes tables; it never reaches into another stage's insides.
 //!
@@ -36,6 +37,8 @@
 //! - [`dataset`]: the sharded layout (local or on an object store), leases, table schemas (from
 //!   `schemas/`) and crash-safe Parquet reading and writing.
 //! - [`query`]: SQL over a dataset directory.
+//! - [`export`]: the kept configurations as training shards (`codegym`, `verl`, `hf`), streaming.
+//! - [`tools`]: tool docs -> JSON Schema per tool (OpenAI function form), stored by verification.
 //! - [`runs`]: the `runs` table (one row per command that changed a dataset).
 //! - [`bench`]: benchmarks side by side with a baseline (verification, ingest, stages, the LLM client).
 //! - [`cli`]: argument parsing and the commands (the binary's only module).
@@ -46,6 +49,7 @@ pub mod config;
 pub mod corpus;
 pub mod dataset;
 pub mod env;
+pub mod export;
 pub mod finalize;
 pub mod harness;
 pub mod ids;
@@ -60,4 +64,5 @@ pub mod runtime;
 pub mod sandbox;
 pub mod synthesis;
 pub mod tables;
+pub mod tools;
 pub mod verify;

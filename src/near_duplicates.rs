@@ -8,6 +8,7 @@
 //! joins the side of the group it falls into, and a group with no side yet gets one by a hash of
 //! its representative.
 
+use crate::tables::Split;
 use std::collections::{BTreeMap, HashMap};
 
 const HASHES: usize = 64;
@@ -119,12 +120,12 @@ pub fn groups(candidates: &[Candidate], threshold: f64) -> Vec<usize> {
 pub fn splits(
     candidates: &[Candidate],
     representatives: &[usize],
-    assigned: &HashMap<String, String>,
+    assigned: &HashMap<String, Split>,
     validation_share: f64,
-) -> Vec<String> {
-    let mut group_side: HashMap<usize, &str> = HashMap::new();
+) -> Vec<Split> {
+    let mut group_side: HashMap<usize, Split> = HashMap::new();
     for (candidate, &group) in candidates.iter().zip(representatives) {
-        if let Some(side) = assigned.get(&candidate.env_id) {
+        if let Some(&side) = assigned.get(&candidate.env_id) {
             group_side.entry(group).or_insert(side);
         }
     }
@@ -132,15 +133,12 @@ pub fn splits(
         .iter()
         .zip(representatives)
         .map(|(candidate, &group)| {
-            if let Some(side) = assigned.get(&candidate.env_id) {
-                return side.clone();
-            }
-            if let Some(side) = group_side.get(&group) {
-                return side.to_string();
+            if let Some(&side) = assigned.get(&candidate.env_id).or_else(|| group_side.get(&group)) {
+                return side;
             }
             let bucket = hash64(&candidates[group].env_id);
             let validation = (bucket % 10_000) as f64 / 10_000.0 < validation_share;
-            (if validation { "validation" } else { "train" }).to_string()
+            if validation { Split::Validation } else { Split::Train }
         })
         .collect()
 }
@@ -182,9 +180,9 @@ mod tests {
             candidate("c", "p3", "something else entirely here"),
         ];
         let groups = groups(&candidates, 0.7);
-        let assigned = HashMap::from([("b".to_string(), "validation".to_string()), ("c".to_string(), "train".to_string())]);
+        let assigned = HashMap::from([("b".to_string(), Split::Validation), ("c".to_string(), Split::Train)]);
         let sides = splits(&candidates, &groups, &assigned, 0.0);
-        assert_eq!(sides, ["validation", "validation", "train"], "a joins b's side although the share is 0");
+        assert_eq!(sides, [Split::Validation, Split::Validation, Split::Train], "a joins b's side although the share is 0");
     }
 
     #[test]
@@ -193,7 +191,7 @@ mod tests {
             .map(|i| candidate(&format!("e{i:04}"), &format!("p{i}"), &format!("unique problem number {i} {}", i * 7919)))
             .collect();
         let groups = groups(&candidates, 0.7);
-        let validation = splits(&candidates, &groups, &HashMap::new(), 0.1).iter().filter(|s| *s == "validation").count();
+        let validation = splits(&candidates, &groups, &HashMap::new(), 0.1).iter().filter(|s| **s == Split::Validation).count();
         assert!((60..140).contains(&validation), "{validation}");
     }
 }

@@ -20,6 +20,8 @@ pub struct EnvironmentRow {
     pub tool_count: i32,
     pub tools: Vec<String>,
     pub tool_docs: String,
+    /// JSON array of tool schemas (`tools::schemas_json`), set by verification.
+    pub tool_schemas: Option<String>,
     pub status: String,
     pub status_detail: Option<String>,
     pub oracle_candidate: Option<i32>,
@@ -46,6 +48,7 @@ impl EnvironmentRow {
             tool_count: 0,
             tools: Vec::new(),
             tool_docs: String::new(),
+            tool_schemas: None,
             status: ENV_PENDING.into(),
             status_detail: None,
             oracle_candidate: None,
@@ -186,4 +189,28 @@ pub struct LlmCallRow {
     pub latency_ms: Option<i64>,
     pub cached: bool,
     pub attempts: i32,
+}
+
+/// One side of the train/validation split (`splits.split`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Validation,
+}
+
+impl Split {
+    pub const ALL: [Split; 2] = [Split::Train, Split::Validation];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Validation => "validation",
+        }
+    }
+
+    /// The split a stored name stands for (`splits` holds only the two names).
+    pub fn of(name: &str) -> Split {
+        if name == Split::Validation.name() { Split::Validation } else { Split::Train }
+    }
 }

@@ -8,8 +8,8 @@
 //! - Verification of 1,000, 5,000 and 20,000 imported environments (one configuration each):
 //!   bytes written per environment, and the peak RSS of the verification.
 
-use super::ingest::{peak_memory_mb, reset_peak_memory};
 use super::slice::{self, OPERATIONS, SOLVERS};
+use super::{peak_memory_mb, reset_peak_memory};
 use crate::corpus::{IngestSettings, Preset};
 use crate::dataset::{self, Dataset, ShardSelection};
 use crate::llm::{Backend, ChatRequest, Client, Completion, LlmError, Recording};

@@ -2,7 +2,7 @@
 //! reporting problems per second and the peak memory of the ingest; side by side, the same work
 //! in Python with pyarrow (read, drop repeated questions, hash each problem, write zstd Parquet).
 
-use super::real_interpreter;
+use super::{peak_memory_mb, real_interpreter, reset_peak_memory};
 use anyhow::Result;
 use std::path::Path;
 use std::process::Command;
@@ -109,16 +109,4 @@ fn generate_corpus(path: &Path, rows: usize) -> Result<()> {
     }
     writer.close()?;
     Ok(())
-}
-
-/// Resets the kernel's peak-RSS mark of this process (Linux), so the ingest's own peak is measured.
-pub(crate) fn reset_peak_memory() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-pub(crate) fn peak_memory_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }

@@ -2,16 +2,19 @@
 //! `stages` ([`verify`]: verification against a lean process-per-cell baseline, the cost of every
 //! check and of the isolation, a generated slice of the paper's shape), `ingest` ([`ingest`]:
 //! against pyarrow + Python) and `llm` ([`llm`]: the OpenAI-compatible client against a Python
-//! thread pool) and `build` ([`build`]: first builds and rebuilds, and verification at growing
-//! sizes, against the single-file layout).
+//! thread pool), `build` ([`build`]: first builds and rebuilds, and verification at growing
+//! sizes, against the single-file layout) and `export` ([`export`]: hf and verl shards against
+//! pyarrow + pandas).
 
 mod build;
+mod export;
 mod ingest;
 mod llm;
 mod slice;
 mod verify;
 
 pub use build::{BuildBenchSettings, build_bench};
+pub use export::{ExportBenchSettings, export};
 pub use ingest::ingest;
 pub use llm::{LlmBenchSettings, llm};
 pub use verify::{BenchSettings, stages, verify};
@@ -28,4 +31,17 @@ pub(crate) fn real_interpreter(python: &str) -> Result<String> {
         .with_context(|| format!("cannot run the baseline interpreter `{python}`"))?;
     let path = String::from_utf8_lossy(&output.stdout).trim().to_string();
     Ok(if path.is_empty() { python.to_string() } else { path })
+}
+
+/// Resets the kernel's peak-RSS mark of this process (Linux), so what follows has its own peak.
+pub(crate) fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The peak RSS of this process since the last reset, in MB (Linux).
+pub(crate) fn peak_memory_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }

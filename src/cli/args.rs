@@ -50,6 +50,8 @@ pub enum Command {
     Finalize(FinalizeArgs),
     /// Run SQL over every table of a dataset directory.
     Sql(SqlArgs),
+    /// Write the kept configurations as training shards (codegym, verl or hf), with manifest.json.
+    Export(ExportArgs),
     /// Run Python programs in the sandbox.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -200,6 +202,38 @@ pub struct SqlArgs {
     pub query: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Dataset to read (verified, and finalized when built shard by shard): a directory or an
+    /// `s3://`, `gs://`, `az://` URL.
+    #[arg(long)]
+    pub data: String,
+    /// codegym (the CodeGym release's shape), verl, or hf (a Hugging Face dataset repository).
+    #[arg(long)]
+    pub format: crate::export::Format,
+    /// Directory to write; it appears whole, or not at all.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Which split to export: train, validation or all.
+    #[arg(long, default_value = "all")]
+    pub split: crate::export::SplitSelection,
+    /// The hard variant's curation (up to 512 oracle calls, reference-model pass rate <= 1/8),
+    /// with a tool-call cap of 512.
+    #[arg(long)]
+    pub hard: bool,
+    /// hf: the largest Parquet shard, in MB (fractions allowed).
+    #[arg(long, default_value_t = 500.0)]
+    pub max_shard_mb: f64,
+    /// Replace --out when it exists and is not empty.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// verl: the address of `codegym serve --codegym-addr` the tool module calls.
+    #[arg(long, default_value = crate::export::DEFAULT_SERVER_URL)]
+    pub server_url: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SandboxCommand {
     /// Run one Python program in a fresh sandboxed interpreter.
@@ -253,6 +287,9 @@ pub enum BenchCommand {
     /// A first build and a rebuild with 1% new problems, and verification of 1k/5k/20k imported
     /// environments: time, bytes written and peak memory, vs. the single-file layout.
     Build(BenchBuildArgs),
+    /// Export of a generated dataset to hf and verl: rows per second and peak memory, vs. a
+    /// pyarrow + pandas script writing the same files.
+    Export(BenchExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +303,21 @@ pub struct BenchBuildArgs {
     /// The single-file layout is measured up to this many environments (it writes the square).
     #[arg(long, default_value_t = 5000)]
     pub single_file_up_to: usize,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchExportArgs {
+    /// Task configurations in the generated dataset.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub configs: usize,
+    /// Environments they belong to.
+    #[arg(long, default_value_t = 100_000)]
+    pub envs: usize,
+    /// The Python of the baseline (needs pyarrow and pandas; skipped without them).
+    #[arg(long, default_value = "python3")]
+    pub python: String,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -11,7 +11,7 @@ use crate::runs::RunLog;
 use crate::sandbox::{ExecMode, Job, Limits, Task};
 use crate::synthesis::{self, SynthesisSettings, Synthesizer};
 use crate::verify::{VerifySettings, VerifySummary};
-use crate::{corpus, env, import_codegym, query, runtime, verify};
+use crate::{corpus, env, export, import_codegym, query, runtime, verify};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::path::Path;
@@ -34,6 +34,7 @@ pub(super) fn run(cli: Cli) -> Result<()> {
             logged("finalize", &data, |log| run_finalize(&data, Printer::new(args.run.quiet), log))
         }
         Command::Sql(args) => sql(args),
+        Command::Export(args) => export_command(args),
         Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run(args),
         Command::Runtime(RuntimeCommand::Fetch) => runtime_fetch(),
         Command::Runtime(RuntimeCommand::Info) => runtime_info(),
@@ -49,6 +50,12 @@ pub(super) fn run(cli: Cli) -> Result<()> {
             problems: args.problems.max(100),
             verify_sizes: args.verify.clone(),
             single_file_up_to: args.single_file_up_to,
+            threads: threads(&args.run),
+        }),
+        Command::Bench(BenchCommand::Export(args)) => crate::bench::export(&crate::bench::ExportBenchSettings {
+            configs: args.configs.max(1),
+            envs: args.envs.clamp(1, args.configs.max(1)),
+            python: args.python.clone(),
             threads: threads(&args.run),
         }),
         Command::Bench(BenchCommand::Stages(args)) => {
@@ -353,6 +360,55 @@ fn run_verify(
 /// The progress bar's total: verification runs one job per environment.
 fn environment_count(data: &Dataset) -> usize {
     data.read_batches(crate::dataset::Table::Environments).map_or(0, |b| b.iter().map(|b| b.num_rows()).sum())
+}
+
+fn export_command(args: ExportArgs) -> Result<()> {
+    let settings = export_settings(&args);
+    let printer = Printer::new(args.run.quiet);
+    let progress = printer.progress("export", 0);
+    let summary = export::export(&settings, Some(&progress)).map_err(with_hint)?;
+    drop(progress);
+    writeln!(std::io::stdout(), "{}", export_summary_line(&summary))?;
+    Ok(())
+}
+
+fn export_settings(args: &ExportArgs) -> export::ExportSettings {
+    export::ExportSettings {
+        data: args.data.clone(),
+        out: args.out.clone(),
+        format: args.format,
+        splits: args.split,
+        hard: args.hard,
+        max_shard_bytes: (args.max_shard_mb.max(0.001) * 1e6) as u64,
+        overwrite: args.overwrite,
+        threads: threads(&args.run),
+        server_url: args.server_url.clone(),
+    }
+}
+
+/// An export error as one line, with its hint on the next.
+fn with_hint(error: export::ExportError) -> anyhow::Error {
+    match error.hint() {
+        Some(hint) => anyhow::anyhow!("{error}\n  hint: {hint}"),
+        None => anyhow::Error::new(error),
+    }
+}
+
+/// `export: hf, 412 rows (train 380, validation 32), 9 files, 3.1 MB -> out`.
+fn export_summary_line(summary: &export::ExportSummary) -> String {
+    let splits: Vec<String> = summary.rows.iter().map(|(split, n)| format!("{} {n}", split.name())).collect();
+    let rows = if summary.total_rows() == 0 {
+        "0 rows: nothing was kept after verification, so the export is empty (its manifest says 0 rows)".to_string()
+    } else {
+        format!("{} rows ({})", summary.total_rows(), splits.join(", "))
+    };
+    format!(
+        "export: {}, {rows}, {} files, {:.1} MB -> {}",
+        summary.format,
+        summary.files,
+        summary.bytes as f64 / 1e6,
+        summary.out.display()
+    )
 }
 
 fn sql(args: SqlArgs) -> Result<()> {

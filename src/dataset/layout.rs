@@ -232,6 +232,13 @@ impl Dataset {
         Ok(batches)
     }
 
+    /// Streams `columns` of `table` in batches of at most `batch_rows` rows, shard by shard (see
+    /// [`reader::TableScan`]): for tables too large to hold.
+    pub fn scan(&self, table: Table, columns: &[&str], batch_rows: usize) -> Result<reader::TableScan, DatasetError> {
+        let parts = self.shards_with(table)?.into_iter().map(|shard| Dataset::part(table, shard)).collect();
+        reader::TableScan::new(table, columns, batch_rows, self.store.clone(), parts)
+    }
+
     /// Replaces `table`'s file for `shard` with `rows` (deduplicated by key, first occurrence
     /// wins, and sorted by it); no rows removes the file.
     pub fn write_shard<R: Serialize>(&self, table: Table, shard: u32, rows: &[R]) -> Result<writer::WriteSummary, DatasetError> {

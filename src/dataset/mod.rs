@@ -33,9 +33,9 @@ use std::str::FromStr;
 
 pub use error::DatasetError;
 pub use layout::{DEFAULT_SHARDS, Dataset, Manifest, ShardSelection, shard_of};
-pub use reader::{read_file_batches, read_parquet_rows, read_rows_file};
+pub use reader::{TableScan, read_file_batches, read_parquet_rows, read_rows_file};
 pub use schema::{ColumnSpec, ColumnType, SCHEMA_VERSION, SCHEMA_VERSION_KEY, TableSpec};
-pub use store::bytes_written;
+pub use store::{bytes_written, local_path};
 pub use writer::{Order, SHARD_COLUMN, WriteSummary, rows_to_batch};
 
 /// A table of the dataset. Its [`name`](Table::name) is both the folder name under the data

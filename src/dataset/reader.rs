@@ -4,20 +4,23 @@
 //! table's schema (columns matched by name and cast, missing nullable columns filled with nulls,
 //! unknown columns dropped), and batches to serde rows. Rows go through the Arrow JSON writer and
 //! then serde, so nested struct, list and map columns deserialize into nested serde structs,
-//! `Vec`s, maps or `serde_json::Value`. Which files make a table is `layout`'s business; it
-//! does not write (see `writer`) and knows nothing about SQL.
+//! `Vec`s, maps or `serde_json::Value`; or, for tables too large to hold, a [`TableScan`] streams
+//! chosen columns batch by batch. Which files make a table is `layout`'s business; it does not
+//! write (see `writer`) and knows nothing about SQL.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use arrow::json::LineDelimitedWriter;
 use arrow::json::writer::WriterBuilder;
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use serde::de::DeserializeOwned;
 
-use super::schema::conform;
+use super::schema::{conform, conform_to};
+use super::store::Store;
 use super::{DatasetError, Table};
 
 /// Rows per Arrow batch when reading.
@@ -48,6 +51,74 @@ pub(crate) fn rows<R: DeserializeOwned>(path: &Path, batches: &[RecordBatch]) ->
     let mut out = Vec::new();
     batches_to_rows(path, batches, &mut out)?;
     Ok(out)
+}
+
+/// The batches of a table holding only some of its columns (in the order asked for, with the
+/// table's types; a nullable column a file lacks reads as nulls), file by file in shard order;
+/// made by `Dataset::scan`. Only the named columns are decoded and one shard file is held at a
+/// time, so a scan's memory is bounded by a shard and a batch, not by the table.
+pub struct TableScan {
+    table: Table,
+    schema: arrow::datatypes::SchemaRef,
+    batch_rows: usize,
+    store: Store,
+    parts: std::vec::IntoIter<String>,
+    current: Option<(PathBuf, ParquetRecordBatchReader)>,
+}
+
+impl TableScan {
+    /// A scan of `columns` of `table` over the files `parts` (relative to `store`).
+    pub(crate) fn new(
+        table: Table,
+        columns: &[&str],
+        batch_rows: usize,
+        store: Store,
+        parts: Vec<String>,
+    ) -> Result<TableScan, DatasetError> {
+        let schema = table.projected_schema(columns).map_err(|e| DatasetError::schema(table.name(), e))?;
+        Ok(TableScan { table, schema, batch_rows: batch_rows.max(1), store, parts: parts.into_iter(), current: None })
+    }
+
+    /// Opens the file `relative`, decoding only the scanned columns it has; `None` when it went
+    /// away since the listing.
+    fn open(&self, relative: &str) -> Result<Option<(PathBuf, ParquetRecordBatchReader)>, DatasetError> {
+        let path = self.store.describe(relative);
+        let Some(bytes) = self.store.get(relative)? else { return Ok(None) };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| DatasetError::parquet(&path, e))?;
+        let roots: Vec<usize> = self.schema.fields().iter().filter_map(|f| builder.schema().index_of(f.name()).ok()).collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(self.batch_rows)
+            .build()
+            .map_err(|e| DatasetError::parquet(&path, e))?;
+        Ok(Some((path, reader)))
+    }
+}
+
+impl Iterator for TableScan {
+    type Item = Result<RecordBatch, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((path, reader)) = &mut self.current {
+                match reader.next() {
+                    Some(Ok(batch)) => {
+                        let conformed = conform_to(self.table, self.schema.clone(), &batch, true)
+                            .map_err(|e| DatasetError::schema(self.table.name(), format!("`{}`: {e}", path.display())));
+                        return Some(conformed);
+                    }
+                    Some(Err(e)) => return Some(Err(DatasetError::parquet(path.clone(), e.into()))),
+                    None => self.current = None,
+                }
+            }
+            let relative = self.parts.next()?;
+            match self.open(&relative) {
+                Ok(opened) => self.current = opened,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
 }
 
 /// Reads any Parquet file into rows of `R`: columns become fields by name, struct columns become
@@ -151,6 +222,40 @@ mod tests {
         std::fs::write(table_dir.join(".part-0000.parquet.7.tmp"), b"PAR1 torn").unwrap();
         std::fs::write(table_dir.join("notes.txt"), b"hello").unwrap();
         assert_eq!(data.read_table::<Stat>(Table::ToolCallStats).unwrap(), rows);
+    }
+
+    #[test]
+    fn scans_stream_projected_batches_across_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dataset(&dir);
+        let rows: Vec<Stat> = (0..25).map(|i| stat(&format!("c{i:02}"), "t", i)).collect();
+        data.write_shard(Table::ToolCallStats, 0, &rows).unwrap();
+        data.write_shard(Table::ToolCallStats, 1, &rows).unwrap();
+        let batches: Vec<RecordBatch> =
+            data.scan(Table::ToolCallStats, &["tool", "config_id"], 10).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).collect::<Vec<_>>(), [10, 10, 5, 10, 10, 5]);
+        let names: Vec<&str> = batches[0].schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["tool", "config_id"], "the columns asked for, in that order");
+        let err = data.scan(Table::ToolCallStats, &["nope"], 10).err().unwrap().to_string();
+        assert!(err.contains("`nope`"), "{err}");
+    }
+
+    #[test]
+    fn scans_fill_missing_nullable_columns_with_nulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dataset(&dir);
+        // An environments file from before `tool_schemas` existed.
+        let schema = Arc::new(Schema::new(vec![Field::new("env_id", DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec!["e1"])) as ArrayRef]).unwrap();
+        let table_dir = dir.path().join(Table::Environments.name());
+        std::fs::create_dir_all(&table_dir).unwrap();
+        let mut writer = ArrowWriter::try_new(File::create(table_dir.join("part-0000.parquet")).unwrap(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let batches: Vec<RecordBatch> =
+            data.scan(Table::Environments, &["env_id", "tool_schemas"], 8).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(batches[0].num_rows(), 1);
+        assert_eq!(batches[0].column(1).null_count(), 1);
     }
 
     #[test]

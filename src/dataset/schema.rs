@@ -202,6 +202,17 @@ impl Table {
         &self.spec().columns
     }
 
+    /// The table's schema restricted to `columns`, in the order given; an unknown name is an
+    /// error naming it.
+    pub fn projected_schema(self, columns: &[&str]) -> Result<SchemaRef, String> {
+        let schema = self.schema();
+        let indices = columns
+            .iter()
+            .map(|name| schema.index_of(name).map_err(|_| format!("table `{self}` has no column `{name}`")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Arc::new(schema.project(&indices).map_err(|e| e.to_string())?))
+    }
+
     /// The one-line doc of column `name`, or `None` if the table has no such column.
     pub fn column_doc(self, name: &str) -> Option<&'static str> {
         self.columns().iter().find(|c| c.name == name).map(|c| c.doc.as_str())
@@ -214,7 +225,11 @@ impl Table {
 /// unless `allow_extra` (readers tolerate files from newer versions; writers do not silently drop
 /// data). The error text names the column; callers add the table and file.
 pub(crate) fn conform(table: Table, batch: &RecordBatch, allow_extra: bool) -> Result<RecordBatch, String> {
-    let schema = table.schema();
+    conform_to(table, table.schema(), batch, allow_extra)
+}
+
+/// [`conform`] to `schema`, some of `table`'s columns (see [`Table::projected_schema`]).
+pub(crate) fn conform_to(table: Table, schema: SchemaRef, batch: &RecordBatch, allow_extra: bool) -> Result<RecordBatch, String> {
     if batch.schema().fields() == schema.fields() {
         return RecordBatch::try_new(schema, batch.columns().to_vec()).map_err(|e| e.to_string());
     }

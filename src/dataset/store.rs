@@ -41,12 +41,18 @@ fn count_written(bytes: usize) {
 /// The schemes `--data` takes besides local paths.
 const SCHEMES: [&str; 3] = ["s3", "gs", "az"];
 
+/// The folder a `--data` location names, or `None` for an object store URL.
+pub fn local_path(location: &str) -> Option<&Path> {
+    (!location.contains("://")).then(|| Path::new(location))
+}
+
 impl Store {
     /// The store at `location`: a local path, or an `s3://`, `gs://` or `az://` URL.
     pub(crate) fn open(location: &str) -> Result<Store, DatasetError> {
-        let Some((scheme, _)) = location.split_once("://") else {
-            return Ok(Store::Local(PathBuf::from(location)));
-        };
+        if let Some(path) = local_path(location) {
+            return Ok(Store::Local(path.to_path_buf()));
+        }
+        let (scheme, _) = location.split_once("://").expect("not a local path");
         if !SCHEMES.contains(&scheme) {
             return Err(DatasetError::Location {
                 location: location.into(),

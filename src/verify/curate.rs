@@ -33,7 +33,7 @@ pub(super) fn curate_all(envs: &[EnvironmentRow], configs: &mut [TaskConfigRow],
 /// oracle call range, the environment's status and tool count, the reference model's pass rate.
 /// A pure function of stored columns, so changing a threshold (`--hard`) re-curates every
 /// configuration without running anything.
-pub(super) fn curate(config: &mut TaskConfigRow, env: &EnvironmentRow, settings: &VerifySettings) {
+pub(crate) fn curate(config: &mut TaskConfigRow, env: &EnvironmentRow, settings: &VerifySettings) {
     let from_cells = stored_filter(config).filter(|f| f.found_in_cells());
     let filter = from_cells.or_else(|| {
         let calls = config.oracle_calls.unwrap_or(0);

@@ -20,6 +20,7 @@ use crate::dataset::{self, Dataset, DatasetError, ShardSelection, Table};
 use crate::harness::{self, Budgets, EnvSource, EnvWork, ModuleChecks, OracleRun, ProbeEvidence, RefAnswer, SelfTest, Step};
 use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError, Variant};
 use crate::tables::{ENV_PENDING, EnvironmentRow, OracleCandidateRow, TaskConfigRow};
+pub(crate) use curate::curate;
 use curate::{checked, curate_all};
 use record::{Cell, Tables};
 use std::collections::BTreeMap;

@@ -282,6 +282,7 @@ impl Tables {
             if env.tool_docs.is_empty() {
                 env.tool_docs = description.tool_docs.clone();
             }
+            env.tool_schemas = Some(crate::tools::schemas_json(&env.tool_docs));
         }
         let pickle = self.pickle.get(&env.env_id);
         env.servable = pickle.map(Option::is_none);

@@ -6,6 +6,7 @@ mod build;
 mod candidates;
 mod codegym_release;
 mod corpus;
+mod export;
 mod harness;
 mod isolation;
 mod llm_endpoint;

@@ -3,9 +3,9 @@
 //! an unknown URL scheme is refused, and a dataset on S3 (a local S3-compatible server started by
 //! the test) builds, verifies and answers SQL like a local one.
 
-use crate::util::{codegym, dataset, import_release, repo, run_ok, sample_build, sql_rows, table_bytes};
+use crate::util::{codegym, dataset, import_release, repo, run_ok, sample_build, sql_rows, table_bytes, test_python};
 use codegym::dataset::Table;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -161,21 +161,6 @@ fn to_single_file_layout(data: &Path) {
     std::fs::remove_file(data.join("manifest.json")).unwrap();
 }
 
-/// The test interpreter (`CODEGYM_TEST_PYTHON`) with `module` importable: CI provides it (its
-/// absence fails the test there); elsewhere a missing one skips with a note.
-fn test_python(module: &str) -> Option<PathBuf> {
-    let python = std::env::var_os("CODEGYM_TEST_PYTHON").map(PathBuf::from);
-    let ok = python
-        .as_ref()
-        .is_some_and(|p| Command::new(p).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success()));
-    if ok {
-        return python;
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI must provide CODEGYM_TEST_PYTHON with {module} (see .ci/run)");
-    eprintln!("skipped: no CODEGYM_TEST_PYTHON with {module}");
-    None
-}
-
 /// A local S3-compatible server (moto), stopped when dropped.
 struct S3Server {
     child: Child,
@@ -189,7 +174,7 @@ impl Drop for S3Server {
     }
 }
 
-fn start_s3(python: &Path) -> S3Server {
+fn start_s3(python: &str) -> S3Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(python)
         .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
@@ -214,7 +199,7 @@ fn start_s3(python: &Path) -> S3Server {
 
 #[test]
 fn a_dataset_on_s3_imports_verifies_and_answers_sql_as_a_local_one() {
-    let Some(python) = test_python("moto.server") else { return };
+    let Some(python) = test_python(&["moto.server", "boto3"]) else { return };
     let server = start_s3(&python);
     let s3 = |args: &[&str]| {
         let output = codegym()
@@ -242,4 +227,10 @@ fn a_dataset_on_s3_imports_verifies_and_answers_sql_as_a_local_one() {
     run_ok(&["verify", "--data", local.to_str().unwrap()]);
     assert_eq!(remote, run_ok(&["sql", "--data", local.to_str().unwrap(), "--format", "csv", query]));
     assert!(remote.lines().count() > 5, "{remote}");
+    // An export reads the dataset where it is, and writes what it writes from the local copy.
+    let (from_s3, from_local) = (dir.path().join("from-s3"), dir.path().join("from-local"));
+    s3(&["export", "--data", url, "--format", "hf", "--out", from_s3.to_str().unwrap()]);
+    run_ok(&["export", "--data", local.to_str().unwrap(), "--format", "hf", "--out", from_local.to_str().unwrap()]);
+    let rows = |out: &Path| std::fs::read(out.join("data/train-00000-of-00001.parquet")).unwrap();
+    assert_eq!(rows(&from_s3), rows(&from_local), "the same rows, byte for byte");
 }
