@@ -73,10 +73,10 @@ pub struct BuildArgs {
     pub corpus: Option<PathBuf>,
     /// Column layout of the corpus: kodcode, codegym or generic.
     #[arg(long)]
-    pub preset: Option<String>,
+    pub preset: Option<crate::corpus::Preset>,
     /// LLM backend: `openai` (OPENAI_BASE_URL, OPENAI_API_KEY) or `replay:DIR`.
     #[arg(long)]
-    pub llm: Option<String>,
+    pub llm: Option<crate::llm::BackendSpec>,
     /// Dataset to write: a directory or an `s3://`, `gs://`, `az://` URL (default: the
     /// configuration's, else `build`).
     #[arg(long)]
@@ -97,13 +97,13 @@ pub struct IngestArgs {
     pub corpus: PathBuf,
     /// Column layout: kodcode, codegym or generic.
     #[arg(long, default_value = "kodcode")]
-    pub preset: String,
+    pub preset: crate::corpus::Preset,
     /// Take a field from another column: FIELD=COLUMN (fields: source_id, question, solution,
     /// tests, entry_point, difficulty, subset, license). `tests` may be a list of assert lines
     /// (MBPP's `test_list`); `entry_point` is the function a `check(candidate)` test is called on
     /// (HumanEval's). Repeatable.
-    #[arg(long = "map", value_name = "FIELD=COLUMN")]
-    pub maps: Vec<String>,
+    #[arg(long = "map", value_name = "FIELD=COLUMN", value_parser = field_map)]
+    pub maps: Vec<(crate::corpus::Field, String)>,
     /// Dataset to write: a directory or an `s3://`, `gs://`, `az://` URL.
     #[arg(long)]
     pub data: String,
@@ -193,7 +193,7 @@ pub struct SqlArgs {
     pub data: String,
     /// Output format: table, csv or json (JSON Lines).
     #[arg(long, default_value = "table")]
-    pub format: String,
+    pub format: crate::query::OutputFormat,
     /// A file holding the SQL to run (e.g. queries/verification_summary.sql).
     #[arg(long, conflicts_with = "query")]
     pub file: Option<PathBuf>,
@@ -379,4 +379,10 @@ pub struct BenchStagesArgs {
     pub samples: PathBuf,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// `--map FIELD=COLUMN`.
+fn field_map(text: &str) -> Result<(crate::corpus::Field, String), String> {
+    let (field, column) = text.split_once('=').ok_or_else(|| format!("`{text}`: expected FIELD=COLUMN"))?;
+    Ok((field.parse()?, column.to_string()))
 }

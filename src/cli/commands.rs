@@ -114,8 +114,8 @@ fn build_config(args: &BuildArgs) -> Result<BuildConfig> {
     if let Some(corpus) = &args.corpus {
         config.corpus = Some(corpus.clone());
     }
-    if let Some(preset) = &args.preset {
-        config.preset = preset.clone();
+    if let Some(preset) = args.preset {
+        config.preset = preset;
     }
     if let Some(llm) = &args.llm {
         config.llm = llm.clone();
@@ -133,7 +133,7 @@ fn build_steps(
     let printer = Printer::new(args.run.quiet);
     let threads = threads(&args.run);
     let corpus = config.corpus.clone().context("no corpus: pass --corpus PATH or set `corpus` in the configuration")?;
-    let settings = IngestSettings::new(corpus, config.preset.parse().map_err(anyhow::Error::msg)?);
+    let settings = IngestSettings::new(corpus, config.preset);
     let preflight = Limits { timeout: Duration::from_millis(args.preflight_timeout_ms), ..Limits::default() };
     // The backend first: a wrong endpoint or recording fails the build before any work.
     let backend = llm_backend(config)?;
@@ -159,9 +159,9 @@ fn build_steps(
 
 /// The backend `config.llm` names.
 fn llm_backend(config: &BuildConfig) -> Result<Arc<dyn Backend>> {
-    Ok(match config.llm.parse::<BackendSpec>().map_err(anyhow::Error::msg)? {
+    Ok(match &config.llm {
         BackendSpec::OpenAi => Arc::new(OpenAiBackend::new(config.openai().map_err(anyhow::Error::msg)?)?),
-        BackendSpec::Replay(dir) => Arc::new(ReplayBackend::open(dir)?),
+        BackendSpec::Replay(dir) => Arc::new(ReplayBackend::open(dir.clone())?),
     })
 }
 
@@ -223,11 +223,8 @@ fn run_synthesis(
 fn ingest_command(args: IngestArgs) -> Result<()> {
     let (data, selection) = open(&args.data, &args.shards)?;
     let printer = Printer::new(args.run.quiet);
-    let mut settings = IngestSettings::new(args.corpus.clone(), args.preset.parse().map_err(anyhow::Error::msg)?);
-    for map in &args.maps {
-        let (field, column) = map.split_once('=').with_context(|| format!("--map {map}: expected FIELD=COLUMN"))?;
-        settings.maps.push((field.parse().map_err(anyhow::Error::msg)?, column.to_string()));
-    }
+    let mut settings = IngestSettings::new(args.corpus.clone(), args.preset);
+    settings.maps = args.maps.clone();
     settings.source = args.source.clone();
     settings.license = args.license.clone();
     let limits = Limits { timeout: Duration::from_millis(args.preflight_timeout_ms), ..Limits::default() };
@@ -412,7 +409,7 @@ fn export_summary_line(summary: &export::ExportSummary) -> String {
 }
 
 fn sql(args: SqlArgs) -> Result<()> {
-    let format: query::OutputFormat = args.format.parse()?;
+    let format = args.format;
     let text = match (&args.file, &args.query) {
         (Some(file), _) => std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?,
         (None, Some(query)) => query.clone(),
