@@ -10,8 +10,6 @@ use crate::tables::Split;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// The `preflight` and `status` of what a stage has not decided yet.
-const PENDING: &str = "pending";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FinalizeError {
@@ -155,12 +153,12 @@ fn refuse_if_busy(data: &Dataset) -> Result<(), FinalizeError> {
     }
     let mut unfinished: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
     for shard in data.shards_with(Table::Problems)? {
-        if data.read_shard::<ProblemStatus>(Table::Problems, shard)?.iter().any(|p| p.preflight == PENDING) {
+        if data.read_shard::<ProblemStatus>(Table::Problems, shard)?.iter().any(|p| p.preflight == crate::corpus::PREFLIGHT_PENDING) {
             unfinished.entry(shard).or_default().push("problems awaiting preflight");
         }
     }
     for shard in data.shards_with(Table::Environments)? {
-        if data.read_shard::<EnvText>(Table::Environments, shard)?.iter().any(|e| e.status == PENDING) {
+        if data.read_shard::<EnvText>(Table::Environments, shard)?.iter().any(|e| e.status == crate::tables::ENV_PENDING) {
             unfinished.entry(shard).or_default().push("environments awaiting verification");
         }
     }
