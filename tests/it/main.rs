@@ -10,6 +10,7 @@ mod export;
 mod harness;
 mod isolation;
 mod llm_endpoint;
+mod object_stores;
 mod sandbox;
 mod scale;
 mod sql;

@@ -1,7 +1,6 @@
 //! The sharded dataset at work: N shard processes plus `finalize` build what one process builds,
 //! `finalize` waits for every shard, a dataset in the single-file layout is migrated on first use,
-//! an unknown URL scheme is refused, and a dataset on S3 (a local S3-compatible server started by
-//! the test) builds, verifies and answers SQL like a local one.
+//! and an unknown URL scheme is refused. Datasets on object stores: `object_stores.rs`.
 
 use crate::util::{codegym, dataset, import_release, repo, run_ok, sample_build, sql_rows, table_bytes, test_python};
 use codegym::dataset::Table;
@@ -159,78 +158,4 @@ fn to_single_file_layout(data: &Path) {
     writer.write(&batch).unwrap();
     writer.close().unwrap();
     std::fs::remove_file(data.join("manifest.json")).unwrap();
-}
-
-/// A local S3-compatible server (moto), stopped when dropped.
-struct S3Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_s3(python: &str) -> S3Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(python)
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = S3Server { child, endpoint: format!("http://127.0.0.1:{port}") };
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(60), "the S3 server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let create = format!(
-        "import boto3\nboto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket='codegym')",
-        server.endpoint
-    );
-    let made = Command::new(python).args(["-c", &create]).output().unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    server
-}
-
-#[test]
-fn a_dataset_on_s3_imports_verifies_and_answers_sql_as_a_local_one() {
-    let Some(python) = test_python(&["moto.server", "boto3"]) else { return };
-    let server = start_s3(&python);
-    let s3 = |args: &[&str]| {
-        let output = codegym()
-            .args(args)
-            .env("AWS_ENDPOINT_URL", &server.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ALLOW_HTTP", "true")
-            .output()
-            .unwrap();
-        crate::util::assert_success(&output, args);
-        String::from_utf8(output.stdout).unwrap()
-    };
-    let release = repo().join("data-samples/codegym");
-    let (envs, tasks) = (release.join("envs.jsonl"), release.join("tasks.jsonl"));
-    let url = "s3://codegym/nightly/data";
-    s3(&["import-codegym", "--envs", envs.to_str().unwrap(), "--tasks", tasks.to_str().unwrap(), "--data", url]);
-    s3(&["verify", "--data", url]);
-    let query = "SELECT env_name, status FROM environments ORDER BY env_name";
-    let remote = s3(&["sql", "--data", url, "--format", "csv", query]);
-    let dir = tempfile::tempdir().unwrap();
-    let local = dir.path().join("data");
-    import_release(&release, "jsonl", &local);
-    run_ok(&["verify", "--data", local.to_str().unwrap()]);
-    assert_eq!(remote, run_ok(&["sql", "--data", local.to_str().unwrap(), "--format", "csv", query]));
-    assert!(remote.lines().count() > 5, "{remote}");
-    // An export reads the dataset where it is, and writes what it writes from the local copy.
-    let (from_s3, from_local) = (dir.path().join("from-s3"), dir.path().join("from-local"));
-    s3(&["export", "--data", url, "--format", "hf", "--out", from_s3.to_str().unwrap()]);
-    run_ok(&["export", "--data", local.to_str().unwrap(), "--format", "hf", "--out", from_local.to_str().unwrap()]);
-    let rows = |out: &Path| std::fs::read(out.join("data/train-00000-of-00001.parquet")).unwrap();
-    assert_eq!(rows(&from_s3), rows(&from_local), "the same rows, byte for byte");
 }

@@ -117,7 +117,22 @@ pub fn test_python(modules: &[&str]) -> Option<String> {
         Ok(output) => String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("").to_string(),
         Err(e) => e.to_string(),
     };
-    let note = format!("`{python}` cannot import {modules:?} ({missing}); run .ci/run, or set CODEGYM_TEST_PYTHON");
+    not_installed(format!("`{python}` cannot import {modules:?} ({missing}); run .ci/run, or set CODEGYM_TEST_PYTHON"))
+}
+
+/// The Azure Blob Storage emulator (Azurite) that `.ci/run` installs with npm under
+/// `target/test-node`, when it is there. When it is not, the test fails under CI (`CI` set) and is
+/// skipped, with a note, elsewhere.
+pub fn azurite_blob() -> Option<PathBuf> {
+    let bin = repo().join("target/test-node/node_modules/.bin/azurite-blob");
+    if bin.is_file() {
+        return Some(bin);
+    }
+    not_installed(format!("{} is absent; run .ci/run", bin.display()))
+}
+
+/// A tool a test needs is not installed: fails under CI, else skips the test with `note`.
+fn not_installed<T>(note: String) -> Option<T> {
     assert!(std::env::var_os("CI").is_none(), "{note}");
     eprintln!("skipped: {note}");
     None
