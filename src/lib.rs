@@ -16,6 +16,8 @@
 //!        environments, task_configs, oracle_runs, tool_call_stats, rejects   (Parquet, `dataset`)
 //!                                       |
 //!                               [query] SQL (DataFusion)
+//!                                       |
+//!                               [serve] OpenEnv + CodeGym REST rollout server --- sandbox sessions
 //! ```
 //! A stage reads tables and writes tables; it never reaches into another stage's insides.
 //!
@@ -33,6 +35,8 @@
 //! - [`near_duplicates`]: near-duplicate environments across problems, and the train/validation split.
 //! - [`dataset`]: table schemas (from `schemas/`) and crash-safe Parquet reading and writing.
 //! - [`query`]: SQL over a dataset directory.
+//! - [`serve`]: the verified environments as a rollout server (OpenEnv, the CodeGym REST API).
+//! - [`naming`]: an environment's `code_id` and long name, as exports and the server spell them.
 //! - [`runs`]: the `runs` table (one row per command that changed a dataset).
 //! - [`bench`]: benchmarks side by side with a baseline (verification, ingest, stages, the LLM client).
 //! - [`cli`]: argument parsing and the commands (the binary's only module).
@@ -47,12 +51,14 @@ pub mod harness;
 pub mod ids;
 pub mod import_codegym;
 pub mod llm;
+pub mod naming;
 pub mod near_duplicates;
 pub mod query;
 pub mod report;
 pub mod runs;
 pub mod runtime;
 pub mod sandbox;
+pub mod serve;
 pub mod synthesis;
 pub mod tables;
 pub mod verify;

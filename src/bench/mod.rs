@@ -1,5 +1,5 @@
 //! Benchmarks, each side by side with a baseline run on this machine: `verify`, `ingest`,
-//! `stages` (here) and `llm` ([`llm`]).
+//! `stages` (here), `llm` ([`llm`]) and `serve` ([`serve`]).
 //!
 //! `codegym bench verify`: our oracle verification against the mechanism of the released pipeline
 //! (a fresh `python3` process per (environment, configuration) cell that executes the environment
@@ -9,8 +9,10 @@
 //! start-up dominates) and a method-shaped matrix (environments x configurations).
 
 mod llm;
+mod serve;
 
 pub use llm::{LlmBenchSettings, llm};
+pub use serve::{ServeBenchSettings, serve};
 
 use crate::dataset::{self, Table};
 use crate::harness::{self, EnvSource, EnvWork, OracleRun, Step};

@@ -34,6 +34,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Run SQL over every table of a dataset directory.
     Sql(SqlArgs),
+    /// Serve the verified environments to trainers: OpenEnv (WebSocket sessions, MCP) and the
+    /// CodeGym release's REST API, every tool call in the sandbox.
+    Serve(ServeArgs),
     /// Run Python programs in the sandbox.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -166,6 +169,55 @@ pub struct SqlArgs {
     pub query: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Dataset directory whose verified environments to serve.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Address of the OpenEnv server (WS /ws, POST /mcp, GET /health /metadata /schema /openapi.json).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub addr: std::net::SocketAddr,
+    /// Address of the CodeGym REST API (/get_instance, /start, /step, ...).
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    pub codegym_addr: std::net::SocketAddr,
+    /// Sessions open at once at most; past it new sessions get OpenEnv's capacity error.
+    #[arg(long, default_value_t = 16384)]
+    pub max_sessions: usize,
+    /// Interpreters alive at once at most (about 6 MiB each); other sessions wait as pickled state.
+    #[arg(long, default_value_t = 256)]
+    pub max_live: usize,
+    /// Tool calls per episode; past them the episode is done with reward 0 (512 for the hard variant).
+    #[arg(long, default_value_t = 256)]
+    pub max_steps: u32,
+    /// Time limit of one tool call, in milliseconds.
+    #[arg(long, default_value_t = 10000)]
+    pub step_timeout_ms: u64,
+    /// Memory one tool call may add, in MiB.
+    #[arg(long, default_value_t = 100)]
+    pub memory_mb: usize,
+    /// Close a session unused this long, in seconds (trainers such as verl never close theirs).
+    #[arg(long, default_value_t = 10800)]
+    pub idle_timeout_s: u64,
+    /// Give back the interpreter of a session unused this long, in seconds (it keeps its state).
+    #[arg(long, default_value_t = 30)]
+    pub interpreter_idle_s: u64,
+    /// Cut observations longer than this, in KiB (the cut is said in the observation).
+    #[arg(long, default_value_t = 64)]
+    pub max_observation_kb: usize,
+    /// Serve every configuration of a verified environment, not only the kept ones.
+    #[arg(long)]
+    pub all_configs: bool,
+    /// Record every episode into the `episodes` table of this dataset directory.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Token every request must carry (`Authorization: Bearer TOKEN` or `?token=`); required to
+    /// bind a non-loopback address.
+    #[arg(long, env = crate::env::CODEGYM_SERVE_TOKEN, hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SandboxCommand {
     /// Run one Python program in a fresh sandboxed interpreter.
@@ -216,6 +268,39 @@ pub enum BenchCommand {
     /// The OpenAI-compatible client against a local server that answers after a delay, vs. a
     /// Python thread-pool client: requests per second and the client's cost per request.
     Llm(BenchLlmArgs),
+    /// `codegym serve` vs. the release's mechanism (a forked process per step): steps per second
+    /// at saturation, step latency with pausing agents, memory of idle sessions.
+    Serve(BenchServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    /// A built dataset whose kept configurations (with their oracle trajectories) are replayed.
+    #[arg(long, default_value = "build")]
+    pub data: PathBuf,
+    /// Sessions replaying with no pause (saturation).
+    #[arg(long, default_value_t = 256)]
+    pub sessions: usize,
+    /// Steps each side runs at saturation.
+    #[arg(long, default_value_t = 20000)]
+    pub steps: usize,
+    /// Sessions that pause between steps (latency).
+    #[arg(long, default_value_t = 64)]
+    pub paced_sessions: usize,
+    /// Pause of a paced session between steps, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub pause_ms: u64,
+    /// How long the paced sessions run, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub paced_seconds: u64,
+    /// Idle sessions whose memory is measured.
+    #[arg(long, default_value_t = 10000)]
+    pub idle_sessions: usize,
+    /// The Python of the baseline.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

@@ -52,11 +52,13 @@ pub enum Table {
     Rejects,
     /// One row per run of the engine (`runs`).
     Runs,
+    /// One row per step of an episode `codegym serve --record` served (`episodes`).
+    Episodes,
 }
 
 impl Table {
     /// Every table, in pipeline order.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Problems,
         Table::LlmCalls,
         Table::Environments,
@@ -66,6 +68,7 @@ impl Table {
         Table::ToolCallStats,
         Table::Rejects,
         Table::Runs,
+        Table::Episodes,
     ];
 
     /// The snake_case table name: the folder name and the SQL table name.
@@ -80,6 +83,7 @@ impl Table {
             Table::ToolCallStats => "tool_call_stats",
             Table::Rejects => "rejects",
             Table::Runs => "runs",
+            Table::Episodes => "episodes",
         }
     }
 

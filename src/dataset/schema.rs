@@ -145,6 +145,7 @@ fn schema_source(table: Table) -> &'static str {
         Table::ToolCallStats => include_str!("../../schemas/tool_call_stats.json"),
         Table::Rejects => include_str!("../../schemas/rejects.json"),
         Table::Runs => include_str!("../../schemas/runs.json"),
+        Table::Episodes => include_str!("../../schemas/episodes.json"),
     }
 }
 

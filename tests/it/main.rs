@@ -10,5 +10,6 @@ mod harness;
 mod isolation;
 mod llm_endpoint;
 mod sandbox;
+mod serve;
 mod sql;
 mod util;
