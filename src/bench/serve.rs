@@ -183,6 +183,8 @@ struct Rest {
 
 impl Rest {
     fn new(addr: std::net::SocketAddr) -> Rest {
+        // reqwest wants a TLS crypto provider even for plain HTTP; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Rest { client: reqwest::Client::new(), base: format!("http://{addr}") }
     }
 
@@ -297,7 +299,7 @@ fn idle(
 ) -> Result<()> {
     let interpreter_idle = Duration::from_secs(2);
     let before = rss_mb();
-    let server = start_server(sandbox, settings, 256, interpreter_idle)?;
+    let server = start_server(sandbox, settings, crate::serve::DEFAULT_MAX_LIVE, interpreter_idle)?;
     let rest = Rest::new(server.codegym_addr);
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
@@ -352,10 +354,11 @@ fn baseline(
     job["timeout"] = 10.into();
     job["envs"] = json!(envs);
     job["episodes"] = episodes.iter().map(|e| json!([e.env_id, e.config, e.actions])).collect();
-    let script = tempfile::Builder::new().suffix(".py").tempfile()?;
-    std::fs::write(script.path(), BASELINE)?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("gymnasium.py"), include_str!("../harness/gymnasium.py"))?;
+    std::fs::write(dir.path().join("serve_baseline.py"), BASELINE)?;
     let mut child = std::process::Command::new(&settings.python)
-        .arg(script.path())
+        .arg(dir.path().join("serve_baseline.py"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -5,6 +5,8 @@
 # keeps the new state only when the child succeeded (the release uses dill; the sandbox has only
 # pickle, so both sides use pickle).
 #
+# The environments import `gymnasium`: the sandbox's stand-in is written beside this script.
+#
 # Input (stdin): {"mode": "saturate" | "paced" | "idle", "workers", "sessions", "steps",
 # "pause", "seconds", "timeout", "envs": {env_id: [env_name, source]},
 # "episodes": [[env_id, config, [action, ...]], ...]}. Output (stdout): one JSON object.
@@ -12,9 +14,9 @@ import json
 import multiprocessing
 import pickle
 import queue
-import resource
 import sys
 import time
+import traceback
 import types
 
 
@@ -113,14 +115,19 @@ def paced(job, classes, worker):
 
 def idle(job, classes, worker):
     sessions = [Session(classes, job["episodes"], i) for i in range(job["sessions"])]
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmRSS, not ru_maxrss: after exec, ru_maxrss still counts the parent's pages this process was forked with.
+    with open("/proc/self/status") as status:
+        rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
     return {"sessions": len(sessions), "rss_mb": rss_kb / 1024}
 
 
 def worker_main(job, worker, output):
-    classes = load_modules(job["envs"])
-    mode = {"saturate": saturate, "paced": paced, "idle": idle}[job["mode"]]
-    output.put(mode(job, classes, worker))
+    try:
+        classes = load_modules(job["envs"])
+        mode = {"saturate": saturate, "paced": paced, "idle": idle}[job["mode"]]
+        output.put(mode(job, classes, worker))
+    except BaseException:
+        output.put({"error": traceback.format_exc()})
 
 
 def main():
@@ -136,6 +143,9 @@ def main():
     results = [output.get() for _ in workers]
     for worker in workers:
         worker.join()
+    failed = [r["error"] for r in results if "error" in r]
+    if failed:
+        sys.exit("a baseline worker failed:\n" + failed[0])
     if job["mode"] == "saturate":
         seconds = max(r["seconds"] for r in results)
         summary = {key: sum(r[key] for r in results) for key in ("steps", "episodes", "rewarded")}

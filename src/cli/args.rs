@@ -184,7 +184,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16384)]
     pub max_sessions: usize,
     /// Interpreters alive at once at most (about 6 MiB each); other sessions wait as pickled state.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = crate::serve::DEFAULT_MAX_LIVE)]
     pub max_live: usize,
     /// Tool calls per episode; past them the episode is done with reward 0 (512 for the hard variant).
     #[arg(long, default_value_t = 256)]

@@ -1,12 +1,15 @@
 # codegym serve sessions: runs inside the sandbox, as a private module of the driver (it never
 # enters sys.modules, so environment code cannot import it).
 #
-# One interpreter holds one session's environment at a time. `session_start` builds it from its
-# configuration, `session_restore` brings back a state the host kept (the module executed, then
-# the state unpickled), and `session_step` runs one action. Every call that leaves an environment
-# behind returns its state pickled (base64), so the host always holds the last good state: an
-# idle session costs those bytes, not an interpreter, and a step that traps loses nothing but
-# itself. Everything is bound here when the image boots, before any environment code runs.
+# One interpreter holds one session's environment at a time. `session_compile` compiles an
+# environment's module once (in an interpreter no environment code has run in, so its bytecode is
+# the source's); the host keeps it and sends it with every later call, which then only unmarshals
+# it. `session_start` builds the environment from its configuration, `session_restore` brings back
+# a state the host kept (the module executed, then the state unpickled), and `session_step` runs
+# one action. Every call that leaves an environment behind returns its state pickled (base64), so
+# the host always holds the last good state: an idle session costs those bytes, not an
+# interpreter, and a step that traps loses nothing but itself. Everything is bound here when the
+# image boots, before any environment code runs.
 
 from builtins import (
     AttributeError,
@@ -30,6 +33,8 @@ import sys as _sys
 import types as _types
 from binascii import a2b_base64 as _from_base64
 from binascii import b2a_base64 as _to_base64
+from marshal import dumps as _marshal
+from marshal import loads as _unmarshal
 from pickle import dumps as _pickle
 from pickle import loads as _unpickle
 
@@ -48,13 +53,18 @@ _held = _Held()
 _held.env = None
 
 
-def _load(source, env_name):
-    """Executes the environment module as a real module and returns its environment class."""
+def _filename(env_name):
+    return "<env:%s>" % env_name
+
+
+def _load(code, env_name):
+    """Executes the environment module (its marshalled bytecode) as a real module and returns its
+    environment class."""
     module = _types.ModuleType(ENV_MODULE)
     module.__dict__["__builtins__"] = _builtins
-    module.__file__ = "<env:%s>" % env_name
+    module.__file__ = _filename(env_name)
     _sys.modules[ENV_MODULE] = module
-    exec(compile(source, module.__file__, "exec"), module.__dict__)
+    exec(_unmarshal(_from_base64(code)), module.__dict__)
     cls = module.__dict__.get(env_name)
     if not isinstance(cls, type):
         raise LookupError("the module defines no class named %s" % env_name)
@@ -72,7 +82,7 @@ def _report(env, text, max_observation):
     """What the host keeps after a call: the observation (cut at `max_observation` characters,
     with its full length), the environment's own reward and done flag, and its pickled state."""
     reward = _flag(env, "reward", "_reward")
-    state = _to_base64(_pickle(env), newline=False).decode("ascii")
+    state = _encoded(_pickle(env))
     return {
         "observation": text[:max_observation],
         "observation_chars": len(text),
@@ -82,10 +92,19 @@ def _report(env, text, max_observation):
     }
 
 
-def session_start(source, env_name, config, max_observation):
+def _encoded(data):
+    return _to_base64(data, newline=False).decode("ascii")
+
+
+def session_compile(source, env_name):
+    """The environment module's bytecode, marshalled (base64), for the calls below."""
+    return _encoded(_marshal(compile(source, _filename(env_name), "exec")))
+
+
+def session_start(code, env_name, config, max_observation):
     """Builds the environment of configuration `config` (`EnvName@{json}`). Its first observation
     is what its own `_get_obs`/`get_obs` shows, when it has one (as the release's server does)."""
-    env = _load(source, env_name).from_env_str(config)
+    env = _load(code, env_name).from_env_str(config)
     if env is None:
         raise ValueError("from_env_str returned None for this configuration")
     text = "The environment is ready."
@@ -97,9 +116,9 @@ def session_start(source, env_name, config, max_observation):
     return _report(env, text, max_observation)
 
 
-def session_restore(source, env_name, state):
+def session_restore(code, env_name, state):
     """Brings back a state the host kept: the module executed, then the state unpickled."""
-    _load(source, env_name)
+    _load(code, env_name)
     _held.env = _unpickle(_from_base64(state))
     return True
 

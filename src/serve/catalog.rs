@@ -12,7 +12,7 @@ use crate::tables::{EnvironmentRow, TaskConfigRow};
 use crate::verify::VERIFIED;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The prefix of a released `ability` string, accepted in front of an `env_str`.
 const RELEASE_PREFIX: &str = "codegym_v1@";
@@ -27,6 +27,9 @@ pub struct ServedEnv {
     pub source: String,
     /// Tools in `func_mapping` order, with what MCP lists of them.
     pub tools: Vec<ToolSpec>,
+    /// The module's bytecode, marshalled, once a session has compiled it (`session.py`): later
+    /// sessions unmarshal it instead of compiling the source again.
+    pub bytecode: OnceLock<Arc<str>>,
 }
 
 impl ServedEnv {
@@ -156,6 +159,7 @@ impl Catalog {
             long_name,
             source: env.env_code.clone(),
             tools: tools::from_docs(&env.tools, &env.tool_docs),
+            bytecode: OnceLock::new(),
         }));
     }
 

@@ -50,6 +50,11 @@ use tokio::sync::watch;
 /// 10 MB action is read and refused with a clear error rather than cut off).
 pub(crate) const MAX_BODY_BYTES: usize = 16 << 20;
 
+/// Interpreters alive at once by default (about 6 MiB each): more than the sessions a trainer
+/// keeps busy at once (verl's example, 32 prompts x 8 samples + 128 validation, is 384), so live
+/// sessions do not take turns on too few interpreters.
+pub const DEFAULT_MAX_LIVE: usize = 512;
+
 /// An action longer than this is refused (a tool call's arguments are a few hundred bytes).
 pub const MAX_ACTION_BYTES: usize = 1 << 20;
 

@@ -17,7 +17,7 @@
 //! is refused, not queued); what `state`, `is_done` and `reward` read is kept beside the session
 //! ([`Summary`]), so they never wait for a step.
 
-use super::catalog::{Catalog, ConfigRef, ResolveError, ServedConfig};
+use super::catalog::{Catalog, ConfigRef, ResolveError, ServedConfig, ServedEnv};
 use super::record::{EpisodeRow, Recorder};
 use crate::harness::seed_for;
 use crate::sandbox::{Interpreter, Job, JobOutcome, Limits, Sandbox, SandboxError, Variant, Verdict, WORKER_STACK_BYTES};
@@ -387,7 +387,8 @@ impl Pool {
     }
 
     /// Closes sessions unused for `idle_timeout` and releases the interpreters of sessions unused
-    /// for `interpreter_idle`. Returns how many sessions it closed.
+    /// for `interpreter_idle` (a session whose call is running is in use). Returns how many
+    /// sessions it closed.
     pub fn reap(&self) -> usize {
         let now = self.inner.now_ms();
         let (idle, interpreter_idle) =
@@ -396,6 +397,9 @@ impl Pool {
         let mut closed = 0;
         for session in sessions {
             let unused = now.saturating_sub(session.last_used.load(Ordering::Relaxed));
+            if matches!(session.work.try_lock(), Err(TryLockError::WouldBlock)) {
+                continue;
+            }
             if unused >= idle {
                 self.close(&session);
                 closed += 1;
@@ -502,29 +506,23 @@ impl Inner {
         work.episode = None;
         work.interpreter = None;
         let started = Instant::now();
-        let result = self.start_in_new_interpreter(session, &config, seed);
-        let outcome = match result {
-            Ok((held, report)) => {
-                let (observation, truncated) = self.cut(&report);
-                let episode = Episode {
-                    id: unique_id("episode"),
-                    label,
-                    config: config.clone(),
-                    seed,
-                    steps: 0,
-                    done: report.done,
-                    reward: report.reward,
-                    state: report.state,
-                };
-                let reply =
-                    Reply { observation, reward: episode.reward, done: episode.done, error: None, truncated, step_count: 0 };
-                self.record(session, &episode, None, &reply, None, started);
-                work.episode = Some(episode);
-                work.interpreter = held;
-                Ok(reply)
-            }
-            Err(error) => Err(error),
-        };
+        let outcome = self.start_in_new_interpreter(session, &config, seed).map(|(held, report)| {
+            let (observation, truncated) = self.cut(&report);
+            let episode = Episode {
+                id: unique_id("episode"),
+                label,
+                config: config.clone(),
+                seed,
+                steps: 0,
+                done: report.done,
+                reward: report.reward,
+                state: report.state,
+            };
+            let reply = Reply { observation, reward: episode.reward, done: episode.done, error: None, truncated, step_count: 0 };
+            self.record(session, &episode, None, &reply, None, started);
+            (work.episode, work.interpreter) = (Some(episode), held);
+            reply
+        });
         work.last = Some((config, seed));
         self.settle(session, &mut work);
         outcome
@@ -538,7 +536,7 @@ impl Inner {
     ) -> Result<(Option<Held>, Report), CallError> {
         let mut held = self.interpreter(session)?;
         let args = json!({
-            "source": config.env.source,
+            "code": self.bytecode(&config.env, &mut held).map_err(CallError::StartFailed)?,
             "env_name": config.env.env_name,
             "config": config.config,
             "max_observation": self.settings.max_observation_bytes,
@@ -622,13 +620,28 @@ impl Inner {
     /// A new interpreter with the session's state restored in it.
     fn restore(&self, session: &Session, episode: &Episode) -> Result<Held, CallError> {
         let mut held = self.interpreter(session)?;
-        let args =
-            json!({ "source": episode.config.env.source, "env_name": episode.config.env.env_name, "state": episode.state });
+        let env = &episode.config.env;
+        let code = self.bytecode(env, &mut held).map_err(CallError::RestoreFailed)?;
+        let args = json!({ "code": code, "env_name": env.env_name, "state": episode.state });
         let outcome =
             held.interpreter.run(&Job { seed: episode.seed, ..Job::call("session_restore", args, self.settings.limits) });
         match (outcome.verdict, &outcome.result) {
             (Verdict::Ok, Some(_)) => Ok(held),
             _ => Err(CallError::RestoreFailed(failure(&outcome, &self.settings.limits))),
+        }
+    }
+
+    /// The environment module's bytecode: cached, or compiled in `held`, a new interpreter no
+    /// environment code has run in (so the bytecode is the source's, whatever the module does).
+    fn bytecode(&self, env: &ServedEnv, held: &mut Held) -> Result<Arc<str>, String> {
+        if let Some(code) = env.bytecode.get() {
+            return Ok(code.clone());
+        }
+        let args = json!({ "source": env.source, "env_name": env.env_name });
+        let outcome = held.interpreter.run(&Job::call("session_compile", args, self.settings.limits));
+        match (outcome.verdict, &outcome.result) {
+            (Verdict::Ok, Some(serde_json::Value::String(code))) => Ok(env.bytecode.get_or_init(|| code.as_str().into()).clone()),
+            _ => Err(failure(&outcome, &self.settings.limits)),
         }
     }
 

@@ -302,6 +302,12 @@ async fn misbehave_ws(addr: String, config_id: String, first: i64, tool: &'stati
     assert_eq!((&done["data"]["reward"], &done["data"]["done"]), (&json!(1.0), &json!(true)), "{tool}: {done}");
 }
 
+/// An HTTP client (reqwest wants a TLS crypto provider installed even for plain HTTP).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
@@ -347,7 +353,7 @@ fn a_release_style_rest_client_replays_every_kept_configuration() {
 fn sessions_that_misbehave_trip_their_own_verdicts_among_256_sound_ones() {
     let data = tempfile::tempdir().unwrap();
     let misbehaving = with_misbehaving(data.path());
-    let served = Served::start(data.path(), &["--step-timeout-ms", "1000"]);
+    let served = Served::start(data.path(), &["--step-timeout-ms", "2000"]);
     let sound: Vec<Replay> = replays(sample_build()).into_iter().cycle().take(248).collect();
     let kinds = [("Spin", "timeout"), ("Grow", "memory"), ("Shout", "output_limit"), ("Dive", "error")];
     let started = Instant::now();
@@ -446,7 +452,7 @@ fn bad_input_gets_a_clear_error_and_nothing_else() {
         (ws, second, again)
     });
 
-    let http = reqwest::Client::new();
+    let http = http_client();
     let rest = |path: &str, body: &str| {
         let request = http.post(format!("http://{}{path}", served.codegym)).body(body.to_string());
         runtime.block_on(async {
@@ -476,20 +482,78 @@ fn bad_input_gets_a_clear_error_and_nothing_else() {
     assert_eq!(accumulate["inputSchema"]["properties"]["value"]["type"], "integer", "{tools}");
     let call = mcp(r#"{"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "Observe"}}"#);
     assert!(call["error"]["message"].as_str().unwrap().contains("session_id"), "{call}");
-    let stateless =
-        runtime.block_on(reqwest::Client::new().post(format!("http://{}/step", served.openenv)).body("{}").send()).unwrap();
+    let stateless = runtime.block_on(http_client().post(format!("http://{}/step", served.openenv)).body("{}").send()).unwrap();
     assert_eq!(stateless.status().as_u16(), 404, "OpenEnv's stateless endpoints are not served");
 }
 
 /// Posts `body` to OpenEnv's `/mcp`: always HTTP 200, a JSON-RPC answer.
 fn rest_mcp(runtime: &tokio::runtime::Runtime, addr: &str, body: &str) -> Value {
     runtime.block_on(async {
-        let response = reqwest::Client::new().post(format!("http://{addr}/mcp")).body(body.to_string()).send().await.unwrap();
+        let response = http_client().post(format!("http://{addr}/mcp")).body(body.to_string()).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 200);
         let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
         assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
         answer
     })
+}
+
+/// An action with its parameters as written (serde_json would read a 20-digit integer as a float).
+#[derive(serde::Deserialize)]
+struct RawAction {
+    name: String,
+    parameters: Option<Box<serde_json::value::RawValue>>,
+}
+
+#[test]
+fn mcp_lists_and_calls_tools_over_http_and_the_websocket() {
+    let served = Served::start(sample_build(), &[]);
+    let runtime = runtime();
+    let mcp = |body: String| rest_mcp(&runtime, &served.openenv, &body);
+    // An oracle whose arguments hold integers past 2^64: they must reach the environment exact.
+    let replay = replays(sample_build())
+        .into_iter()
+        .find(|r| r.actions.iter().any(|a| a.split(|c: char| !c.is_ascii_digit()).any(|digits| digits.len() >= 20)))
+        .expect("the sample build has an oracle with a 20-digit argument");
+    let create = mcp(
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "openenv/session/create", "params": { "config_id": replay.config_id } })
+            .to_string(),
+    );
+    let session = create["result"]["session_id"].as_str().unwrap_or_else(|| panic!("{create}")).to_string();
+    let listed =
+        mcp(json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": { "session_id": session } }).to_string());
+    assert!(!listed["result"]["tools"].as_array().unwrap().is_empty(), "{listed}");
+    for (i, (action, stored)) in replay.actions.iter().zip(&replay.observations).enumerate() {
+        let call: RawAction = serde_json::from_str(action).unwrap();
+        let arguments = call.parameters.as_deref().map_or("{}", |p| p.get());
+        let body = format!(
+            r#"{{"jsonrpc": "2.0", "id": {i}, "method": "tools/call", "params": {{"session_id": "{session}", "name": {}, "arguments": {arguments}}}}}"#,
+            json!(call.name)
+        );
+        let called = mcp(body);
+        assert_eq!(called["result"]["content"][0]["text"], json!(stored), "{}: {action}", replay.config);
+    }
+    let closed =
+        mcp(json!({ "jsonrpc": "2.0", "id": 9, "method": "openenv/session/close", "params": { "session_id": session } })
+            .to_string());
+    assert_eq!(closed["result"]["closed"], true, "{closed}");
+    let gone = mcp(
+        json!({ "jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": { "session_id": session, "name": "Observe" } })
+            .to_string(),
+    );
+    assert!(gone["error"]["message"].as_str().unwrap().contains("Unknown session_id"), "{gone}");
+
+    runtime.block_on(async {
+        let mut ws = connect(&served.openenv).await;
+        ask(&mut ws, json!({ "type": "reset", "data": { "config_id": replay.config_id } })).await;
+        let listed = ask(&mut ws, json!({ "type": "mcp", "data": { "jsonrpc": "2.0", "id": 1, "method": "tools/list" } })).await;
+        assert_eq!(listed["type"], "mcp", "{listed}");
+        let first: Value = serde_json::from_str(&replay.actions[0]).unwrap();
+        assert!(listed["data"]["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == first["name"]), "{listed}");
+        let call = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": first["name"], "arguments": first["parameters"] } });
+        let called = ask(&mut ws, json!({ "type": "mcp", "data": call })).await;
+        assert_eq!(called["data"]["result"]["content"][0]["text"], json!(replay.observations[0]), "{called}");
+        assert_eq!(ask(&mut ws, json!({ "type": "state" })).await["data"]["step_count"], 1, "an MCP call is a step");
+    });
 }
 
 /// A CodeGym API call that must succeed.
@@ -505,7 +569,7 @@ async fn post(http: &reqwest::Client, addr: &str, path: &str, body: Value) -> Va
 fn sessions_come_back_from_their_pickled_state_after_eviction_or_idleness() {
     let served = Served::start(sample_build(), &["--max-live", "3", "--interpreter-idle-s", "1"]);
     let replays: Vec<Replay> = replays(sample_build()).into_iter().take(6).collect();
-    let http = reqwest::Client::new();
+    let http = http_client();
     runtime().block_on(async {
         let mut instances = Vec::new();
         for replay in &replays {
@@ -538,7 +602,7 @@ fn sessions_come_back_from_their_pickled_state_after_eviction_or_idleness() {
 fn idle_sessions_are_reaped() {
     let served = Served::start(sample_build(), &["--idle-timeout-s", "1"]);
     let replay = replays(sample_build()).remove(0);
-    let http = reqwest::Client::new();
+    let http = http_client();
     runtime().block_on(async {
         let instance = post(&http, &served.codegym, "/get_instance", json!({})).await["instance_id"].clone();
         post(&http, &served.codegym, "/start", json!({ "instance_id": instance, "env_str": replay.env_str })).await;
@@ -567,7 +631,7 @@ fn a_token_guards_the_server_and_sigterm_stops_it_with_the_recording_written() {
     let record = tempfile::tempdir().unwrap();
     let mut served = Served::start(sample_build(), &["--token", "s3cret", "--record", record.path().to_str().unwrap()]);
     let replay = replays(sample_build()).remove(0);
-    let http = reqwest::Client::new();
+    let http = http_client();
     runtime().block_on(async {
         let url = format!("http://{}/health", served.openenv);
         assert_eq!(http.get(&url).send().await.unwrap().status().as_u16(), 401);

@@ -118,7 +118,7 @@ class MisbehavingEnv(gymnasium.Env):
         """
         grown = []
         while n == TRIGGER:
-            grown.append(bytearray(1 << 20))
+            grown.append(bytearray(16 << 20))
         return str(len(grown))
 
     def Shout(self, n: int):
