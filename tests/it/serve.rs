@@ -35,6 +35,8 @@ struct Served {
     /// `host:port` of OpenEnv and of the CodeGym API.
     openenv: String,
     codegym: String,
+    /// What it printed before it was ready.
+    banner: Vec<String>,
     stderr: PathBuf,
     _scratch: tempfile::TempDir,
 }
@@ -57,7 +59,7 @@ impl Served {
                 let _ = lines.send(line);
             }
         });
-        let (mut openenv, mut codegym_api) = (String::new(), String::new());
+        let (mut openenv, mut codegym_api, mut banner) = (String::new(), String::new(), Vec::new());
         loop {
             let Ok(line) = ready.recv_timeout(Duration::from_secs(120)) else {
                 let _ = child.kill();
@@ -70,8 +72,9 @@ impl Served {
             if line.contains("ready") {
                 break;
             }
+            banner.push(line);
         }
-        Served { child, openenv, codegym: codegym_api, stderr, _scratch: scratch }
+        Served { child, openenv, codegym: codegym_api, banner, stderr, _scratch: scratch }
     }
 
     /// Sends SIGTERM and waits for the exit.
@@ -194,7 +197,8 @@ fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> PathBuf 
 const MISBEHAVING: &str = "MisbehavingEnv";
 
 /// The sample build plus `MisbehavingEnv` (tests/data/serve), verified by hand, with four kept
-/// configurations `{"values": [i, 4, 5]}`: a copy in `dir`.
+/// configurations `{"values": [i, 4, 5]}`, and the same environment as `UnpicklableEnv`, verified
+/// but not servable, with one: a copy in `dir`.
 fn with_misbehaving(dir: &Path) -> Vec<String> {
     let mut envs: Vec<EnvironmentRow> = dataset::read_table(sample_build(), Table::Environments).unwrap();
     let mut configs: Vec<TaskConfigRow> = dataset::read_table(sample_build(), Table::TaskConfigs).unwrap();
@@ -225,6 +229,18 @@ fn with_misbehaving(dir: &Path) -> Vec<String> {
         .collect();
     let ids = mine.iter().map(|c| c.config_id.clone()).collect();
     configs.extend(mine);
+    let unpicklable = EnvironmentRow {
+        env_id: "unpicklable".into(),
+        env_name: "UnpicklableEnv".into(),
+        servable: Some(false),
+        serve_detail: Some("TypeError: cannot pickle 'generator' object".into()),
+        ..envs.last().unwrap().clone()
+    };
+    configs.push(TaskConfigRow {
+        kept: true,
+        ..TaskConfigRow::pending("unpicklable", "UnpicklableEnv", "UnpicklableEnv@{}".into(), "easy", None)
+    });
+    envs.push(unpicklable);
     dataset::write_table(dir, Table::Environments, &envs).unwrap();
     dataset::write_table(dir, Table::TaskConfigs, &configs).unwrap();
     ids
@@ -379,6 +395,16 @@ fn bad_input_gets_a_clear_error_and_nothing_else() {
     let data = tempfile::tempdir().unwrap();
     let misbehaving = with_misbehaving(data.path());
     let served = Served::start(data.path(), &["--step-timeout-ms", "1000", "--max-observation-kb", "1", "--max-sessions", "3"]);
+    assert!(
+        served.banner.iter().any(|l| l.contains("1 verified environments not servable (1 configurations)")),
+        "{:?}",
+        served.banner
+    );
+    assert!(
+        served.stderr().contains("not servable: UnpicklableEnv: TypeError: cannot pickle 'generator' object"),
+        "{}",
+        served.stderr()
+    );
     let runtime = runtime();
     let _open = runtime.block_on(async {
         let mut ws = connect(&served.openenv).await;
@@ -397,6 +423,8 @@ fn bad_input_gets_a_clear_error_and_nothing_else() {
         );
         let unknown_env = ask(&mut ws, json!({ "type": "reset", "data": { "env_str": "NoSuchEnv@{}" } })).await;
         error(&unknown_env, "EXECUTION_ERROR", "no environment `NoSuchEnv` is served");
+        let unservable = ask(&mut ws, json!({ "type": "reset", "data": { "env_str": "UnpicklableEnv@{}" } })).await;
+        error(&unservable, "EXECUTION_ERROR", "no environment `UnpicklableEnv` is served");
         let reset =
             ask(&mut ws, json!({ "type": "reset", "data": { "env_str": format!("{MISBEHAVING}@{{\"values\": [0, 4, 5]}}") } }))
                 .await;
