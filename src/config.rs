@@ -1,10 +1,13 @@
 //! The build configuration (`codegym build --config FILE`, TOML): corpus, backend, model and
 //! sampling, endpoint limits, samples per stage. Relative paths are relative to the file. Every
-//! field has a default, and unknown fields are errors (a typo never silently does nothing).
+//! field has a default, and unknown fields are errors (a typo never silently does nothing). Names
+//! (`preset`, `llm`) are parsed here into their types, so a bad one names the file; commands take
+//! the typed value.
 
-use crate::llm::{OpenAiSettings, RetryPolicy, Sampling};
+use crate::corpus::Preset;
+use crate::llm::{BackendSpec, OpenAiSettings, RetryPolicy, Sampling};
 use crate::synthesis::SynthesisSettings;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,11 +17,13 @@ pub struct BuildConfig {
     /// The corpus (Parquet or JSON Lines).
     pub corpus: Option<PathBuf>,
     /// Its column layout: kodcode, codegym or generic.
-    pub preset: String,
+    #[serde(deserialize_with = "parsed")]
+    pub preset: Preset,
     /// `openai` or `replay:DIR`.
-    pub llm: String,
-    /// Dataset directory (relative to the current directory).
-    pub data: Option<PathBuf>,
+    #[serde(deserialize_with = "parsed")]
+    pub llm: BackendSpec,
+    /// Dataset: a directory (relative to the current directory) or an object-store URL.
+    pub data: Option<String>,
     pub model: Sampling,
     pub endpoint: Endpoint,
     pub synthesis: Samples,
@@ -48,8 +53,8 @@ impl Default for BuildConfig {
     fn default() -> Self {
         BuildConfig {
             corpus: None,
-            preset: "kodcode".into(),
-            llm: "openai".into(),
+            preset: Preset::Kodcode,
+            llm: BackendSpec::OpenAi,
             data: None,
             model: Sampling::default(),
             endpoint: Endpoint::default(),
@@ -87,6 +92,12 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// A value spelled as text in the file, parsed with its `FromStr` (the same spelling as the flag).
+fn parsed<'de, D: Deserializer<'de>, T: std::str::FromStr<Err: std::fmt::Display>>(deserializer: D) -> Result<T, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
 impl BuildConfig {
     /// Reads a configuration file; relative paths in it become relative to its directory.
     pub fn load(path: &Path) -> Result<BuildConfig, ConfigError> {
@@ -105,8 +116,8 @@ impl BuildConfig {
         }
         let base = path.parent().unwrap_or(Path::new(""));
         config.corpus = config.corpus.map(|corpus| base.join(corpus));
-        if let Some(dir) = config.llm.strip_prefix("replay:") {
-            config.llm = format!("replay:{}", base.join(dir).display());
+        if let BackendSpec::Replay(dir) = &config.llm {
+            config.llm = BackendSpec::Replay(base.join(dir));
         }
         Ok(config)
     }
@@ -146,9 +157,12 @@ mod tests {
         std::fs::write(&path, "corpus = \"problems.parquet\"\nllm = \"replay:llm\"\n[model]\nmodel = \"m\"\ntemperature = 0.2\ntop_p = 1.0\nmax_tokens = 100\n[synthesis]\noracle_samples = 3\n").unwrap();
         let config = BuildConfig::load(&path).unwrap();
         assert_eq!(config.corpus, Some(dir.path().join("problems.parquet")));
-        assert_eq!(config.llm, format!("replay:{}", dir.path().join("llm").display()));
+        assert_eq!(config.llm, BackendSpec::Replay(dir.path().join("llm")));
         assert_eq!((config.model.model.as_str(), config.model.seed), ("m", Some(0)), "unset fields keep their defaults");
         assert_eq!((config.synthesis.config_samples, config.synthesis.oracle_samples), (2, 3));
+        std::fs::write(&path, "preset = \"kodcod\"\n").unwrap();
+        let error = BuildConfig::load(&path).unwrap_err().to_string();
+        assert!(error.contains("unknown preset `kodcod`") && error.contains("codegym.toml"), "{error}");
         std::fs::write(&path, "[endpoint]\nin_flite = 3\n").unwrap();
         let error = BuildConfig::load(&path).unwrap_err().to_string();
         assert!(error.contains("in_flite") && error.contains("codegym.toml"), "{error}");

@@ -4,8 +4,9 @@
 //! oracle count in `source_oracle_calls`. Inputs are Parquet (as the public dataset ships) or JSON
 //! Lines. Every input row ends in a table: an environment row, a configuration row, or a reject.
 
-use crate::dataset::{self, DatasetError, Table};
+use crate::dataset::{self, Dataset, DatasetError, ShardSelection, Table};
 use crate::ids::content_id;
+use crate::reasons::Reason;
 use crate::tables::{EnvironmentRow, RejectRow, TaskConfigRow};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -77,20 +78,35 @@ fn tool_docs(prompt: &[Message]) -> Option<String> {
     prompt.iter().find(|m| m.role == "system")?.content.clone()
 }
 
-fn reject(entity_id: String, source_id: Option<&str>, reason: &str, detail: String) -> RejectRow {
+fn reject(entity_id: String, source_id: Option<&str>, reason: Reason, detail: String) -> RejectRow {
     RejectRow {
         stage: STAGE.into(),
         entity_id,
         source_id: source_id.map(String::from),
-        reason: reason.into(),
+        reason: reason.as_str().into(),
         detail: Some(detail),
     }
 }
 
-/// Imports `envs` and `tasks` into the dataset at `data`. Rows the dataset already holds (same
-/// content, hence same id) are left as they are, with their verification results, so a nightly
-/// re-import followed by `verify` only verifies what is new.
-pub fn import(envs: &Path, tasks: &Path, data: &Path, source: &str) -> Result<ImportSummary, DatasetError> {
+/// What an import routes to one shard.
+#[derive(Default)]
+struct ShardRows {
+    environments: Vec<EnvironmentRow>,
+    configs: Vec<TaskConfigRow>,
+    rejects: Vec<RejectRow>,
+}
+
+/// Imports `envs` and `tasks` into the dataset `data`: the rows of the shards `selection` names
+/// (an environment's shard is a hash of its `env_id`; its configurations and rejects follow it).
+/// Rows a shard already holds (same content, hence same id) are left as they are, with their
+/// verification results, so a nightly re-import followed by `verify` only verifies what is new.
+pub fn import(
+    envs: &Path,
+    tasks: &Path,
+    data: &Dataset,
+    source: &str,
+    selection: ShardSelection,
+) -> Result<ImportSummary, DatasetError> {
     let released_envs: Vec<ReleasedEnv> = dataset::read_rows_file(envs)?;
     let released_tasks: Vec<ReleasedTask> = dataset::read_rows_file(tasks)?;
     let mut summary =
@@ -104,11 +120,11 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path, source: &str) -> Result<Im
             rejects.push(reject(
                 env_id,
                 Some(&env.source),
-                "empty_field",
+                Reason::EmptyField,
                 format!("{}: row {row}: env_name or env_code is empty", envs.display()),
             ));
         } else if let Some(first) = environments.get(&key) {
-            let reason = if first.env_id == env_id { "duplicate_environment" } else { "conflicting_environment" };
+            let reason = if first.env_id == env_id { Reason::DuplicateEnvironment } else { Reason::ConflictingEnvironment };
             rejects.push(reject(
                 env_id,
                 Some(&env.source),
@@ -126,7 +142,7 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path, source: &str) -> Result<Im
             rejects.push(reject(
                 task_id,
                 None,
-                "malformed_ability",
+                Reason::MalformedAbility,
                 format!("{}: row {row}: ability {:?} is not codegym_v1@SOURCE__ENV@JSON", tasks.display(), task.ability),
             ));
             continue;
@@ -135,7 +151,7 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path, source: &str) -> Result<Im
             rejects.push(reject(
                 task_id,
                 Some(source),
-                "unknown_environment",
+                Reason::UnknownEnvironment,
                 format!("{}: row {row}: no environment ({source}, {env_name}) in {}", tasks.display(), envs.display()),
             ));
             continue;
@@ -153,7 +169,7 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path, source: &str) -> Result<Im
             rejects.push(reject(
                 config_id,
                 Some(source),
-                "duplicate_config",
+                Reason::ConfigDuplicate,
                 format!("{}: row {row} repeats configuration {config}", tasks.display()),
             ));
             continue;
@@ -169,21 +185,39 @@ pub fn import(envs: &Path, tasks: &Path, data: &Path, source: &str) -> Result<Im
             },
         );
     }
-    // Rows already in the dataset (same content, same id) keep their verification results.
-    let known_envs: HashSet<String> =
-        dataset::read_table::<EnvironmentRow>(data, Table::Environments)?.into_iter().map(|e| e.env_id).collect();
-    let known_configs: HashSet<String> =
-        dataset::read_table::<TaskConfigRow>(data, Table::TaskConfigs)?.into_iter().map(|c| c.config_id).collect();
-    let environments: Vec<EnvironmentRow> = environments.into_values().collect();
-    let configs: Vec<TaskConfigRow> = configs.into_values().collect();
-    summary.environments = environments.len();
-    summary.task_configs = configs.len();
-    let environments: Vec<EnvironmentRow> = environments.into_iter().filter(|e| !known_envs.contains(&e.env_id)).collect();
-    let configs: Vec<TaskConfigRow> = configs.into_iter().filter(|c| !known_configs.contains(&c.config_id)).collect();
-    summary.rejects = rejects.len();
-    dataset::upsert_table(data, Table::Environments, environments)?;
-    dataset::upsert_table(data, Table::TaskConfigs, configs)?;
-    dataset::upsert_table(data, Table::Rejects, rejects)?;
+    let shard_of_env: std::collections::HashMap<String, u32> =
+        environments.values().map(|e| (e.env_id.clone(), data.shard_of(&e.env_id))).collect();
+    let mut shards: BTreeMap<u32, ShardRows> = BTreeMap::new();
+    for config in configs.into_values() {
+        shards.entry(shard_of_env[config.env_id.as_str()]).or_default().configs.push(config);
+    }
+    for reject in rejects {
+        // An environment's reject goes to its shard; anything else by its own id.
+        let shard = shard_of_env.get(&reject.entity_id).copied().unwrap_or_else(|| data.shard_of(&reject.entity_id));
+        shards.entry(shard).or_default().rejects.push(reject);
+    }
+    for env in environments.into_values() {
+        shards.entry(data.shard_of(&env.env_id)).or_default().environments.push(env);
+    }
+    let selected: Vec<u32> = shards.keys().copied().filter(|&s| selection.includes(s)).collect();
+    data.each_leased(&selected, STAGE, |shard| -> Result<(), DatasetError> {
+        let rows = shards.remove(&shard).expect("a selected shard has rows");
+        summary.environments += rows.environments.len();
+        summary.task_configs += rows.configs.len();
+        summary.rejects += rows.rejects.len();
+        // Rows the shard already holds (same content, same id) keep their verification results.
+        let known_envs: HashSet<String> =
+            data.read_shard::<EnvironmentRow>(Table::Environments, shard)?.into_iter().map(|e| e.env_id).collect();
+        let known_configs: HashSet<String> =
+            data.read_shard::<TaskConfigRow>(Table::TaskConfigs, shard)?.into_iter().map(|c| c.config_id).collect();
+        let environments: Vec<EnvironmentRow> =
+            rows.environments.into_iter().filter(|e| !known_envs.contains(&e.env_id)).collect();
+        let configs: Vec<TaskConfigRow> = rows.configs.into_iter().filter(|c| !known_configs.contains(&c.config_id)).collect();
+        data.upsert_shard(Table::Environments, shard, &environments)?;
+        data.upsert_shard(Table::TaskConfigs, shard, &configs)?;
+        data.upsert_shard(Table::Rejects, shard, &rows.rejects)?;
+        Ok(())
+    })?;
     Ok(summary)
 }
 

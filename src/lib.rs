@@ -15,7 +15,8 @@
 //!                                       v
 //!        environments, task_configs, oracle_runs, tool_call_stats, rejects   (Parquet, `dataset`)
 //!                                       |
-//!                               [query] SQL (DataFusion)
+//!                     [query] SQL (DataFusion)     [export] training shards
+//!                                                  (codegym release shape, verl, Hugging Face)
 //!                                       |
 //!                               [serve] OpenEnv + CodeGym REST rollout server --- sandbox sessions
 //! ```
@@ -31,10 +32,15 @@
 //! - [`config`]: the build configuration file.
 //! - [`import_codegym`]: released CodeGym tables -> `environments` + `task_configs` (+ `rejects`).
 //! - [`verify`]: reference answers, oracle runs and curation filters over `environments`.
-//! - [`tables`]: typed rows of each table.
+//! - [`tables`]: typed rows of each table; [`reasons`]: every reject reason and environment status.
 //! - [`near_duplicates`]: near-duplicate environments across problems, and the train/validation split.
-//! - [`dataset`]: table schemas (from `schemas/`) and crash-safe Parquet reading and writing.
+//! - [`finalize`]: the steps that need every shard (near-duplicate groups, the split), after the
+//!   shard-wise stages.
+//! - [`dataset`]: the sharded layout (local or on an object store), leases, table schemas (from
+//!   `schemas/`) and crash-safe Parquet reading and writing.
 //! - [`query`]: SQL over a dataset directory.
+//! - [`export`]: the kept configurations as training shards (`codegym`, `verl`, `hf`), streaming.
+//! - [`tools`]: tool docs -> JSON Schema per tool (OpenAI function form), stored by verification.
 //! - [`serve`]: the verified environments as a rollout server (OpenEnv, the CodeGym REST API).
 //! - [`naming`]: an environment's `code_id` and long name, as exports and the server spell them.
 //! - [`runs`]: the `runs` table (one row per command that changed a dataset).
@@ -47,6 +53,8 @@ pub mod config;
 pub mod corpus;
 pub mod dataset;
 pub mod env;
+pub mod export;
+pub mod finalize;
 pub mod harness;
 pub mod ids;
 pub mod import_codegym;
@@ -54,6 +62,7 @@ pub mod llm;
 pub mod naming;
 pub mod near_duplicates;
 pub mod query;
+pub mod reasons;
 pub mod report;
 pub mod runs;
 pub mod runtime;
@@ -61,4 +70,5 @@ pub mod sandbox;
 pub mod serve;
 pub mod synthesis;
 pub mod tables;
+pub mod tools;
 pub mod verify;

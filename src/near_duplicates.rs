@@ -4,9 +4,11 @@
 //! Similarity is the Jaccard similarity of the environments' word 3-shingles (task text, else
 //! code), estimated with MinHash and found with locality-sensitive hashing, so the cost grows
 //! with the number of environments, not with its square. Deterministic: the same environments
-//! give the same groups and the same split on every machine.
+//! give the same groups on every machine. A split once assigned never changes: a new environment
+//! joins the side of the group it falls into, and a group with no side yet gets one by a hash of
+//! its representative.
 
-use crate::tables::EnvironmentRow;
+use crate::tables::Split;
 use std::collections::{BTreeMap, HashMap};
 
 const HASHES: usize = 64;
@@ -28,6 +30,18 @@ impl Default for NearDuplicateSettings {
     }
 }
 
+/// The MinHash signature of an environment's text.
+pub type Signature = [u64; HASHES];
+
+/// What the pass needs of an environment.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub env_id: String,
+    /// The problem it comes from: one problem's own environments are alternatives, not copies.
+    pub source_id: String,
+    pub signature: Signature,
+}
+
 fn mix(mut x: u64) -> u64 {
     // splitmix64 finaliser: a cheap, well-spread 64-bit hash.
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -35,19 +49,17 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+fn hash64(text: &str) -> u64 {
+    u64::from_le_bytes(blake3::hash(text.as_bytes()).as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
 /// The MinHash signature of a text's word 3-shingles (lowercased alphanumeric words).
-fn signature(text: &str) -> [u64; HASHES] {
+pub fn signature(text: &str) -> Signature {
     let words: Vec<String> =
         text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
     let mut signature = [u64::MAX; HASHES];
-    let shingles: Vec<u64> = if words.len() < 3 {
-        vec![u64::from_le_bytes(blake3::hash(words.join(" ").as_bytes()).as_bytes()[..8].try_into().expect("8 bytes"))]
-    } else {
-        words
-            .windows(3)
-            .map(|w| u64::from_le_bytes(blake3::hash(w.join(" ").as_bytes()).as_bytes()[..8].try_into().expect("8 bytes")))
-            .collect()
-    };
+    let shingles: Vec<u64> =
+        if words.len() < 3 { vec![hash64(&words.join(" "))] } else { words.windows(3).map(|w| hash64(&w.join(" "))).collect() };
     for shingle in shingles {
         for (i, slot) in signature.iter_mut().enumerate() {
             *slot = (*slot).min(mix(shingle ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
@@ -56,7 +68,7 @@ fn signature(text: &str) -> [u64; HASHES] {
     signature
 }
 
-fn similarity(a: &[u64; HASHES], b: &[u64; HASHES]) -> f64 {
+fn similarity(a: &Signature, b: &Signature) -> f64 {
     a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / HASHES as f64
 }
 
@@ -68,15 +80,14 @@ fn find(parent: &mut [usize], mut i: usize) -> usize {
     i
 }
 
-/// Sets `near_duplicate_of` and `split` on every environment.
-pub fn assign(envs: &mut [EnvironmentRow], settings: NearDuplicateSettings) {
-    let signatures: Vec<[u64; HASHES]> =
-        envs.iter().map(|e| signature(e.task_text.as_deref().filter(|t| !t.trim().is_empty()).unwrap_or(&e.env_code))).collect();
-    let mut parent: Vec<usize> = (0..envs.len()).collect();
+/// The representative (smallest `env_id`) of each candidate's group of near-duplicates across
+/// problems, by position; a candidate with no near-duplicate is its own.
+pub fn groups(candidates: &[Candidate], threshold: f64) -> Vec<usize> {
+    let mut parent: Vec<usize> = (0..candidates.len()).collect();
     let mut buckets: HashMap<(usize, [u64; ROWS]), Vec<usize>> = HashMap::new();
-    for (i, signature) in signatures.iter().enumerate() {
+    for (i, candidate) in candidates.iter().enumerate() {
         for band in 0..BANDS {
-            let key: [u64; ROWS] = signature[band * ROWS..(band + 1) * ROWS].try_into().expect("band width");
+            let key: [u64; ROWS] = candidate.signature[band * ROWS..(band + 1) * ROWS].try_into().expect("band width");
             buckets.entry((band, key)).or_default().push(i);
         }
     }
@@ -85,8 +96,8 @@ pub fn assign(envs: &mut [EnvironmentRow], settings: NearDuplicateSettings) {
     for bucket in members {
         for (k, &a) in bucket.iter().enumerate() {
             for &b in &bucket[k + 1..] {
-                // Across problems only: one problem's own environments are alternatives, not copies.
-                if envs[a].source_id != envs[b].source_id && similarity(&signatures[a], &signatures[b]) >= settings.threshold {
+                let (x, y) = (&candidates[a], &candidates[b]);
+                if x.source_id != y.source_id && similarity(&x.signature, &y.signature) >= threshold {
                     let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
                     parent[ra.max(rb)] = ra.min(rb);
                 }
@@ -94,61 +105,93 @@ pub fn assign(envs: &mut [EnvironmentRow], settings: NearDuplicateSettings) {
         }
     }
     let mut representative: BTreeMap<usize, usize> = BTreeMap::new();
-    for i in 0..envs.len() {
+    for i in 0..candidates.len() {
         let root = find(&mut parent, i);
         let best = representative.entry(root).or_insert(i);
-        if envs[i].env_id < envs[*best].env_id {
+        if candidates[i].env_id < candidates[*best].env_id {
             *best = i;
         }
     }
-    let group_ids: Vec<String> = (0..envs.len()).map(|i| envs[representative[&find(&mut parent, i)]].env_id.clone()).collect();
-    for (env, group) in envs.iter_mut().zip(group_ids) {
-        let bucket = u64::from_le_bytes(blake3::hash(group.as_bytes()).as_bytes()[..8].try_into().expect("8 bytes"));
-        let validation = (bucket % 10_000) as f64 / 10_000.0 < settings.validation_share;
-        env.split = Some(if validation { "validation" } else { "train" }.to_string());
-        env.near_duplicate_of = (group != env.env_id).then_some(group);
+    (0..candidates.len()).map(|i| representative[&find(&mut parent, i)]).collect()
+}
+
+/// The side of every candidate: the side already assigned to it (never changed), else the side of
+/// a member of its group that has one, else a side by a hash of its group's representative.
+pub fn splits(
+    candidates: &[Candidate],
+    representatives: &[usize],
+    assigned: &HashMap<String, Split>,
+    validation_share: f64,
+) -> Vec<Split> {
+    let mut group_side: HashMap<usize, Split> = HashMap::new();
+    for (candidate, &group) in candidates.iter().zip(representatives) {
+        if let Some(&side) = assigned.get(&candidate.env_id) {
+            group_side.entry(group).or_insert(side);
+        }
     }
+    candidates
+        .iter()
+        .zip(representatives)
+        .map(|(candidate, &group)| {
+            if let Some(&side) = assigned.get(&candidate.env_id).or_else(|| group_side.get(&group)) {
+                return side;
+            }
+            let bucket = hash64(&candidates[group].env_id);
+            let validation = (bucket % 10_000) as f64 / 10_000.0 < validation_share;
+            if validation { Split::Validation } else { Split::Train }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env(id: &str, source: &str, text: &str) -> EnvironmentRow {
-        let row = EnvironmentRow::pending(id.into(), "test".into(), source.into(), "XEnv".into(), String::new());
-        EnvironmentRow { task_text: Some(text.into()), ..row }
+    fn candidate(id: &str, source: &str, text: &str) -> Candidate {
+        Candidate { env_id: id.into(), source_id: source.into(), signature: signature(text) }
     }
 
     const TWO_SUM: &str = "Given an array of integers and a target value, return the indices of the two numbers that add up to the target. Each input has exactly one solution and you may not use the same element twice.";
 
     #[test]
     fn the_same_problem_from_two_sources_is_one_group_on_one_side_of_the_split() {
-        let mut envs = vec![
-            env("b", "leetcode-1", TWO_SUM),
-            env("a", "kodcode-77", &TWO_SUM.replace("integers", "whole numbers")),
-            env(
+        let candidates = vec![
+            candidate("b", "leetcode-1", TWO_SUM),
+            candidate("a", "kodcode-77", &TWO_SUM.replace("integers", "whole numbers")),
+            candidate(
                 "c",
                 "kodcode-78",
                 "Count the islands of land cells in a grid of land and water, where cells connect up, down, left and right.",
             ),
-            env("d", "leetcode-1", TWO_SUM),
+            candidate("d", "leetcode-1", TWO_SUM),
         ];
-        for _ in 0..2 {
-            assign(&mut envs, NearDuplicateSettings::default());
-            let of: Vec<Option<&str>> = envs.iter().map(|e| e.near_duplicate_of.as_deref()).collect();
-            assert_eq!(of, [Some("a"), None, None, Some("a")]);
-            assert_eq!(envs[0].split, envs[1].split);
-            assert_eq!(envs[0].split, envs[3].split);
-        }
+        let groups = groups(&candidates, 0.7);
+        assert_eq!(groups, [1, 1, 2, 1]);
+        let sides = splits(&candidates, &groups, &HashMap::new(), 0.1);
+        assert_eq!(sides[0], sides[1]);
+        assert_eq!(sides[0], sides[3]);
+    }
+
+    #[test]
+    fn an_assigned_split_never_changes_and_new_members_join_their_groups_side() {
+        let candidates = vec![
+            candidate("a", "p1", TWO_SUM),
+            candidate("b", "p2", TWO_SUM),
+            candidate("c", "p3", "something else entirely here"),
+        ];
+        let groups = groups(&candidates, 0.7);
+        let assigned = HashMap::from([("b".to_string(), Split::Validation), ("c".to_string(), Split::Train)]);
+        let sides = splits(&candidates, &groups, &assigned, 0.0);
+        assert_eq!(sides, [Split::Validation, Split::Validation, Split::Train], "a joins b's side although the share is 0");
     }
 
     #[test]
     fn the_split_sends_about_the_validation_share_of_groups_to_validation() {
-        let mut envs: Vec<EnvironmentRow> = (0..1000)
-            .map(|i| env(&format!("e{i:04}"), &format!("p{i}"), &format!("unique problem number {i} {}", i * 7919)))
+        let candidates: Vec<Candidate> = (0..1000)
+            .map(|i| candidate(&format!("e{i:04}"), &format!("p{i}"), &format!("unique problem number {i} {}", i * 7919)))
             .collect();
-        assign(&mut envs, NearDuplicateSettings::default());
-        let validation = envs.iter().filter(|e| e.split.as_deref() == Some("validation")).count();
+        let groups = groups(&candidates, 0.7);
+        let validation = splits(&candidates, &groups, &HashMap::new(), 0.1).iter().filter(|s| **s == Split::Validation).count();
         assert!((60..140).contains(&validation), "{validation}");
     }
 }

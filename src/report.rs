@@ -1,6 +1,6 @@
 //! Output policy and progress: what goes to stderr while work runs (bars, one-line summaries),
-//! never data. indicatif is used only here; stages report through `sandbox::JobReporter` and
-//! `llm::CallReporter`.
+//! never data. indicatif is used only here; stages report through `sandbox::JobReporter`,
+//! `llm::CallReporter` and `export::RowReporter`.
 
 use crate::env;
 use crate::sandbox::{JobOutcome, JobReporter};
@@ -57,6 +57,16 @@ impl JobReporter for JobProgress {
 impl crate::llm::CallReporter for JobProgress {
     fn on_call_done(&self) {
         self.bar.inc(1);
+    }
+}
+
+impl crate::export::RowReporter for JobProgress {
+    fn on_start(&self, rows: u64) {
+        self.bar.set_length(rows);
+    }
+
+    fn on_rows_written(&self, rows: u64) {
+        self.bar.inc(rows);
     }
 }
 

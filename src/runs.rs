@@ -2,9 +2,8 @@
 //! how many sandbox jobs, per-stage counts, when and for how long). Unlike every other table it
 //! records wall-clock facts, so it is the one table that differs between identical runs.
 
-use crate::dataset::{self, DatasetError, Table};
+use crate::dataset::{Dataset, DatasetError, Table};
 use serde::Serialize;
-use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Serialize)]
@@ -52,8 +51,8 @@ impl RunLog {
         self.llm_requests += requests;
     }
 
-    /// Appends the run to `data`'s `runs` table.
-    pub fn finish(self, data: &Path) -> Result<(), DatasetError> {
+    /// Appends the run to `data`'s `runs` table (in the shard its id falls in).
+    pub fn finish(self, data: &Dataset) -> Result<(), DatasetError> {
         let arguments: Vec<String> = std::env::args().skip(1).collect();
         let started_at = rfc3339(self.started_at);
         let row = RunRow {
@@ -67,7 +66,11 @@ impl RunLog {
             started_at,
             duration_ms: self.started.elapsed().as_millis() as i64,
         };
-        dataset::upsert_table(data, Table::Runs, vec![row]).map(|_| ())
+        // Processes working on other shards record their runs too: take the lease of the one this
+        // row falls in, so that no two writes of it race.
+        let shard = data.shard_of(&row.run_id);
+        let _lease = data.lease(shard, &|_| {})?;
+        data.upsert_shard(Table::Runs, shard, &[row]).map(|_| ())
     }
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `environments.status` of an environment not verified yet (imported, or synthesized and past
 /// the contract check).
-pub const ENV_PENDING: &str = "pending";
+pub const ENV_PENDING: &str = crate::reasons::Reason::Pending.as_str();
 
 /// `environments`: one environment candidate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,11 +20,11 @@ pub struct EnvironmentRow {
     pub tool_count: i32,
     pub tools: Vec<String>,
     pub tool_docs: String,
+    /// JSON array of tool schemas (`tools::schemas_json`), set by verification.
+    pub tool_schemas: Option<String>,
     pub status: String,
     pub status_detail: Option<String>,
     pub oracle_candidate: Option<i32>,
-    pub near_duplicate_of: Option<String>,
-    pub split: Option<String>,
     /// The version of the verifier that decided `status` (null while pending).
     pub verifier: Option<String>,
     /// Whether the environment's state survives a pickle round trip, so `codegym serve` can hold
@@ -48,11 +48,10 @@ impl EnvironmentRow {
             tool_count: 0,
             tools: Vec::new(),
             tool_docs: String::new(),
+            tool_schemas: None,
             status: ENV_PENDING.into(),
             status_detail: None,
             oracle_candidate: None,
-            near_duplicate_of: None,
-            split: None,
             verifier: None,
             servable: None,
             serve_detail: None,
@@ -190,4 +189,28 @@ pub struct LlmCallRow {
     pub latency_ms: Option<i64>,
     pub cached: bool,
     pub attempts: i32,
+}
+
+/// One side of the train/validation split (`splits.split`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Validation,
+}
+
+impl Split {
+    pub const ALL: [Split; 2] = [Split::Train, Split::Validation];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Validation => "validation",
+        }
+    }
+
+    /// The split a stored name stands for (`splits` holds only the two names).
+    pub fn of(name: &str) -> Split {
+        if name == Split::Validation.name() { Split::Validation } else { Split::Train }
+    }
 }

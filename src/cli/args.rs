@@ -10,6 +10,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Which shards a process handles, and how many a new dataset has.
+#[derive(Debug, Clone, Args)]
+pub struct ShardArgs {
+    /// Handle only the virtual shards whose number is i mod N (`--shard i/N`), to spread one build
+    /// over N processes (a Kubernetes Indexed Job, a Slurm job array); then run `codegym finalize`.
+    #[arg(long, value_name = "i/N")]
+    pub shard: Option<crate::dataset::ShardSelection>,
+    /// The number of virtual shards of a dataset created by this run (default 64); an existing
+    /// dataset keeps its own.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
+}
+
 /// Options every verb that runs work takes.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -32,11 +45,16 @@ pub enum Command {
     ImportCodegym(ImportArgs),
     /// (Re)run verification on what a dataset directory holds and update its tables.
     Verify(VerifyArgs),
+    /// The steps that need every shard (near-duplicate groups, the train/validation split), after
+    /// `--shard i/N` runs.
+    Finalize(FinalizeArgs),
     /// Run SQL over every table of a dataset directory.
     Sql(SqlArgs),
     /// Serve the verified environments to trainers: OpenEnv (WebSocket sessions, MCP) and the
     /// CodeGym release's REST API, every tool call in the sandbox.
     Serve(ServeArgs),
+    /// Write the kept configurations as training shards (codegym, verl or hf), with manifest.json.
+    Export(ExportArgs),
     /// Run Python programs in the sandbox.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -58,16 +76,19 @@ pub struct BuildArgs {
     pub corpus: Option<PathBuf>,
     /// Column layout of the corpus: kodcode, codegym or generic.
     #[arg(long)]
-    pub preset: Option<String>,
+    pub preset: Option<crate::corpus::Preset>,
     /// LLM backend: `openai` (OPENAI_BASE_URL, OPENAI_API_KEY) or `replay:DIR`.
     #[arg(long)]
-    pub llm: Option<String>,
-    /// Dataset directory to write (default: the configuration's, else `build`).
+    pub llm: Option<crate::llm::BackendSpec>,
+    /// Dataset to write: a directory or an `s3://`, `gs://`, `az://` URL (default: the
+    /// configuration's, else `build`).
     #[arg(long)]
-    pub data: Option<PathBuf>,
+    pub data: Option<String>,
     /// Time limit of one problem's preflight, in milliseconds.
     #[arg(long, default_value_t = 10000)]
     pub preflight_timeout_ms: u64,
+    #[command(flatten)]
+    pub shards: ShardArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -79,16 +100,16 @@ pub struct IngestArgs {
     pub corpus: PathBuf,
     /// Column layout: kodcode, codegym or generic.
     #[arg(long, default_value = "kodcode")]
-    pub preset: String,
+    pub preset: crate::corpus::Preset,
     /// Take a field from another column: FIELD=COLUMN (fields: source_id, question, solution,
     /// tests, entry_point, difficulty, subset, license). `tests` may be a list of assert lines
     /// (MBPP's `test_list`); `entry_point` is the function a `check(candidate)` test is called on
     /// (HumanEval's). Repeatable.
-    #[arg(long = "map", value_name = "FIELD=COLUMN")]
-    pub maps: Vec<String>,
-    /// Dataset directory to write.
+    #[arg(long = "map", value_name = "FIELD=COLUMN", value_parser = field_map)]
+    pub maps: Vec<(crate::corpus::Field, String)>,
+    /// Dataset to write: a directory or an `s3://`, `gs://`, `az://` URL.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: String,
     /// The `source` recorded for these problems (default: the file's stem).
     #[arg(long)]
     pub source: Option<String>,
@@ -101,6 +122,8 @@ pub struct IngestArgs {
     /// Time limit of one problem's preflight, in milliseconds.
     #[arg(long, default_value_t = 10000)]
     pub preflight_timeout_ms: u64,
+    #[command(flatten)]
+    pub shards: ShardArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -116,18 +139,20 @@ pub struct ImportArgs {
     /// The `source` recorded for these environments.
     #[arg(long, default_value = crate::import_codegym::SOURCE)]
     pub source: String,
-    /// Dataset directory to write.
+    /// Dataset to write: a directory or an `s3://`, `gs://`, `az://` URL.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: String,
+    #[command(flatten)]
+    pub shards: ShardArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Dataset directory to verify.
+    /// Dataset to verify: a directory or an `s3://`, `gs://`, `az://` URL.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: String,
     /// Time limit per reference-answer or oracle cell, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     pub cell_timeout_ms: u64,
@@ -150,17 +175,28 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub reference_scores: Option<PathBuf>,
     #[command(flatten)]
+    pub shards: ShardArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FinalizeArgs {
+    /// Dataset to finalize: a directory or an `s3://`, `gs://`, `az://` URL.
+    #[arg(long)]
+    pub data: String,
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct SqlArgs {
-    /// Dataset directory to query.
+    /// Dataset to query: a directory or an `s3://`, `gs://`, `az://` URL.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: String,
     /// Output format: table, csv or json (JSON Lines).
     #[arg(long, default_value = "table")]
-    pub format: String,
+    pub format: crate::query::OutputFormat,
     /// A file holding the SQL to run (e.g. queries/verification_summary.sql).
     #[arg(long, conflicts_with = "query")]
     pub file: Option<PathBuf>,
@@ -171,9 +207,9 @@ pub struct SqlArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Dataset directory whose verified environments to serve.
+    /// Dataset whose verified environments to serve: a directory or an `s3://`, `gs://`, `az://` URL.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: String,
     /// Address of the OpenEnv server (WS /ws, POST /mcp, GET /health /metadata /schema /openapi.json).
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub addr: std::net::SocketAddr,
@@ -207,13 +243,45 @@ pub struct ServeArgs {
     /// Serve every configuration of a verified environment, not only the kept ones.
     #[arg(long)]
     pub all_configs: bool,
-    /// Record every episode into the `episodes` table of this dataset directory.
+    /// Record every episode into the `episodes` table of this dataset (a directory or a URL).
     #[arg(long, value_name = "DIR")]
-    pub record: Option<PathBuf>,
+    pub record: Option<String>,
     /// Token every request must carry (`Authorization: Bearer TOKEN` or `?token=`); required to
     /// bind a non-loopback address.
     #[arg(long, env = crate::env::CODEGYM_SERVE_TOKEN, hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Dataset to read (verified, and finalized when built shard by shard): a directory or an
+    /// `s3://`, `gs://`, `az://` URL.
+    #[arg(long)]
+    pub data: String,
+    /// codegym (the CodeGym release's shape), verl, or hf (a Hugging Face dataset repository).
+    #[arg(long)]
+    pub format: crate::export::Format,
+    /// Directory to write; it appears whole, or not at all.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Which split to export: train, validation or all.
+    #[arg(long, default_value = "all")]
+    pub split: crate::export::SplitSelection,
+    /// The hard variant's curation (up to 512 oracle calls, reference-model pass rate <= 1/8),
+    /// with a tool-call cap of 512.
+    #[arg(long)]
+    pub hard: bool,
+    /// hf: the largest Parquet shard, in MB (fractions allowed).
+    #[arg(long, default_value_t = 500.0)]
+    pub max_shard_mb: f64,
+    /// Replace --out when it exists and is not empty.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// verl: the address of `codegym serve --codegym-addr` the tool module calls.
+    #[arg(long, default_value = crate::export::DEFAULT_SERVER_URL)]
+    pub server_url: String,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -268,6 +336,12 @@ pub enum BenchCommand {
     /// The OpenAI-compatible client against a local server that answers after a delay, vs. a
     /// Python thread-pool client: requests per second and the client's cost per request.
     Llm(BenchLlmArgs),
+    /// A first build and a rebuild with 1% new problems, and verification of 1k/5k/20k imported
+    /// environments: time, bytes written and peak memory, vs. the single-file layout.
+    Build(BenchBuildArgs),
+    /// Export of a generated dataset to hf and verl: rows per second and peak memory, vs. a
+    /// pyarrow + pandas script writing the same files.
+    Export(BenchExportArgs),
     /// `codegym serve` vs. the release's mechanism (a forked process per step): steps per second
     /// at saturation, step latency with pausing agents, memory of idle sessions.
     Serve(BenchServeArgs),
@@ -277,7 +351,7 @@ pub enum BenchCommand {
 pub struct BenchServeArgs {
     /// A built dataset whose kept configurations (with their oracle trajectories) are replayed.
     #[arg(long, default_value = "build")]
-    pub data: PathBuf,
+    pub data: String,
     /// Sessions replaying with no pause (saturation).
     #[arg(long, default_value_t = 256)]
     pub sessions: usize,
@@ -297,6 +371,36 @@ pub struct BenchServeArgs {
     #[arg(long, default_value_t = 10000)]
     pub idle_sessions: usize,
     /// The Python of the baseline.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchBuildArgs {
+    /// Problems in the generated corpus of the first build.
+    #[arg(long, default_value_t = 2000)]
+    pub problems: usize,
+    /// Imported environments to verify, one size after another.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,20000")]
+    pub verify: Vec<usize>,
+    /// The single-file layout is measured up to this many environments (it writes the square).
+    #[arg(long, default_value_t = 5000)]
+    pub single_file_up_to: usize,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchExportArgs {
+    /// Task configurations in the generated dataset.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub configs: usize,
+    /// Environments they belong to.
+    #[arg(long, default_value_t = 100_000)]
+    pub envs: usize,
+    /// The Python of the baseline (needs pyarrow and pandas; skipped without them).
     #[arg(long, default_value = "python3")]
     pub python: String,
     #[command(flatten)]
@@ -360,4 +464,10 @@ pub struct BenchStagesArgs {
     pub samples: PathBuf,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// `--map FIELD=COLUMN`.
+fn field_map(text: &str) -> Result<(crate::corpus::Field, String), String> {
+    let (field, column) = text.split_once('=').ok_or_else(|| format!("`{text}`: expected FIELD=COLUMN"))?;
+    Ok((field.parse()?, column.to_string()))
 }

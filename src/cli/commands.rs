@@ -4,13 +4,14 @@
 use super::args::*;
 use crate::config::BuildConfig;
 use crate::corpus::IngestSettings;
+use crate::dataset::{Dataset, ShardSelection};
 use crate::llm::{Backend, BackendSpec, Client, OpenAiBackend, Recorder, Recording, ReplayBackend};
 use crate::report::Printer;
 use crate::runs::RunLog;
 use crate::sandbox::{ExecMode, Job, Limits, Task};
 use crate::synthesis::{self, SynthesisSettings, Synthesizer};
 use crate::verify::{VerifySettings, VerifySummary};
-use crate::{corpus, env, import_codegym, query, runtime, verify};
+use crate::{corpus, env, export, import_codegym, query, runtime, verify};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::path::Path;
@@ -21,11 +22,19 @@ pub(super) fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => build(args),
         Command::Ingest(args) => ingest_command(args),
-        Command::ImportCodegym(args) => logged("import-codegym", &args.data, |log| {
-            import(&args.envs, &args.tasks, &args.data, &args.source, Printer::new(args.run.quiet), log)
-        }),
+        Command::ImportCodegym(args) => {
+            let (data, selection) = open(&args.data, &args.shards)?;
+            logged("import-codegym", &data, |log| {
+                import(&args.envs, &args.tasks, &data, selection, &args.source, Printer::new(args.run.quiet), log)
+            })
+        }
         Command::Verify(args) => verify_command(args),
+        Command::Finalize(args) => {
+            let data = Dataset::open_existing(&args.data)?;
+            logged("finalize", &data, |log| run_finalize(&data, Printer::new(args.run.quiet), log))
+        }
         Command::Sql(args) => sql(args),
+        Command::Export(args) => export_command(args),
         Command::Serve(args) => serve(args),
         Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run(args),
         Command::Runtime(RuntimeCommand::Fetch) => runtime_fetch(),
@@ -38,6 +47,18 @@ pub(super) fn run(cli: Cli) -> Result<()> {
             delay: Duration::from_millis(args.delay_ms),
             python: args.python,
         }),
+        Command::Bench(BenchCommand::Build(args)) => crate::bench::build_bench(&crate::bench::BuildBenchSettings {
+            problems: args.problems.max(100),
+            verify_sizes: args.verify.clone(),
+            single_file_up_to: args.single_file_up_to,
+            threads: threads(&args.run),
+        }),
+        Command::Bench(BenchCommand::Export(args)) => crate::bench::export(&crate::bench::ExportBenchSettings {
+            configs: args.configs.max(1),
+            envs: args.envs.clamp(1, args.configs.max(1)),
+            python: args.python.clone(),
+            threads: threads(&args.run),
+        }),
         Command::Bench(BenchCommand::Serve(args)) => crate::bench::serve(&args.into_settings()),
         Command::Bench(BenchCommand::Stages(args)) => {
             let threads = threads(&args.run);
@@ -46,8 +67,14 @@ pub(super) fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Runs a command that changes the dataset at `data` and records it in the `runs` table.
-fn logged(command: &str, data: &Path, run: impl FnOnce(&mut RunLog) -> Result<()>) -> Result<()> {
+/// The dataset `location` names (created with `--shards` if new) and this process's shards.
+fn open(location: &str, shards: &ShardArgs) -> Result<(Dataset, ShardSelection)> {
+    let data = Dataset::open(location, shards.shards)?;
+    Ok((data, shards.shard.unwrap_or_default()))
+}
+
+/// Runs a command that changes the dataset `data` and records it in the `runs` table.
+fn logged(command: &str, data: &Dataset, run: impl FnOnce(&mut RunLog) -> Result<()>) -> Result<()> {
     let mut log = RunLog::start(command);
     run(&mut log)?;
     log.finish(data).context("failed to record the run")?;
@@ -71,8 +98,9 @@ const SAMPLES_CONFIG: &str = "data-samples/codegym.toml";
 /// curation. Every stage resumes from what the dataset holds.
 fn build(args: BuildArgs) -> Result<()> {
     let config = build_config(&args)?;
-    let data = args.data.clone().or_else(|| config.data.clone()).unwrap_or_else(|| "build".into());
-    logged("build", &data.clone(), |log| build_steps(&args, &config, &data, log))
+    let location = args.data.clone().or_else(|| config.data.clone()).unwrap_or_else(|| "build".into());
+    let (data, selection) = open(&location, &args.shards)?;
+    logged("build", &data, |log| build_steps(&args, &config, &data, selection, log))
 }
 
 /// The configuration file (or the samples' one), with the command line's overrides.
@@ -88,8 +116,8 @@ fn build_config(args: &BuildArgs) -> Result<BuildConfig> {
     if let Some(corpus) = &args.corpus {
         config.corpus = Some(corpus.clone());
     }
-    if let Some(preset) = &args.preset {
-        config.preset = preset.clone();
+    if let Some(preset) = args.preset {
+        config.preset = preset;
     }
     if let Some(llm) = &args.llm {
         config.llm = llm.clone();
@@ -97,34 +125,45 @@ fn build_config(args: &BuildArgs) -> Result<BuildConfig> {
     Ok(config)
 }
 
-fn build_steps(args: &BuildArgs, config: &BuildConfig, data: &Path, log: &mut RunLog) -> Result<()> {
+fn build_steps(
+    args: &BuildArgs,
+    config: &BuildConfig,
+    data: &Dataset,
+    selection: ShardSelection,
+    log: &mut RunLog,
+) -> Result<()> {
     let printer = Printer::new(args.run.quiet);
     let threads = threads(&args.run);
     let corpus = config.corpus.clone().context("no corpus: pass --corpus PATH or set `corpus` in the configuration")?;
-    let settings = IngestSettings::new(corpus, config.preset.parse().map_err(anyhow::Error::msg)?);
+    let settings = IngestSettings::new(corpus, config.preset);
     let preflight = Limits { timeout: Duration::from_millis(args.preflight_timeout_ms), ..Limits::default() };
     // The backend first: a wrong endpoint or recording fails the build before any work.
     let backend = llm_backend(config)?;
-    run_ingest(&settings, data, Some(preflight), threads, printer, log)?;
-    run_synthesis(backend, config, data, threads, printer, log)?;
+    run_ingest(&settings, data, selection, Some(preflight), threads, printer, log)?;
+    run_synthesis(backend, config, data, selection, threads, printer, log)?;
     if environment_count(data) == 0 {
         printer.status("verify: no environments to verify (see `rejects`)");
     } else {
-        run_verify(data, &VerifySettings { threads, ..VerifySettings::default() }, printer, log)?;
+        run_verify(data, &VerifySettings { threads, ..VerifySettings::default() }, selection, printer, log)?;
+    }
+    if selection.is_all() {
+        run_finalize(data, printer, log)?;
+    } else {
+        printer.status(format!("shard {selection} done; once every shard is, run: codegym finalize --data {}", data.location()));
     }
     printer.status(format!(
         "dataset written to {} (query it: codegym sql --data {} --file queries/verification_summary.sql)",
-        data.display(),
-        data.display()
+        data.location(),
+        data.location()
     ));
     Ok(())
 }
 
 /// The backend `config.llm` names.
 fn llm_backend(config: &BuildConfig) -> Result<Arc<dyn Backend>> {
-    Ok(match config.llm.parse::<BackendSpec>().map_err(anyhow::Error::msg)? {
+    Ok(match &config.llm {
         BackendSpec::OpenAi => Arc::new(OpenAiBackend::new(config.openai().map_err(anyhow::Error::msg)?)?),
-        BackendSpec::Replay(dir) => Arc::new(ReplayBackend::open(dir)?),
+        BackendSpec::Replay(dir) => Arc::new(ReplayBackend::open(dir.clone())?),
     })
 }
 
@@ -133,14 +172,14 @@ fn llm_backend(config: &BuildConfig) -> Result<Arc<dyn Backend>> {
 fn run_synthesis(
     backend: Arc<dyn Backend>,
     config: &BuildConfig,
-    data: &Path,
+    data: &Dataset,
+    selection: ShardSelection,
     threads: usize,
     printer: Printer,
     log: &mut RunLog,
 ) -> Result<()> {
-    let recordings = data.join("llm");
-    let recorder = if backend.live() { Some(Recorder::open(&recordings)?) } else { None };
-    let client = Client::new(backend, Recording::load(&recordings)?, recorder);
+    let recorder = backend.live().then(|| Recorder::open(data));
+    let client = Client::new(backend, Recording::load_dataset(data)?, recorder);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.clamp(1, 4))
         .enable_all()
@@ -156,7 +195,7 @@ fn run_synthesis(
     };
     let started = Instant::now();
     let synthesizer = Synthesizer { sandbox: &sandbox, client: &client, runtime: &runtime, settings: &settings, printer };
-    let summary = synthesizer.run(data).with_context(|| format!("synthesis failed on {}", data.display()))?;
+    let summary = synthesizer.run(data, selection).with_context(|| format!("synthesis failed on {}", data.location()))?;
     let live = client.live_requests();
     log.llm_requests(live + summary.recorded_calls as u64);
     log.stage(
@@ -184,30 +223,30 @@ fn run_synthesis(
 }
 
 fn ingest_command(args: IngestArgs) -> Result<()> {
+    let (data, selection) = open(&args.data, &args.shards)?;
     let printer = Printer::new(args.run.quiet);
-    let mut settings = IngestSettings::new(args.corpus.clone(), args.preset.parse().map_err(anyhow::Error::msg)?);
-    for map in &args.maps {
-        let (field, column) = map.split_once('=').with_context(|| format!("--map {map}: expected FIELD=COLUMN"))?;
-        settings.maps.push((field.parse().map_err(anyhow::Error::msg)?, column.to_string()));
-    }
+    let mut settings = IngestSettings::new(args.corpus.clone(), args.preset);
+    settings.maps = args.maps.clone();
     settings.source = args.source.clone();
     settings.license = args.license.clone();
     let limits = Limits { timeout: Duration::from_millis(args.preflight_timeout_ms), ..Limits::default() };
-    logged("ingest", &args.data, |log| {
-        run_ingest(&settings, &args.data, (!args.no_preflight).then_some(limits), threads(&args.run), printer, log)
+    logged("ingest", &data, |log| {
+        run_ingest(&settings, &data, selection, (!args.no_preflight).then_some(limits), threads(&args.run), printer, log)
     })
 }
 
 fn run_ingest(
     settings: &IngestSettings,
-    data: &Path,
+    data: &Dataset,
+    selection: ShardSelection,
     preflight: Option<Limits>,
     threads: usize,
     printer: Printer,
     log: &mut RunLog,
 ) -> Result<()> {
     let started = Instant::now();
-    let summary = corpus::ingest(settings, data).with_context(|| format!("failed to ingest {}", settings.corpus.display()))?;
+    let summary =
+        corpus::ingest(settings, data, selection).with_context(|| format!("failed to ingest {}", settings.corpus.display()))?;
     let rejects: Vec<String> = summary.rejects.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
     printer.status(format!(
         "ingest: {} rows -> {} problems, {} rejects{} ({:.1} s){}",
@@ -227,7 +266,7 @@ fn run_ingest(
     let sandbox = sandbox()?;
     let started = Instant::now();
     let progress = printer.progress("preflight", summary.problems as usize);
-    let result = corpus::preflight(&sandbox, data, limits, threads, Some(&progress)).context("preflight failed")?;
+    let result = corpus::preflight(&sandbox, data, selection, limits, threads, Some(&progress)).context("preflight failed")?;
     drop(progress);
     log.stage("preflight", serde_json::json!({ "verdicts": result.verdicts, "seconds": started.elapsed().as_secs_f64() }));
     let verdicts: Vec<String> = result.verdicts.iter().map(|(v, n)| format!("{n} {v}")).collect();
@@ -239,8 +278,16 @@ fn run_ingest(
     Ok(())
 }
 
-fn import(envs: &Path, tasks: &Path, data: &Path, source: &str, printer: Printer, log: &mut RunLog) -> Result<()> {
-    let summary = import_codegym::import(envs, tasks, data, source)
+fn import(
+    envs: &Path,
+    tasks: &Path,
+    data: &Dataset,
+    selection: ShardSelection,
+    source: &str,
+    printer: Printer,
+    log: &mut RunLog,
+) -> Result<()> {
+    let summary = import_codegym::import(envs, tasks, data, source, selection)
         .with_context(|| format!("failed to import {} and {}", envs.display(), tasks.display()))?;
     printer.status(format!(
         "import: {} environment rows + {} task rows -> {} environments, {} task configs, {} rejects",
@@ -260,15 +307,42 @@ fn verify_command(args: VerifyArgs) -> Result<()> {
     let settings = VerifySettings { cell, mode, threads: threads(&args.run), all: args.all, ..VerifySettings::default() };
     let settings = VerifySettings { reference_scores: args.reference_scores.clone(), ..settings };
     let settings = if args.hard { settings.hard() } else { settings };
-    logged("verify", &args.data, |log| run_verify(&args.data, &settings, Printer::new(args.run.quiet), log).map(|_| ()))
+    let data = Dataset::open_existing(&args.data)?;
+    let selection = args.shards.shard.unwrap_or_default();
+    logged("verify", &data, |log| {
+        run_verify(&data, &settings, selection, Printer::new(args.run.quiet), log)?;
+        if selection.is_all() { run_finalize(&data, Printer::new(args.run.quiet), log) } else { Ok(()) }
+    })
 }
 
-fn run_verify(data: &Path, settings: &VerifySettings, printer: Printer, log: &mut RunLog) -> Result<VerifySummary> {
+fn run_finalize(data: &Dataset, printer: Printer, log: &mut RunLog) -> Result<()> {
+    let started = Instant::now();
+    let summary = crate::finalize::finalize(data, Default::default())?;
+    printer.status(format!(
+        "finalize: {} environments, {} in {} groups of near-duplicates, {} in validation ({} shards written, {:.1} s)",
+        summary.environments,
+        summary.near_duplicates,
+        summary.groups,
+        summary.validation,
+        summary.shards_written,
+        started.elapsed().as_secs_f64()
+    ));
+    log.stage("finalize", serde_json::json!({ "environments": summary.environments, "near_duplicates": summary.near_duplicates, "groups": summary.groups, "validation": summary.validation, "shards_written": summary.shards_written }));
+    Ok(())
+}
+
+fn run_verify(
+    data: &Dataset,
+    settings: &VerifySettings,
+    selection: ShardSelection,
+    printer: Printer,
+    log: &mut RunLog,
+) -> Result<VerifySummary> {
     let sandbox = sandbox()?;
     let started = Instant::now();
     let progress = printer.progress("verify", environment_count(data));
-    let summary = verify::verify(&sandbox, data, settings, Some(&progress))
-        .with_context(|| format!("failed to verify {}", data.display()))?;
+    let summary = verify::verify(&sandbox, data, settings, selection, Some(&progress))
+        .with_context(|| format!("failed to verify {}", data.location()))?;
     drop(progress);
     printer.status(format!(
         "verify: {}/{} environments verified ({} verified by this run), {}/{} task configs kept, {}/{} oracle cells passed ({} sandbox steps, {:.1} s, {} threads)",
@@ -283,13 +357,61 @@ fn run_verify(data: &Path, settings: &VerifySettings, printer: Printer, log: &mu
 }
 
 /// The progress bar's total: verification runs one job per environment.
-fn environment_count(data: &Path) -> usize {
-    use crate::dataset::{Table, read_batches};
-    read_batches(data, Table::Environments).map_or(0, |b| b.iter().map(|b| b.num_rows()).sum())
+fn environment_count(data: &Dataset) -> usize {
+    data.read_batches(crate::dataset::Table::Environments).map_or(0, |b| b.iter().map(|b| b.num_rows()).sum())
+}
+
+fn export_command(args: ExportArgs) -> Result<()> {
+    let settings = export_settings(&args);
+    let printer = Printer::new(args.run.quiet);
+    let progress = printer.progress("export", 0);
+    let summary = export::export(&settings, Some(&progress)).map_err(with_hint)?;
+    drop(progress);
+    writeln!(std::io::stdout(), "{}", export_summary_line(&summary))?;
+    Ok(())
+}
+
+fn export_settings(args: &ExportArgs) -> export::ExportSettings {
+    export::ExportSettings {
+        data: args.data.clone(),
+        out: args.out.clone(),
+        format: args.format,
+        splits: args.split,
+        hard: args.hard,
+        max_shard_bytes: (args.max_shard_mb.max(0.001) * 1e6) as u64,
+        overwrite: args.overwrite,
+        threads: threads(&args.run),
+        server_url: args.server_url.clone(),
+    }
+}
+
+/// An export error as one line, with its hint on the next.
+fn with_hint(error: export::ExportError) -> anyhow::Error {
+    match error.hint() {
+        Some(hint) => anyhow::anyhow!("{error}\n  hint: {hint}"),
+        None => anyhow::Error::new(error),
+    }
+}
+
+/// `export: hf, 412 rows (train 380, validation 32), 9 files, 3.1 MB -> out`.
+fn export_summary_line(summary: &export::ExportSummary) -> String {
+    let splits: Vec<String> = summary.rows.iter().map(|(split, n)| format!("{} {n}", split.name())).collect();
+    let rows = if summary.total_rows() == 0 {
+        "0 rows: nothing was kept after verification, so the export is empty (its manifest says 0 rows)".to_string()
+    } else {
+        format!("{} rows ({})", summary.total_rows(), splits.join(", "))
+    };
+    format!(
+        "export: {}, {rows}, {} files, {:.1} MB -> {}",
+        summary.format,
+        summary.files,
+        summary.bytes as f64 / 1e6,
+        summary.out.display()
+    )
 }
 
 fn sql(args: SqlArgs) -> Result<()> {
-    let format: query::OutputFormat = args.format.parse()?;
+    let format = args.format;
     let text = match (&args.file, &args.query) {
         (Some(file), _) => std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?,
         (None, Some(query)) => query.clone(),
@@ -297,9 +419,10 @@ fn sql(args: SqlArgs) -> Result<()> {
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the query runtime")?;
+    let data = Dataset::open_existing(&args.data)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    runtime.block_on(query::run_sql(&args.data, &text, format, &mut out))?;
+    runtime.block_on(query::run_sql(&data, &text, format, &mut out))?;
     out.flush()?;
     Ok(())
 }

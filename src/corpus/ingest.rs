@@ -8,16 +8,18 @@
 
 mod columns;
 mod read;
+mod spill;
 
 pub use columns::{Field, Preset};
 
-use crate::dataset::{self, DatasetError, StreamWriter, Table};
+use crate::dataset::{Dataset, DatasetError, Order, SHARD_COLUMN, ShardSelection, Table};
 use crate::ids::content_id;
 use crate::tables::RejectRow;
 use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
 use read::CorpusReader;
+use spill::Spill;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 const STAGE: &str = "ingest";
@@ -117,9 +119,12 @@ pub enum IngestError {
 pub struct IngestSummary {
     pub rows_in: u64,
     pub problems: u64,
-    /// Problems already in the dataset from other sources or earlier runs, kept as they were.
+    /// Problems already in the shards this ingest wrote (from other sources or earlier runs), kept
+    /// as they were.
     pub kept_from_before: u64,
     pub rejects: BTreeMap<String, u64>,
+    /// Shards whose files this ingest replaced (the others had nothing new).
+    pub shards_written: u64,
 }
 
 /// What kind of tests a problem carries (preflight runs each kind its own way).
@@ -229,97 +234,168 @@ impl ProblemBatch {
     fn finish(&mut self) -> RecordBatch {
         let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
         self.rows = 0;
-        RecordBatch::try_new(Table::Problems.schema(), arrays).expect("problem columns match the schema")
+        let schema = Table::Problems.schema();
+        let fields: Vec<_> = schema.fields().iter().filter(|f| f.name() != SHARD_COLUMN).cloned().collect();
+        let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone()));
+        RecordBatch::try_new(schema, arrays).expect("problem columns match the schema")
     }
 }
 
-/// Ingests the corpus into the dataset at `data`.
-pub fn ingest(settings: &IngestSettings, data: &Path) -> Result<IngestSummary, IngestError> {
+/// Ingests the corpus into the dataset `data`: the rows of the shards `selection` names. Rows
+/// stream by (memory holds a batch per shard, not the corpus); each shard with new rows or rejects
+/// is then merged with what it holds (problems of other corpora and earlier ingests are kept, and
+/// so are their preflight results), one shard at a time under its lease. Shards with nothing new
+/// are not touched.
+pub fn ingest(settings: &IngestSettings, data: &Dataset, selection: ShardSelection) -> Result<IngestSummary, IngestError> {
     let path = settings.corpus.display().to_string();
     let mapping = settings.mapping();
     let mut reader = CorpusReader::open(&settings.corpus, &mapping)?;
     let stem = settings.corpus.file_stem().and_then(|s| s.to_str()).unwrap_or("corpus").to_string();
     let base_source = settings.source.clone().unwrap_or(stem);
-    let earlier = earlier_preflight(data)?;
-    let mut writer = StreamWriter::create(data, Table::Problems)?;
     let mut summary = IngestSummary::default();
-    let mut rejects: Vec<RejectRow> = Vec::new();
+    let mut rejects: BTreeMap<u32, Vec<RejectRow>> = BTreeMap::new();
     let mut questions = Questions::default();
-    let mut written_ids: HashSet<u128> = HashSet::new();
-    let mut out = ProblemBatch::new();
+    let mut spill = Spill::new()?;
     let mut row: u64 = 0;
     while let Some(mut batch) = reader.next_batch(&path)? {
         for i in 0..batch.rows {
             let value = |field: Field| batch.columns.get(&field).filter(|c| !c.is_null(i)).map(|c| c.value(i));
             row += 1;
-            summary.rows_in += 1;
             let source_id = value(Field::SourceId).map(str::to_string);
             // The first thing wrong with the row: unreadable, then invalid, then a repeated question.
             let invalid = batch.unreadable.remove(&i).or_else(|| validate(&value, &mapping, settings.max_field_bytes));
-            let rejected = invalid.or_else(|| {
-                questions.repeated(value(Field::Question).expect("validated"), row, source_id.as_deref().expect("validated"))
-            });
-            if let Some((reason, detail)) = rejected {
-                rejects.push(RejectRow {
-                    stage: STAGE.into(),
-                    entity_id: content_id("corpus-row", &[&path, &row.to_string(), source_id.as_deref().unwrap_or("")]),
-                    source_id,
-                    reason: reason.as_str().into(),
-                    detail: Some(format!("{path}: row {row}: {detail}")),
-                });
+            // A repeated question belongs to the shard of the question it repeats.
+            let question_shard = || data.shard_of(&dataset_key(value(Field::Question).expect("validated")));
+            let rejected = match invalid {
+                Some(invalid) => Some((invalid, None)),
+                None => questions
+                    .repeated(value(Field::Question).expect("validated"), row, source_id.as_deref().expect("validated"))
+                    .map(|repeat| (repeat, Some(question_shard()))),
+            };
+            if let Some(((reason, detail), shard)) = rejected {
+                let entity_id = content_id("corpus-row", &[&path, &row.to_string(), source_id.as_deref().unwrap_or("")]);
+                let shard = shard.unwrap_or_else(|| data.shard_of(&entity_id));
+                if selection.includes(shard) {
+                    summary.rows_in += 1;
+                    *summary.rejects.entry(reason.as_str().to_string()).or_default() += 1;
+                    let detail = Some(format!("{path}: row {row}: {detail}"));
+                    rejects.entry(shard).or_default().push(RejectRow {
+                        stage: STAGE.into(),
+                        entity_id,
+                        source_id,
+                        reason: reason.as_str().into(),
+                        detail,
+                    });
+                }
                 continue;
             }
+            let shard = question_shard();
+            if !selection.includes(shard) {
+                continue;
+            }
+            summary.rows_in += 1;
             let (question, solution) = (value(Field::Question).expect("validated"), value(Field::Solution).expect("validated"));
-            let source_id = source_id.as_deref().expect("validated");
             let tests = value(Field::Tests).filter(|t| !t.trim().is_empty());
             let entry_point = value(Field::EntryPoint).map(str::trim).filter(|name| !name.is_empty());
-            let problem_id = problem_id(question, solution, tests, entry_point);
-            written_ids.insert(id_number(&problem_id));
             let source = match value(Field::Subset) {
                 Some(subset) => format!("{base_source}/{subset}"),
                 None => base_source.clone(),
             };
-            let license = value(Field::License).or(settings.license.as_deref());
-            // A problem preflighted by an earlier run keeps its result: same id, same content.
-            let (preflight, preflight_detail) = match earlier.get(&id_number(&problem_id)) {
-                Some((verdict, detail)) => (verdict.as_str(), detail.as_deref()),
-                None => (PREFLIGHT_PENDING, None),
-            };
-            out.push([
-                Some(&problem_id),
+            spill.batch(shard).push([
+                Some(&problem_id(question, solution, tests, entry_point)),
                 Some(&source),
-                Some(source_id),
+                source_id.as_deref(),
                 Some(question),
                 Some(solution),
                 tests,
                 Some(test_kind(tests)),
                 entry_point,
-                license,
+                value(Field::License).or(settings.license.as_deref()),
                 value(Field::Difficulty),
-                Some(preflight),
-                preflight_detail,
+                Some(PREFLIGHT_PENDING),
+                None,
             ]);
             summary.problems += 1;
-            if out.rows >= dataset::writer::ROW_GROUP_ROWS {
-                writer.write(&out.finish())?;
-            }
+            spill.flush(shard, false)?;
         }
-    }
-    if out.rows > 0 {
-        writer.write(&out.finish())?;
-    }
-    summary.kept_from_before = carry_over(data, &mut writer, &written_ids)?;
-    writer.finish()?;
-    for reject in &rejects {
-        *summary.rejects.entry(reject.reason.clone()).or_default() += 1;
     }
     assert_eq!(
         summary.rows_in,
-        summary.problems + rejects.len() as u64,
+        summary.problems + summary.rejects.values().sum::<u64>(),
         "every input row is a problem or a reject; this is a bug in codegym"
     );
-    dataset::upsert_table(data, Table::Rejects, rejects)?;
+    let shards: std::collections::BTreeSet<u32> = spill.shards().into_iter().chain(rejects.keys().copied()).collect();
+    let shards: Vec<u32> = shards.into_iter().collect();
+    data.each_leased(&shards, STAGE, |shard| -> Result<(), IngestError> {
+        summary.kept_from_before += merge_shard(data, shard, spill.take(shard)?)?;
+        data.upsert_shard(Table::Rejects, shard, &rejects.remove(&shard).unwrap_or_default())?;
+        summary.shards_written += 1;
+        Ok(())
+    })?;
     Ok(summary)
+}
+
+/// The dataset's root key of a question (see `dataset::layout::question_key`).
+fn dataset_key(question: &str) -> String {
+    crate::dataset::layout::question_key(question)
+}
+
+/// Writes `shard`'s problems: the new ones in corpus order (keeping the preflight results of
+/// problems the shard already held with the same id), then the ones it held that this ingest did
+/// not bring again. Returns how many of those it kept.
+fn merge_shard(data: &Dataset, shard: u32, new: Vec<RecordBatch>) -> Result<u64, IngestError> {
+    let held = data.read_shard_batches(Table::Problems, shard)?;
+    if new.is_empty() {
+        return Ok(0);
+    }
+    let earlier = earlier_preflight(&held);
+    let mut written: HashSet<u128> = HashSet::new();
+    let mut batches = Vec::with_capacity(new.len() + held.len());
+    for batch in new {
+        let ids = text_column(&batch, "problem_id");
+        written.extend(ids.iter().flatten().map(id_number));
+        batches.push(with_earlier_preflight(&batch, &ids, &earlier)?);
+    }
+    let mut kept = 0;
+    for batch in held {
+        let ids = text_column(&batch, "problem_id");
+        let keep: arrow::array::BooleanArray =
+            ids.iter().map(|id| Some(id.is_none_or(|id| !written.contains(&id_number(id))))).collect();
+        let carried = arrow::compute::filter_record_batch(&batch, &keep).map_err(|e| DatasetError::arrow("problems", e))?;
+        kept += carried.num_rows() as u64;
+        batches.push(carried);
+    }
+    data.write_shard_batches(Table::Problems, shard, &batches, Order::AsGiven)?;
+    Ok(kept)
+}
+
+fn text_column(batch: &RecordBatch, name: &str) -> StringArray {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+        .unwrap_or_else(|| StringArray::new_null(batch.num_rows()))
+}
+
+/// A problem preflighted by an earlier run keeps its result: same id, same content.
+fn with_earlier_preflight(
+    batch: &RecordBatch,
+    ids: &StringArray,
+    earlier: &HashMap<u128, (String, Option<String>)>,
+) -> Result<RecordBatch, IngestError> {
+    if earlier.is_empty() {
+        return Ok(batch.clone());
+    }
+    let found: Vec<Option<&(String, Option<String>)>> =
+        ids.iter().map(|id| id.and_then(|id| earlier.get(&id_number(id)))).collect();
+    let verdicts: StringArray = found.iter().map(|f| Some(f.map_or(PREFLIGHT_PENDING, |(v, _)| v.as_str()))).collect();
+    let details: StringArray = found.iter().map(|f| f.and_then(|(_, d)| d.as_deref())).collect();
+    let schema = batch.schema();
+    let mut columns = batch.columns().to_vec();
+    for (name, column) in [("preflight", verdicts), ("preflight_detail", details)] {
+        let index = schema.index_of(name).map_err(|e| DatasetError::arrow("problems", e))?;
+        columns[index] = Arc::new(column);
+    }
+    Ok(RecordBatch::try_new(schema, columns).map_err(|e| DatasetError::arrow("problems", e))?)
 }
 
 /// The reason and detail of a row that cannot become a problem.
@@ -356,45 +432,20 @@ fn id_number(id: &str) -> u128 {
     u128::from_str_radix(id, 16).unwrap_or(0)
 }
 
-/// Preflight results already in the dataset, by problem id.
-fn earlier_preflight(data: &Path) -> Result<HashMap<u128, (String, Option<String>)>, IngestError> {
+/// Preflight results a shard already holds, by problem id.
+fn earlier_preflight(held: &[RecordBatch]) -> HashMap<u128, (String, Option<String>)> {
     let mut earlier = HashMap::new();
-    for file in dataset::reader::table_files(data, Table::Problems)? {
-        for batch in dataset::reader::read_file_batches(&file)? {
-            let column = |name| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
-            let (Some(ids), Some(verdicts), Some(details)) =
-                (column("problem_id"), column("preflight"), column("preflight_detail"))
-            else {
-                continue;
-            };
-            for i in 0..batch.num_rows() {
-                if !ids.is_null(i) && !verdicts.is_null(i) && verdicts.value(i) != PREFLIGHT_PENDING {
-                    let detail = (!details.is_null(i)).then(|| details.value(i).to_string());
-                    earlier.insert(id_number(ids.value(i)), (verdicts.value(i).to_string(), detail));
-                }
+    for batch in held {
+        let (ids, verdicts, details) =
+            (text_column(batch, "problem_id"), text_column(batch, "preflight"), text_column(batch, "preflight_detail"));
+        for i in 0..batch.num_rows() {
+            if !ids.is_null(i) && !verdicts.is_null(i) && verdicts.value(i) != PREFLIGHT_PENDING {
+                let detail = (!details.is_null(i)).then(|| details.value(i).to_string());
+                earlier.insert(id_number(ids.value(i)), (verdicts.value(i).to_string(), detail));
             }
         }
     }
-    Ok(earlier)
-}
-
-/// Appends the problems already in the dataset that this ingest did not rewrite.
-fn carry_over(data: &Path, writer: &mut StreamWriter, written: &HashSet<u128>) -> Result<u64, IngestError> {
-    let mut kept = 0;
-    for file in dataset::reader::table_files(data, Table::Problems)? {
-        for batch in dataset::reader::read_file_batches(&file)? {
-            let ids = batch.column_by_name("problem_id").and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
-            let Some(ids) = ids else { continue };
-            let keep: arrow::array::BooleanArray =
-                ids.iter().map(|id| Some(id.is_none_or(|id| !written.contains(&id_number(id))))).collect();
-            let filtered = arrow::compute::filter_record_batch(&batch, &keep).map_err(|e| DatasetError::arrow("problems", e))?;
-            kept += filtered.num_rows() as u64;
-            if filtered.num_rows() > 0 {
-                writer.write(&filtered)?;
-            }
-        }
-    }
-    Ok(kept)
+    earlier
 }
 
 #[cfg(test)]
@@ -442,7 +493,8 @@ mod tests {
 
     #[test]
     fn problem_batches_have_the_schemas_columns_in_order() {
-        let schema: Vec<&str> = Table::Problems.columns().iter().map(|c| c.name.as_str()).collect();
+        let schema: Vec<&str> =
+            Table::Problems.columns().iter().map(|c| c.name.as_str()).filter(|c| *c != SHARD_COLUMN).collect();
         assert_eq!(schema, PROBLEM_COLUMNS);
     }
 

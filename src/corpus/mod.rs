@@ -5,5 +5,5 @@
 pub mod ingest;
 pub mod preflight;
 
-pub use ingest::{Field, IngestError, IngestSettings, IngestSummary, Preset, ingest};
+pub use ingest::{Field, IngestError, IngestSettings, IngestSummary, PREFLIGHT_PENDING, Preset, ingest};
 pub use preflight::{PreflightSummary, preflight};

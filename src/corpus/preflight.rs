@@ -5,12 +5,11 @@
 //! Only problems still `pending` run, so a nightly build re-checks only what changed. Runs in
 //! parallel in job-loop workers; the problem's modules never enter the interpreter's module table.
 
-use crate::dataset::{self, DatasetError, Table};
+use crate::dataset::{Dataset, DatasetError, ShardSelection, Table};
 use crate::sandbox::{ExecMode, Job, JobReporter, Limits, Sandbox, SandboxError, Verdict};
 use crate::tables::ProblemRow;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use super::ingest::PREFLIGHT_PENDING;
 
@@ -52,27 +51,34 @@ fn verdict(outcome: &crate::sandbox::JobOutcome) -> (String, Option<String>) {
     }
 }
 
-/// Preflights every `pending` problem of the dataset at `data` and rewrites `problems`.
+/// Preflights every `pending` problem of the shards `selection` names, shard by shard, and
+/// rewrites the shards that had any.
 pub fn preflight(
     sandbox: &Sandbox,
-    data: &Path,
+    data: &Dataset,
+    selection: ShardSelection,
     limits: Limits,
     threads: usize,
     reporter: Option<&dyn JobReporter>,
 ) -> Result<PreflightSummary, PreflightError> {
-    let mut problems: Vec<ProblemRow> = dataset::read_table(data, Table::Problems)?;
-    let pending: Vec<usize> = (0..problems.len()).filter(|&i| problems[i].preflight == PREFLIGHT_PENDING).collect();
-    let jobs = pending.iter().map(|&i| job(&problems[i], limits)).collect();
-    let outcomes = sandbox.run_jobs(jobs, ExecMode::default(), threads, reporter)?;
     let mut summary = PreflightSummary::default();
-    for (&i, outcome) in pending.iter().zip(&outcomes) {
-        let (verdict, detail) = verdict(outcome);
-        *summary.verdicts.entry(verdict.clone()).or_default() += 1;
-        problems[i].preflight = verdict;
-        problems[i].preflight_detail = detail;
-    }
-    if !pending.is_empty() {
-        dataset::write_table_in_order(data, Table::Problems, &problems)?;
-    }
+    let shards: Vec<u32> = data.shards_with(Table::Problems)?.into_iter().filter(|&s| selection.includes(s)).collect();
+    data.each_leased(&shards, "preflight", |shard| -> Result<(), PreflightError> {
+        let mut problems: Vec<ProblemRow> = data.read_shard(Table::Problems, shard)?;
+        let pending: Vec<usize> = (0..problems.len()).filter(|&i| problems[i].preflight == PREFLIGHT_PENDING).collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let jobs = pending.iter().map(|&i| job(&problems[i], limits)).collect();
+        let outcomes = sandbox.run_jobs(jobs, ExecMode::default(), threads, reporter)?;
+        for (&i, outcome) in pending.iter().zip(&outcomes) {
+            let (verdict, detail) = verdict(outcome);
+            *summary.verdicts.entry(verdict.clone()).or_default() += 1;
+            problems[i].preflight = verdict;
+            problems[i].preflight_detail = detail;
+        }
+        data.write_shard_in_order(Table::Problems, shard, &problems)?;
+        Ok(())
+    })?;
     Ok(summary)
 }

@@ -43,6 +43,31 @@ pub enum DatasetError {
         /// What is wrong.
         detail: String,
     },
+    /// `--data` does not name a usable location (an unknown URL scheme, a bad shard count).
+    #[error("cannot use `{location}` as a dataset: {detail}")]
+    Location {
+        /// The location as given.
+        location: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Nothing is stored at the location.
+    #[error(
+        "no dataset at `{location}`\n  hint: run `codegym build`, `codegym ingest` or `codegym import-codegym` to create one"
+    )]
+    NoDataset {
+        /// The location as given.
+        location: String,
+    },
+    /// An object store refused or failed an operation.
+    #[error("object store error on `{}`: {source}", path.display())]
+    Remote {
+        /// The object's URL.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: Box<object_store::Error>,
+    },
     /// Parquet rows could not be converted to the requested row type.
     #[error("cannot decode rows of `{}`: {detail}", path.display())]
     Decode {

@@ -1,34 +1,42 @@
-//! The on-disk dataset: one folder of Parquet files per table under a data directory.
+//! The dataset: a folder or an object-store prefix holding one folder of Parquet files per table.
 //!
-//! This module owns the layout `DIR/<table>/part-00000.parquet`, the table catalogue ([`Table`]), the
-//! column types (read from `schemas/<table>.json`, the single source of truth, by [`schema`]), and the
-//! two directions of conversion between serde row structs and Parquet ([`write_table`],
-//! [`read_table`]). It knows nothing about SQL (that is `query`) or about what the pipeline stages
-//! put in the rows; stages hand it `#[derive(Serialize)]` structs whose field names are the
-//! column names.
+//! This module owns the sharded layout (`DIR/<table>/part-NNNN.parquet`, one file per virtual
+//! shard, and `manifest.json`; see [`layout`]), where the files live ([`store`]: a local folder
+//! or `s3://`, `gs://`, `az://`), leases on shards for concurrent writers ([`lease`]), the table
+//! catalogue ([`Table`]), the column types (read from `schemas/<table>.json`, the single source of
+//! truth, by [`schema`]), and the two directions of conversion between serde row structs and
+//! Parquet ([`writer`], [`reader`]). It knows nothing about SQL (that is `query`) or about what the
+//! pipeline stages put in the rows, beyond which column roots a row when migrating old datasets
+//! ([`migrate`]); stages hand it `#[derive(Serialize)]` structs whose field names are the column
+//! names, one shard at a time.
 //!
-//! Layout and guarantees:
-//! - each table is one file, `part-00000.parquet`, replaced whole by every write; the write goes to
-//!   a dotted `.tmp` file first and is renamed into place, so a crash leaves the old or the new file,
-//!   never a torn one. Splitting a table into several `part-NNNNN` shards is future work; readers
-//!   already read every `*.parquet` file of a table folder, so they will not need to change.
-//! - rows are deduplicated by the table's key (first occurrence wins) and sorted by it, and the
-//!   Parquet writer is configured without timestamps, so the same rows give byte-identical files.
-//! - the schema version ([`SCHEMA_VERSION`]) is stored in the Parquet key-value metadata under
-//!   [`SCHEMA_VERSION_KEY`].
+//! Guarantees:
+//! - a shard's file is replaced whole (a rename locally, a single PUT remotely), so a crash
+//!   leaves the old or the new file, never a torn one;
+//! - rows are deduplicated by the table's key (first occurrence wins) and sorted by it (except
+//!   where their order means something), and the Parquet writer is configured without
+//!   timestamps, so the same rows give byte-identical files;
+//! - the schema version ([`SCHEMA_VERSION`]) is stored in every file's key-value metadata under
+//!   [`SCHEMA_VERSION_KEY`], and in the manifest.
 
 mod error;
+pub mod layout;
+pub mod lease;
+mod migrate;
 pub mod reader;
 pub mod schema;
+mod store;
 pub mod writer;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use error::DatasetError;
-pub use reader::{read_batches, read_parquet_rows, read_rows_file, read_table};
+pub use layout::{DEFAULT_SHARDS, Dataset, Manifest, ShardSelection, shard_of};
+pub use reader::{TableScan, read_file_batches, read_parquet_rows, read_rows_file};
 pub use schema::{ColumnSpec, ColumnType, SCHEMA_VERSION, SCHEMA_VERSION_KEY, TableSpec};
-pub use writer::{StreamWriter, WriteSummary, upsert_table, write_batches, write_table, write_table_in_order};
+pub use store::{bytes_written, local_path};
+pub use writer::{Order, SHARD_COLUMN, WriteSummary, rows_to_batch};
 
 /// A table of the dataset. Its [`name`](Table::name) is both the folder name under the data
 /// directory and the SQL table name.
@@ -52,13 +60,17 @@ pub enum Table {
     Rejects,
     /// One row per run of the engine (`runs`).
     Runs,
+    /// One row per environment with near-duplicates across problems (`near_duplicates`).
+    NearDuplicates,
+    /// One row per environment: its side of the train/validation split (`splits`).
+    Splits,
     /// One row per step of an episode `codegym serve --record` served (`episodes`).
     Episodes,
 }
 
 impl Table {
     /// Every table, in pipeline order.
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 12] = [
         Table::Problems,
         Table::LlmCalls,
         Table::Environments,
@@ -68,6 +80,8 @@ impl Table {
         Table::ToolCallStats,
         Table::Rejects,
         Table::Runs,
+        Table::NearDuplicates,
+        Table::Splits,
         Table::Episodes,
     ];
 
@@ -83,13 +97,10 @@ impl Table {
             Table::ToolCallStats => "tool_call_stats",
             Table::Rejects => "rejects",
             Table::Runs => "runs",
+            Table::NearDuplicates => "near_duplicates",
+            Table::Splits => "splits",
             Table::Episodes => "episodes",
         }
-    }
-
-    /// The table's folder under the data directory `dir`.
-    pub fn dir(self, dir: &std::path::Path) -> std::path::PathBuf {
-        dir.join(self.name())
     }
 }
 

@@ -1,84 +1,124 @@
 //! Reading tables and arbitrary Parquet files back into Arrow batches or serde rows.
 //!
-//! Owns the read side of the layout: which files of a table folder count (every `*.parquet` whose
-//! name does not start with a dot, so a writer's leftover `.part-*.parquet.tmp` is never read), in
-//! which order (by file name), and the conversion of Arrow batches to serde rows. Rows go through
-//! the Arrow JSON writer and then serde, so nested struct, list and map columns deserialize into
-//! nested serde structs, `Vec`s, maps or `serde_json::Value`. It does not write (see `writer`)
-//! and knows nothing about SQL.
+//! Owns the decoding side of the layout: a table file's bytes to batches with exactly the
+//! table's schema (columns matched by name and cast, missing nullable columns filled with nulls,
+//! unknown columns dropped), and batches to serde rows. Rows go through the Arrow JSON writer and
+//! then serde, so nested struct, list and map columns deserialize into nested serde structs,
+//! `Vec`s, maps or `serde_json::Value`; or, for tables too large to hold, a [`TableScan`] streams
+//! chosen columns batch by batch. Which files make a table is `layout`'s business; it does not
+//! write (see `writer`) and knows nothing about SQL.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use arrow::json::LineDelimitedWriter;
 use arrow::json::writer::WriterBuilder;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use bytes::Bytes;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use serde::de::DeserializeOwned;
 
-use super::schema::conform;
+use super::schema::{conform, conform_to};
+use super::store::Store;
 use super::{DatasetError, Table};
 
 /// Rows per Arrow batch when reading.
 const READ_BATCH_ROWS: usize = 8192;
 
-/// The Parquet files of `table` under the data directory `dir`, sorted by name; empty when the
-/// table folder does not exist. Dotfiles and files not ending in `.parquet` are skipped.
-pub fn table_files(dir: &Path, table: Table) -> Result<Vec<PathBuf>, DatasetError> {
-    let table_dir = table.dir(dir);
-    let entries = match fs::read_dir(&table_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(DatasetError::io(&table_dir, e)),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| DatasetError::io(&table_dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with('.') || !name.ends_with(".parquet") {
-            continue;
-        }
-        let path = entry.path();
-        if path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
+/// The batches of a table file (`bytes`, read from `path`), conformed to `table`'s schema.
+pub(crate) fn conformed_batches(table: Table, bytes: Bytes, path: &Path) -> Result<Vec<RecordBatch>, DatasetError> {
+    raw_batches(bytes, path)?
+        .iter()
+        .map(|batch| {
+            conform(table, batch, true).map_err(|e| DatasetError::schema(table.name(), format!("`{}`: {e}", path.display())))
+        })
+        .collect()
 }
 
-/// Reads every Parquet file of `table` as batches with exactly the table's schema (columns
-/// matched by name and cast, missing nullable columns filled with nulls, unknown columns
-/// dropped). A missing table folder gives no batches.
-pub fn read_batches(dir: &Path, table: Table) -> Result<Vec<RecordBatch>, DatasetError> {
+/// The batches of a Parquet file's `bytes` (read from `path`), as stored.
+pub(crate) fn raw_batches(bytes: Bytes, path: &Path) -> Result<Vec<RecordBatch>, DatasetError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| DatasetError::parquet(path, e))?
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .map_err(|e| DatasetError::parquet(path, e))?;
+    reader.map(|batch| batch.map_err(|e| DatasetError::parquet(path, e.into()))).collect()
+}
+
+/// The rows of `batches` (read from `path`) as `R`.
+pub(crate) fn rows<R: DeserializeOwned>(path: &Path, batches: &[RecordBatch]) -> Result<Vec<R>, DatasetError> {
     let mut out = Vec::new();
-    for path in table_files(dir, table)? {
-        for batch in read_file_batches(&path)? {
-            let batch = conform(table, &batch, true)
-                .map_err(|e| DatasetError::schema(table.name(), format!("`{}`: {e}", path.display())))?;
-            out.push(batch);
-        }
-    }
+    batches_to_rows(path, batches, &mut out)?;
     Ok(out)
 }
 
-/// Reads every row of `table` into `R`, whose field names are column names (fields may be a
-/// subset of the columns; nullable columns map to `Option`). A missing table folder gives an
-/// empty `Vec`. Rows come in file order, which is key order for files this crate wrote.
-pub fn read_table<R: DeserializeOwned>(dir: &Path, table: Table) -> Result<Vec<R>, DatasetError> {
-    let mut rows = Vec::new();
-    for path in table_files(dir, table)? {
-        let batches = read_file_batches(&path)?;
-        let batches = batches
-            .iter()
-            .map(|b| {
-                conform(table, b, true).map_err(|e| DatasetError::schema(table.name(), format!("`{}`: {e}", path.display())))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        batches_to_rows(&path, &batches, &mut rows)?;
+/// The batches of a table holding only some of its columns (in the order asked for, with the
+/// table's types; a nullable column a file lacks reads as nulls), file by file in shard order;
+/// made by `Dataset::scan`. Only the named columns are decoded and one shard file is held at a
+/// time, so a scan's memory is bounded by a shard and a batch, not by the table.
+pub struct TableScan {
+    table: Table,
+    schema: arrow::datatypes::SchemaRef,
+    batch_rows: usize,
+    store: Store,
+    parts: std::vec::IntoIter<String>,
+    current: Option<(PathBuf, ParquetRecordBatchReader)>,
+}
+
+impl TableScan {
+    /// A scan of `columns` of `table` over the files `parts` (relative to `store`).
+    pub(crate) fn new(
+        table: Table,
+        columns: &[&str],
+        batch_rows: usize,
+        store: Store,
+        parts: Vec<String>,
+    ) -> Result<TableScan, DatasetError> {
+        let schema = table.projected_schema(columns).map_err(|e| DatasetError::schema(table.name(), e))?;
+        Ok(TableScan { table, schema, batch_rows: batch_rows.max(1), store, parts: parts.into_iter(), current: None })
     }
-    Ok(rows)
+
+    /// Opens the file `relative`, decoding only the scanned columns it has; `None` when it went
+    /// away since the listing.
+    fn open(&self, relative: &str) -> Result<Option<(PathBuf, ParquetRecordBatchReader)>, DatasetError> {
+        let path = self.store.describe(relative);
+        let Some(bytes) = self.store.get(relative)? else { return Ok(None) };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| DatasetError::parquet(&path, e))?;
+        let roots: Vec<usize> = self.schema.fields().iter().filter_map(|f| builder.schema().index_of(f.name()).ok()).collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(self.batch_rows)
+            .build()
+            .map_err(|e| DatasetError::parquet(&path, e))?;
+        Ok(Some((path, reader)))
+    }
+}
+
+impl Iterator for TableScan {
+    type Item = Result<RecordBatch, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((path, reader)) = &mut self.current {
+                match reader.next() {
+                    Some(Ok(batch)) => {
+                        let conformed = conform_to(self.table, self.schema.clone(), &batch, true)
+                            .map_err(|e| DatasetError::schema(self.table.name(), format!("`{}`: {e}", path.display())));
+                        return Some(conformed);
+                    }
+                    Some(Err(e)) => return Some(Err(DatasetError::parquet(path.clone(), e.into()))),
+                    None => self.current = None,
+                }
+            }
+            let relative = self.parts.next()?;
+            match self.open(&relative) {
+                Ok(opened) => self.current = opened,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
 }
 
 /// Reads any Parquet file into rows of `R`: columns become fields by name, struct columns become
@@ -152,7 +192,7 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     use super::*;
-    use crate::dataset::write_table;
+    use crate::dataset::Dataset;
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     struct Stat {
@@ -166,26 +206,56 @@ mod tests {
         Stat { config_id: config.into(), env_id: "e".into(), tool: tool.into(), calls }
     }
 
-    #[test]
-    fn missing_table_reads_empty() {
-        let dir = tempfile::tempdir().unwrap();
-        let rows: Vec<Stat> = read_table(dir.path(), Table::ToolCallStats).unwrap();
-        assert!(rows.is_empty());
-        assert!(read_batches(dir.path(), Table::ToolCallStats).unwrap().is_empty());
+    fn dataset(dir: &tempfile::TempDir) -> Dataset {
+        Dataset::open(dir.path().to_str().unwrap(), Some(2)).unwrap()
     }
 
     #[test]
-    fn leftover_tmp_and_dotfiles_are_ignored() {
+    fn missing_table_reads_empty_and_leftovers_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
+        let data = dataset(&dir);
+        assert!(data.read_table::<Stat>(Table::ToolCallStats).unwrap().is_empty());
         let rows = vec![stat("c1", "add", 2), stat("c1", "done", 1)];
-        let summary = write_table(dir.path(), Table::ToolCallStats, &rows).unwrap();
+        let summary = data.write_shard(Table::ToolCallStats, 1, &rows).unwrap();
         let table_dir = summary.path.parent().unwrap();
         // A crash mid-write leaves a half-written temporary file behind.
-        fs::write(table_dir.join(".part-00000.parquet.tmp"), b"PAR1 torn").unwrap();
-        fs::write(table_dir.join(".hidden.parquet"), b"not parquet").unwrap();
-        fs::write(table_dir.join("notes.txt"), b"hello").unwrap();
-        let back: Vec<Stat> = read_table(dir.path(), Table::ToolCallStats).unwrap();
-        assert_eq!(back, rows);
+        std::fs::write(table_dir.join(".part-0000.parquet.7.tmp"), b"PAR1 torn").unwrap();
+        std::fs::write(table_dir.join("notes.txt"), b"hello").unwrap();
+        assert_eq!(data.read_table::<Stat>(Table::ToolCallStats).unwrap(), rows);
+    }
+
+    #[test]
+    fn scans_stream_projected_batches_across_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dataset(&dir);
+        let rows: Vec<Stat> = (0..25).map(|i| stat(&format!("c{i:02}"), "t", i)).collect();
+        data.write_shard(Table::ToolCallStats, 0, &rows).unwrap();
+        data.write_shard(Table::ToolCallStats, 1, &rows).unwrap();
+        let batches: Vec<RecordBatch> =
+            data.scan(Table::ToolCallStats, &["tool", "config_id"], 10).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).collect::<Vec<_>>(), [10, 10, 5, 10, 10, 5]);
+        let names: Vec<&str> = batches[0].schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["tool", "config_id"], "the columns asked for, in that order");
+        let err = data.scan(Table::ToolCallStats, &["nope"], 10).err().unwrap().to_string();
+        assert!(err.contains("`nope`"), "{err}");
+    }
+
+    #[test]
+    fn scans_fill_missing_nullable_columns_with_nulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dataset(&dir);
+        // An environments file from before `tool_schemas` existed.
+        let schema = Arc::new(Schema::new(vec![Field::new("env_id", DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec!["e1"])) as ArrayRef]).unwrap();
+        let table_dir = dir.path().join(Table::Environments.name());
+        std::fs::create_dir_all(&table_dir).unwrap();
+        let mut writer = ArrowWriter::try_new(File::create(table_dir.join("part-0000.parquet")).unwrap(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let batches: Vec<RecordBatch> =
+            data.scan(Table::Environments, &["env_id", "tool_schemas"], 8).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(batches[0].num_rows(), 1);
+        assert_eq!(batches[0].column(1).null_count(), 1);
     }
 
     #[test]
@@ -195,32 +265,28 @@ mod tests {
             tool: String,
         }
         let dir = tempfile::tempdir().unwrap();
-        write_table(dir.path(), Table::ToolCallStats, &[stat("c", "x", 1)]).unwrap();
-        let back: Vec<ToolOnly> = read_table(dir.path(), Table::ToolCallStats).unwrap();
+        let data = dataset(&dir);
+        data.write_shard(Table::ToolCallStats, 0, &[stat("c", "x", 1)]).unwrap();
+        let back: Vec<ToolOnly> = data.read_shard(Table::ToolCallStats, 0).unwrap();
         assert_eq!(back[0].tool, "x");
     }
 
     #[test]
-    fn corrupt_file_error_names_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let table_dir = Table::Runs.dir(dir.path());
-        fs::create_dir_all(&table_dir).unwrap();
-        fs::write(table_dir.join("part-00000.parquet"), b"garbage").unwrap();
-        let err = read_batches(dir.path(), Table::Runs).unwrap_err().to_string();
-        assert!(err.contains("part-00000.parquet"), "{err}");
-    }
-
-    #[test]
-    fn decode_error_names_file_and_row() {
+    fn corrupt_files_and_undecodable_rows_name_the_file() {
         #[derive(Debug, Deserialize)]
         #[allow(dead_code)]
         struct Wrong {
             calls: String,
         }
         let dir = tempfile::tempdir().unwrap();
-        write_table(dir.path(), Table::ToolCallStats, &[stat("c", "x", 1)]).unwrap();
-        let err = read_table::<Wrong>(dir.path(), Table::ToolCallStats).unwrap_err().to_string();
-        assert!(err.contains("part-00000.parquet") && err.contains("row 0"), "{err}");
+        let data = dataset(&dir);
+        data.write_shard(Table::ToolCallStats, 0, &[stat("c", "x", 1)]).unwrap();
+        let err = data.read_shard::<Wrong>(Table::ToolCallStats, 0).unwrap_err().to_string();
+        assert!(err.contains("part-0000.parquet") && err.contains("row 0"), "{err}");
+        std::fs::create_dir_all(dir.path().join("runs")).unwrap();
+        std::fs::write(dir.path().join("runs/part-0001.parquet"), b"garbage").unwrap();
+        let err = data.read_batches(Table::Runs).unwrap_err().to_string();
+        assert!(err.contains("part-0001.parquet"), "{err}");
     }
 
     /// A file shaped like a released CodeGym table: a struct column, a list column, nulls.

@@ -22,7 +22,7 @@ use super::Table;
 /// The version of the table schemas, written into every Parquet file's key-value metadata (and
 /// the Arrow schema metadata) under [`SCHEMA_VERSION_KEY`]. Bump it when a column changes type or
 /// meaning.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 /// The metadata key under which [`SCHEMA_VERSION`] is stored.
 pub const SCHEMA_VERSION_KEY: &str = "codegym.schema_version";
@@ -145,6 +145,8 @@ fn schema_source(table: Table) -> &'static str {
         Table::ToolCallStats => include_str!("../../schemas/tool_call_stats.json"),
         Table::Rejects => include_str!("../../schemas/rejects.json"),
         Table::Runs => include_str!("../../schemas/runs.json"),
+        Table::NearDuplicates => include_str!("../../schemas/near_duplicates.json"),
+        Table::Splits => include_str!("../../schemas/splits.json"),
         Table::Episodes => include_str!("../../schemas/episodes.json"),
     }
 }
@@ -201,6 +203,17 @@ impl Table {
         &self.spec().columns
     }
 
+    /// The table's schema restricted to `columns`, in the order given; an unknown name is an
+    /// error naming it.
+    pub fn projected_schema(self, columns: &[&str]) -> Result<SchemaRef, String> {
+        let schema = self.schema();
+        let indices = columns
+            .iter()
+            .map(|name| schema.index_of(name).map_err(|_| format!("table `{self}` has no column `{name}`")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Arc::new(schema.project(&indices).map_err(|e| e.to_string())?))
+    }
+
     /// The one-line doc of column `name`, or `None` if the table has no such column.
     pub fn column_doc(self, name: &str) -> Option<&'static str> {
         self.columns().iter().find(|c| c.name == name).map(|c| c.doc.as_str())
@@ -213,7 +226,11 @@ impl Table {
 /// unless `allow_extra` (readers tolerate files from newer versions; writers do not silently drop
 /// data). The error text names the column; callers add the table and file.
 pub(crate) fn conform(table: Table, batch: &RecordBatch, allow_extra: bool) -> Result<RecordBatch, String> {
-    let schema = table.schema();
+    conform_to(table, table.schema(), batch, allow_extra)
+}
+
+/// [`conform`] to `schema`, some of `table`'s columns (see [`Table::projected_schema`]).
+pub(crate) fn conform_to(table: Table, schema: SchemaRef, batch: &RecordBatch, allow_extra: bool) -> Result<RecordBatch, String> {
     if batch.schema().fields() == schema.fields() {
         return RecordBatch::try_new(schema, batch.columns().to_vec()).map_err(|e| e.to_string());
     }

@@ -1,23 +1,19 @@
-//! Writing tables: serde rows -> one Arrow batch -> dedup by key -> sort by key -> one Parquet file.
+//! Encoding a shard's rows: serde rows -> Arrow batches -> the `shard` column stamped -> dedup by
+//! key -> sort by key -> one Parquet file's bytes.
 //!
-//! Owns the write side of the layout described in the `dataset` module doc: the file name
-//! (`part-00000.parquet`), the temporary-file-then-rename protocol, and the Parquet writer
-//! settings that make output reproducible (zstd, row groups of at most [`ROW_GROUP_ROWS`] rows,
-//! no timestamps, rows in key order). A write REPLACES the table; [`upsert_table`] is the
-//! read-merge-write helper for callers that add to a table.
-//!
-//! One writer per table at a time: two processes writing the same table race on the temporary
-//! file. The pipeline runs one process per data directory, so this is not locked.
+//! Owns the Parquet writer settings that make output reproducible (zstd, row groups of at most
+//! [`ROW_GROUP_ROWS`] rows, no timestamps, no dictionaries, rows in key order unless the caller's
+//! order means something) and the schema checks on the way in. Where the bytes go (a rename
+//! locally, one PUT remotely) is `store`'s job; which shard they belong to, the caller's.
 
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, UInt32Array};
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
-use arrow::datatypes::Schema;
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::json::ReaderBuilder;
 use arrow::row::{RowConverter, SortField};
+use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -25,10 +21,10 @@ use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
 use super::schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, conform};
-use super::{DatasetError, Table, reader};
+use super::{DatasetError, Table};
 
-/// The only file of a table for now (sharding into several parts is future work).
-pub const PART_FILE: &str = "part-00000.parquet";
+/// The column every table carries: the virtual shard of the row.
+pub const SHARD_COLUMN: &str = "shard";
 
 /// Maximum rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 8192;
@@ -38,8 +34,8 @@ pub const ROW_GROUP_ROWS: usize = 8192;
 pub struct WriteSummary {
     /// The table written.
     pub table: Table,
-    /// The Parquet file that now holds the table.
-    pub path: PathBuf,
+    /// The file that now holds the shard (a path, or the URL of an object).
+    pub path: std::path::PathBuf,
     /// Rows in the file.
     pub rows: usize,
     /// Input rows dropped because an earlier row had the same key.
@@ -48,7 +44,24 @@ pub struct WriteSummary {
     pub bytes: u64,
 }
 
-/// Converts serde rows to one Arrow batch with `table`'s schema.
+/// The order of the rows in a written file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Deduplicated by the table's key (first occurrence wins) and sorted by it.
+    Key,
+    /// As given, for a table whose row order means something (`problems` keeps its corpus order).
+    AsGiven,
+}
+
+/// A shard's file, encoded.
+pub(crate) struct Encoded {
+    pub(crate) bytes: Bytes,
+    pub(crate) rows: usize,
+    pub(crate) duplicates: usize,
+}
+
+/// Converts serde rows to one Arrow batch with `table`'s columns (the `shard` column aside: the
+/// writer stamps it).
 ///
 /// Row field names must be column names: a field the schema does not know, a value of the wrong
 /// type, or a missing (or `None`) value for a non-nullable column is an error naming the table.
@@ -58,7 +71,12 @@ pub fn rows_to_batch<R: Serialize>(table: Table, rows: &[R]) -> Result<RecordBat
     // error names the column ("not nullable but holds 1 null(s)") more plainly than the decoder.
     let schema = table.schema();
     let relaxed = Arc::new(Schema::new_with_metadata(
-        schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+        schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != SHARD_COLUMN)
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
         schema.metadata().clone(),
     ));
     let mut decoder = ReaderBuilder::new(relaxed.clone())
@@ -69,65 +87,48 @@ pub fn rows_to_batch<R: Serialize>(table: Table, rows: &[R]) -> Result<RecordBat
     decoder.serialize(rows).map_err(|e| DatasetError::arrow(table.name(), e))?;
     let batch =
         decoder.flush().map_err(|e| DatasetError::arrow(table.name(), e))?.unwrap_or_else(|| RecordBatch::new_empty(relaxed));
-    conform(table, &batch, false)
+    conform(table, &with_shard(&batch, 0)?, false)
         .map_err(|e| DatasetError::schema(table.name(), format!("{e} (a row has no value, or None, for it)")))
 }
 
-/// Replaces `table` under the data directory `dir` with `rows` (deduplicated by key, first
-/// occurrence wins, and sorted by key). An empty `rows` writes an empty table, which SQL can
-/// still query.
-pub fn write_table<R: Serialize>(dir: &Path, table: Table, rows: &[R]) -> Result<WriteSummary, DatasetError> {
-    let batch = rows_to_batch(table, rows)?;
-    write_batches(dir, table, &[batch])
+/// `batch` with its `shard` column set to `shard` (added when it has none).
+fn with_shard(batch: &RecordBatch, shard: u32) -> Result<RecordBatch, DatasetError> {
+    let column: ArrayRef = Arc::new(Int32Array::from(vec![shard as i32; batch.num_rows()]));
+    let schema = batch.schema();
+    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+    let mut columns = batch.columns().to_vec();
+    match schema.index_of(SHARD_COLUMN) {
+        Ok(index) => columns[index] = column,
+        Err(_) => {
+            fields.push(Arc::new(Field::new(SHARD_COLUMN, DataType::Int32, false)));
+            columns.push(column);
+        }
+    }
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    RecordBatch::try_new(schema, columns).map_err(|e| DatasetError::arrow("(shard column)", e))
 }
 
-/// Replaces `table` with `rows` in the order given, unsorted: for a table whose row order
-/// means something (`problems` keeps its corpus order).
-pub fn write_table_in_order<R: Serialize>(dir: &Path, table: Table, rows: &[R]) -> Result<WriteSummary, DatasetError> {
-    let mut writer = StreamWriter::create(dir, table)?;
-    writer.write(&rows_to_batch(table, rows)?)?;
-    writer.finish()
-}
-
-/// Merges `rows` into `table`: a new row replaces the stored row with the same key, other stored
-/// rows are kept, and the union is written as by [`write_table`]. Stored rows are merged as Arrow
-/// columns, so columns the row type does not carry survive.
-pub fn upsert_table<R: Serialize>(dir: &Path, table: Table, rows: Vec<R>) -> Result<WriteSummary, DatasetError> {
-    let mut batches = vec![rows_to_batch(table, &rows)?];
-    drop(rows);
-    batches.extend(reader::read_batches(dir, table)?);
-    write_batches(dir, table, &batches)
-}
-
-/// Replaces `table` with the rows of `batches`, as [`write_table`] does. Batch columns are matched
-/// to the table's columns by name and cast where the type differs; an unknown column or a null in
-/// a non-nullable column is an error.
-pub fn write_batches(dir: &Path, table: Table, batches: &[RecordBatch]) -> Result<WriteSummary, DatasetError> {
+/// Encodes `batches` as `table`'s file for `shard`. Batch columns are matched to the table's by
+/// name and cast where the type differs; an unknown column or a null in a non-nullable column is
+/// an error.
+pub(crate) fn encode(table: Table, shard: u32, batches: &[RecordBatch], order: Order) -> Result<Encoded, DatasetError> {
     let schema = table.schema();
     let conformed = batches
         .iter()
-        .map(|b| conform(table, b, false).map_err(|e| DatasetError::schema(table.name(), e)))
+        .map(|b| with_shard(b, shard).and_then(|b| conform(table, &b, false).map_err(|e| DatasetError::schema(table.name(), e))))
         .collect::<Result<Vec<_>, _>>()?;
     let all = concat_batches(&schema, &conformed).map_err(|e| DatasetError::arrow(table.name(), e))?;
     let input_rows = all.num_rows();
-    let sorted = dedup_and_sort(table, &all)?;
-
-    let table_dir = table.dir(dir);
-    fs::create_dir_all(&table_dir).map_err(|e| DatasetError::io(&table_dir, e))?;
-    let path = table_dir.join(PART_FILE);
-    let tmp = table_dir.join(format!(".{PART_FILE}.tmp"));
-    let result = write_parquet(&tmp, &sorted).and_then(|()| fs::rename(&tmp, &path).map_err(|e| DatasetError::io(&path, e)));
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    // Make the rename durable; directories cannot be opened for sync on every platform, and the
-    // file itself is already synced, so a failure here is not worth failing the write.
-    if let Ok(d) = File::open(&table_dir) {
-        let _ = d.sync_all();
-    }
-    let bytes = fs::metadata(&path).map_err(|e| DatasetError::io(&path, e))?.len();
-    Ok(WriteSummary { table, path, rows: sorted.num_rows(), duplicates: input_rows - sorted.num_rows(), bytes })
+    let rows = match order {
+        Order::Key => dedup_and_sort(table, &all)?,
+        Order::AsGiven => all,
+    };
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, rows.schema(), Some(writer_properties()))
+        .map_err(|e| DatasetError::parquet(table.name(), e))?;
+    writer.write(&rows).map_err(|e| DatasetError::parquet(table.name(), e))?;
+    writer.close().map_err(|e| DatasetError::parquet(table.name(), e))?;
+    Ok(Encoded { bytes: bytes.into(), rows: rows.num_rows(), duplicates: input_rows - rows.num_rows() })
 }
 
 /// Sorts `batch` by `table`'s key and keeps the first input row of each key.
@@ -166,75 +167,10 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Writes `batch` to `path` (created or truncated) and syncs it.
-fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), DatasetError> {
-    let file = File::create(path).map_err(|e| DatasetError::io(path, e))?;
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(writer_properties())).map_err(|e| DatasetError::parquet(path, e))?;
-    writer.write(batch).map_err(|e| DatasetError::parquet(path, e))?;
-    let file = writer.into_inner().map_err(|e| DatasetError::parquet(path, e))?;
-    file.sync_all().map_err(|e| DatasetError::io(path, e))
-}
-
-/// Streams batches into a table's file for writers whose rows do not fit in memory (ingest of a
-/// large corpus). Rows keep the order they are written in (no sort, no dedup: the caller
-/// deduplicates as it streams). The file appears under its final name only on [`finish`]; a
-/// writer dropped unfinished leaves the table as it was.
-///
-/// [`finish`]: StreamWriter::finish
-pub struct StreamWriter {
-    table: Table,
-    tmp: PathBuf,
-    path: PathBuf,
-    writer: Option<ArrowWriter<File>>,
-    rows: usize,
-}
-
-impl StreamWriter {
-    /// Starts replacing `table` under `dir`.
-    pub fn create(dir: &Path, table: Table) -> Result<StreamWriter, DatasetError> {
-        let table_dir = table.dir(dir);
-        fs::create_dir_all(&table_dir).map_err(|e| DatasetError::io(&table_dir, e))?;
-        let path = table_dir.join(PART_FILE);
-        let tmp = table_dir.join(format!(".{PART_FILE}.stream.tmp"));
-        let file = File::create(&tmp).map_err(|e| DatasetError::io(&tmp, e))?;
-        let writer =
-            ArrowWriter::try_new(file, table.schema(), Some(writer_properties())).map_err(|e| DatasetError::parquet(&tmp, e))?;
-        Ok(StreamWriter { table, tmp, path, writer: Some(writer), rows: 0 })
-    }
-
-    /// Appends a batch (columns matched to the table's by name, as in [`write_batches`]).
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), DatasetError> {
-        let conformed = conform(self.table, batch, false).map_err(|e| DatasetError::schema(self.table.name(), e))?;
-        let writer = self.writer.as_mut().expect("writer is open until finish");
-        writer.write(&conformed).map_err(|e| DatasetError::parquet(&self.tmp, e))?;
-        self.rows += conformed.num_rows();
-        Ok(())
-    }
-
-    /// Closes the file, syncs it and renames it into place, replacing the table.
-    pub fn finish(mut self) -> Result<WriteSummary, DatasetError> {
-        let writer = self.writer.take().expect("finish runs once");
-        let file = writer.into_inner().map_err(|e| DatasetError::parquet(&self.tmp, e))?;
-        file.sync_all().map_err(|e| DatasetError::io(&self.tmp, e))?;
-        fs::rename(&self.tmp, &self.path).map_err(|e| DatasetError::io(&self.path, e))?;
-        let bytes = fs::metadata(&self.path).map_err(|e| DatasetError::io(&self.path, e))?.len();
-        Ok(WriteSummary { table: self.table, path: self.path.clone(), rows: self.rows, duplicates: 0, bytes })
-    }
-}
-
-impl Drop for StreamWriter {
-    fn drop(&mut self) {
-        if self.writer.is_some() {
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::{read_batches, read_table};
+    use crate::dataset::Dataset;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use serde::Deserialize;
 
@@ -258,129 +194,84 @@ mod tests {
     }
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    struct Env {
+    struct Stat {
+        config_id: String,
         env_id: String,
-        problem_id: Option<String>,
-        source: String,
-        source_id: String,
-        env_name: String,
-        task_text: Option<String>,
-        env_code: String,
-        tool_count: i32,
-        tools: Vec<String>,
-        tool_docs: String,
-        status: String,
-        status_detail: Option<String>,
-        oracle_candidate: Option<i32>,
+        tool: String,
+        calls: i32,
     }
 
-    fn env(id: &str, tools: &[&str]) -> Env {
-        Env {
-            env_id: id.into(),
-            problem_id: Some(format!("p-{id}")),
-            source: "synth".into(),
-            source_id: format!("s-{id}"),
-            env_name: "Adder".into(),
-            task_text: None,
-            env_code: "class Adder: pass".into(),
-            tool_count: tools.len() as i32,
-            tools: tools.iter().map(|t| t.to_string()).collect(),
-            tool_docs: "add(a, b)".into(),
-            status: "verified".into(),
-            status_detail: None,
-            oracle_candidate: Some(0),
-        }
+    fn dataset(dir: &tempfile::TempDir) -> Dataset {
+        Dataset::open(dir.path().join("d").to_str().unwrap(), Some(4)).unwrap()
+    }
+
+    fn file(summary: &WriteSummary) -> std::fs::File {
+        std::fs::File::open(&summary.path).unwrap()
     }
 
     #[test]
-    fn round_trip_with_lists_and_nulls() {
+    fn round_trip_sorted_by_key_with_the_shard_stamped() {
         let dir = tempfile::tempdir().unwrap();
-        let rows = vec![env("b", &["add", "done"]), env("a", &[])];
-        let summary = write_table(dir.path(), Table::Environments, &rows).unwrap();
-        assert_eq!(summary.rows, 2);
-        assert_eq!(summary.duplicates, 0);
-        assert_eq!(summary.path, dir.path().join("environments").join(PART_FILE));
-        let back: Vec<Env> = read_table(dir.path(), Table::Environments).unwrap();
-        // Sorted by key.
+        let data = dataset(&dir);
+        let rows = vec![reject("verify", "b", "r", None), reject("verify", "a", "r", Some("x"))];
+        let summary = data.write_shard(Table::Rejects, 3, &rows).unwrap();
+        assert_eq!((summary.rows, summary.duplicates), (2, 0));
+        assert!(summary.path.ends_with("rejects/part-0003.parquet"), "{:?}", summary.path);
+        let back: Vec<Reject> = data.read_shard(Table::Rejects, 3).unwrap();
         assert_eq!(back, vec![rows[1].clone(), rows[0].clone()]);
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file(&summary)).unwrap();
+        assert_eq!(builder.schema().as_ref(), Table::Rejects.schema().as_ref(), "the file's schema is the table's");
+        let batch = builder.build().unwrap().next().unwrap().unwrap();
+        let shard = batch.column_by_name(SHARD_COLUMN).unwrap().as_any().downcast_ref::<Int32Array>().unwrap().clone();
+        assert_eq!(shard.values().to_vec(), vec![3, 3]);
+        let kv = ParquetRecordBatchReaderBuilder::try_new(file(&summary))
+            .unwrap()
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .cloned();
+        assert!(kv.unwrap().iter().any(|kv| kv.key == SCHEMA_VERSION_KEY && kv.value.as_deref() == Some(SCHEMA_VERSION)));
     }
 
     #[test]
     fn same_rows_any_order_give_identical_bytes() {
-        let dir1 = tempfile::tempdir().unwrap();
-        let dir2 = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dataset(&dir);
         let rows: Vec<Reject> = (0..50).map(|i| reject("verify", &format!("e{i:03}"), "wrong_output", Some("x"))).collect();
         let mut reversed = rows.clone();
         reversed.reverse();
-        let s1 = write_table(dir1.path(), Table::Rejects, &rows).unwrap();
-        let s2 = write_table(dir2.path(), Table::Rejects, &reversed).unwrap();
-        assert_eq!(fs::read(&s1.path).unwrap(), fs::read(&s2.path).unwrap());
-        // Rewriting in place gives the same bytes too.
-        let again = write_table(dir1.path(), Table::Rejects, &reversed).unwrap();
-        assert_eq!(fs::read(&again.path).unwrap(), fs::read(&s2.path).unwrap());
+        let first = std::fs::read(data.write_shard(Table::Rejects, 0, &rows).unwrap().path).unwrap();
+        let again = std::fs::read(data.write_shard(Table::Rejects, 0, &reversed).unwrap().path).unwrap();
+        assert_eq!(first, again);
     }
 
     #[test]
-    fn duplicate_keys_collapse_first_wins() {
+    fn duplicate_keys_collapse_first_wins_and_upsert_replaces_by_key() {
         let dir = tempfile::tempdir().unwrap();
-        let rows = vec![
-            reject("verify", "e1", "timeout", Some("first")),
-            reject("verify", "e1", "timeout", Some("second")),
-            reject("verify", "e1", "wrong_output", None),
-        ];
-        let summary = write_table(dir.path(), Table::Rejects, &rows).unwrap();
+        let data = dataset(&dir);
+        let rows =
+            vec![reject("v", "e1", "t", Some("first")), reject("v", "e1", "t", Some("second")), reject("v", "e1", "w", None)];
+        let summary = data.write_shard(Table::Rejects, 1, &rows).unwrap();
         assert_eq!((summary.rows, summary.duplicates), (2, 1));
-        let back: Vec<Reject> = read_table(dir.path(), Table::Rejects).unwrap();
-        assert_eq!(back, vec![rows[0].clone(), rows[2].clone()]);
+        data.upsert_shard(Table::Rejects, 1, &[reject("v", "e1", "t", Some("new")), reject("v", "e2", "t", None)]).unwrap();
+        let back: Vec<Reject> = data.read_shard(Table::Rejects, 1).unwrap();
+        let details: Vec<_> = back.iter().map(|r| (r.entity_id.as_str(), r.reason.as_str(), r.detail.as_deref())).collect();
+        assert_eq!(details, [("e1", "t", Some("new")), ("e1", "w", None), ("e2", "t", None)]);
     }
 
     #[test]
-    fn file_schema_is_the_table_schema() {
+    fn a_shard_with_no_rows_has_no_file() {
         let dir = tempfile::tempdir().unwrap();
-        let summary = write_table(dir.path(), Table::Environments, &[env("a", &["t"])]).unwrap();
-        let file = File::open(&summary.path).unwrap();
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-        let expected = Table::Environments.schema();
-        assert_eq!(builder.schema().as_ref(), expected.as_ref());
-        let kv = builder.metadata().file_metadata().key_value_metadata().unwrap();
-        assert!(kv.iter().any(|kv| kv.key == SCHEMA_VERSION_KEY && kv.value.as_deref() == Some(SCHEMA_VERSION)));
+        let data = dataset(&dir);
+        data.write_shard(Table::Rejects, 2, &[reject("s", "e", "r", None)]).unwrap();
+        assert_eq!(data.shards_with(Table::Rejects).unwrap(), [2]);
+        data.write_shard::<Reject>(Table::Rejects, 2, &[]).unwrap();
+        assert!(data.shards_with(Table::Rejects).unwrap().is_empty());
+        assert!(data.read_table::<Reject>(Table::Rejects).unwrap().is_empty());
     }
 
     #[test]
-    fn every_table_can_be_written_empty() {
-        let dir = tempfile::tempdir().unwrap();
-        for t in Table::ALL {
-            let summary = write_table::<Reject>(dir.path(), t, &[]).unwrap();
-            assert_eq!(summary.rows, 0);
-            let batches = read_batches(dir.path(), t).unwrap();
-            assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
-        }
-    }
-
-    #[test]
-    fn upsert_replaces_by_key() {
-        let dir = tempfile::tempdir().unwrap();
-        write_table(dir.path(), Table::Rejects, &[reject("a", "1", "r", Some("old")), reject("a", "2", "r", Some("kept"))])
-            .unwrap();
-        let summary =
-            upsert_table(dir.path(), Table::Rejects, vec![reject("a", "1", "r", Some("new")), reject("a", "3", "r", None)])
-                .unwrap();
-        assert_eq!((summary.rows, summary.duplicates), (3, 1));
-        let back: Vec<Reject> = read_table(dir.path(), Table::Rejects).unwrap();
-        let details: Vec<_> = back.iter().map(|r| r.detail.as_deref()).collect();
-        assert_eq!(details, [Some("new"), Some("kept"), None]);
-    }
-
-    #[test]
-    fn upsert_into_missing_table_creates_it() {
-        let dir = tempfile::tempdir().unwrap();
-        upsert_table(dir.path(), Table::Rejects, vec![reject("a", "1", "r", None)]).unwrap();
-        let back: Vec<Reject> = read_table(dir.path(), Table::Rejects).unwrap();
-        assert_eq!(back.len(), 1);
-    }
-
-    #[test]
-    fn type_mismatch_names_the_table() {
+    fn type_mismatch_and_missing_or_unknown_fields_name_the_table() {
         #[derive(Serialize)]
         struct Bad {
             config_id: String,
@@ -388,15 +279,6 @@ mod tests {
             env_id: String,
             calls: &'static str,
         }
-        let dir = tempfile::tempdir().unwrap();
-        let rows = [Bad { config_id: "c".into(), tool: "t".into(), env_id: "e".into(), calls: "many" }];
-        let err = write_table(dir.path(), Table::ToolCallStats, &rows).unwrap_err().to_string();
-        assert!(err.contains("tool_call_stats"), "{err}");
-        assert!(!dir.path().join("tool_call_stats").join(PART_FILE).exists());
-    }
-
-    #[test]
-    fn missing_required_and_unknown_fields_are_errors() {
         #[derive(Serialize)]
         struct NoReason {
             stage: String,
@@ -410,26 +292,29 @@ mod tests {
             reasn: String,
         }
         let dir = tempfile::tempdir().unwrap();
-        let err = write_table(dir.path(), Table::Rejects, &[NoReason { stage: "s".into(), entity_id: "e".into() }])
+        let data = dataset(&dir);
+        let bad = [Bad { config_id: "c".into(), tool: "t".into(), env_id: "e".into(), calls: "many" }];
+        assert!(data.write_shard(Table::ToolCallStats, 0, &bad).unwrap_err().to_string().contains("tool_call_stats"));
+        assert!(data.shards_with(Table::ToolCallStats).unwrap().is_empty(), "nothing is written");
+        let err = data
+            .write_shard(Table::Rejects, 0, &[NoReason { stage: "s".into(), entity_id: "e".into() }])
             .unwrap_err()
             .to_string();
         assert!(err.contains("rejects") && err.contains("reason"), "{err}");
-        let err = write_table(
-            dir.path(),
-            Table::Rejects,
-            &[Extra { stage: "s".into(), entity_id: "e".into(), reason: "r".into(), reasn: "r".into() }],
-        )
-        .unwrap_err()
-        .to_string();
+        let extra = [Extra { stage: "s".into(), entity_id: "e".into(), reason: "r".into(), reasn: "r".into() }];
+        let err = data.write_shard(Table::Rejects, 0, &extra).unwrap_err().to_string();
         assert!(err.contains("rejects") && err.contains("reasn"), "{err}");
     }
 
     #[test]
     fn row_groups_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let rows: Vec<Reject> = (0..ROW_GROUP_ROWS + 10).map(|i| reject("s", &format!("{i:06}"), "r", None)).collect();
-        let summary = write_table(dir.path(), Table::Rejects, &rows).unwrap();
-        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&summary.path).unwrap()).unwrap();
+        let data = dataset(&dir);
+        let rows: Vec<Stat> = (0..ROW_GROUP_ROWS + 10)
+            .map(|i| Stat { config_id: format!("{i:06}"), env_id: "e".into(), tool: "t".into(), calls: 1 })
+            .collect();
+        let summary = data.write_shard(Table::ToolCallStats, 0, &rows).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file(&summary)).unwrap();
         let groups = builder.metadata().row_groups();
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].num_rows() as usize, ROW_GROUP_ROWS);

@@ -6,6 +6,7 @@
 //! (a pass must show in the trajectory it came with). Knows the CodeGym environment contract; knows
 //! nothing of tables or the LLM.
 
+use crate::reasons::Reason;
 use crate::sandbox::{ExecMode, Job, JobOutcome, JobReporter, Limits, Sandbox, SandboxError, Variant, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -147,7 +148,7 @@ impl ModuleChecks {
 
     /// Why the module breaks the contract, if it does: code the sandbox cannot run, the contract
     /// check, then its own self-tests (exit 0 within the module budget, at least two of them run).
-    pub fn failure(&self) -> Option<(&'static str, String)> {
+    pub fn failure(&self) -> Option<(Reason, String)> {
         if let Ok(run) = &self.self_test
             && run.exit_code != 0
             && !run.unsupported.is_empty()
@@ -157,18 +158,18 @@ impl ModuleChecks {
                 run.unsupported.join(", "),
                 run.error.as_deref().unwrap_or("its self-tests failed")
             );
-            return Some(("unsupported_in_sandbox", detail));
+            return Some((Reason::UnsupportedInSandbox, detail));
         }
         match (&self.contract, &self.self_test) {
-            (Err(detail), _) => Some(("contract_failed", detail.clone())),
-            (Ok(check), _) if !check.problems.is_empty() => Some(("contract_failed", check.problems.join("; "))),
-            (_, Err(detail)) => Some(("self_test_failed", detail.clone())),
+            (Err(detail), _) => Some((Reason::ContractFailed, detail.clone())),
+            (Ok(check), _) if !check.problems.is_empty() => Some((Reason::ContractFailed, check.problems.join("; "))),
+            (_, Err(detail)) => Some((Reason::SelfTestFailed, detail.clone())),
             (_, Ok(run)) if run.exit_code != 0 => Some((
-                "self_test_failed",
+                Reason::SelfTestFailed,
                 format!("the __main__ block exited with status {}: {}", run.exit_code, run.error.as_deref().unwrap_or("")),
             )),
             (_, Ok(run)) if run.reward_1 + run.reward_0 < 2 => Some((
-                "self_test_failed",
+                Reason::SelfTestFailed,
                 format!("the __main__ block ran {} self-tests, at least 2 are required", run.reward_1 + run.reward_0),
             )),
             _ => None,

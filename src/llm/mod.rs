@@ -114,13 +114,14 @@ impl LlmError {
         matches!(self, LlmError::Fatal(_) | LlmError::Record { .. } | LlmError::NotRecorded { .. })
     }
 
-    /// The stable reject reason for a request that failed on its own.
-    pub fn reason(&self) -> &'static str {
+    /// The reject reason for a request that failed on its own.
+    pub fn reason(&self) -> crate::reasons::Reason {
+        use crate::reasons::Reason;
         match self {
-            LlmError::Exhausted { .. } => "llm_failed",
-            LlmError::Refused { .. } => "llm_refused",
-            LlmError::NotRecorded { .. } => "llm_not_recorded",
-            LlmError::Fatal(_) | LlmError::Record { .. } => "llm_fatal",
+            LlmError::Exhausted { .. } => Reason::LlmFailed,
+            LlmError::Refused { .. } => Reason::LlmRefused,
+            LlmError::NotRecorded { .. } => Reason::LlmNotRecorded,
+            LlmError::Fatal(_) | LlmError::Record { .. } => Reason::LlmFatal,
         }
     }
 }
@@ -181,6 +182,13 @@ impl Client {
     /// `recording` answers requests already paid for; `recorder` stores new live answers.
     pub fn new(backend: Arc<dyn Backend>, recording: Recording, recorder: Option<Recorder>) -> Client {
         Client { backend, recording, recorder, live_requests: AtomicU64::new(0) }
+    }
+
+    /// Records the next live answers into `shard`'s recording file.
+    pub fn record_shard(&self, shard: u32) {
+        if let Some(recorder) = &self.recorder {
+            recorder.shard(shard);
+        }
     }
 
     /// Requests sent to a live endpoint so far (retries not counted).

@@ -1,16 +1,18 @@
-//! Recorded LLM answers: an append-only JSON Lines log per dataset (`DATA/llm/responses.jsonl`),
-//! written before an answer is used, so a crash never pays twice for a request, and readable as a
-//! replay directory (`--llm replay:DIR` reads every `*.jsonl` file of DIR).
+//! Recorded LLM answers: an append-only JSON Lines log per dataset shard
+//! (`DATA/llm/part-NNNN.jsonl`, so that processes working on different shards never write one
+//! file), written before an answer is used on a local dataset (on an object store, which cannot
+//! append, after each batch of requests), so a crash never pays twice for a request; readable as
+//! a replay directory (`--llm replay:DIR` reads every `*.jsonl` file of DIR).
 
 use super::{ChatRequest, Completion, LlmError, Message};
+use crate::dataset::Dataset;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// The file a dataset's live answers are appended to, under `DATA/llm/`.
-pub const RESPONSES_FILE: &str = "responses.jsonl";
+/// The folder of a dataset's recording.
+pub const RECORDING_DIR: &str = "llm";
 
 /// One recorded call: enough to replay it and to explain it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,10 +69,10 @@ impl Recording {
     /// Every `*.jsonl` file of `dir` (none when `dir` does not exist). A torn last line (a crash
     /// mid-append) is skipped; any other unreadable line is an error naming file and line.
     pub fn load(dir: &Path) -> Result<Recording, LlmError> {
-        let mut calls = HashMap::new();
+        let mut recording = Recording::default();
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Recording { calls }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(recording),
             Err(source) => return Err(LlmError::Record { path: dir.to_path_buf(), source }),
         };
         let mut files: Vec<PathBuf> = entries
@@ -80,20 +82,34 @@ impl Recording {
         files.sort();
         for file in files {
             let text = std::fs::read_to_string(&file).map_err(|source| LlmError::Record { path: file.clone(), source })?;
-            let lines: Vec<&str> = text.lines().collect();
-            for (i, line) in lines.iter().enumerate() {
-                match serde_json::from_str::<RecordedCall>(line) {
-                    Ok(call) => {
-                        calls.insert(call.call_id.clone(), call);
-                    }
-                    Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
-                    Err(e) => {
-                        return Err(LlmError::Fatal(format!("{}: line {}: not a recorded LLM call: {e}", file.display(), i + 1)));
-                    }
+            recording.add(&file.display().to_string(), &text)?;
+        }
+        Ok(recording)
+    }
+
+    /// The recording of the dataset `data` (every shard's file).
+    pub fn load_dataset(data: &Dataset) -> Result<Recording, LlmError> {
+        let mut recording = Recording::default();
+        for (name, text) in data.text_files(RECORDING_DIR, ".jsonl").map_err(|e| LlmError::Fatal(e.to_string()))? {
+            recording.add(&name, &text)?;
+        }
+        Ok(recording)
+    }
+
+    /// Adds the calls of one recording file (`name` for errors). A torn last line (a crash
+    /// mid-append) is skipped; any other unreadable line is an error naming file and line.
+    fn add(&mut self, name: &str, text: &str) -> Result<(), LlmError> {
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            match serde_json::from_str::<RecordedCall>(line) {
+                Ok(call) => {
+                    self.calls.insert(call.call_id.clone(), call);
                 }
+                Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+                Err(e) => return Err(LlmError::Fatal(format!("{name}: line {}: not a recorded LLM call: {e}", i + 1))),
             }
         }
-        Ok(Recording { calls })
+        Ok(())
     }
 
     pub fn get(&self, call_id: &str) -> Option<&RecordedCall> {
@@ -109,53 +125,30 @@ impl Recording {
     }
 }
 
-/// Appends live answers to `DIR/responses.jsonl`, one whole line per write.
+/// Records live answers into the dataset's recording, in the file of the shard being worked on
+/// ([`Recorder::shard`]), one whole line per call.
 pub struct Recorder {
-    path: PathBuf,
-    file: Mutex<std::fs::File>,
+    data: Dataset,
+    target: Mutex<Option<u32>>,
 }
 
 impl Recorder {
-    pub fn open(dir: &Path) -> Result<Recorder, LlmError> {
-        let path = dir.join(RESPONSES_FILE);
-        let record_error = |source| LlmError::Record { path: path.clone(), source };
-        std::fs::create_dir_all(dir).map_err(record_error)?;
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(record_error)?;
-        // A crash mid-append leaves a torn last line, never used (answers are used only once
-        // recorded): cut it, so the next record starts on a line of its own.
-        let whole = whole_lines_len(&path).map_err(record_error)?;
-        if whole < file.metadata().map_err(record_error)?.len() {
-            file.set_len(whole).map_err(record_error)?;
-        }
-        Ok(Recorder { path, file: Mutex::new(file) })
+    pub fn open(data: &Dataset) -> Recorder {
+        Recorder { data: data.clone(), target: Mutex::new(None) }
+    }
+
+    /// Records the next answers into `shard`'s file.
+    pub fn shard(&self, shard: u32) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some(shard);
     }
 
     pub fn append(&self, call: &RecordedCall) -> Result<(), LlmError> {
         let mut line = serde_json::to_vec(call).expect("recorded calls serialize");
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(&line).and_then(|()| file.flush()).map_err(|source| LlmError::Record { path: self.path.clone(), source })
+        let shard = self.target.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(0);
+        let relative = format!("{RECORDING_DIR}/part-{shard:04}.jsonl");
+        self.data.append_line(&relative, &line).map_err(|e| LlmError::Fatal(format!("cannot record an answer: {e}")))
     }
-}
-
-/// The length of the file up to and including its last newline, read from the end backwards
-/// (a recording can be large; a torn line is short).
-fn whole_lines_len(path: &Path) -> std::io::Result<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path)?;
-    let mut end = file.metadata()?.len();
-    let mut block = vec![0u8; 64 * 1024];
-    while end > 0 {
-        let start = end.saturating_sub(block.len() as u64);
-        let chunk = &mut block[..(end - start) as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(chunk)?;
-        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
-            return Ok(start + i as u64 + 1);
-        }
-        end = start;
-    }
-    Ok(0)
 }
 
 #[cfg(test)]
@@ -181,28 +174,25 @@ mod tests {
     #[test]
     fn recorded_calls_survive_a_torn_append_and_replay_without_latency() {
         let dir = tempfile::tempdir().unwrap();
-        Recorder::open(dir.path()).unwrap().append(&call("one")).unwrap();
-        let path = dir.path().join(RESPONSES_FILE);
+        let data = Dataset::open(dir.path().to_str().unwrap(), Some(2)).unwrap();
+        let recorder = Recorder::open(&data);
+        recorder.shard(1);
+        recorder.append(&call("one")).unwrap();
+        let path = dir.path().join(RECORDING_DIR).join("part-0001.jsonl");
         let mut torn = std::fs::read_to_string(&path).unwrap();
         torn.push_str("{\"call_id\": \"two\", \"sta");
         std::fs::write(&path, torn).unwrap();
-        assert_eq!(Recording::load(dir.path()).unwrap().len(), 1, "the torn line is skipped");
-        Recorder::open(dir.path()).unwrap().append(&call("three")).unwrap();
-        let recording = Recording::load(dir.path()).unwrap();
-        assert_eq!(recording.len(), 2, "reopening cuts the torn line");
+        assert_eq!(Recording::load_dataset(&data).unwrap().len(), 1, "the torn line is skipped");
+        recorder.append(&call("three")).unwrap();
+        let recording = Recording::load_dataset(&data).unwrap();
+        assert_eq!(recording.len(), 2, "appending cuts the torn line first");
         let replayed = recording.get("three").unwrap().completion();
         assert_eq!((replayed.choices.len(), replayed.latency_ms, replayed.attempts), (2, None, 0));
-    }
-
-    #[test]
-    fn the_whole_lines_are_found_across_read_blocks() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.jsonl");
-        let long = "x".repeat(150 * 1024);
-        std::fs::write(&path, format!("{long}\n{long}")).unwrap();
-        assert_eq!(whole_lines_len(&path).unwrap(), long.len() as u64 + 1);
-        std::fs::write(&path, &long).unwrap();
-        assert_eq!(whole_lines_len(&path).unwrap(), 0);
+        assert_eq!(
+            Recording::load(&dir.path().join(RECORDING_DIR)).unwrap().len(),
+            2,
+            "a dataset's recording replays as a folder"
+        );
     }
 
     #[test]

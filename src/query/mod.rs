@@ -69,15 +69,16 @@ impl FromStr for OutputFormat {
 /// Running SQL over a dataset failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// The data directory does not exist (or is not a directory).
-    #[error(
-        "no dataset at `{}`: it is not a directory; run `codegym build` or `codegym import-codegym` \
-         first, or pass the dataset directory with --data",
-        path.display()
-    )]
-    NoDataset {
-        /// The `--data` path.
-        path: PathBuf,
+    /// The dataset could not be opened or read.
+    #[error(transparent)]
+    Dataset(crate::dataset::DatasetError),
+    /// The dataset's URL does not parse.
+    #[error("cannot use `{location}`: {detail}")]
+    Location {
+        /// The URL.
+        location: String,
+        /// What is wrong.
+        detail: String,
     },
     /// A table folder could not be registered with DataFusion.
     #[error("cannot open table `{table}` at `{}`: {source}", path.display())]

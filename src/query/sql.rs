@@ -13,7 +13,6 @@
 //! the extension filter alone keeps half-written files out.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -29,7 +28,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 use super::output::write_result;
 use super::{OutputFormat, QueryError};
-use crate::dataset::Table;
+use crate::dataset::{Dataset, Table};
 
 /// The rows a statement produced, with their schema (known even when there are no rows).
 #[derive(Debug, Clone)]
@@ -47,22 +46,30 @@ impl QueryResult {
     }
 }
 
-/// A DataFusion session with every table registered under its name: table folders under `data` as
-/// Parquet listing tables, tables no stage has written yet as empty tables of their schema (so
-/// named queries run on any dataset). Errors if `data` is not a directory.
-pub async fn session(data: &Path) -> Result<SessionContext, QueryError> {
-    if !data.is_dir() {
-        return Err(QueryError::NoDataset { path: data.to_path_buf() });
-    }
-    let data = std::path::absolute(data).unwrap_or_else(|_| data.to_path_buf());
+/// A DataFusion session with every table of `data` registered under its name: tables with files
+/// as Parquet listing tables over their folder (local, or on the dataset's object store), tables
+/// no stage has written yet as empty tables of their schema (so named queries run on any
+/// dataset).
+pub async fn session(data: &Dataset) -> Result<SessionContext, QueryError> {
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
+    let root = match data.object_store() {
+        Some((store, url)) => {
+            let parsed =
+                url::Url::parse(url).map_err(|e| QueryError::Location { location: url.to_string(), detail: e.to_string() })?;
+            ctx.register_object_store(&parsed, store);
+            url.to_string()
+        }
+        None => {
+            let path = std::path::Path::new(data.location());
+            std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+        }
+    };
     for table in Table::ALL {
-        let dir = table.dir(&data);
-        let register = |source| QueryError::Register { table: table.name().to_string(), path: dir.clone(), source };
-        if dir.is_dir() {
+        let url = format!("{root}/{}/", table.name());
+        let register = |source| QueryError::Register { table: table.name().to_string(), path: url.clone().into(), source };
+        if !data.shards_with(table).map_err(QueryError::Dataset)?.is_empty() {
             let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-            let url = format!("{}/", dir.display());
             ctx.register_listing_table(table.name(), &url, options, Some(table.schema()), None).await.map_err(register)?;
         } else {
             let empty = MemTable::try_new(table.schema(), vec![vec![]]).map_err(register)?;
@@ -96,10 +103,10 @@ pub async fn execute(ctx: &SessionContext, sql: &str) -> Result<QueryResult, Que
     Ok(last.expect("at least one statement ran"))
 }
 
-/// Opens the dataset at `data`, runs `sql` (see [`execute`]) and writes the last statement's
-/// result to `out` in `format`. Returns the number of rows written. An error writing to `out` is
-/// returned as [`QueryError::Output`] with the writer's own `io::Error`.
-pub async fn run_sql(data: &Path, sql: &str, format: OutputFormat, out: &mut dyn Write) -> Result<u64, QueryError> {
+/// Runs `sql` over the dataset `data` (see [`execute`]) and writes the last statement's result to
+/// `out` in `format`. Returns the number of rows written. An error writing to `out` is returned as
+/// [`QueryError::Output`] with the writer's own `io::Error`.
+pub async fn run_sql(data: &Dataset, sql: &str, format: OutputFormat, out: &mut dyn Write) -> Result<u64, QueryError> {
     let ctx = session(data).await?;
     let result = execute(&ctx, sql).await?;
     write_result(&result.schema, &result.batches, format, out)
@@ -139,7 +146,6 @@ mod tests {
     use serde::Serialize;
 
     use super::*;
-    use crate::dataset::write_table;
 
     #[derive(Serialize)]
     struct Env {
@@ -192,15 +198,14 @@ mod tests {
     }
 
     /// A dataset with rows in environments and task_configs and every other table empty.
-    fn dataset() -> tempfile::TempDir {
+    fn dataset() -> (tempfile::TempDir, Dataset) {
         let dir = tempfile::tempdir().unwrap();
-        for t in Table::ALL {
-            write_table::<Env>(dir.path(), t, &[]).unwrap();
-        }
-        write_table(dir.path(), Table::Environments, &[env("a", "verified"), env("b", "verified"), env("c", "oracle")]).unwrap();
-        write_table(
-            dir.path(),
+        let data = Dataset::open(dir.path().to_str().unwrap(), Some(4)).unwrap();
+        data.write_shard(Table::Environments, 0, &[env("a", "verified"), env("b", "verified")]).unwrap();
+        data.write_shard(Table::Environments, 3, &[env("c", "oracle")]).unwrap();
+        data.write_shard(
             Table::TaskConfigs,
+            1,
             &[
                 config("c1", "a", "easy", 3, true),
                 config("c2", "a", "hard", 9, true),
@@ -209,10 +214,10 @@ mod tests {
             ],
         )
         .unwrap();
-        dir
+        (dir, data)
     }
 
-    async fn run(data: &Path, sql: &str, format: OutputFormat) -> Result<String, QueryError> {
+    async fn run(data: &Dataset, sql: &str, format: OutputFormat) -> Result<String, QueryError> {
         let mut out = Vec::new();
         run_sql(data, sql, format, &mut out).await?;
         Ok(String::from_utf8(out).unwrap())
@@ -220,93 +225,86 @@ mod tests {
 
     #[tokio::test]
     async fn count_star() {
-        let dir = dataset();
-        let text = run(dir.path(), "SELECT count(*) AS n FROM environments", OutputFormat::Csv).await.unwrap();
+        let (_dir, data) = dataset();
+        let text = run(&data, "SELECT count(*) AS n FROM environments", OutputFormat::Csv).await.unwrap();
         assert_eq!(text, "n\n3\n");
-        let text = run(dir.path(), "SELECT count(*) AS n FROM rejects", OutputFormat::Csv).await.unwrap();
+        let text = run(&data, "SELECT count(*) AS n FROM rejects", OutputFormat::Csv).await.unwrap();
         assert_eq!(text, "n\n0\n");
     }
 
     #[tokio::test]
     async fn join_environments_and_configs() {
-        let dir = dataset();
+        let (_dir, data) = dataset();
         let sql = "SELECT e.env_id, count(*) AS configs, sum(t.oracle_calls) AS calls \
                    FROM environments e JOIN task_configs t ON t.env_id = e.env_id \
                    WHERE e.status = 'verified' GROUP BY e.env_id ORDER BY e.env_id";
-        let text = run(dir.path(), sql, OutputFormat::Csv).await.unwrap();
+        let text = run(&data, sql, OutputFormat::Csv).await.unwrap();
         assert_eq!(text, "env_id,configs,calls\na,2,12\nb,1,5\n");
-        let table = run(dir.path(), sql, OutputFormat::Table).await.unwrap();
+        let table = run(&data, sql, OutputFormat::Table).await.unwrap();
         assert!(table.contains("| env_id | configs | calls |"), "{table}");
     }
 
     #[tokio::test]
     async fn json_lines_and_csv_lists() {
-        let dir = dataset();
+        let (_dir, data) = dataset();
         let sql = "SELECT env_id, tools, problem_id FROM environments ORDER BY env_id LIMIT 2";
-        let json = run(dir.path(), sql, OutputFormat::Json).await.unwrap();
+        let json = run(&data, sql, OutputFormat::Json).await.unwrap();
         let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0], serde_json::json!({"env_id": "a", "tools": ["add", "done"], "problem_id": null}));
-        let csv = run(dir.path(), sql, OutputFormat::Csv).await.unwrap();
+        let csv = run(&data, sql, OutputFormat::Csv).await.unwrap();
         assert_eq!(csv.lines().next(), Some("env_id,tools,problem_id"));
         assert_eq!(csv.lines().nth(1), Some("a,\"[\"\"add\"\",\"\"done\"\"]\","));
     }
 
     #[tokio::test]
     async fn several_statements_print_the_last() {
-        let dir = dataset();
+        let (_dir, data) = dataset();
         let sql = "CREATE VIEW kept AS SELECT * FROM task_configs WHERE kept; \
                    SELECT count(*) AS n FROM kept;";
-        assert_eq!(run(dir.path(), sql, OutputFormat::Csv).await.unwrap(), "n\n3\n");
+        assert_eq!(run(&data, sql, OutputFormat::Csv).await.unwrap(), "n\n3\n");
     }
 
     #[tokio::test]
     async fn unknown_table_lists_available() {
         let dir = tempfile::tempdir().unwrap();
-        write_table(dir.path(), Table::Environments, &[env("a", "verified")]).unwrap();
-        let err = run(dir.path(), "SELECT * FROM envs", OutputFormat::Table).await.unwrap_err();
+        let data = Dataset::open(dir.path().to_str().unwrap(), Some(2)).unwrap();
+        data.write_shard(Table::Environments, 0, &[env("a", "verified")]).unwrap();
+        let err = run(&data, "SELECT * FROM envs", OutputFormat::Table).await.unwrap_err();
         assert!(matches!(err, QueryError::UnknownTable { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("`envs` does not exist"), "{msg}");
         assert!(msg.contains("available tables: environments"), "{msg}");
         // A codegym table that no stage has written yet is empty, not missing.
-        assert_eq!(run(dir.path(), "SELECT count(*) AS n FROM rejects", OutputFormat::Csv).await.unwrap(), "n\n0\n");
+        assert_eq!(run(&data, "SELECT count(*) AS n FROM rejects", OutputFormat::Csv).await.unwrap(), "n\n0\n");
         // A bad column is not an unknown-table error.
-        let err = run(dir.path(), "SELECT nope FROM environments", OutputFormat::Table).await.unwrap_err();
+        let err = run(&data, "SELECT nope FROM environments", OutputFormat::Table).await.unwrap_err();
         assert!(matches!(err, QueryError::Sql(_)), "{err:?}");
-    }
-
-    #[tokio::test]
-    async fn missing_dataset_hints_at_build() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = run(&dir.path().join("nope"), "SELECT 1", OutputFormat::Table).await.unwrap_err().to_string();
-        assert!(err.contains("codegym build") && err.contains("nope"), "{err}");
     }
 
     #[tokio::test]
     async fn dml_is_refused_and_empty_sql_is_an_error() {
-        let dir = dataset();
-        let err =
-            run(dir.path(), "INSERT INTO rejects VALUES ('s', 'e', NULL, 'r', NULL)", OutputFormat::Table).await.unwrap_err();
+        let (_dir, data) = dataset();
+        let err = run(&data, "INSERT INTO rejects VALUES ('s', 'e', NULL, 'r', NULL)", OutputFormat::Table).await.unwrap_err();
         assert!(matches!(err, QueryError::Sql(_)), "{err:?}");
-        let err = run(dir.path(), "  -- nothing\n", OutputFormat::Table).await.unwrap_err();
+        let err = run(&data, "  -- nothing\n", OutputFormat::Table).await.unwrap_err();
         assert!(matches!(err, QueryError::EmptySql), "{err:?}");
     }
 
     #[tokio::test]
     async fn leftover_tmp_file_is_not_read() {
-        let dir = dataset();
-        let table_dir = Table::Environments.dir(dir.path());
-        fs::write(table_dir.join(".part-00000.parquet.tmp"), b"torn").unwrap();
-        let text = run(dir.path(), "SELECT count(*) AS n FROM environments", OutputFormat::Csv).await.unwrap();
+        let (dir, data) = dataset();
+        let table_dir = dir.path().join(Table::Environments.name());
+        fs::write(table_dir.join(".part-0000.parquet.7.tmp"), b"torn").unwrap();
+        let text = run(&data, "SELECT count(*) AS n FROM environments", OutputFormat::Csv).await.unwrap();
         assert_eq!(text, "n\n3\n");
     }
 
     /// Every named query under `queries/` plans and runs against a dataset of all tables.
     #[tokio::test]
     async fn named_queries_run() {
-        let dir = dataset();
-        let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("queries");
+        let (_dir, data) = dataset();
+        let queries = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("queries");
         let mut files: Vec<_> = fs::read_dir(&queries)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -317,7 +315,7 @@ mod tests {
         for file in files {
             let sql = fs::read_to_string(&file).unwrap();
             assert!(sql.starts_with("-- "), "{} must start with a `--` comment", file.display());
-            let ctx = session(dir.path()).await.unwrap();
+            let ctx = session(&data).await.unwrap();
             let result = execute(&ctx, &sql).await.unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             assert!(!result.schema.fields().is_empty(), "{}", file.display());
         }

@@ -9,15 +9,15 @@
 pub mod parse;
 pub mod prompts;
 
-use crate::dataset::{self, DatasetError, Table};
+use crate::dataset::{Dataset, DatasetError, ShardSelection, Table};
 use crate::harness::{self, Budgets, EnvSource, EnvWork, ModuleChecks, Step, StepResult};
 use crate::ids::content_id;
 use crate::llm::{Call, ChatRequest, Client, LlmError, Sampling};
+use crate::reasons::Reason;
 use crate::report::{JobProgress, Printer};
 use crate::sandbox::{ExecMode, Limits, Sandbox, SandboxError};
 use crate::tables::{ENV_PENDING, EnvironmentRow, LlmCallRow, OracleCandidateRow, ProblemRow, RejectRow, TaskConfigRow};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::Path;
 use std::time::Duration;
 
 /// The stage names, as in `llm_calls.stage` and `rejects.stage`.
@@ -31,7 +31,7 @@ pub const ORACLE: &str = "oracle";
 const REQUEST_BATCH: usize = 1024;
 
 /// Reject reasons of requests worth asking again on the next run.
-const TRANSIENT: [&str; 1] = ["llm_failed"];
+const TRANSIENT: [Reason; 1] = [Reason::LlmFailed];
 
 #[derive(Debug, Clone)]
 pub struct SynthesisSettings {
@@ -79,6 +79,16 @@ pub struct StageCounts {
     pub rejects: BTreeMap<String, usize>,
 }
 
+impl StageCounts {
+    fn add(&mut self, other: StageCounts) {
+        self.requests += other.requests;
+        self.produced += other.produced;
+        for (reason, n) in other.rejects {
+            *self.rejects.entry(reason).or_default() += n;
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct SynthesisSummary {
     /// Problems whose reference solution passed preflight (the only ones synthesized from).
@@ -91,8 +101,26 @@ pub struct SynthesisSummary {
     pub completion_tokens: i64,
 }
 
-/// The tables synthesis reads and writes, held in memory for one run.
+impl SynthesisSummary {
+    /// Adds one shard's counts of `stage`.
+    fn add(&mut self, stage: &'static str, counts: StageCounts) {
+        self.stages.entry(stage).or_default().add(counts);
+    }
+}
+
+/// The rows of one shard as read, to write back only the tables a stage changed.
+struct Stored {
+    envs: Vec<EnvironmentRow>,
+    configs: Vec<TaskConfigRow>,
+    candidates: Vec<OracleCandidateRow>,
+    rejects: Vec<RejectRow>,
+    calls: usize,
+}
+
+/// The tables of one shard that synthesis reads and writes, held in memory while it works on it.
 struct State {
+    shard: u32,
+    stored: Stored,
     problems: Vec<ProblemRow>,
     envs: Vec<EnvironmentRow>,
     configs: Vec<TaskConfigRow>,
@@ -106,27 +134,54 @@ struct State {
 impl State {
     /// The tables as stored. Requests that failed for want of an answer (the endpoint kept
     /// failing) are forgotten, so this run asks again; every other reject is final.
-    fn read(data: &Path) -> Result<State, DatasetError> {
-        let mut rejects: Vec<RejectRow> = dataset::read_table(data, Table::Rejects)?;
-        rejects.retain(|r| !TRANSIENT.contains(&r.reason.as_str()));
-        let calls: Vec<LlmCallRow> = dataset::read_table(data, Table::LlmCalls)?;
+    fn read(data: &Dataset, shard: u32) -> Result<State, DatasetError> {
+        let stored = Stored {
+            envs: data.read_shard(Table::Environments, shard)?,
+            configs: data.read_shard(Table::TaskConfigs, shard)?,
+            candidates: data.read_shard(Table::OracleCandidates, shard)?,
+            rejects: data.read_shard(Table::Rejects, shard)?,
+            calls: 0,
+        };
+        let mut rejects = stored.rejects.clone();
+        rejects.retain(|r| !TRANSIENT.iter().any(|t| t.as_str() == r.reason));
+        let calls: Vec<LlmCallRow> = data.read_shard(Table::LlmCalls, shard)?;
+        let (envs, configs, candidates) = (stored.envs.clone(), stored.configs.clone(), stored.candidates.clone());
         Ok(State {
-            problems: dataset::read_table(data, Table::Problems)?,
-            envs: dataset::read_table(data, Table::Environments)?,
-            configs: dataset::read_table(data, Table::TaskConfigs)?,
-            candidates: dataset::read_table(data, Table::OracleCandidates)?,
+            shard,
+            stored: Stored { calls: calls.len(), ..stored },
+            problems: data.read_shard(Table::Problems, shard)?,
+            envs,
+            configs,
+            candidates,
             rejects,
             call_ids: calls.iter().map(|c| c.call_id.clone()).collect(),
             calls,
         })
     }
 
-    fn write(&self, data: &Path) -> Result<(), DatasetError> {
-        dataset::write_table(data, Table::LlmCalls, &self.calls)?;
-        dataset::write_table(data, Table::OracleCandidates, &self.candidates)?;
-        dataset::write_table(data, Table::TaskConfigs, &self.configs)?;
-        dataset::write_table(data, Table::Rejects, &self.rejects)?;
-        dataset::write_table(data, Table::Environments, &self.envs)?;
+    /// Writes the tables of the shard that changed since they were read (environments last: their
+    /// status is what a rerun looks at).
+    fn write(&mut self, data: &Dataset) -> Result<(), DatasetError> {
+        if self.calls.len() != self.stored.calls {
+            data.write_shard(Table::LlmCalls, self.shard, &self.calls)?;
+            self.stored.calls = self.calls.len();
+        }
+        if self.candidates != self.stored.candidates {
+            data.write_shard(Table::OracleCandidates, self.shard, &self.candidates)?;
+            self.stored.candidates = self.candidates.clone();
+        }
+        if self.configs != self.stored.configs {
+            data.write_shard(Table::TaskConfigs, self.shard, &self.configs)?;
+            self.stored.configs = self.configs.clone();
+        }
+        if self.rejects != self.stored.rejects {
+            data.write_shard(Table::Rejects, self.shard, &self.rejects)?;
+            self.stored.rejects = self.rejects.clone();
+        }
+        if self.envs != self.stored.envs {
+            data.write_shard(Table::Environments, self.shard, &self.envs)?;
+            self.stored.envs = self.envs.clone();
+        }
         Ok(())
     }
 
@@ -140,16 +195,16 @@ impl State {
         stage: &str,
         entity_id: String,
         source_id: &str,
-        reason: &str,
+        reason: Reason,
         detail: String,
     ) {
-        *counts.rejects.entry(reason.to_string()).or_default() += 1;
+        *counts.rejects.entry(reason.as_str().to_string()).or_default() += 1;
         let detail = Some(truncate(&detail, 2000));
         self.rejects.push(RejectRow {
             stage: stage.into(),
             entity_id,
             source_id: Some(source_id.into()),
-            reason: reason.into(),
+            reason: reason.as_str().into(),
             detail,
         });
     }
@@ -170,7 +225,7 @@ impl State {
                     }
                 };
                 if !seen.insert(parse::config_key(&config)) {
-                    self.reject(counts, CONFIGS, line_id(), &env.source_id, "config_duplicate", config);
+                    self.reject(counts, CONFIGS, line_id(), &env.source_id, Reason::ConfigDuplicate, config);
                     continue;
                 }
                 let origin = format!("sample {} line {}", sample + 1, line.position);
@@ -253,22 +308,26 @@ pub struct Synthesizer<'a> {
 }
 
 impl Synthesizer<'_> {
-    /// Runs the three LLM stages (and the checks between them) on what `data` does not hold yet.
-    /// The tables are written after each stage.
-    pub fn run(&self, data: &Path) -> Result<SynthesisSummary, SynthesisError> {
-        let mut state = State::read(data)?;
-        let mut summary = SynthesisSummary {
-            eligible_problems: state.problems.iter().filter(|p| p.preflight == "pass").count(),
-            ..SynthesisSummary::default()
-        };
-        self.environments(&mut state, &mut summary)?;
-        state.write(data)?;
-        self.contract(&mut state, &mut summary)?;
-        state.write(data)?;
-        self.task_configs(&mut state, &mut summary)?;
-        state.write(data)?;
-        self.oracles(&mut state, &mut summary)?;
-        state.write(data)?;
+    /// Runs the three LLM stages (and the checks between them) on what `data` does not hold yet,
+    /// in the shards `selection` names, one shard at a time under its lease. A shard's tables are
+    /// written after each stage that changed them.
+    pub fn run(&self, data: &Dataset, selection: ShardSelection) -> Result<SynthesisSummary, SynthesisError> {
+        let mut summary = SynthesisSummary::default();
+        let shards: Vec<u32> = data.shards_with(Table::Problems)?.into_iter().filter(|&s| selection.includes(s)).collect();
+        data.each_leased(&shards, "synthesis", |shard| -> Result<(), SynthesisError> {
+            self.client.record_shard(shard);
+            let mut state = State::read(data, shard)?;
+            summary.eligible_problems += state.problems.iter().filter(|p| p.preflight == "pass").count();
+            self.environments(&mut state, &mut summary)?;
+            state.write(data)?;
+            self.contract(&mut state, &mut summary)?;
+            state.write(data)?;
+            self.task_configs(&mut state, &mut summary)?;
+            state.write(data)?;
+            self.oracles(&mut state, &mut summary)?;
+            state.write(data)?;
+            Ok(())
+        })?;
         Ok(summary)
     }
 
@@ -345,7 +404,7 @@ impl Synthesizer<'_> {
         for batch in todo.chunks(REQUEST_BATCH) {
             self.environment_batch(state, summary, &mut counts, batch, &progress)?;
         }
-        summary.stages.insert(ENVIRONMENT, counts);
+        summary.add(ENVIRONMENT, counts);
         Ok(())
     }
 
@@ -425,7 +484,8 @@ impl Synthesizer<'_> {
         let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
         for (&i, result) in todo.iter().zip(results) {
             let checks = ModuleChecks::from_result(&result[0]);
-            let failure = checks.failure().or_else(|| checks.description.as_ref().err().map(|e| ("contract_failed", e.clone())));
+            let failure =
+                checks.failure().or_else(|| checks.description.as_ref().err().map(|e| (Reason::ContractFailed, e.clone())));
             let env = &mut state.envs[i];
             match (failure, checks.description) {
                 (None, Ok(description)) => {
@@ -436,14 +496,14 @@ impl Synthesizer<'_> {
                 }
                 (failure, _) => {
                     let (reason, detail) = failure.expect("a failure when there is no description");
-                    env.status = reason.into();
+                    env.status = reason.as_str().into();
                     env.status_detail = Some(detail.clone());
                     let (env_id, source_id) = (env.env_id.clone(), env.source_id.clone());
                     state.reject(&mut counts, EXTRACT, env_id, &source_id, reason, detail);
                 }
             }
         }
-        summary.stages.insert(EXTRACT, counts);
+        summary.add(EXTRACT, counts);
         Ok(())
     }
 
@@ -473,13 +533,13 @@ impl Synthesizer<'_> {
             if kept == 0 {
                 let detail = format!("{} answers held no usable configuration line", call.completion.choices.len());
                 let (env_id, source_id) = (state.envs[i].env_id.clone(), state.envs[i].source_id.clone());
-                state.reject(counts, CONFIGS, env_id, &source_id, "no_configs", detail.clone());
+                state.reject(counts, CONFIGS, env_id, &source_id, Reason::NoConfigs, detail.clone());
                 let env = &mut state.envs[i];
-                env.status = "no_configs".into();
+                env.status = Reason::NoConfigs.as_str().into();
                 env.status_detail = Some(detail);
             }
         })?;
-        summary.stages.insert(CONFIGS, counts);
+        summary.add(CONFIGS, counts);
         Ok(())
     }
 
@@ -511,11 +571,11 @@ impl Synthesizer<'_> {
                 match parse::solver(choice) {
                     None => {
                         let detail = format!("answer {} holds no `def solve(self)` with a body", sample + 1);
-                        state.reject(counts, ORACLE, solver_id(), &source_id, "solver_unparseable", detail);
+                        state.reject(counts, ORACLE, solver_id(), &source_id, Reason::SolverUnparseable, detail);
                     }
                     Some(solver) if !seen.insert(solver.clone()) => {
                         let detail = format!("answer {} repeats an earlier solver", sample + 1);
-                        state.reject(counts, ORACLE, solver_id(), &source_id, "solver_duplicate", detail);
+                        state.reject(counts, ORACLE, solver_id(), &source_id, Reason::SolverDuplicate, detail);
                     }
                     Some(solver) => {
                         state.candidates.push(OracleCandidateRow {
@@ -530,19 +590,19 @@ impl Synthesizer<'_> {
                 }
             }
         })?;
-        summary.stages.insert(ORACLE, counts);
+        summary.add(ORACLE, counts);
         Ok(())
     }
 }
 
 /// The one class of a module that defines `from_env_str` (found by parsing it), or the reject
 /// reason and detail.
-fn env_class(classes: &StepResult) -> Result<String, (&'static str, String)> {
-    let classes = classes.parse::<Vec<String>>().map_err(|detail| ("env_syntax_error", detail))?;
+fn env_class(classes: &StepResult) -> Result<String, (Reason, String)> {
+    let classes = classes.parse::<Vec<String>>().map_err(|detail| (Reason::EnvSyntaxError, detail))?;
     match classes.as_slice() {
         [name] => Ok(name.clone()),
-        [] => Err(("env_no_class", "no class of the module defines from_env_str".into())),
-        _ => Err(("env_ambiguous_class", format!("several classes define from_env_str: {}", classes.join(", ")))),
+        [] => Err((Reason::EnvNoClass, "no class of the module defines from_env_str".into())),
+        _ => Err((Reason::EnvAmbiguousClass, format!("several classes define from_env_str: {}", classes.join(", ")))),
     }
 }
 

@@ -3,6 +3,7 @@
 //! Reasoning before `</think>` is dropped and the last tags count (models draft, then answer).
 //! Every failure has its own stable reason.
 
+use crate::reasons::Reason;
 use serde_json::Value;
 
 /// Text after the last `</think>`: what the model answered, without its reasoning.
@@ -36,16 +37,16 @@ pub struct EnvDraft {
 }
 
 /// The task text and module of an environment answer, or the reject reason and detail.
-pub fn environment(text: &str) -> Result<EnvDraft, (&'static str, String)> {
+pub fn environment(text: &str) -> Result<EnvDraft, (Reason, String)> {
     let answer = answer_part(text);
-    let task = last_block(answer, "task").ok_or(("env_unparseable", "no complete <task>...</task> block".to_string()))?;
-    let env = last_block(answer, "env").ok_or(("env_unparseable", "no complete <env>...</env> block".to_string()))?;
+    let task = last_block(answer, "task").ok_or((Reason::EnvUnparseable, "no complete <task>...</task> block".to_string()))?;
+    let env = last_block(answer, "env").ok_or((Reason::EnvUnparseable, "no complete <env>...</env> block".to_string()))?;
     let code = unfence(env).trim_matches('\n');
     if task.is_empty() {
-        return Err(("env_unparseable", "the <task> block is empty".into()));
+        return Err((Reason::EnvUnparseable, "the <task> block is empty".into()));
     }
     if code.trim().is_empty() {
-        return Err(("env_unparseable", "the <env> block holds no code".into()));
+        return Err((Reason::EnvUnparseable, "the <env> block holds no code".into()));
     }
     Ok(EnvDraft { task_text: task.to_string(), code: format!("{code}\n") })
 }
@@ -67,7 +68,7 @@ pub struct ConfigLine {
     /// 1-based among the answer's configuration lines (valid or not): the model's intended order.
     pub position: usize,
     /// `EnvName@{json}` as accepted, or the reject reason and the line.
-    pub config: Result<String, (&'static str, String)>,
+    pub config: Result<String, (Reason, String)>,
 }
 
 /// The configuration lines of an answer: lines of the form `Name@...`, with list markers and
@@ -82,11 +83,11 @@ pub fn configs(text: &str, env_name: &str) -> Vec<ConfigLine> {
         }
         let position = out.len() + 1;
         let config = if name != env_name {
-            Err(("config_wrong_env", line.to_string()))
+            Err((Reason::ConfigWrongEnv, line.to_string()))
         } else {
             match serde_json::from_str::<Value>(options.trim()) {
                 Ok(Value::Object(_)) => Ok(format!("{name}@{}", options.trim())),
-                _ => Err(("config_not_json", line.to_string())),
+                _ => Err((Reason::ConfigNotJson, line.to_string())),
             }
         };
         out.push(ConfigLine { position, config });
@@ -154,7 +155,7 @@ mod tests {
         assert_eq!(draft.task_text, "Sum it.");
         assert_eq!(draft.code, "class SumEnv:\n    pass\n");
         let truncated = "<task>t</task>\n<env>\n```python\nclass SumEnv:\n    def step(self";
-        assert_eq!(environment(truncated).unwrap_err().0, "env_unparseable");
+        assert_eq!(environment(truncated).unwrap_err().0, Reason::EnvUnparseable);
         assert!(environment("I cannot help with that.").unwrap_err().1.contains("<task>"));
         assert_eq!(environment("<task>t</task><env>\n```python\n```\n</env>").unwrap_err().1, "the <env> block holds no code");
     }
@@ -163,19 +164,19 @@ mod tests {
     fn configuration_lines_must_be_strict_json_for_the_right_environment() {
         let text = "Here are the configurations:\n\n1. `SumEnv@{\"nums\": [1, 2]}`\nSumEnv@{'nums': [1]}\n- SumEnv@{\"nums\": [3]}\nSunEnv@{\"nums\": [4]}\nSumEnv@{\"nums\": (1, 2)}\nSumEnv@{\"nums\": [0] * 5}\nSumEnv@[1, 2]\nSumEnv@{\"nums\": [5],}\nemail me@example.com\n";
         let lines = configs(text, "SumEnv");
-        let outcomes: Vec<Result<&str, &str>> =
+        let outcomes: Vec<Result<&str, Reason>> =
             lines.iter().map(|l| l.config.as_ref().map(String::as_str).map_err(|(r, _)| *r)).collect();
         assert_eq!(
             outcomes,
             [
                 Ok("SumEnv@{\"nums\": [1, 2]}"),
-                Err("config_not_json"),
+                Err(Reason::ConfigNotJson),
                 Ok("SumEnv@{\"nums\": [3]}"),
-                Err("config_wrong_env"),
-                Err("config_not_json"),
-                Err("config_not_json"),
-                Err("config_not_json"),
-                Err("config_not_json"),
+                Err(Reason::ConfigWrongEnv),
+                Err(Reason::ConfigNotJson),
+                Err(Reason::ConfigNotJson),
+                Err(Reason::ConfigNotJson),
+                Err(Reason::ConfigNotJson),
             ]
         );
         assert_eq!(lines.iter().map(|l| l.position).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>(), "prose is not a line");

@@ -1,6 +1,7 @@
-//! Curation (stage 8): which configurations are kept, from what the tables hold, and the
-//! near-duplicate groups and train/validation split of the environments. A pure function of
-//! stored columns, recomputed for every configuration on every run.
+//! Curation (stage 8): which configurations are kept, from what the tables hold. A pure function
+//! of a configuration's stored columns and its environment's, recomputed for every configuration
+//! of a shard on every run (the near-duplicate groups and the split need every shard: they are
+//! `finalize`'s).
 
 use super::reasons::Filter;
 use super::{VERIFIED, VerifySettings};
@@ -19,8 +20,7 @@ fn stored_filter(config: &TaskConfigRow) -> Option<Filter> {
     config.filter_reason.as_deref().and_then(|r| r.parse().ok())
 }
 
-pub(super) fn curate_all(envs: &mut [EnvironmentRow], configs: &mut [TaskConfigRow], settings: &VerifySettings) {
-    crate::near_duplicates::assign(envs, settings.near_duplicates);
+pub(super) fn curate_all(envs: &[EnvironmentRow], configs: &mut [TaskConfigRow], settings: &VerifySettings) {
     let by_id: BTreeMap<&str, &EnvironmentRow> = envs.iter().map(|e| (e.env_id.as_str(), e)).collect();
     for config in configs.iter_mut() {
         if let Some(env) = by_id.get(config.env_id.as_str()) {
@@ -33,7 +33,7 @@ pub(super) fn curate_all(envs: &mut [EnvironmentRow], configs: &mut [TaskConfigR
 /// oracle call range, the environment's status and tool count, the reference model's pass rate.
 /// A pure function of stored columns, so changing a threshold (`--hard`) re-curates every
 /// configuration without running anything.
-pub(super) fn curate(config: &mut TaskConfigRow, env: &EnvironmentRow, settings: &VerifySettings) {
+pub(crate) fn curate(config: &mut TaskConfigRow, env: &EnvironmentRow, settings: &VerifySettings) {
     let from_cells = stored_filter(config).filter(|f| f.found_in_cells());
     let filter = from_cells.or_else(|| {
         let calls = config.oracle_calls.unwrap_or(0);

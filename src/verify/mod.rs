@@ -16,10 +16,11 @@ mod reasons;
 mod record;
 mod store;
 
-use crate::dataset::{self, DatasetError, Table};
+use crate::dataset::{self, Dataset, DatasetError, ShardSelection, Table};
 use crate::harness::{self, Budgets, EnvSource, EnvWork, ModuleChecks, OracleRun, ProbeEvidence, RefAnswer, SelfTest, Step};
 use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError, Variant};
 use crate::tables::{ENV_PENDING, EnvironmentRow, OracleCandidateRow, TaskConfigRow};
+pub(crate) use curate::curate;
 use curate::{checked, curate_all};
 use record::{Cell, Tables};
 use std::collections::BTreeMap;
@@ -30,7 +31,7 @@ use store::Stored;
 const STAGE: &str = "verify";
 
 /// `environments.status` of an environment that passed every check.
-pub const VERIFIED: &str = "verified";
+pub const VERIFIED: &str = crate::reasons::Reason::Verified.as_str();
 
 /// Bumped whenever a check changes what it accepts: part of [`VerifySettings::verifier`], so a
 /// rebuild re-verifies what an older verifier passed.
@@ -69,8 +70,6 @@ pub struct VerifySettings {
     /// Reference-model pass rates to apply before curating: a Parquet or JSON Lines file of
     /// rows with `score` (0..1) and `config_id` or `config` (`EnvName@{json}`).
     pub reference_scores: Option<std::path::PathBuf>,
-    /// Near-duplicate threshold and validation share of the train/validation split.
-    pub near_duplicates: crate::near_duplicates::NearDuplicateSettings,
     /// `len(str(answer))` must not exceed this (100).
     pub max_answer_chars: usize,
     pub threads: usize,
@@ -123,7 +122,6 @@ impl Default for VerifySettings {
             min_ref_configs: 10,
             max_config_bytes: 64 << 10,
             reference_scores: None,
-            near_duplicates: Default::default(),
             max_answer_chars: 100,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             mode: ExecMode::default(),
@@ -313,22 +311,45 @@ impl ChunkResults {
     }
 }
 
-/// Runs verification over the dataset at `data`: every environment still pending, one with a
-/// configuration that has no oracle result yet, or one an older verifier passed; all of them with
-/// `settings.all`. Tables are rewritten after each chunk of environments.
+/// Runs verification over the dataset `data`, in the shards `selection` names, one shard at a
+/// time under its lease: every environment still pending, one with a configuration that has no
+/// oracle result yet, or one an older verifier passed; all of them with `settings.all`. A shard's
+/// tables are rewritten after each chunk of its environments; a shard with nothing to verify is
+/// rewritten only when curation changes what it keeps.
 pub fn verify(
     sandbox: &Sandbox,
-    data: &Path,
+    data: &Dataset,
     settings: &VerifySettings,
+    selection: ShardSelection,
     reporter: Option<&dyn JobReporter>,
 ) -> Result<VerifySummary, VerifyError> {
-    let mut envs: Vec<EnvironmentRow> = dataset::read_table(data, Table::Environments)?;
-    let mut configs: Vec<TaskConfigRow> = dataset::read_table(data, Table::TaskConfigs)?;
-    if envs.is_empty() {
-        return Err(VerifyError::Empty(data.display().to_string()));
+    let shards: Vec<u32> = data.shards_with(Table::Environments)?.into_iter().filter(|&s| selection.includes(s)).collect();
+    if shards.is_empty() && data.shards_with(Table::Environments)?.is_empty() {
+        return Err(VerifyError::Empty(data.location().to_string()));
     }
-    if let Some(path) = &settings.reference_scores {
-        apply_reference_scores(path, &mut configs)?;
+    let scores = settings.reference_scores.as_deref().map(reference_scores).transpose()?;
+    let mut summary = VerifySummary::default();
+    data.each_leased(&shards, STAGE, |shard| -> Result<(), VerifyError> {
+        verify_shard(sandbox, data, shard, settings, scores.as_ref(), reporter, &mut summary)
+    })?;
+    Ok(summary)
+}
+
+/// Verifies what is due in one shard, and curates it.
+fn verify_shard(
+    sandbox: &Sandbox,
+    data: &Dataset,
+    shard: u32,
+    settings: &VerifySettings,
+    scores: Option<&BTreeMap<String, f64>>,
+    reporter: Option<&dyn JobReporter>,
+    summary: &mut VerifySummary,
+) -> Result<(), VerifyError> {
+    let mut envs: Vec<EnvironmentRow> = data.read_shard(Table::Environments, shard)?;
+    let mut configs: Vec<TaskConfigRow> = data.read_shard(Table::TaskConfigs, shard)?;
+    let as_read = (envs.clone(), configs.clone());
+    if let Some(scores) = scores {
+        apply_reference_scores(scores, &mut configs);
     }
     let mut configs_of: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, config) in configs.iter().enumerate() {
@@ -345,62 +366,78 @@ pub fn verify(
     let selected: Vec<usize> = (0..envs.len())
         .filter(|&i| settings.all || envs[i].status == ENV_PENDING || unrun(&envs[i]) || outdated(&envs[i]))
         .collect();
-    let mut stored = Stored::read(data)?;
-    let mut steps = 0;
-    let mut step_ms: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut stored = None;
     for chunk in selected.chunks(CHUNK_ENVS) {
+        let stored = match &mut stored {
+            Some(stored) => stored,
+            None => stored.insert(Stored::read(data, shard)?),
+        };
         let plan = plan(chunk, &envs, &configs, &configs_of, &stored.candidates, &too_large);
         let outcomes = harness::run_steps(sandbox, &plan.work, &settings.budgets(), settings.mode, settings.threads, reporter)?;
-        steps += plan.work.iter().map(|w| w.steps.len()).sum::<usize>();
+        summary.steps += plan.work.iter().map(|w| w.steps.len()).sum::<usize>();
         let mut found = ChunkResults::gather(&plan, &outcomes, &envs);
         drop(outcomes);
         drop(plan);
         for (kind, ms) in std::mem::take(&mut found.step_ms) {
-            *step_ms.entry(kind).or_default() += ms;
+            *summary.step_ms.entry(kind).or_default() += ms;
         }
         let mut tables = Tables::default();
         for &env in chunk {
-            let own = configs_of.get(&envs[env].env_id).map_or(&[][..], Vec::as_slice);
-            let oversized: Vec<usize> = own.iter().copied().filter(|&c| too_large(&configs[c])).collect();
-            for config in oversized {
-                tables.oversized(&mut configs[config], settings.max_config_bytes);
-            }
-            let results: Vec<(usize, ConfigResult)> =
-                own.iter().filter_map(|&c| found.configs.remove(&c).map(|r| (c, r))).collect();
-            tables.record_configs(&envs[env], &mut configs, results, settings);
-            let checks = found.checks.remove(&env).expect("every planned environment has its module checks");
-            let eligible = found.eligible.remove(&env).unwrap_or_else(|| vec![0]);
-            let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).collect();
-            let oracle = tables.choose_oracle(&checked(&own_configs), &eligible, settings);
-            for &config in own {
-                tables.apply_oracle(&mut configs[config], *oracle.as_ref().unwrap_or(&0));
-            }
-            // A configuration over the size cap is rejected alone: it does not count against its environment.
-            let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).filter(|c| !too_large(c)).collect();
-            tables.settle_env(&mut envs[env], checks, &own_configs, oracle, settings);
+            settle(&mut tables, &mut found, env, &mut envs, &mut configs, &configs_of, settings, &too_large);
             envs[env].verifier = Some(verifier.clone());
         }
+        summary.oracle_cells += tables.oracle_runs.len();
+        summary.oracle_passed += tables.oracle_runs.iter().filter(|r| r.verdict == reasons::CellVerdict::Pass.as_str()).count();
         stored.record_smoke_tests(std::mem::take(&mut found.smoke));
         stored.replace(chunk.iter().map(|&e| envs[e].env_id.as_str()), tables);
-        curate_all(&mut envs, &mut configs, settings);
+        curate_all(&envs, &mut configs, settings);
         stored.write(data, &envs, &configs)?;
     }
     if selected.is_empty() {
-        // Nothing to run, but thresholds may have changed: curate what the tables hold.
-        curate_all(&mut envs, &mut configs, settings);
-        stored.write(data, &envs, &configs)?;
+        // Nothing to run, but thresholds may have changed: curate, and write only what changed.
+        curate_all(&envs, &mut configs, settings);
+        if configs != as_read.1 {
+            data.write_shard(Table::TaskConfigs, shard, &configs)?;
+        }
     }
-    Ok(VerifySummary {
-        environments: envs.len(),
-        verified: envs.iter().filter(|e| e.status == VERIFIED).count(),
-        ran: selected.len(),
-        configs: configs.len(),
-        configs_kept: configs.iter().filter(|c| c.kept).count(),
-        oracle_cells: stored.oracle_runs.len(),
-        oracle_passed: stored.oracle_runs.iter().filter(|r| r.verdict == reasons::CellVerdict::Pass.as_str()).count(),
-        steps,
-        step_ms,
-    })
+    summary.ran += selected.len();
+    summary.environments += envs.len();
+    summary.verified += envs.iter().filter(|e| e.status == VERIFIED).count();
+    summary.configs += configs.len();
+    summary.configs_kept += configs.iter().filter(|c| c.kept).count();
+    Ok(())
+}
+
+/// Records one environment of a chunk: its configurations' cells and findings, its oracle, its
+/// status.
+#[allow(clippy::too_many_arguments)]
+fn settle(
+    tables: &mut Tables,
+    found: &mut ChunkResults,
+    env: usize,
+    envs: &mut [EnvironmentRow],
+    configs: &mut [TaskConfigRow],
+    configs_of: &BTreeMap<String, Vec<usize>>,
+    settings: &VerifySettings,
+    too_large: &dyn Fn(&TaskConfigRow) -> bool,
+) {
+    let own = configs_of.get(&envs[env].env_id).map_or(&[][..], Vec::as_slice);
+    let oversized: Vec<usize> = own.iter().copied().filter(|&c| too_large(&configs[c])).collect();
+    for config in oversized {
+        tables.oversized(&mut configs[config], settings.max_config_bytes);
+    }
+    let results: Vec<(usize, ConfigResult)> = own.iter().filter_map(|&c| found.configs.remove(&c).map(|r| (c, r))).collect();
+    tables.record_configs(&envs[env], configs, results, settings);
+    let checks = found.checks.remove(&env).expect("every planned environment has its module checks");
+    let eligible = found.eligible.remove(&env).unwrap_or_else(|| vec![0]);
+    let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).collect();
+    let oracle = tables.choose_oracle(&checked(&own_configs), &eligible, settings);
+    for &config in own {
+        tables.apply_oracle(&mut configs[config], *oracle.as_ref().unwrap_or(&0));
+    }
+    // A configuration over the size cap is rejected alone: it does not count against its environment.
+    let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).filter(|c| !too_large(c)).collect();
+    tables.settle_env(&mut envs[env], checks, &own_configs, oracle, settings);
 }
 
 #[derive(serde::Deserialize)]
@@ -410,21 +447,19 @@ struct ReferenceScore {
     score: f64,
 }
 
-/// Sets `reference_pass_rate` from a scores file; rows matching no configuration are ignored.
-fn apply_reference_scores(path: &Path, configs: &mut [TaskConfigRow]) -> Result<(), DatasetError> {
+/// Reference-model pass rates from a scores file, by `config_id` or `config`.
+fn reference_scores(path: &Path) -> Result<BTreeMap<String, f64>, DatasetError> {
     let scores: Vec<ReferenceScore> = dataset::read_rows_file(path)?;
-    let mut by_key: BTreeMap<&str, f64> = BTreeMap::new();
-    for score in &scores {
-        if let Some(key) = score.config_id.as_deref().or(score.config.as_deref()) {
-            by_key.insert(key, score.score);
-        }
-    }
+    Ok(scores.into_iter().filter_map(|s| s.config_id.or(s.config).map(|key| (key, s.score))).collect())
+}
+
+/// Sets `reference_pass_rate` from the scores; scores matching no configuration are ignored.
+fn apply_reference_scores(by_key: &BTreeMap<String, f64>, configs: &mut [TaskConfigRow]) {
     for config in configs.iter_mut() {
-        if let Some(&score) = by_key.get(config.config_id.as_str()).or_else(|| by_key.get(config.config.as_str())) {
+        if let Some(&score) = by_key.get(&config.config_id).or_else(|| by_key.get(&config.config)) {
             config.reference_pass_rate = Some(score);
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -568,7 +603,7 @@ mod tests {
         assert_eq!(tables.choose_oracle(&checked, &[0, 1, 2, 3], &settings), Ok(2), "1 fails a configuration, 3 is over budget");
         assert_eq!(tables.choose_oracle(&checked, &[0, 1, 3], &settings), Ok(0), "2 failed its smoke test");
         let (status, _) = tables.choose_oracle(&checked, &[1, 3], &settings).unwrap_err();
-        assert_eq!(status, "oracle_budget_exceeded");
+        assert_eq!(status, crate::reasons::Reason::OracleBudgetExceeded);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::probes::{self, Finding, ProbeReason, Seen};
 use super::reasons::{CellVerdict, Filter};
 use super::{ConfigResult, STAGE, VERIFIED, VerifySettings};
 use crate::harness::{ModuleChecks, OracleRun};
+use crate::reasons::Reason;
 use crate::sandbox::Verdict;
 use crate::tables::{EnvironmentRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
 use std::collections::BTreeMap;
@@ -176,7 +177,7 @@ impl Tables {
     fn record_cell(&mut self, config: &TaskConfigRow, cell: Cell) {
         let label = cell.label();
         if label == CellVerdict::Contradiction {
-            self.reject(&config.config_id, "verdict_contradiction", cell.detail().unwrap_or_default());
+            self.reject(&config.config_id, Reason::VerdictContradiction.as_str(), cell.detail().unwrap_or_default());
         }
         self.oracle_runs.push(OracleRunRow {
             env_id: config.env_id.clone(),
@@ -199,7 +200,7 @@ impl Tables {
         checked: &[&TaskConfigRow],
         eligible: &[i32],
         settings: &VerifySettings,
-    ) -> Result<i32, (&'static str, String)> {
+    ) -> Result<i32, (Reason, String)> {
         let budget = settings.env_budget.as_millis() as u64;
         let mut best: Option<(i64, i32)> = None;
         let mut over_budget = None;
@@ -222,7 +223,7 @@ impl Tables {
         match (best, over_budget) {
             (Some((_, candidate)), _) => Ok(candidate),
             (None, Some((candidate, spent))) => Err((
-                "oracle_budget_exceeded",
+                Reason::OracleBudgetExceeded,
                 format!("candidate {candidate} passes every configuration in {spent} ms, over the budget of {budget} ms"),
             )),
             (None, None) => {
@@ -231,7 +232,7 @@ impl Tables {
                 };
                 let failed = checked.iter().find(own_fails);
                 let example = failed.map_or(String::new(), |c| format!("; the environment's own solve fails on {}", c.config));
-                Err(("oracle_failed", format!("no candidate of {} passes every configuration{example}", eligible.len())))
+                Err((Reason::OracleFailed, format!("no candidate of {} passes every configuration{example}", eligible.len())))
             }
         }
     }
@@ -271,7 +272,7 @@ impl Tables {
         env: &mut EnvironmentRow,
         checks: ModuleChecks,
         mine: &[&TaskConfigRow],
-        oracle: Result<i32, (&'static str, String)>,
+        oracle: Result<i32, (Reason, String)>,
         settings: &VerifySettings,
     ) {
         let failure = checks.failure();
@@ -281,6 +282,7 @@ impl Tables {
             if env.tool_docs.is_empty() {
                 env.tool_docs = description.tool_docs.clone();
             }
+            env.tool_schemas = Some(crate::tools::schemas_json(&env.tool_docs));
         }
         let pickle = self.pickle.get(&env.env_id);
         env.servable = pickle.map(Option::is_none);
@@ -288,21 +290,21 @@ impl Tables {
         let checked = checked(mine);
         let unprobed = self.unprobed.get(&env.env_id).copied().unwrap_or(0);
         let (status, detail) = if let Some((status, detail)) = failure {
-            (status, Some(detail))
+            (status.as_str(), Some(detail))
         } else if let Some(finding) = self.env_findings.get(&env.env_id) {
             (finding.reason.as_str(), Some(finding.detail.clone()))
         } else if let Err(detail) = checks.description {
-            ("contract_failed", Some(detail))
+            (Reason::ContractFailed.as_str(), Some(detail))
         } else if mine.is_empty() {
-            ("no_configs", None)
+            (Reason::NoConfigs.as_str(), None)
         } else if checked.is_empty() {
-            ("ref_answer_failed", Some("no configuration has a reference answer".to_string()))
+            (Reason::RefAnswerFailed.as_str(), Some("no configuration has a reference answer".to_string()))
         } else if let Some(detail) = survival_failure(env, checked.len(), mine.len(), settings) {
-            ("ref_answer_survival", Some(detail))
+            (Reason::RefAnswerSurvival.as_str(), Some(detail))
         } else if unprobed == checked.len() {
-            ("probe_failed", Some(format!("the probes of all {unprobed} configurations could not run")))
+            (ProbeReason::ProbeFailed.as_str(), Some(format!("the probes of all {unprobed} configurations could not run")))
         } else if let Err((status, detail)) = &oracle {
-            (*status, Some(detail.clone()))
+            (status.as_str(), Some(detail.clone()))
         } else {
             (VERIFIED, None)
         };

@@ -1,14 +1,16 @@
-//! The tables verification keeps besides `environments` and `task_configs`: read once, updated
-//! per chunk of environments, rewritten whole (each write is atomic per table).
+//! The tables verification keeps besides `environments` and `task_configs`, for one shard: read
+//! once, updated per chunk of environments, the shard's files rewritten whole (each write is
+//! atomic per file).
 
 use super::STAGE;
 use super::record::Tables;
-use crate::dataset::{self, DatasetError, Table};
+use crate::dataset::{Dataset, DatasetError, Table};
 use crate::tables::{EnvironmentRow, OracleCandidateRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
-use std::path::Path;
 
-/// The tables verification writes besides `environments` and `task_configs`, as stored.
+/// The tables verification writes besides `environments` and `task_configs`, as stored in one
+/// shard.
 pub(super) struct Stored {
+    shard: u32,
     pub(super) candidates: Vec<OracleCandidateRow>,
     pub(super) oracle_runs: Vec<OracleRunRow>,
     tool_calls: Vec<ToolCallStatRow>,
@@ -16,12 +18,13 @@ pub(super) struct Stored {
 }
 
 impl Stored {
-    pub(super) fn read(data: &Path) -> Result<Stored, DatasetError> {
+    pub(super) fn read(data: &Dataset, shard: u32) -> Result<Stored, DatasetError> {
         Ok(Stored {
-            candidates: dataset::read_table(data, Table::OracleCandidates)?,
-            oracle_runs: dataset::read_table(data, Table::OracleRuns)?,
-            tool_calls: dataset::read_table(data, Table::ToolCallStats)?,
-            rejects: dataset::read_table(data, Table::Rejects)?,
+            shard,
+            candidates: data.read_shard(Table::OracleCandidates, shard)?,
+            oracle_runs: data.read_shard(Table::OracleRuns, shard)?,
+            tool_calls: data.read_shard(Table::ToolCallStats, shard)?,
+            rejects: data.read_shard(Table::Rejects, shard)?,
         })
     }
 
@@ -49,15 +52,15 @@ impl Stored {
         }
     }
 
-    pub(super) fn write(&self, data: &Path, envs: &[EnvironmentRow], configs: &[TaskConfigRow]) -> Result<(), DatasetError> {
-        if !self.candidates.is_empty() {
-            dataset::write_table(data, Table::OracleCandidates, &self.candidates)?;
-        }
-        dataset::write_table(data, Table::OracleRuns, &self.oracle_runs)?;
-        dataset::write_table(data, Table::ToolCallStats, &self.tool_calls)?;
-        dataset::write_table(data, Table::Rejects, &self.rejects)?;
-        dataset::write_table(data, Table::TaskConfigs, configs)?;
-        dataset::write_table(data, Table::Environments, envs)?;
+    /// Writes the shard's tables, environments last: their status is what a rerun looks at.
+    pub(super) fn write(&self, data: &Dataset, envs: &[EnvironmentRow], configs: &[TaskConfigRow]) -> Result<(), DatasetError> {
+        let shard = self.shard;
+        data.write_shard(Table::OracleCandidates, shard, &self.candidates)?;
+        data.write_shard(Table::OracleRuns, shard, &self.oracle_runs)?;
+        data.write_shard(Table::ToolCallStats, shard, &self.tool_calls)?;
+        data.write_shard(Table::Rejects, shard, &self.rejects)?;
+        data.write_shard(Table::TaskConfigs, shard, configs)?;
+        data.write_shard(Table::Environments, shard, envs)?;
         Ok(())
     }
 }

@@ -2,8 +2,8 @@
 //! check, each with the status verification must give it), and the verifier stamp that makes a
 //! rebuild re-verify what an older verifier passed.
 
-use crate::util::{codegym, import_release, repo, run_ok, sql_rows};
-use codegym::dataset::{Table, read_table, write_table};
+use crate::util::{codegym, dataset, import_release, repo, run_ok, sql_rows};
+use codegym::dataset::Table;
 use codegym::tables::{EnvironmentRow, OracleCandidateRow};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,8 @@ fn verified() -> &'static Path {
 
 /// Solvers for the sound environment that reach for its hidden state past the step-only guard.
 fn add_candidates(data: &Path) {
-    let envs: Vec<EnvironmentRow> = read_table(data, Table::Environments).unwrap();
+    let data = dataset(data);
+    let envs: Vec<EnvironmentRow> = data.read_table(Table::Environments).unwrap();
     let sound = envs.iter().find(|e| e.env_name == "SoundSumEnv").unwrap();
     let bypasses = [
         "import json\ndef solve(self):\n    env = self.step.__self__\n    return env.step(json.dumps({'name': 'Done', 'parameters': {'answer': sum(env.values)}}))[1]\n",
@@ -40,7 +41,7 @@ fn add_candidates(data: &Path) {
             smoke_test: None,
         })
         .collect();
-    write_table(data, Table::OracleCandidates, &rows).unwrap();
+    data.upsert(Table::OracleCandidates, rows, |c| data.shard_of(&c.env_id)).unwrap();
 }
 
 fn expected() -> Vec<(String, String)> {
@@ -136,7 +137,8 @@ fn a_rebuild_reverifies_what_an_older_verifier_passed_and_only_that() {
     let data = dir.path().join("data");
     import_release(&repo().join("data-samples/codegym"), "jsonl", &data);
     run_ok(&["verify", "--data", data.to_str().unwrap()]);
-    let mut envs: Vec<EnvironmentRow> = read_table(&data, Table::Environments).unwrap();
+    let handle = dataset(&data);
+    let mut envs: Vec<EnvironmentRow> = handle.read_table(Table::Environments).unwrap();
     let stamped = envs.iter().filter(|e| e.verifier.is_some()).count();
     assert_eq!(stamped, envs.len(), "every decided environment carries its verifier");
     let verified = envs.iter().position(|e| e.status == "verified").unwrap();
@@ -144,7 +146,7 @@ fn a_rebuild_reverifies_what_an_older_verifier_passed_and_only_that() {
     for i in [verified, failed] {
         envs[i].verifier = Some("verify-checks-v1+older".into());
     }
-    write_table(&data, Table::Environments, &envs).unwrap();
+    handle.upsert(Table::Environments, envs, |e| handle.shard_of(&e.env_id)).unwrap();
     let output = codegym().args(["verify", "--data", data.to_str().unwrap()]).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("1 verified by this run"), "only the environment an older verifier passed runs again: {stderr}");

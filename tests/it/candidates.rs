@@ -2,8 +2,8 @@
 //! the oracle is the passing candidate with the fewest calls, and a candidate can rescue an
 //! environment whose own `solve` is wrong.
 
-use crate::util::{import_release, repo, run_ok, sql_rows};
-use codegym::dataset::{Table, write_table};
+use crate::util::{dataset, import_release, repo, run_ok, sql_rows};
+use codegym::dataset::Table;
 use codegym::tables::OracleCandidateRow;
 
 const WRONG: &str =
@@ -52,7 +52,9 @@ fn a_candidate_that_passes_everything_becomes_the_oracle() {
         origin: Some("test".into()),
         smoke_test: None,
     };
-    write_table(&data, Table::OracleCandidates, &[candidate(1, WRONG), candidate(2, FIXED)]).unwrap();
+    let handle = dataset(&data);
+    let rows = vec![candidate(1, WRONG), candidate(2, FIXED)];
+    handle.upsert(Table::OracleCandidates, rows, |c| handle.shard_of(&c.env_id)).unwrap();
     run_ok(&["verify", "--data", data.to_str().unwrap()]);
 
     let env = sql_rows(&data, &format!("SELECT status, oracle_candidate FROM environments WHERE env_id = '{env_id}'"));

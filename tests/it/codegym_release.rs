@@ -37,7 +37,7 @@ fn every_released_task_passes_with_the_released_oracle_call_count() {
         vec![serde_json::json!({"env_name": "SmallestSubstringEnv"}), serde_json::json!({"env_name": "SmallestWindowEnv"})]
     );
 
-    let split = sql_rows(&data, "SELECT count(*) AS n FROM environments WHERE split IN ('train', 'validation')");
+    let split = sql_rows(&data, "SELECT count(*) AS n FROM splits WHERE split IN ('train', 'validation')");
     assert_eq!(split[0]["n"], 91, "every environment is on one side of the split");
 
     let cells = sql_rows(&data, "SELECT verdict, count(*) AS n FROM oracle_runs GROUP BY verdict");
@@ -61,9 +61,9 @@ fn every_released_task_passes_with_the_released_oracle_call_count() {
 
 /// The bytes of the tables verification must reproduce exactly (`oracle_runs` holds timings).
 fn deterministic_tables(data: &std::path::Path) -> Vec<Vec<u8>> {
-    ["environments", "task_configs", "tool_call_stats", "rejects"]
+    ["environments", "task_configs", "tool_call_stats", "rejects", "near_duplicates", "splits"]
         .iter()
-        .map(|t| std::fs::read(data.join(t).join("part-00000.parquet")).unwrap())
+        .map(|t| crate::util::table_bytes(data, t))
         .collect()
 }
 

@@ -4,6 +4,7 @@
 //! a table, no request is retried before it may be, answers are recorded before use, and a rerun
 //! pays for nothing twice.
 
+use crate::util::table_bytes;
 use crate::util::{codegym, count, repo, sql_rows};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -341,8 +342,11 @@ fn a_misbehaving_endpoint_slows_the_build_but_loses_nothing() {
     assert!(
         calls.iter().filter(|c| c["stage"] == "oracle").all(|c| c["attempts"] == 2 && c["latency_ms"].as_i64().unwrap() >= 1000)
     );
-    let recorded = std::fs::read_to_string(data.join("llm/responses.jsonl")).unwrap();
-    assert_eq!(recorded.lines().count(), 9);
+    let recorded: usize = std::fs::read_dir(data.join("llm"))
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap().lines().count())
+        .sum();
+    assert_eq!(recorded, 9, "one recording file per shard, every answer in one");
 
     // A rerun against an endpoint that is gone pays for nothing twice: it only asks again for
     // the request that never got an answer.
@@ -362,12 +366,6 @@ fn a_misbehaving_endpoint_slows_the_build_but_loses_nothing() {
     for table in ["environments", "task_configs", "oracle_candidates", "tool_call_stats"] {
         assert!(table_bytes(&data, table) == table_bytes(&replayed, table), "{table} differs after replay");
     }
-}
-
-fn table_bytes(data: &Path, table: &str) -> Vec<Vec<u8>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join(table)).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
 }
 
 fn request(user: &str, n: u32) -> codegym::llm::ChatRequest {
@@ -417,7 +415,7 @@ fn servers_without_n_get_one_request_per_sample_and_setup_errors_stop_the_run() 
     assert_eq!(sampled.completion.choices, ["seed 7", "seed 8", "seed 9"], "one request per sample, each its own seed");
     assert_eq!(sampled.completion.attempts, 3);
     let refused = calls[1].as_ref().unwrap_err();
-    assert_eq!(refused.reason(), "llm_refused", "{refused}");
+    assert_eq!(refused.reason(), codegym::reasons::Reason::LlmRefused, "{refused}");
     assert!(refused.to_string().contains("problem too long"), "{refused}");
     let attempts = log.lock().unwrap().clone();
     assert_eq!(attempts.iter().filter(|a| a.key == "sample").map(|a| a.n).collect::<Vec<_>>(), [1, 1, 1]);

@@ -74,7 +74,11 @@ pub fn sandbox() -> codegym::sandbox::Sandbox {
 
 /// `codegym import-codegym` of the release in `dir` (`envs.EXT` and `tasks.EXT`) into `data`.
 pub fn import_release(dir: &Path, ext: &str, data: &Path) {
-    let (envs, tasks) = (dir.join(format!("envs.{ext}")), dir.join(format!("tasks.{ext}")));
+    import_files(&dir.join(format!("envs.{ext}")), &dir.join(format!("tasks.{ext}")), data);
+}
+
+/// `codegym import-codegym --envs ENVS --tasks TASKS --data DATA`.
+pub fn import_files(envs: &Path, tasks: &Path, data: &Path) {
     let args = [
         "import-codegym",
         "--envs",
@@ -85,4 +89,36 @@ pub fn import_release(dir: &Path, ext: &str, data: &Path) {
         data.to_str().unwrap(),
     ];
     run_ok(&args);
+}
+
+/// The dataset in the folder `data` (opened, or created with the default shard count).
+pub fn dataset(data: &Path) -> codegym::dataset::Dataset {
+    codegym::dataset::Dataset::open(data.to_str().unwrap(), None).expect("open the dataset")
+}
+
+/// Every file of `table` in the dataset folder `data`, concatenated in name order: what a
+/// byte-identical rebuild must reproduce.
+pub fn table_bytes(data: &Path, table: &str) -> Vec<u8> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join(table))
+        .map(|entries| entries.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "parquet")).collect())
+        .unwrap_or_default();
+    files.sort();
+    files.iter().flat_map(|f| std::fs::read(f).unwrap()).collect()
+}
+
+/// The Python that has the export tests' consumers (`CODEGYM_TEST_PYTHON`, which `.ci/run` points
+/// at its virtual environment, else `python3`), when it can import every one of `modules`. When it
+/// cannot, the test fails under CI (`CI` set) and is skipped, with a note, elsewhere.
+pub fn test_python(modules: &[&str]) -> Option<String> {
+    let python = std::env::var("CODEGYM_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python).arg("-c").arg(format!("import {}", modules.join(", "))).output();
+    let missing = match probe {
+        Ok(output) if output.status.success() => return Some(python),
+        Ok(output) => String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("").to_string(),
+        Err(e) => e.to_string(),
+    };
+    let note = format!("`{python}` cannot import {modules:?} ({missing}); run .ci/run, or set CODEGYM_TEST_PYTHON");
+    assert!(std::env::var_os("CI").is_none(), "{note}");
+    eprintln!("skipped: {note}");
+    None
 }

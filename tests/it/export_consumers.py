@@ -1,0 +1,302 @@
+"""The real consumers of `codegym export`'s files, driven by tests/it/export.rs: each subcommand
+reads an export the way its consumer does, asserts what that consumer needs, and prints one JSON
+object of counts for the Rust side to compare with the dataset.
+
+  replay CODEGYM_DIR        plain CPython (run with -I -S: the standard library only) imports every
+                            envs/*.py and replays every row's oracle trajectory to reward 1; a wrong
+                            answer gets 0
+  counts DIR...             pyarrow and DuckDB count the rows of every Parquet file
+  hf HF_DIR                 Hugging Face `datasets` loads both configs, all splits; the card agrees
+  schemas HF_DIR VERL_DIR   every tool schema is valid JSON Schema 2020-12; tool_config.yaml is what
+                            verl reads; the tool module imports without verl
+  protocol VERL_DIR         the tool class, driven as verl's ToolAgentLoop drives it, against a stub
+                            of the CodeGym REST API (a protocol test, not the end-to-end one)
+"""
+import json
+import os
+import sys
+
+
+def emit(result):
+    print(json.dumps(result, sort_keys=True))
+
+
+# ---------------------------------------------------------------- replay (standard library only)
+
+def wrong_like(answer):
+    if isinstance(answer, bool):
+        return not answer
+    if isinstance(answer, int):
+        return answer + 1
+    if isinstance(answer, float):
+        return answer + 1.5
+    if isinstance(answer, str):
+        return answer + "x"
+    if isinstance(answer, list):
+        return answer + [0] if answer else [0]
+    if isinstance(answer, dict):
+        return dict(answer, wrong_key=1)
+    return "wrong"
+
+
+def replay(root):
+    import importlib.util
+
+    envs_dir = os.path.join(root, "envs")
+    sys.path.insert(0, envs_dir)
+    classes = {}
+    checked = wrong_checked = 0
+    for split in ("train", "validation"):
+        path = os.path.join(root, split + ".jsonl")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                _, rest = row["ability"].split("@", 1)
+                stem, options = rest.split("@", 1)
+                env_name = stem.rsplit("__", 1)[1]
+                assert stem.startswith(row["code_id"] + "__"), row["ability"]
+                if stem not in classes:
+                    spec = importlib.util.spec_from_file_location("env_" + stem, os.path.join(envs_dir, stem + ".py"))
+                    module = importlib.util.module_from_spec(spec)
+                    spec.loader.exec_module(module)
+                    classes[stem] = getattr(module, env_name)
+                cls = classes[stem]
+                config = env_name + "@" + options
+                steps = json.loads(row["extra_info"]["oracle_trajectory"])
+                assert len(steps) == row["extra_info"]["solve_fc_round"], (config, len(steps))
+                env = cls.from_env_str(config)
+                for action, observation in steps:
+                    result = env.step(action)
+                    got = result[1] if isinstance(result, tuple) and len(result) == 2 else result
+                    assert str(got) == observation, (config, action, got, observation)
+                assert env.reward == 1 and "reward=1" in steps[-1][1], (config, steps[-1])
+                checked += 1
+                last = json.loads(steps[-1][0])
+                if last.get("name") != "Done":
+                    continue
+                env = cls.from_env_str(config)
+                for action, _ in steps[:-1]:
+                    env.step(action)
+                key = "answer" if "answer" in last["parameters"] else next(iter(last["parameters"]))
+                answer = last["parameters"][key]
+                env.step(json.dumps({"name": "Done", "parameters": {key: wrong_like(answer)}}))
+                assert env.reward == 0, (config, "a wrong answer was rewarded", answer)
+                wrong_checked += 1
+    emit({"rows": checked, "wrong_answers": wrong_checked, "environments": len(classes),
+          "python": "%d.%d" % sys.version_info[:2], "stdlib_only": "site" not in sys.modules})
+
+
+# ---------------------------------------------------------------- counts (pyarrow, DuckDB)
+
+def counts(roots):
+    import duckdb
+    import pyarrow.parquet as pq
+
+    result = {}
+    for root in roots:
+        files = {}
+        for directory, _, names in os.walk(root):
+            for name in sorted(names):
+                if name.endswith(".parquet"):
+                    path = os.path.join(directory, name)
+                    arrow_rows = pq.ParquetFile(path).read().num_rows
+                    duck_rows = duckdb.sql("SELECT count(*) FROM read_parquet('%s')" % path.replace("'", "''")).fetchall()[0][0]
+                    assert arrow_rows == duck_rows, (path, arrow_rows, duck_rows)
+                    files[os.path.relpath(path, root)] = arrow_rows
+        result[root] = files
+    emit(result)
+
+
+# ---------------------------------------------------------------- Hugging Face datasets
+
+def hf(root):
+    import datasets
+    import pyarrow.parquet as pq
+    import yaml
+
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    text = open(os.path.join(root, "README.md")).read()
+    card = yaml.safe_load(text.split("---\n")[1])
+    loaded = {}
+    for info in card["dataset_info"]:
+        name = info["config_name"]
+        dataset = datasets.load_dataset(root, name)
+        for split in info["splits"]:
+            assert len(dataset[split["name"]]) == split["num_examples"], (name, split)
+        files = sorted(os.path.join(d, n) for d, _, ns in os.walk(root) for n in ns if n.endswith(".parquet"))
+        directory = next(c["data_files"][0]["path"].split("/")[0] for c in card["configs"] if c["config_name"] == name)
+        schema = pq.read_schema(next(f for f in files if os.path.relpath(f, root).startswith(directory + "/")))
+        assert datasets.Features.from_arrow_schema(schema)._to_yaml_list() == info["features"], name
+        loaded[name] = {split: len(rows) for split, rows in dataset.items()}
+    default = datasets.load_dataset(root)
+    assert {s: len(r) for s, r in default.items()} == loaded["configurations"], "configurations is the default config"
+    for link in [line[line.index("](") + 2:-1] for line in text.splitlines() if line.startswith("![")]:
+        svg = open(os.path.join(root, link)).read()
+        assert svg.lstrip().startswith("<svg") and "<text" in svg, link
+    row = default[next(iter(default))][0]
+    emit({"loaded": loaded, "licenses": card["license"], "plots": text.count("!["),
+          "index_type": type(row["extra_info"]["index"]).__name__, "names": [m["name"] for m in row["prompt"]]})
+
+
+# ---------------------------------------------------------------- tool schemas and verl's config
+
+def schemas(hf_root, verl_root):
+    import importlib
+    import jsonschema
+    import pyarrow.parquet as pq
+    import yaml
+
+    tools = []
+    for directory, _, names in os.walk(os.path.join(hf_root, "environments")):
+        for name in names:
+            for text in pq.read_table(os.path.join(directory, name), columns=["tool_schemas"])["tool_schemas"].to_pylist():
+                tools.extend(json.loads(text))
+    config = yaml.safe_load(open(os.path.join(verl_root, "tool_config.yaml")))
+    [entry] = config["tools"]
+    assert entry["config"]["type"] == "native" and entry["config"]["server_url"].startswith("http")
+    assert entry["tool_schema"]["type"] == "function"
+    tools.append(entry["tool_schema"]["function"])
+    typed = 0
+    for tool in tools:
+        assert set(tool) == {"name", "description", "parameters"}, tool
+        parameters = tool["parameters"]
+        jsonschema.Draft202012Validator.check_schema(parameters)
+        assert parameters["type"] == "object" and "properties" in parameters and "required" in parameters, tool
+        for prop in parameters["properties"].values():
+            assert "type" in prop, (tool["name"], prop)  # verl's property schema requires a type
+            typed += prop["type"] != "string"
+        jsonschema.Draft202012Validator(parameters)  # usable as a validator too
+    # verl imports the class by its dotted name, with the export's directory on the path.
+    sys.path.insert(0, verl_root)
+    module_name, class_name = entry["class_name"].rsplit(".", 1)
+    assert importlib.util.find_spec("verl") is None, "this test proves the module imports without verl"
+    module = importlib.import_module(module_name)
+    cls = getattr(module, class_name)
+    tool = cls(config=entry["config"], tool_schema=entry["tool_schema"])
+    assert tool.name == "codegym_step"
+    table = pq.read_table(os.path.join(verl_root, "train.parquet")).to_pylist()
+    row = table[0]
+    assert row["agent_name"] == "tool_agent" and "ground_truth" in row["reward_model"]
+    assert row["reward_model"]["ground_truth"] is None
+    assert row["extra_info"]["need_tools_kwargs"] is True
+    create = row["extra_info"]["tools_kwargs"]["codegym_step"]["create_kwargs"]
+    assert create["env_str"] == row["extra_info"]["env_str"] and create["config_id"] == row["extra_info"]["config_id"]
+    assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+    emit({"tools": len(tools), "typed_parameters": typed, "verl_rows": len(table)})
+
+
+# ---------------------------------------------------------------- the tool class vs a stub server
+
+def protocol(verl_root):
+    """verl's ToolAgentLoop, call for call, against a stub of `codegym serve`'s CodeGym API."""
+    import asyncio
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    requests = []
+
+    class Stub(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append((self.path, body))
+            status, answer = 200, {}
+            if self.path == "/get_instance":
+                answer = {"instance_id": "inst-%d" % sum(p == "/get_instance" for p, _ in requests)}
+            elif self.path == "/start":
+                answer = {"observation": "started " + body["env_str"]}
+            elif self.path == "/step":
+                action = json.loads(body["action"])
+                if action["name"] == "Unknown":
+                    status, answer = 400, {"error": "no tool named Unknown"}
+                else:
+                    done = action["name"] == "Done"
+                    answer = {"observation": "ran " + action["name"], "reward": 1.0 if done else 0.0, "done": done}
+            elif self.path == "/reward":
+                answer = {"reward": 0.0}
+            payload = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sys.path.insert(0, verl_root)
+    import codegym_tool
+
+    entry = yaml.safe_load(open(os.path.join(verl_root, "tool_config.yaml")))["tools"][0]
+    entry["config"]["server_url"] = "http://127.0.0.1:%d" % server.server_address[1]
+    tool = codegym_tool.CodegymStepTool(config=entry["config"], tool_schema=entry["tool_schema"])
+    row = pq.read_table(os.path.join(verl_root, "train.parquet")).slice(0, 1).to_pylist()[0]
+    kwargs = row["extra_info"]["tools_kwargs"]["codegym_step"]
+    # The oracle's calls of this configuration, as the model would make them through codegym_step.
+    actions = [{"name": "Observe", "parameters": {}}, {"name": "Unknown", "parameters": {"x": 1}},
+               {"name": "Done", "parameters": {"answer": [1, 2]}}]
+
+    class AgentData:  # the part of verl's AgentData a tool sees
+        def __init__(self, request_id):
+            self.request_id = request_id
+            self.extra_fields = {}
+
+    async def call(agent, name, arguments):
+        # ToolAgentLoop._call_tool: create, execute with the parsed arguments, release, every call.
+        instance_id, _ = await tool.create(create_kwargs=kwargs.get("create_kwargs", {}))
+        try:
+            response, reward, metrics = await tool.execute(instance_id, {"name": name, "arguments": arguments}, agent_data=agent)
+        finally:
+            await tool.release(instance_id)
+        return instance_id, response.text, reward
+
+    async def rollout():
+        agent = AgentData("request-1")
+        texts, rewards = [], []
+        for action in actions:
+            last, text, reward = await call(agent, action["name"], json.dumps(action["parameters"]))
+            texts.append(text)
+            rewards.append(reward)
+        final = await tool.calc_reward(last)
+        malformed = await call(AgentData("request-2"), "Observe", "[1, 2]")
+        after_done = await call(agent, "Observe", "{}")
+        return agent, texts, rewards, final, malformed, after_done
+
+    agent, texts, rewards, final, malformed, after_done = asyncio.run(rollout())
+    paths = [p for p, _ in requests]
+    assert paths == ["/get_instance", "/start", "/step", "/step", "/step", "/release_instance"], paths
+    start = requests[1][1]
+    assert start == {"instance_id": "inst-1", "env_str": kwargs["create_kwargs"]["env_str"]}, start
+    steps = [body for p, body in requests if p == "/step"]
+    assert all(body["instance_id"] == "inst-1" for body in steps), "one session across per-call create/release"
+    assert [json.loads(body["action"]) for body in steps] == actions, steps
+    assert all(isinstance(body["action"], str) for body in steps), "the action is JSON text"
+    assert texts[0] == "ran Observe" and "no tool named Unknown" in texts[1] and texts[2] == "ran Done", texts
+    assert rewards == [0.0, 0.0, 1.0] and final == 1.0, (rewards, final)
+    assert agent.extra_fields["codegym_reward"] == 1.0
+    assert codegym_tool.compute_score("codegym_v1", "", None, extra_info=agent.extra_fields) == 1.0
+    assert codegym_tool.compute_score("codegym_v1", "", None, extra_info={"tool_rewards": [0.0, 1.0]}) == 1.0
+    assert codegym_tool.compute_score("codegym_v1", "", None, extra_info={}) == 0.0
+    assert malformed[1].startswith("Error:") and "JSON object" in malformed[1], malformed
+    assert after_done[1].startswith("The episode is over"), after_done
+    assert paths == [p for p, _ in requests], "neither a malformed call nor a call after Done reaches the server"
+    server.shutdown()
+    unreachable = codegym_tool.CodegymClient("http://127.0.0.1:%d" % server.server_address[1], timeout_s=2)
+    try:
+        unreachable.call("/get_instance", {})
+        raise AssertionError("an unreachable server must raise")
+    except codegym_tool.CodegymError as e:
+        assert "cannot reach codegym serve" in str(e), e
+    emit({"requests": len(requests), "reward": final})
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    {"replay": lambda: replay(*args), "counts": lambda: counts(args), "hf": lambda: hf(*args),
+     "schemas": lambda: schemas(*args), "protocol": lambda: protocol(*args)}[command]()
