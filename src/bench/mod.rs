@@ -4,12 +4,14 @@
 //! against pyarrow + Python) and `llm` ([`llm`]: the OpenAI-compatible client against a Python
 //! thread pool), `build` ([`build`]: first builds and rebuilds, and verification at growing
 //! sizes, against the single-file layout) and `export` ([`export`]: hf and verl shards against
-//! pyarrow + pandas).
+//! pyarrow + pandas), and `serve`
+//! ([`serve`]: the rollout server against a forked process per step).
 
 mod build;
 mod export;
 mod ingest;
 mod llm;
+mod serve;
 mod slice;
 mod verify;
 
@@ -17,6 +19,7 @@ pub use build::{BuildBenchSettings, build_bench};
 pub use export::{ExportBenchSettings, export};
 pub use ingest::ingest;
 pub use llm::{LlmBenchSettings, llm};
+pub use serve::{ServeBenchSettings, serve};
 pub use verify::{BenchSettings, stages, verify};
 
 use anyhow::{Context, Result};

@@ -50,6 +50,9 @@ pub enum Command {
     Finalize(FinalizeArgs),
     /// Run SQL over every table of a dataset directory.
     Sql(SqlArgs),
+    /// Serve the verified environments to trainers: OpenEnv (WebSocket sessions, MCP) and the
+    /// CodeGym release's REST API, every tool call in the sandbox.
+    Serve(ServeArgs),
     /// Write the kept configurations as training shards (codegym, verl or hf), with manifest.json.
     Export(ExportArgs),
     /// Run Python programs in the sandbox.
@@ -203,6 +206,55 @@ pub struct SqlArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Dataset whose verified environments to serve: a directory or an `s3://`, `gs://`, `az://` URL.
+    #[arg(long)]
+    pub data: String,
+    /// Address of the OpenEnv server (WS /ws, POST /mcp, GET /health /metadata /schema /openapi.json).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub addr: std::net::SocketAddr,
+    /// Address of the CodeGym REST API (/get_instance, /start, /step, ...).
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    pub codegym_addr: std::net::SocketAddr,
+    /// Sessions open at once at most; past it new sessions get OpenEnv's capacity error.
+    #[arg(long, default_value_t = 16384)]
+    pub max_sessions: usize,
+    /// Interpreters alive at once at most (about 6 MiB each); other sessions wait as pickled state.
+    #[arg(long, default_value_t = crate::serve::DEFAULT_MAX_LIVE)]
+    pub max_live: usize,
+    /// Tool calls per episode; past them the episode is done with reward 0 (512 for the hard variant).
+    #[arg(long, default_value_t = 256)]
+    pub max_steps: u32,
+    /// Time limit of one tool call, in milliseconds.
+    #[arg(long, default_value_t = 10000)]
+    pub step_timeout_ms: u64,
+    /// Memory one tool call may add, in MiB.
+    #[arg(long, default_value_t = 100)]
+    pub memory_mb: usize,
+    /// Close a session unused this long, in seconds (trainers such as verl never close theirs).
+    #[arg(long, default_value_t = 10800)]
+    pub idle_timeout_s: u64,
+    /// Give back the interpreter of a session unused this long, in seconds (it keeps its state).
+    #[arg(long, default_value_t = 30)]
+    pub interpreter_idle_s: u64,
+    /// Cut observations longer than this, in KiB (the cut is said in the observation).
+    #[arg(long, default_value_t = 64)]
+    pub max_observation_kb: usize,
+    /// Serve every configuration of a verified environment, not only the kept ones.
+    #[arg(long)]
+    pub all_configs: bool,
+    /// Record every episode into the `episodes` table of this dataset (a directory or a URL).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<String>,
+    /// Token every request must carry (`Authorization: Bearer TOKEN` or `?token=`); required to
+    /// bind a non-loopback address.
+    #[arg(long, env = crate::env::CODEGYM_SERVE_TOKEN, hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Dataset to read (verified, and finalized when built shard by shard): a directory or an
     /// `s3://`, `gs://`, `az://` URL.
@@ -290,6 +342,39 @@ pub enum BenchCommand {
     /// Export of a generated dataset to hf and verl: rows per second and peak memory, vs. a
     /// pyarrow + pandas script writing the same files.
     Export(BenchExportArgs),
+    /// `codegym serve` vs. the release's mechanism (a forked process per step): steps per second
+    /// at saturation, step latency with pausing agents, memory of idle sessions.
+    Serve(BenchServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    /// A built dataset whose kept configurations (with their oracle trajectories) are replayed.
+    #[arg(long, default_value = "build")]
+    pub data: String,
+    /// Sessions replaying with no pause (saturation).
+    #[arg(long, default_value_t = 256)]
+    pub sessions: usize,
+    /// Steps each side runs at saturation.
+    #[arg(long, default_value_t = 20000)]
+    pub steps: usize,
+    /// Sessions that pause between steps (latency).
+    #[arg(long, default_value_t = 64)]
+    pub paced_sessions: usize,
+    /// Pause of a paced session between steps, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub pause_ms: u64,
+    /// How long the paced sessions run, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub paced_seconds: u64,
+    /// Idle sessions whose memory is measured.
+    #[arg(long, default_value_t = 10000)]
+    pub idle_sessions: usize,
+    /// The Python of the baseline.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

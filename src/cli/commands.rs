@@ -35,6 +35,7 @@ pub(super) fn run(cli: Cli) -> Result<()> {
         }
         Command::Sql(args) => sql(args),
         Command::Export(args) => export_command(args),
+        Command::Serve(args) => serve(args),
         Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run(args),
         Command::Runtime(RuntimeCommand::Fetch) => runtime_fetch(),
         Command::Runtime(RuntimeCommand::Info) => runtime_info(),
@@ -58,6 +59,7 @@ pub(super) fn run(cli: Cli) -> Result<()> {
             python: args.python.clone(),
             threads: threads(&args.run),
         }),
+        Command::Bench(BenchCommand::Serve(args)) => crate::bench::serve(&args.into_settings()),
         Command::Bench(BenchCommand::Stages(args)) => {
             let threads = threads(&args.run);
             crate::bench::stages(&[(args.fixtures.as_path(), "parquet"), (args.samples.as_path(), "jsonl")], threads)
@@ -425,6 +427,50 @@ fn sql(args: SqlArgs) -> Result<()> {
     Ok(())
 }
 
+/// Serves until SIGINT or SIGTERM. The addresses and counts go to stdout when it is ready.
+fn serve(args: ServeArgs) -> Result<()> {
+    let printer = Printer::new(args.run.quiet);
+    let settings = args.into_settings();
+    let sandbox = sandbox()?;
+    sandbox.prepare_images()?;
+    let server = crate::serve::Server::start(Arc::new(sandbox), settings)?;
+    let catalog = server.catalog();
+    let skipped = &catalog.skipped;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "codegym serve: OpenEnv at http://{} (WS /ws, POST /mcp); CodeGym API at http://{}",
+        server.openenv_addr, server.codegym_addr
+    )?;
+    writeln!(
+        out,
+        "codegym serve: {} configurations of {} environments; {} verified environments not servable ({} configurations)",
+        catalog.configs().len(),
+        catalog.envs().len(),
+        skipped.not_servable.len(),
+        skipped.not_servable_configs
+    )?;
+    for (env_name, detail) in &skipped.not_servable {
+        printer.status(format!("  not servable: {env_name}: {detail}"));
+    }
+    if skipped.unprobed > 0 {
+        printer.status(format!(
+            "  {} environments were verified before servability was probed (run `codegym verify --all` to probe them)",
+            skipped.unprobed
+        ));
+    }
+    writeln!(out, "codegym serve: ready; SIGINT or SIGTERM stops it")?;
+    out.flush()?;
+    drop(out);
+    server.wait_for_signal();
+    let stopped = server.shutdown()?;
+    printer.status(format!(
+        "codegym serve: stopped; {} sessions closed, {} episode rows recorded",
+        stopped.sessions_closed, stopped.rows_recorded
+    ));
+    Ok(())
+}
+
 fn sandbox_run(args: SandboxRunArgs) -> Result<()> {
     let code = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let stdin = match &args.stdin {
@@ -494,6 +540,53 @@ fn runtime_info() -> Result<()> {
         writeln!(out, "env {name}: {doc}")?;
     }
     Ok(())
+}
+
+impl ServeArgs {
+    fn into_settings(self) -> crate::serve::ServeSettings {
+        let limits = Limits {
+            timeout: Duration::from_millis(self.step_timeout_ms),
+            memory_bytes: self.memory_mb << 20,
+            ..Limits::default()
+        };
+        let threads = threads(&self.run);
+        let pool = crate::serve::PoolSettings {
+            threads,
+            max_sessions: self.max_sessions.max(1),
+            max_live: self.max_live.max(threads + 1),
+            max_steps: self.max_steps.max(1),
+            limits,
+            max_observation_bytes: (self.max_observation_kb << 10).max(1),
+            max_action_bytes: crate::serve::MAX_ACTION_BYTES,
+            idle_timeout: Duration::from_secs(self.idle_timeout_s.max(1)),
+            interpreter_idle: Duration::from_secs(self.interpreter_idle_s.max(1)),
+        };
+        crate::serve::ServeSettings {
+            data: self.data,
+            addr: self.addr,
+            codegym_addr: self.codegym_addr,
+            all_configs: self.all_configs,
+            record: self.record,
+            token: self.token,
+            pool,
+        }
+    }
+}
+
+impl BenchServeArgs {
+    fn into_settings(self) -> crate::bench::ServeBenchSettings {
+        crate::bench::ServeBenchSettings {
+            data: self.data,
+            sessions: self.sessions.max(1),
+            steps: self.steps.max(1),
+            paced_sessions: self.paced_sessions.max(1),
+            pause: Duration::from_millis(self.pause_ms),
+            paced_for: Duration::from_secs(self.paced_seconds.max(1)),
+            idle_sessions: self.idle_sessions,
+            python: self.python,
+            threads: threads(&self.run),
+        }
+    }
 }
 
 impl BenchVerifyArgs {

@@ -64,11 +64,13 @@ pub enum Table {
     NearDuplicates,
     /// One row per environment: its side of the train/validation split (`splits`).
     Splits,
+    /// One row per step of an episode `codegym serve --record` served (`episodes`).
+    Episodes,
 }
 
 impl Table {
     /// Every table, in pipeline order.
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 12] = [
         Table::Problems,
         Table::LlmCalls,
         Table::Environments,
@@ -80,6 +82,7 @@ impl Table {
         Table::Runs,
         Table::NearDuplicates,
         Table::Splits,
+        Table::Episodes,
     ];
 
     /// The snake_case table name: the folder name and the SQL table name.
@@ -96,6 +99,7 @@ impl Table {
             Table::Runs => "runs",
             Table::NearDuplicates => "near_duplicates",
             Table::Splits => "splits",
+            Table::Episodes => "episodes",
         }
     }
 }

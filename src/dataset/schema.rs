@@ -147,6 +147,7 @@ fn schema_source(table: Table) -> &'static str {
         Table::Runs => include_str!("../../schemas/runs.json"),
         Table::NearDuplicates => include_str!("../../schemas/near_duplicates.json"),
         Table::Splits => include_str!("../../schemas/splits.json"),
+        Table::Episodes => include_str!("../../schemas/episodes.json"),
     }
 }
 

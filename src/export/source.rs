@@ -17,6 +17,7 @@
 use super::ExportError;
 use super::settings::ExportSettings;
 use crate::dataset::{Dataset, DatasetError, Table};
+use crate::naming::{self, Named};
 use crate::reasons::Reason;
 use crate::tables::{ENV_PENDING, EnvironmentRow, Split, TaskConfigRow};
 use crate::verify::{VerifySettings, curate};
@@ -51,7 +52,7 @@ pub(crate) struct EnvMeta {
 impl EnvMeta {
     /// `{code_id}__{EnvName}`: the environment file's stem and the id in `ability`.
     pub fn file_stem(&self) -> String {
-        format!("{}__{}", self.code_id, self.env_name)
+        naming::long_name(&self.code_id, &self.env_name)
     }
 }
 
@@ -268,43 +269,13 @@ fn mark(bits: &mut Vec<u64>, row: u64) {
     bits[word] |= 1 << (row % 64);
 }
 
-/// Characters kept in a `code_id`; everything else becomes `_`.
-fn file_safe(source_id: &str) -> String {
-    const MAX_LEN: usize = 96;
-    let mut safe: String = source_id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
-        .take(MAX_LEN)
-        .collect();
-    // A leading dot would hide the file.
-    if safe.starts_with('.') {
-        safe.replace_range(..1, "_");
-    }
-    if safe.is_empty() { "env".to_string() } else { safe }
-}
-
-/// Gives every exported environment its `code_id`: its `source_id` made file-safe, plus a short
-/// `env_id` suffix for every environment whose `{code_id}__{EnvName}` another exported one shares
-/// (longer suffixes if even those meet).
+/// Gives every environment its `code_id` ([`crate::naming`]), named among every environment of
+/// the dataset, as `codegym serve` names them, whatever is exported.
 fn assign_code_ids(envs: &mut [EnvMeta]) {
-    let exported: Vec<usize> = (0..envs.len()).filter(|&i| envs[i].rows > 0).collect();
-    for &i in &exported {
-        envs[i].code_id = file_safe(&envs[i].source_id);
-    }
-    for suffix_len in [8, 16, 32] {
-        let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
-        for &i in &exported {
-            groups.entry(envs[i].file_stem()).or_default().push(i);
-        }
-        let clashes: Vec<usize> = groups.into_values().filter(|g| g.len() > 1).flatten().collect();
-        if clashes.is_empty() {
-            return;
-        }
-        for i in clashes {
-            let base = file_safe(&envs[i].source_id);
-            let suffix = &envs[i].env_id[..suffix_len.min(envs[i].env_id.len())];
-            envs[i].code_id = format!("{base}_{suffix}");
-        }
+    let named = envs.iter().map(|e| Named { env_id: &e.env_id, source_id: &e.source_id, env_name: &e.env_name });
+    let ids = naming::code_ids(named);
+    for env in envs.iter_mut() {
+        env.code_id = ids[&env.env_id].clone();
     }
 }
 
@@ -338,10 +309,7 @@ pub(crate) fn scan_environments(
                 continue;
             }
             let tool_docs = docs.value(row);
-            let tool_schemas = match schemas.is_valid(row) {
-                true => std::borrow::Cow::Borrowed(schemas.value(row)),
-                false => std::borrow::Cow::Owned(crate::tools::schemas_json(tool_docs)),
-            };
+            let tool_schemas = crate::tools::stored_or_computed(schemas.is_valid(row).then(|| schemas.value(row)), tool_docs);
             let task_text = if tasks.is_valid(row) { tasks.value(row) } else { "" };
             visit(env, &EnvText { env_code: code(row), tool_docs, task_text, tool_schemas })?;
         }
@@ -452,11 +420,11 @@ mod tests {
             env("cccccccc33333333", "lc/1 two-sum", "OtherEnv"),
             env("dddddddd44444444", "..hidden@x", "HiddenEnv"),
             env("eeeeeeee55555555", "", "EmptyEnv"),
-            EnvMeta { rows: 0, ..env("ffffffff66666666", "lc/1 two-sum", "TwoSumEnv") },
+            EnvMeta { rows: 0, ..env("ffffffff66666666", "lc/2", "TwoSumEnv") },
         ];
         assign_code_ids(&mut envs);
         let ids: Vec<&str> = envs.iter().map(|e| e.code_id.as_str()).collect();
-        assert_eq!(ids, ["lc_1_two-sum_aaaaaaaa", "lc_1_two-sum_bbbbbbbb", "lc_1_two-sum", "_.hidden_x", "env", ""]);
+        assert_eq!(ids, ["lc_1_two-sum_aaaaaaaa", "lc_1_two-sum_bbbbbbbb", "lc_1_two-sum", "_.hidden_x", "env", "lc_2"]);
     }
 
     #[test]

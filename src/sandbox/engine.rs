@@ -34,6 +34,7 @@ pub(crate) const WORKER_STACK_BYTES: usize = 32 << 20;
 const GYMNASIUM: &str = include_str!("../harness/gymnasium.py");
 const HARNESS: &str = include_str!("../harness/harness.py");
 const PREFLIGHT: &str = include_str!("../harness/preflight.py");
+const SESSION: &str = include_str!("../harness/session.py");
 
 /// Standard-library modules every image has imported already: what CodeGym environments,
 /// reference solutions and the harness import, so jobs do not pay for it (imports are slow in the
@@ -153,7 +154,12 @@ impl Sandbox {
     /// The boot frame of the driver: the modules it installs and what it preloads. The same bytes
     /// for every interpreter, so every image of a variant is the same.
     pub(crate) fn boot_frame(&self) -> Bytes {
-        let modules = serde_json::json!({ "gymnasium": GYMNASIUM, "codegym_harness": HARNESS, "codegym_preflight": PREFLIGHT });
+        let modules = serde_json::json!({
+            "gymnasium": GYMNASIUM,
+            "codegym_harness": HARNESS,
+            "codegym_preflight": PREFLIGHT,
+            "codegym_session": SESSION,
+        });
         let boot = serde_json::json!({
             "nonce": "boot",
             "modules": modules,

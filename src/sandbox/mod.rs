@@ -39,6 +39,8 @@ mod worker;
 
 mod image;
 
+/// Threads that run guest code need this much stack (guest frames run on the calling thread).
+pub(crate) use engine::WORKER_STACK_BYTES;
 pub use engine::{ENGINE_FINGERPRINT, Sandbox};
 pub use image::ImageError;
 pub use worker::Interpreter;

@@ -610,6 +610,9 @@ impl Interpreter {
     pub fn run(&mut self, job: &Job) -> JobOutcome {
         JOBS_RUN.fetch_add(1, Ordering::Relaxed);
         self.shared.begin(job);
+        // The previous job's deadline may have passed while the interpreter sat idle (a served
+        // session between two steps): the way to this job's frame runs under its own budget.
+        self.shared.set_budget(job.step_timeouts.first().copied().unwrap_or(job.limits.timeout));
         let ending = if self.usable {
             let args = (self.run_one, self.no_args, 0);
             in_guest(|| classify(self.call.call(&mut self.store, args)))

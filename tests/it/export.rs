@@ -25,7 +25,7 @@ fn export(data: &Path, format: &str, dir: &Path, extra: &[&str]) -> PathBuf {
 }
 
 /// Runs `python export_consumers.py command args...` (with `HF_HUB_OFFLINE=1`); its JSON result.
-fn consumer(python: &str, python_args: &[&str], command: &str, args: &[&Path]) -> serde_json::Value {
+pub(crate) fn consumer(python: &str, python_args: &[&str], command: &str, args: &[&Path]) -> serde_json::Value {
     let output = Command::new(python)
         .args(python_args)
         .arg(repo().join(CONSUMERS))
@@ -172,8 +172,8 @@ fn tool_schemas_are_json_schema_2020_12_and_the_tool_config_is_what_verl_reads()
     }
 }
 
-/// A protocol test, not the end-to-end one: the tool class against a stub of `codegym serve`'s
-/// CodeGym API (the end-to-end test runs against the real server, once it exists).
+/// A protocol test: the tool class against a stub of `codegym serve`'s CodeGym API, which records
+/// every request (the end-to-end test against the real server is in `serve.rs`).
 #[test]
 fn protocol_the_verl_tool_keeps_one_session_per_rollout_across_per_call_create_and_release() {
     let Some(python) = test_python(&["yaml", "pyarrow"]) else { return };

@@ -296,7 +296,74 @@ def protocol(verl_root):
     emit({"requests": len(requests), "reward": final})
 
 
+# ---------------------------------------------------------------- the tool class vs codegym serve
+
+def rollouts(verl_root, workload_path):
+    """verl's ToolAgentLoop, call for call, against a running `codegym serve` (the URL the export
+    wrote into tool_config.yaml): one rollout per workload entry, all at once, each replaying the
+    oracle's actions through `codegym_step`; every rollout must earn reward 1, and a wrong Done 0."""
+    import asyncio
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    sys.path.insert(0, verl_root)
+    import codegym_tool
+
+    entry = yaml.safe_load(open(os.path.join(verl_root, "tool_config.yaml")))["tools"][0]
+    tool = codegym_tool.CodegymStepTool(config=entry["config"], tool_schema=entry["tool_schema"])
+    workload = json.load(open(workload_path))
+    rows = {}
+    for split in ("train", "validation"):
+        path = os.path.join(verl_root, split + ".parquet")
+        if os.path.exists(path):
+            for row in pq.read_table(path).to_pylist():
+                rows[row["extra_info"]["config_id"]] = row
+
+    class AgentData:  # the part of verl's AgentData a tool sees
+        def __init__(self, request_id):
+            self.request_id = request_id
+            self.extra_fields = {}
+
+    async def call(agent, kwargs, action):
+        # ToolAgentLoop._call_tool: create, execute, release, around every call.
+        instance_id, _ = await tool.create(create_kwargs=kwargs["create_kwargs"])
+        arguments = json.dumps(action["parameters"])
+        try:
+            response, reward, _ = await tool.execute(instance_id, {"name": action["name"], "arguments": arguments}, agent_data=agent)
+        finally:
+            await tool.release(instance_id)
+        return instance_id, response.text, reward
+
+    async def rollout(config_id, actions, wrong):
+        kwargs = rows[config_id]["extra_info"]["tools_kwargs"]["codegym_step"]
+        agent = AgentData(config_id + ("/wrong" if wrong else ""))
+        for action in actions[:-1]:
+            last, _, _ = await call(agent, kwargs, json.loads(action))
+        done = json.loads(actions[-1])
+        if wrong:
+            done["parameters"]["answer"] = "codegym-not-the-answer"
+        last, text, reward = await call(agent, kwargs, done)
+        final = await tool.calc_reward(last)
+        scored = codegym_tool.compute_score(rows[config_id]["data_source"], "", None, extra_info=agent.extra_fields)
+        return reward, final, scored, text
+
+    async def everything():
+        jobs = [rollout(c, a, False) for c, a in workload.items()]
+        jobs += [rollout(c, a, True) for c, a in list(workload.items())[:3]]
+        return await asyncio.gather(*jobs)
+
+    results = asyncio.run(everything())
+    right, wrong = results[:len(workload)], results[len(workload):]
+    for reward, final, scored, text in right:
+        assert reward == final == scored == 1.0, (reward, final, scored, text)
+    for reward, final, scored, text in wrong:
+        assert reward == final == scored == 0.0, (reward, final, scored, text)
+    emit({"rollouts": len(right), "rewarded": len(right), "wrong_zero": len(wrong)})
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {"replay": lambda: replay(*args), "counts": lambda: counts(args), "hf": lambda: hf(*args),
-     "schemas": lambda: schemas(*args), "protocol": lambda: protocol(*args)}[command]()
+     "schemas": lambda: schemas(*args), "protocol": lambda: protocol(*args),
+     "rollouts": lambda: rollouts(*args)}[command]()

@@ -13,5 +13,6 @@ mod llm_endpoint;
 mod object_stores;
 mod sandbox;
 mod scale;
+mod serve;
 mod sql;
 mod util;

@@ -2,11 +2,10 @@
 //! `finalize` waits for every shard, a dataset in the single-file layout is migrated on first use,
 //! and an unknown URL scheme is refused. Datasets on object stores: `object_stores.rs`.
 
-use crate::util::{codegym, dataset, import_release, repo, run_ok, sample_build, sql_rows, table_bytes, test_python};
+use crate::util::{codegym, dataset, import_release, repo, run_ok, sample_build, sql_rows, table_bytes};
 use codegym::dataset::Table;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
 
 /// Tables a rebuild must reproduce byte for byte (`runs` and `oracle_runs` hold timings).
 const DETERMINISTIC: [&str; 10] = [

@@ -1,0 +1,133 @@
+# codegym serve sessions: runs inside the sandbox, as a private module of the driver (it never
+# enters sys.modules, so environment code cannot import it).
+#
+# One interpreter holds one session's environment at a time. `session_compile` compiles an
+# environment's module once (in an interpreter no environment code has run in, so its bytecode is
+# the source's); the host keeps it and sends it with every later call, which then only unmarshals
+# it. `session_start` builds the environment from its configuration, `session_restore` brings back
+# a state the host kept (the module executed, then the state unpickled), and `session_step` runs
+# one action. Every call that leaves an environment behind returns its state pickled (base64), so
+# the host always holds the last good state: an idle session costs those bytes, not an
+# interpreter, and a step that traps loses nothing but itself. Everything is bound here when the
+# image boots, before any environment code runs.
+
+from builtins import (
+    AttributeError,
+    LookupError,
+    ValueError,
+    bool,
+    callable,
+    compile,
+    exec,
+    float,
+    getattr,
+    int,
+    isinstance,
+    len,
+    str,
+    tuple,
+    type,
+)
+import builtins as _builtins
+import sys as _sys
+import types as _types
+from binascii import a2b_base64 as _from_base64
+from binascii import b2a_base64 as _to_base64
+from marshal import dumps as _marshal
+from marshal import loads as _unmarshal
+from pickle import dumps as _pickle
+from pickle import loads as _unpickle
+
+# The name the environment module is registered under while it runs (pickle finds the class there),
+# as the verification harness does.
+ENV_MODULE = "codegym_env"
+
+
+class _Held:
+    """The environment this interpreter serves (one per interpreter)."""
+
+    __slots__ = ("env",)
+
+
+_held = _Held()
+_held.env = None
+
+
+def _filename(env_name):
+    return "<env:%s>" % env_name
+
+
+def _load(code, env_name):
+    """Executes the environment module (its marshalled bytecode) as a real module and returns its
+    environment class."""
+    module = _types.ModuleType(ENV_MODULE)
+    module.__dict__["__builtins__"] = _builtins
+    module.__file__ = _filename(env_name)
+    _sys.modules[ENV_MODULE] = module
+    exec(_unmarshal(_from_base64(code)), module.__dict__)
+    cls = module.__dict__.get(env_name)
+    if not isinstance(cls, type):
+        raise LookupError("the module defines no class named %s" % env_name)
+    return cls
+
+
+def _flag(env, name, fallback):
+    try:
+        return getattr(env, name)
+    except AttributeError:
+        return getattr(env, fallback, None)
+
+
+def _report(env, text, max_observation):
+    """What the host keeps after a call: the observation (cut at `max_observation` characters,
+    with its full length), the environment's own reward and done flag, and its pickled state."""
+    reward = _flag(env, "reward", "_reward")
+    state = _encoded(_pickle(env))
+    return {
+        "observation": text[:max_observation],
+        "observation_chars": len(text),
+        "reward": float(reward) if isinstance(reward, (int, float)) else 0.0,
+        "done": bool(_flag(env, "finished", "_done")),
+        "state": state,
+    }
+
+
+def _encoded(data):
+    return _to_base64(data, newline=False).decode("ascii")
+
+
+def session_compile(source, env_name):
+    """The environment module's bytecode, marshalled (base64), for the calls below."""
+    return _encoded(_marshal(compile(source, _filename(env_name), "exec")))
+
+
+def session_start(code, env_name, config, max_observation):
+    """Builds the environment of configuration `config` (`EnvName@{json}`). Its first observation
+    is what its own `_get_obs`/`get_obs` shows, when it has one (as the release's server does)."""
+    env = _load(code, env_name).from_env_str(config)
+    if env is None:
+        raise ValueError("from_env_str returned None for this configuration")
+    text = "The environment is ready."
+    for name in ("_get_obs", "get_obs"):
+        if callable(getattr(env, name, None)):
+            text = str(getattr(env, name)())
+            break
+    _held.env = env
+    return _report(env, text, max_observation)
+
+
+def session_restore(code, env_name, state):
+    """Brings back a state the host kept: the module executed, then the state unpickled."""
+    _load(code, env_name)
+    _held.env = _unpickle(_from_base64(state))
+    return True
+
+
+def session_step(action, max_observation):
+    """Runs one action (the JSON text of {"name", "parameters"}) on the held environment."""
+    env = _held.env
+    if env is None:
+        raise ValueError("this interpreter holds no environment")
+    outcome = env.step(action)
+    message = outcome[1] if isinstance(outcome, tuple) and len(outcome) == 2 else outcome
+    return _report(env, str(message), max_observation)

@@ -1,0 +1,784 @@
+//! The session pool: every open session, the sandbox interpreters that run their environments,
+//! and the CPU threads those run on. Both protocols are thin layers over [`Pool`].
+//!
+//! A session holds at most one episode. Its environment lives in an interpreter of its own while
+//! the session is active; after every call that leaves an environment behind, the pickled state
+//! comes back to the host, so the host always holds the session's last good state. Live
+//! interpreters are bounded (`max_live`): a session that needs one when all are taken evicts the
+//! least recently used idle session's, and an interpreter idle for `interpreter_idle` is released
+//! too. A session without an interpreter is its pickled state (a few KiB); its next step restores
+//! it into a new interpreter (the module executed, the state unpickled). A step that times out,
+//! traps or raises costs its interpreter and nothing else: the session keeps the state it had
+//! before the step, and the client gets an error observation.
+//!
+//! Guest code runs on the calling thread's stack, so sandbox calls run on `threads` dedicated
+//! threads with large stacks, fed through a queue; the network side awaits their answers and
+//! never runs guest code. Within a session calls run one at a time (a second call while one runs
+//! is refused, not queued); what `state`, `is_done` and `reward` read is kept beside the session
+//! ([`Summary`]), so they never wait for a step.
+
+use super::catalog::{Catalog, ConfigRef, ResolveError, ServedConfig, ServedEnv};
+use super::record::{EpisodeRow, Recorder};
+use crate::harness::seed_for;
+use crate::sandbox::{Interpreter, Job, JobOutcome, Limits, Sandbox, SandboxError, Variant, Verdict, WORKER_STACK_BYTES};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Limits of the pool, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub threads: usize,
+    /// Open sessions at most (OpenEnv's capacity): past it, new sessions are refused.
+    pub max_sessions: usize,
+    /// Interpreters alive at once at most (an interpreter costs about 6 MiB).
+    pub max_live: usize,
+    /// Steps per episode (the method's `plugin_call_max_round`): past them the episode is done
+    /// with reward 0.
+    pub max_steps: u32,
+    /// Per-step time, memory and output limits (restoring a session runs under them too).
+    pub limits: Limits,
+    /// Observations are cut at this many bytes (and say so).
+    pub max_observation_bytes: usize,
+    /// An action longer than this is refused.
+    pub max_action_bytes: usize,
+    /// A session unused this long is closed.
+    pub idle_timeout: Duration,
+    /// A session unused this long gives its interpreter back (it keeps its state).
+    pub interpreter_idle: Duration,
+}
+
+/// Which protocol a session speaks (recorded with its episodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    OpenEnv,
+    CodeGym,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::OpenEnv => "openenv",
+            Protocol::CodeGym => "codegym",
+        }
+    }
+}
+
+/// Why a call was refused or could not run. None of these change the session.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("Server at capacity: {active}/{max} sessions active. Cannot accept new connections.")]
+    Capacity { active: usize, max: usize },
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error("this session has no configuration yet: start an episode with config_id or env_str first")]
+    NoConfig,
+    #[error("this session has no episode: start one first (OpenEnv `reset`, CodeGym `/start`)")]
+    NoEpisode,
+    #[error("the episode is over (done after {0} steps): reset to start another")]
+    EpisodeDone(u32),
+    #[error("another call on this session is still running: wait for its answer")]
+    Busy,
+    #[error("the action is {0} bytes, over the limit of {1} bytes")]
+    ActionTooLarge(usize, usize),
+    #[error("malformed action: {0}; expected {{\"name\": TOOL, \"parameters\": {{...}}}}")]
+    MalformedAction(String),
+    #[error("the environment failed to start: {0}")]
+    StartFailed(String),
+    #[error("the session's environment could not be restored: {0}")]
+    RestoreFailed(String),
+    #[error("the session is closed")]
+    Closed,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("the sandbox failed: {0}")]
+    Sandbox(#[from] SandboxError),
+}
+
+/// An action as the environment gets it: the JSON text of `{"name", "parameters"}`, checked.
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub name: String,
+    pub text: String,
+}
+
+impl Action {
+    /// Checks the JSON text of an action (as the CodeGym API carries it).
+    pub fn from_text(text: String, max_bytes: usize) -> Result<Action, CallError> {
+        if text.len() > max_bytes {
+            return Err(CallError::ActionTooLarge(text.len(), max_bytes));
+        }
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| CallError::MalformedAction(e.to_string()))?;
+        let name = Action::checked_name(&value)?;
+        Ok(Action { name, text })
+    }
+
+    /// An action given as a name and the raw JSON of its parameters (as OpenEnv and MCP carry
+    /// it): the parameters go to the environment as the client wrote them (a big integer stays
+    /// an integer).
+    pub fn from_parts(name: &str, parameters: Option<&RawValue>, max_bytes: usize) -> Result<Action, CallError> {
+        let parameters = parameters.map_or("{}", RawValue::get);
+        if !parameters.trim_start().starts_with('{') {
+            return Err(CallError::MalformedAction("`parameters` is not an object".into()));
+        }
+        let text = format!("{{\"name\": {}, \"parameters\": {parameters}}}", serde_json::Value::from(name));
+        if text.len() > max_bytes {
+            return Err(CallError::ActionTooLarge(text.len(), max_bytes));
+        }
+        Ok(Action { name: name.to_string(), text })
+    }
+
+    fn checked_name(value: &serde_json::Value) -> Result<String, CallError> {
+        let name =
+            value.get("name").and_then(|n| n.as_str()).ok_or_else(|| CallError::MalformedAction("no string `name`".into()))?;
+        match value.get("parameters") {
+            None | Some(serde_json::Value::Object(_)) => Ok(name.to_string()),
+            Some(_) => Err(CallError::MalformedAction("`parameters` is not an object".into())),
+        }
+    }
+}
+
+/// What a call answers: the observation text (the environment's, or an error observation), the
+/// reward and whether the episode is over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub observation: String,
+    pub reward: f64,
+    pub done: bool,
+    /// Set when the step did not run to completion: the verdict that ended it (`timeout`,
+    /// `memory`, `output_limit`, `error`, `unknown_tool`).
+    pub error: Option<&'static str>,
+    /// Whether the observation was cut at the cap.
+    pub truncated: bool,
+    pub step_count: u32,
+}
+
+/// What can be read of a session without waiting for its running call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub episode_id: Option<String>,
+    /// The episode id the client chose, when it chose one.
+    pub label: Option<String>,
+    pub config_id: Option<String>,
+    pub env_name: Option<String>,
+    pub step_count: u32,
+    pub done: bool,
+    pub reward: f64,
+}
+
+impl Summary {
+    /// The episode id to report: the client's, or ours.
+    pub fn reported_id(&self) -> Option<&str> {
+        self.label.as_deref().or(self.episode_id.as_deref())
+    }
+}
+
+/// One open session.
+pub struct Session {
+    pub id: String,
+    pub protocol: Protocol,
+    work: Mutex<Work>,
+    summary: Mutex<Summary>,
+    /// Milliseconds since the pool started, at the last call.
+    last_used: AtomicU64,
+    has_interpreter: AtomicBool,
+    closed: AtomicBool,
+    /// Wakes the connection that owns the session when the pool closes it (idle, shutdown).
+    pub closing: tokio::sync::Notify,
+}
+
+impl Session {
+    pub fn summary(&self) -> Summary {
+        self.summary.lock().unwrap().clone()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+}
+
+/// What a session's calls work on; locked by the thread running a call.
+#[derive(Default)]
+struct Work {
+    episode: Option<Episode>,
+    interpreter: Option<Held>,
+    /// The configuration and seed of the last episode (a reset without a configuration restarts it).
+    last: Option<(Arc<ServedConfig>, u64)>,
+}
+
+struct Episode {
+    id: String,
+    label: Option<String>,
+    config: Arc<ServedConfig>,
+    seed: u64,
+    steps: u32,
+    done: bool,
+    reward: f64,
+    /// The environment's last good state, pickled (base64).
+    state: String,
+}
+
+/// An interpreter counted against `max_live` while it exists.
+struct Held {
+    interpreter: Interpreter,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What `session_start` and `session_step` return (see `session.py`).
+#[derive(Deserialize)]
+struct Report {
+    observation: String,
+    observation_chars: usize,
+    reward: f64,
+    done: bool,
+    state: String,
+}
+
+type Task = Box<dyn FnOnce() + Send>;
+
+/// The sessions and the threads that run them.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sandbox: Arc<Sandbox>,
+    catalog: Arc<Catalog>,
+    settings: PoolSettings,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    live: Arc<AtomicUsize>,
+    queue: Mutex<Option<mpsc::Sender<Task>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    recorder: Option<Recorder>,
+    started: Instant,
+}
+
+impl Pool {
+    /// Starts the pool's threads.
+    pub fn new(sandbox: Arc<Sandbox>, catalog: Arc<Catalog>, settings: PoolSettings, recorder: Option<Recorder>) -> Pool {
+        let (sender, receiver) = mpsc::channel::<Task>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        let threads = (0..settings.threads.max(1))
+            .map(|i| {
+                let receiver = receiver.clone();
+                std::thread::Builder::new()
+                    .name(format!("codegym-serve-{i}"))
+                    .stack_size(WORKER_STACK_BYTES)
+                    .spawn(move || {
+                        while let Ok(task) = { receiver.lock().unwrap().recv() } {
+                            task();
+                        }
+                    })
+                    .expect("spawn a serve worker thread")
+            })
+            .collect();
+        let inner = Inner {
+            sandbox,
+            catalog,
+            settings,
+            sessions: Mutex::new(HashMap::new()),
+            live: Arc::new(AtomicUsize::new(0)),
+            queue: Mutex::new(Some(sender)),
+            threads: Mutex::new(threads),
+            recorder,
+            started: Instant::now(),
+        };
+        Pool { inner: Arc::new(inner) }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    pub fn settings(&self) -> &PoolSettings {
+        &self.inner.settings
+    }
+
+    pub fn recorder(&self) -> Option<&Recorder> {
+        self.inner.recorder.as_ref()
+    }
+
+    /// Open sessions and live interpreters.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.inner.sessions.lock().unwrap().len(), self.inner.live.load(Ordering::Relaxed))
+    }
+
+    /// Opens a session, unless the pool is at capacity.
+    pub fn open(&self, protocol: Protocol) -> Result<Arc<Session>, CallError> {
+        let mut sessions = self.inner.sessions.lock().unwrap();
+        let max = self.inner.settings.max_sessions;
+        if sessions.len() >= max {
+            return Err(CallError::Capacity { active: sessions.len(), max });
+        }
+        let session = Arc::new(Session {
+            id: unique_id("session"),
+            protocol,
+            work: Mutex::new(Work::default()),
+            summary: Mutex::new(Summary::default()),
+            last_used: AtomicU64::new(self.inner.now_ms()),
+            has_interpreter: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            closing: tokio::sync::Notify::new(),
+        });
+        sessions.insert(session.id.clone(), session.clone());
+        Ok(session)
+    }
+
+    /// The open session `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.inner.sessions.lock().unwrap().get(id).cloned()
+    }
+
+    /// Closes a session: it leaves the pool at once; its interpreter is released by a pool
+    /// thread (or, when a call is running, by that call as it ends).
+    pub fn close(&self, session: &Arc<Session>) {
+        self.inner.sessions.lock().unwrap().remove(&session.id);
+        session.closed.store(true, Ordering::Relaxed);
+        session.closing.notify_one();
+        let session = session.clone();
+        self.inner.spawn(Box::new(move || release_interpreter(&session)));
+    }
+
+    /// Starts an episode of the configuration `reference` names (or, without one, of the
+    /// session's last configuration) in a new interpreter.
+    pub async fn start(
+        &self,
+        session: &Arc<Session>,
+        reference: Option<ConfigRef>,
+        seed: Option<u64>,
+        label: Option<String>,
+    ) -> Result<Reply, CallError> {
+        let config = match &reference {
+            Some(reference) => Some(self.inner.catalog.resolve(reference)?),
+            None => None,
+        };
+        let (inner, session) = (self.inner.clone(), session.clone());
+        self.inner.call(move || inner.start(&session, config, seed, label)).await
+    }
+
+    /// Runs one action of the session's episode.
+    pub async fn step(&self, session: &Arc<Session>, action: Action) -> Result<Reply, CallError> {
+        let (inner, session) = (self.inner.clone(), session.clone());
+        self.inner.call(move || inner.step(&session, action)).await
+    }
+
+    /// Ends the session's episode (it keeps its configuration for a later reset).
+    pub async fn stop(&self, session: &Arc<Session>) -> Result<(), CallError> {
+        let (inner, session) = (self.inner.clone(), session.clone());
+        self.inner
+            .call(move || {
+                let mut work = inner.lock(&session)?;
+                (work.episode, work.interpreter) = (None, None);
+                inner.settle(&session, &mut work);
+                Ok(())
+            })
+            .await
+    }
+
+    /// Closes sessions unused for `idle_timeout` and releases the interpreters of sessions unused
+    /// for `interpreter_idle` (a session whose call is running is in use). Returns how many
+    /// sessions it closed.
+    pub fn reap(&self) -> usize {
+        let now = self.inner.now_ms();
+        let (idle, interpreter_idle) =
+            (self.inner.settings.idle_timeout.as_millis() as u64, self.inner.settings.interpreter_idle.as_millis() as u64);
+        let sessions: Vec<Arc<Session>> = self.inner.sessions.lock().unwrap().values().cloned().collect();
+        let mut closed = 0;
+        for session in sessions {
+            let unused = now.saturating_sub(session.last_used.load(Ordering::Relaxed));
+            if matches!(session.work.try_lock(), Err(TryLockError::WouldBlock)) {
+                continue;
+            }
+            if unused >= idle {
+                self.close(&session);
+                closed += 1;
+            } else if unused >= interpreter_idle && session.has_interpreter.load(Ordering::Relaxed) {
+                self.inner.spawn(Box::new(move || release_interpreter(&session)));
+            }
+        }
+        closed
+    }
+
+    /// Closes every session, lets the threads finish what they run and stops them.
+    pub fn shutdown(&self) {
+        let sessions: Vec<Arc<Session>> = self.inner.sessions.lock().unwrap().values().cloned().collect();
+        for session in &sessions {
+            self.close(session);
+        }
+        drop(self.inner.queue.lock().unwrap().take());
+        for thread in std::mem::take(&mut *self.inner.threads.lock().unwrap()) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Drops a session's interpreter if no call is running (a running call drops it as it ends).
+fn release_interpreter(session: &Session) {
+    if let Ok(mut work) = session.work.try_lock() {
+        work.interpreter = None;
+        session.has_interpreter.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Inner {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn spawn(&self, task: Task) {
+        if let Some(queue) = self.queue.lock().unwrap().as_ref() {
+            let _ = queue.send(task);
+        }
+    }
+
+    /// Runs `f` on a pool thread and awaits its answer.
+    async fn call<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T, CallError> + Send + 'static) -> Result<T, CallError> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        {
+            let queue = self.queue.lock().unwrap();
+            let queue = queue.as_ref().ok_or(CallError::ShuttingDown)?;
+            queue.send(Box::new(move || drop(sender.send(f())))).map_err(|_| CallError::ShuttingDown)?;
+        }
+        receiver.await.map_err(|_| CallError::ShuttingDown)?
+    }
+
+    /// Locks the session for one call, refusing when another call holds it.
+    fn lock<'a>(&self, session: &'a Session) -> Result<MutexGuard<'a, Work>, CallError> {
+        if session.is_closed() {
+            return Err(CallError::Closed);
+        }
+        session.last_used.store(self.now_ms(), Ordering::Relaxed);
+        match session.work.try_lock() {
+            Ok(work) => Ok(work),
+            Err(TryLockError::WouldBlock) => Err(CallError::Busy),
+            Err(TryLockError::Poisoned(poisoned)) => Ok(poisoned.into_inner()),
+        }
+    }
+
+    /// Leaves the session as the call left it: the interpreter flag, the summary, the time of
+    /// use; a session closed meanwhile gives its interpreter back.
+    fn settle(&self, session: &Session, work: &mut Work) {
+        if session.is_closed() {
+            work.interpreter = None;
+        }
+        session.has_interpreter.store(work.interpreter.is_some(), Ordering::Relaxed);
+        session.last_used.store(self.now_ms(), Ordering::Relaxed);
+        *session.summary.lock().unwrap() = match &work.episode {
+            None => Summary::default(),
+            Some(episode) => Summary {
+                episode_id: Some(episode.id.clone()),
+                label: episode.label.clone(),
+                config_id: Some(episode.config.config_id.clone()),
+                env_name: Some(episode.config.env.env_name.clone()),
+                step_count: episode.steps,
+                done: episode.done,
+                reward: episode.reward,
+            },
+        };
+    }
+
+    fn start(
+        &self,
+        session: &Session,
+        config: Option<Arc<ServedConfig>>,
+        seed: Option<u64>,
+        label: Option<String>,
+    ) -> Result<Reply, CallError> {
+        let mut work = self.lock(session)?;
+        let (config, last_seed) = match (config, &work.last) {
+            (Some(config), _) => (config, None),
+            (None, Some((config, seed))) => (config.clone(), Some(*seed)),
+            (None, None) => return Err(CallError::NoConfig),
+        };
+        let seed = seed.or(last_seed).unwrap_or(config.seed);
+        // A new episode never shares an interpreter with the one before it.
+        work.episode = None;
+        work.interpreter = None;
+        let started = Instant::now();
+        let outcome = self.start_in_new_interpreter(session, &config, seed).map(|(held, report)| {
+            let (observation, truncated) = self.cut(&report);
+            let episode = Episode {
+                id: unique_id("episode"),
+                label,
+                config: config.clone(),
+                seed,
+                steps: 0,
+                done: report.done,
+                reward: report.reward,
+                state: report.state,
+            };
+            let reply = Reply { observation, reward: episode.reward, done: episode.done, error: None, truncated, step_count: 0 };
+            self.record(session, &episode, None, &reply, None, started);
+            (work.episode, work.interpreter) = (Some(episode), held);
+            reply
+        });
+        work.last = Some((config, seed));
+        self.settle(session, &mut work);
+        outcome
+    }
+
+    fn start_in_new_interpreter(
+        &self,
+        session: &Session,
+        config: &ServedConfig,
+        seed: u64,
+    ) -> Result<(Option<Held>, Report), CallError> {
+        let mut held = self.interpreter(session)?;
+        let args = json!({
+            "code": self.bytecode(&config.env, &mut held).map_err(CallError::StartFailed)?,
+            "env_name": config.env.env_name,
+            "config": config.config,
+            "max_observation": self.settings.max_observation_bytes,
+        });
+        let outcome = held.interpreter.run(&Job { seed, ..Job::call("session_start", args, self.settings.limits) });
+        let report = report(&outcome).map_err(CallError::StartFailed)?;
+        Ok((held.interpreter.usable().then_some(held), report))
+    }
+
+    fn step(&self, session: &Session, action: Action) -> Result<Reply, CallError> {
+        let mut work = self.lock(session)?;
+        let result = self.step_locked(session, &mut work, &action);
+        self.settle(session, &mut work);
+        result
+    }
+
+    fn step_locked(&self, session: &Session, work: &mut Work, action: &Action) -> Result<Reply, CallError> {
+        let Work { episode, interpreter, .. } = work;
+        let episode = episode.as_mut().ok_or(CallError::NoEpisode)?;
+        if episode.done {
+            return Err(CallError::EpisodeDone(episode.steps));
+        }
+        let started = Instant::now();
+        let env = &episode.config.env;
+        let (mut reply, detail) = if !env.has_tool(&action.name) {
+            let message = format!("Error: unknown tool `{}`. The tools are: {}.", action.name, env.tool_names().join(", "));
+            (self.failed(episode, message, "unknown_tool"), None)
+        } else {
+            if interpreter.is_none() {
+                *interpreter = Some(self.restore(session, episode)?);
+            }
+            let held = interpreter.as_mut().expect("restored above");
+            let args = json!({ "action": action.text, "max_observation": self.settings.max_observation_bytes });
+            let seed = seed_for(&format!("{}:{}", episode.seed, episode.steps + 1));
+            let outcome = held.interpreter.run(&Job { seed, ..Job::call("session_step", args, self.settings.limits) });
+            match report(&outcome) {
+                Ok(report) => {
+                    let (observation, truncated) = self.cut(&report);
+                    (episode.done, episode.reward, episode.state) = (report.done, report.reward, report.state);
+                    let reply =
+                        Reply { observation, reward: episode.reward, done: episode.done, error: None, truncated, step_count: 0 };
+                    (reply, None)
+                }
+                Err(detail) => {
+                    // Only a step that ran to completion keeps its interpreter: the state it
+                    // may have half-changed is gone with it, and the host's copy stands.
+                    *interpreter = None;
+                    let message = format!(
+                        "Error: {}. The environment is as it was before this call.",
+                        failure(&outcome, &self.settings.limits)
+                    );
+                    (self.failed(episode, message, verdict_name(outcome.verdict)), Some(detail))
+                }
+            }
+        };
+        episode.steps += 1;
+        reply.step_count = episode.steps;
+        let detail = detail.or_else(|| self.enforce_step_limit(episode, &mut reply));
+        self.record(session, episode, Some(&action.text), &reply, detail, started);
+        Ok(reply)
+    }
+
+    /// The reply of a step that did not run to completion: an error observation, the reward and
+    /// done flag of the state it left alone.
+    fn failed(&self, episode: &Episode, message: String, verdict: &'static str) -> Reply {
+        Reply { observation: message, reward: episode.reward, done: false, error: Some(verdict), truncated: false, step_count: 0 }
+    }
+
+    /// Past `max_steps` the episode is over with reward 0.
+    fn enforce_step_limit(&self, episode: &mut Episode, reply: &mut Reply) -> Option<String> {
+        if episode.done || episode.steps < self.settings.max_steps {
+            return None;
+        }
+        let note = format!("the episode reached its limit of {} steps: it is over with reward 0", self.settings.max_steps);
+        (episode.done, episode.reward) = (true, 0.0);
+        (reply.done, reply.reward) = (true, 0.0);
+        reply.observation.push_str(&format!("\n[codegym: {note}]"));
+        Some(note)
+    }
+
+    /// A new interpreter with the session's state restored in it.
+    fn restore(&self, session: &Session, episode: &Episode) -> Result<Held, CallError> {
+        let mut held = self.interpreter(session)?;
+        let env = &episode.config.env;
+        let code = self.bytecode(env, &mut held).map_err(CallError::RestoreFailed)?;
+        let args = json!({ "code": code, "env_name": env.env_name, "state": episode.state });
+        let outcome =
+            held.interpreter.run(&Job { seed: episode.seed, ..Job::call("session_restore", args, self.settings.limits) });
+        match (outcome.verdict, &outcome.result) {
+            (Verdict::Ok, Some(_)) => Ok(held),
+            _ => Err(CallError::RestoreFailed(failure(&outcome, &self.settings.limits))),
+        }
+    }
+
+    /// The environment module's bytecode: cached, or compiled in `held`, a new interpreter no
+    /// environment code has run in (so the bytecode is the source's, whatever the module does).
+    fn bytecode(&self, env: &ServedEnv, held: &mut Held) -> Result<Arc<str>, String> {
+        if let Some(code) = env.bytecode.get() {
+            return Ok(code.clone());
+        }
+        let args = json!({ "source": env.source, "env_name": env.env_name });
+        let outcome = held.interpreter.run(&Job::call("session_compile", args, self.settings.limits));
+        match (outcome.verdict, &outcome.result) {
+            (Verdict::Ok, Some(serde_json::Value::String(code))) => Ok(env.bytecode.get_or_init(|| code.as_str().into()).clone()),
+            _ => Err(failure(&outcome, &self.settings.limits)),
+        }
+    }
+
+    /// A new interpreter for `session`, evicting the least recently used idle session's when
+    /// `max_live` are alive.
+    fn interpreter(&self, session: &Session) -> Result<Held, CallError> {
+        while self.live.load(Ordering::Relaxed) >= self.settings.max_live && self.evict_one(session) {}
+        self.live.fetch_add(1, Ordering::Relaxed);
+        let live = self.live.clone();
+        match self.sandbox.interpreter(Variant::Primary) {
+            Ok(interpreter) => Ok(Held { interpreter, live }),
+            Err(error) => {
+                live.fetch_sub(1, Ordering::Relaxed);
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Releases the interpreter of the least recently used session that holds one and runs no
+    /// call; false when there is none.
+    fn evict_one(&self, except: &Session) -> bool {
+        let mut holders: Vec<(u64, Arc<Session>)> = self
+            .sessions
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| s.has_interpreter.load(Ordering::Relaxed) && s.id != except.id)
+            .map(|s| (s.last_used.load(Ordering::Relaxed), s.clone()))
+            .collect();
+        holders.sort_by_key(|(used, _)| *used);
+        holders.into_iter().any(|(_, victim)| match victim.work.try_lock() {
+            Ok(mut work) if work.interpreter.is_some() => {
+                work.interpreter = None;
+                victim.has_interpreter.store(false, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    /// The observation of a report, cut at the byte cap (on a character boundary), saying so.
+    fn cut(&self, report: &Report) -> (String, bool) {
+        let cap = self.settings.max_observation_bytes;
+        let text = &report.observation;
+        if text.len() <= cap && report.observation_chars == text.chars().count() {
+            return (text.clone(), false);
+        }
+        let end = (0..=cap.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let note = format!("\n[codegym: observation cut to its first {end} bytes of {} characters]", report.observation_chars);
+        (format!("{}{note}", &text[..end]), true)
+    }
+
+    fn record(
+        &self,
+        session: &Session,
+        episode: &Episode,
+        action: Option<&str>,
+        reply: &Reply,
+        detail: Option<String>,
+        started: Instant,
+    ) {
+        let Some(recorder) = &self.recorder else { return };
+        recorder.push(EpisodeRow {
+            episode_id: episode.id.clone(),
+            step: episode.steps as i32,
+            label: episode.label.clone(),
+            protocol: session.protocol.as_str().into(),
+            config_id: episode.config.config_id.clone(),
+            env_id: episode.config.env.env_id.clone(),
+            env_name: episode.config.env.env_name.clone(),
+            seed: episode.seed as i64,
+            action: action.map(String::from),
+            observation: reply.observation.clone(),
+            verdict: reply.error.unwrap_or("ok").into(),
+            detail,
+            reward: reply.reward,
+            done: reply.done,
+            duration_ms: started.elapsed().as_millis() as i64,
+            at_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64,
+        });
+    }
+}
+
+/// The report of a `session_start` or `session_step` job, or why there is none.
+fn report(outcome: &JobOutcome) -> Result<Report, String> {
+    match (outcome.verdict, &outcome.result) {
+        (Verdict::Ok, Some(result)) => Report::deserialize(result).map_err(|e| format!("unexpected session result: {e}")),
+        _ => Err(format!("{}: {}", outcome.verdict.as_str(), outcome.detail.as_deref().unwrap_or("no result"))),
+    }
+}
+
+/// What ended a job that did not finish, in words for the agent.
+fn failure(outcome: &JobOutcome, limits: &Limits) -> String {
+    match outcome.verdict {
+        Verdict::Timeout => format!("the call ran past its time limit of {} ms and was stopped", limits.timeout.as_millis()),
+        Verdict::Memory => format!("the call went past its memory limit of {} MiB and was stopped", limits.memory_bytes >> 20),
+        Verdict::OutputLimit => format!("the call printed more than {} bytes and was stopped", limits.output_bytes),
+        Verdict::Ok | Verdict::Error => {
+            format!("the call failed: {}", outcome.detail.as_deref().unwrap_or("it returned no result"))
+        }
+    }
+}
+
+/// The verdict of a step that did not finish (a job that ended `ok` without a result is an error).
+fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Ok => Verdict::Error.as_str(),
+        other => other.as_str(),
+    }
+}
+
+/// A new id, unique in this process and across processes.
+fn unique_id(kind: &str) -> String {
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let serial = SERIAL.fetch_add(1, Ordering::Relaxed).to_string();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos().to_string();
+    crate::ids::content_id(kind, &[&std::process::id().to_string(), &now, &serial])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_checked_before_they_reach_an_environment() {
+        let action = Action::from_text(r#"{"name": "Observe", "parameters": {}}"#.into(), 100).unwrap();
+        assert_eq!(action.name, "Observe");
+        let error = |text: &str| Action::from_text(text.into(), 100).unwrap_err().to_string();
+        assert!(error("not json").contains("malformed action"));
+        assert!(error(r#"{"parameters": {}}"#).contains("no string `name`"));
+        assert!(error(r#"{"name": "A", "parameters": [1]}"#).contains("not an object"));
+        assert!(error(&format!(r#"{{"name": "{}"}}"#, "x".repeat(200))).contains("over the limit of 100 bytes"));
+        let big = RawValue::from_string(r#"{"answer": 37252902984619140625}"#.into()).unwrap();
+        let action = Action::from_parts("Done", Some(&big), 100).unwrap();
+        assert_eq!(action.text, r#"{"name": "Done", "parameters": {"answer": 37252902984619140625}}"#, "as the client wrote it");
+        assert_eq!(Action::from_parts("Observe", None, 100).unwrap().text, r#"{"name": "Observe", "parameters": {}}"#);
+        let list = RawValue::from_string("[1]".into()).unwrap();
+        assert!(Action::from_parts("Done", Some(&list), 100).is_err());
+    }
+}
