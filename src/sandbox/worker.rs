@@ -530,19 +530,31 @@ pub(crate) fn boot_for_snapshot(sandbox: &Sandbox, boot_frame: Bytes, seed: u64)
     let shared = Shared::new(Purpose::Snapshot);
     shared.random.reseed(seed);
     shared.push_input(Input { bytes: boot_frame, starts: None });
+    let (store, instance, ending, log) = start_driver(sandbox, &shared)?;
+    match (ending, ready(&log)) {
+        (Ending::Snapshot, Some(ready)) => Ok(Booted { store, instance, ready }),
+        (ending, _) => Err(boot_failed(&ending, &log)),
+    }
+}
+
+/// A new instance of the driver, run from `_start` under the boot budget with the input already
+/// queued in `shared`, until it stops: how it ended, and what it printed on the way.
+fn start_driver(
+    sandbox: &Sandbox,
+    shared: &Arc<Shared>,
+) -> Result<(Store<GuestState>, wasmtime::Instance, Ending, Vec<u8>), SandboxError> {
     shared.set_budget(BOOT_BUDGET);
-    let mut store = new_store(sandbox, &shared, &driver_argv());
+    let mut store = new_store(sandbox, shared, &driver_argv());
     let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
     let instance = sandbox.boot_pre.instantiate(&mut store).map_err(setup)?;
     let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(setup)?;
     let ending = in_guest(|| classify(start.call(&mut store, ())));
     let log = std::mem::take(&mut shared.io.lock().unwrap().boot_log);
-    match (ending, ready(&log)) {
-        (Ending::Snapshot, Some(ready)) => Ok(Booted { store, instance, ready }),
-        (ending, _) => {
-            Err(SandboxError::Boot { detail: format!("{}; output: {}", ending.describe(), String::from_utf8_lossy(&log).trim()) })
-        }
-    }
+    Ok((store, instance, ending, log))
+}
+
+fn boot_failed(ending: &Ending, log: &[u8]) -> SandboxError {
+    SandboxError::Boot { detail: format!("{}; output: {}", ending.describe(), String::from_utf8_lossy(log).trim()) }
 }
 
 pub(crate) fn driver_argv() -> [&'static str; 5] {
@@ -646,17 +658,9 @@ fn run_fresh(sandbox: &Sandbox, job: &Job) -> Result<JobOutcome, SandboxError> {
     shared.random.reseed(super::engine::boot_seed(job.variant));
     shared.push_input(Input { bytes: sandbox.boot_frame(), starts: None });
     shared.begin(job);
-    shared.set_budget(BOOT_BUDGET);
-    let mut store = new_store(sandbox, &shared, &driver_argv());
-    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
-    let instance = sandbox.boot_pre.instantiate(&mut store).map_err(setup)?;
-    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(setup)?;
     // The driver runs the job, then returns from `_start` at the end of its input.
-    let ending = in_guest(|| classify(start.call(&mut store, ())));
-    let log = std::mem::take(&mut shared.io.lock().unwrap().boot_log);
-    shared.finish(&ending).ok_or_else(|| SandboxError::Boot {
-        detail: format!("{}; output: {}", ending.describe(), String::from_utf8_lossy(&log).trim()),
-    })
+    let (_, _, ending, log) = start_driver(sandbox, &shared)?;
+    shared.finish(&ending).ok_or_else(|| boot_failed(&ending, &log))
 }
 
 fn worker_thread(
