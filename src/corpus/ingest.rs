@@ -172,6 +172,12 @@ struct Questions {
 }
 
 impl Questions {
+    /// The whitespace-normalised text of the question [`Questions::repeated`] was last asked
+    /// about: its dataset root key (`dataset::layout::question_key`), which gives its shard.
+    fn last_key(&self) -> &str {
+        &self.scratch
+    }
+
     /// Why `question` (of `row`) repeats an earlier row's, or `None` after noting it as the first.
     fn repeated(&mut self, question: &str, row: u64, source_id: &str) -> Option<(RejectReason, String)> {
         let normalized = whitespace_normalized_hash(question, &mut self.scratch);
@@ -265,12 +271,11 @@ pub fn ingest(settings: &IngestSettings, data: &Dataset, selection: ShardSelecti
             // The first thing wrong with the row: unreadable, then invalid, then a repeated question.
             let invalid = batch.unreadable.remove(&i).or_else(|| validate(&value, &mapping, settings.max_field_bytes));
             // A repeated question belongs to the shard of the question it repeats.
-            let question_shard = || data.shard_of(&dataset_key(value(Field::Question).expect("validated")));
             let rejected = match invalid {
                 Some(invalid) => Some((invalid, None)),
                 None => questions
                     .repeated(value(Field::Question).expect("validated"), row, source_id.as_deref().expect("validated"))
-                    .map(|repeat| (repeat, Some(question_shard()))),
+                    .map(|repeat| (repeat, Some(data.shard_of(questions.last_key())))),
             };
             if let Some(((reason, detail), shard)) = rejected {
                 let entity_id = content_id("corpus-row", &[&path, &row.to_string(), source_id.as_deref().unwrap_or("")]);
@@ -289,7 +294,7 @@ pub fn ingest(settings: &IngestSettings, data: &Dataset, selection: ShardSelecti
                 }
                 continue;
             }
-            let shard = question_shard();
+            let shard = data.shard_of(questions.last_key());
             if !selection.includes(shard) {
                 continue;
             }
@@ -333,11 +338,6 @@ pub fn ingest(settings: &IngestSettings, data: &Dataset, selection: ShardSelecti
         Ok(())
     })?;
     Ok(summary)
-}
-
-/// The dataset's root key of a question (see `dataset::layout::question_key`).
-fn dataset_key(question: &str) -> String {
-    crate::dataset::layout::question_key(question)
 }
 
 /// Writes `shard`'s problems: the new ones in corpus order (keeping the preflight results of
@@ -466,6 +466,9 @@ mod tests {
         let hash = |text| whitespace_normalized_hash(text, &mut String::new());
         assert_eq!(hash("a  b\n c "), hash("a b c"));
         assert_ne!(hash("a b"), hash("ab"));
+        let mut questions = Questions::default();
+        assert!(questions.repeated(" a\n  b ", 1, "s1").is_none());
+        assert_eq!(questions.last_key(), crate::dataset::layout::question_key(" a\n  b "), "the shard key");
     }
 
     #[test]

@@ -311,8 +311,11 @@ pub fn question_key(question: &str) -> String {
 
 /// The shard of `key` among `shards`.
 pub fn shard_of(key: &str, shards: u32) -> u32 {
-    let hash = blake3::derive_key("codegym shard v1", key.as_bytes());
-    (u64::from_le_bytes(hash[..8].try_into().expect("8 bytes")) % u64::from(shards)) as u32
+    // Setting up a derive-key hasher hashes its context: ingest (a shard per row) clones one.
+    static HASHER: std::sync::LazyLock<blake3::Hasher> =
+        std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key("codegym shard v1"));
+    let hash = HASHER.clone().update(key.as_bytes()).finalize();
+    (u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes")) % u64::from(shards)) as u32
 }
 
 /// The shard number of a part file name (`part-0042.parquet`).
@@ -354,6 +357,9 @@ mod tests {
         assert_eq!(shard_of("anything", 1), 0);
         let spread: std::collections::HashSet<u32> = (0..1000).map(|i| shard_of(&i.to_string(), 16)).collect();
         assert_eq!(spread.len(), 16);
+        // Shards are stored: the function must never change.
+        let derived = blake3::derive_key("codegym shard v1", b"question");
+        assert_eq!(shard_of("question", 64) as u64, u64::from_le_bytes(derived[..8].try_into().unwrap()) % 64);
     }
 
     #[test]
