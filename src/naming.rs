@@ -10,7 +10,11 @@
 //! other environments, so [`code_ids`] names a whole table at once: call it on every row of
 //! `environments` (whatever their status), and every command names each environment alike.
 
+use crate::tables::EnvironmentRow;
 use std::collections::{BTreeMap, HashMap};
+
+/// The `data_source` of the released rows, and the prefix of their `ability`.
+pub const DATA_SOURCE: &str = "codegym_v1";
 
 /// Characters of a `source_id` kept as they are; every other one becomes `_`.
 fn file_safe_char(c: char) -> bool {
@@ -42,6 +46,12 @@ pub struct Named<'a> {
     pub env_name: &'a str,
 }
 
+impl<'a> From<&'a EnvironmentRow> for Named<'a> {
+    fn from(env: &'a EnvironmentRow) -> Named<'a> {
+        Named { env_id: &env.env_id, source_id: &env.source_id, env_name: &env.env_name }
+    }
+}
+
 /// The `code_id` of every environment, by `env_id`: [`file_safe`] of its `source_id`, plus
 /// `_{first 8 hex digits of env_id}` when another environment of the list would otherwise have
 /// the same `{code_id}__{EnvName}` (16, then 32 digits if even those meet).
@@ -69,6 +79,27 @@ pub fn code_ids<'a>(envs: impl IntoIterator<Item = Named<'a>>) -> BTreeMap<Strin
 /// configuration string.
 pub fn long_name(code_id: &str, env_name: &str) -> String {
     format!("{code_id}__{env_name}")
+}
+
+/// The options of a configuration `EnvName@{json}`: its `{json}` (only the first `@` separates).
+pub fn options(config: &str) -> &str {
+    config.split_once('@').map_or("", |(_, options)| options)
+}
+
+/// `{code_id}__{EnvName}@{json}`: the long form of the configuration `config` of the
+/// environment `env_name`, which exports carry and `codegym serve` starts an episode from.
+pub fn env_str(code_id: &str, env_name: &str, config: &str) -> String {
+    format!("{}@{}", long_name(code_id, env_name), options(config))
+}
+
+/// The released rows' `ability`: `codegym_v1@` and an `env_str`.
+pub fn ability(env_str: &str) -> String {
+    format!("{DATA_SOURCE}@{env_str}")
+}
+
+/// `text` without a leading `codegym_v1@` (a released `ability` names what its `env_str` does).
+pub fn strip_ability(text: &str) -> &str {
+    text.strip_prefix(DATA_SOURCE).and_then(|rest| rest.strip_prefix('@')).unwrap_or(text)
 }
 
 #[cfg(test)]
@@ -102,6 +133,9 @@ mod tests {
         assert_eq!(ids["cccccccccccc"], "cf_1", "another class: its long name differs already");
         assert_eq!(ids["dddddddddddd"], "lc_2");
         assert_eq!(long_name(&ids["dddddddddddd"], "SumEnv"), "lc_2__SumEnv");
+        assert_eq!(env_str("lc_2", "SumEnv", r#"SumEnv@{"a": "x@y"}"#), r#"lc_2__SumEnv@{"a": "x@y"}"#);
+        assert_eq!(strip_ability(&ability("lc_2__SumEnv@{}")), "lc_2__SumEnv@{}");
+        assert_eq!(strip_ability("SumEnv@{}"), "SumEnv@{}");
         let meeting = code_ids([named("abcdefgh1111", "cf/1", "SumEnv"), named("abcdefgh2222", "cf:1", "SumEnv")]);
         assert_eq!(meeting["abcdefgh1111"], "cf_1_abcdefgh1111", "8 digits meet: longer suffixes");
     }

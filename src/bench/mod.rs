@@ -43,8 +43,17 @@ pub(crate) fn reset_peak_memory() {
 
 /// The peak RSS of this process since the last reset, in MB (Linux).
 pub(crate) fn peak_memory_mb() -> Option<f64> {
+    memory_mb("VmHWM:")
+}
+
+/// The resident memory of this process now, in MB (Linux).
+pub(crate) fn memory_now_mb() -> Option<f64> {
+    memory_mb("VmRSS:")
+}
+
+/// A `kB` field of `/proc/self/status`, in MB.
+fn memory_mb(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = status.lines().find_map(|l| l.strip_prefix(field))?.split_whitespace().next()?.parse().ok()?;
     Some(kb / 1024.0)
 }

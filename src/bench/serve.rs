@@ -121,16 +121,14 @@ fn workload(location: &str) -> Result<(BTreeMap<String, (String, String)>, Vec<E
     let data = Dataset::open_existing(location)?;
     let envs: Vec<EnvironmentRow> = data.read_table(Table::Environments)?;
     let configs: Vec<TaskConfigRow> = data.read_table(Table::TaskConfigs)?;
-    let code_ids =
-        naming::code_ids(envs.iter().map(|e| Named { env_id: &e.env_id, source_id: &e.source_id, env_name: &e.env_name }));
+    let code_ids = naming::code_ids(envs.iter().map(Named::from));
     let mut episodes = Vec::new();
     for config in configs.iter().filter(|c| c.kept) {
         let Some(trajectory) = &config.oracle_trajectory else { continue };
         let pairs: Vec<(String, String)> = serde_json::from_str(trajectory).context("an oracle trajectory is not JSON")?;
-        let options = config.config.split_once('@').map_or("", |(_, options)| options);
         episodes.push(Episode {
             env_id: config.env_id.clone(),
-            env_str: format!("{}@{options}", naming::long_name(&code_ids[&config.env_id], &config.env_name)),
+            env_str: naming::env_str(&code_ids[&config.env_id], &config.env_name, &config.config),
             config: config.config.clone(),
             actions: pairs.into_iter().map(|(action, _)| action).collect(),
         });
@@ -380,12 +378,7 @@ fn percentile(sorted: &[f64], share: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * share).round() as usize]
 }
 
-/// Resident memory of this process, in MB.
+/// Resident memory of this process, in MB (0 where the kernel does not say).
 fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
-    kb.unwrap_or(0.0) / 1024.0
+    super::memory_now_mb().unwrap_or(0.0)
 }

@@ -15,6 +15,7 @@
 use super::rows::{self, ParquetFiles};
 use super::source::{ConfigRow, EnvMeta, EnvText, Plan};
 use super::{ExportError, FormatWriter};
+use crate::naming;
 use crate::tables::Split;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -79,8 +80,8 @@ pub(crate) fn batch(
         rows::optional_strings(config_rows.iter().map(|r| r.source_index)),
     ];
     let columns: Vec<ArrayRef> = vec![
-        rows::constant(rows::DATA_SOURCE, n),
-        rows::owned_strings(env_strs.iter().map(|s| format!("{}@{s}", rows::DATA_SOURCE))),
+        rows::constant(naming::DATA_SOURCE, n),
+        rows::owned_strings(env_strs.iter().map(|s| naming::ability(s))),
         rows::strings(config_rows.iter().map(|r| r.env.code_id.as_str())),
         rows::prompt_column(prompts, true),
         rows::constant(rows::ANSWER, n),

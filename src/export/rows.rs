@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// `data_source` of every exported row.
-pub(crate) const DATA_SOURCE: &str = "codegym_v1";
 /// The released rows' `answer`: the answer lives in the environment, not in the row.
 pub(crate) const ANSWER: &str = "There is no answer";
 /// Row groups are closed at this many bytes (Hugging Face's guidance for streaming readers).

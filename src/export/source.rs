@@ -335,14 +335,9 @@ pub(crate) struct ConfigRow<'a> {
 }
 
 impl ConfigRow<'_> {
-    /// The options part of the configuration: `{json}` of `EnvName@{json}`.
-    pub fn options(&self) -> &str {
-        self.config.split_once('@').map_or("", |(_, json)| json)
-    }
-
     /// `{code_id}__{EnvName}@{json}`: what `codegym serve` starts an episode from.
     pub fn env_str(&self) -> String {
-        format!("{}@{}", self.env.file_stem(), self.options())
+        naming::env_str(&self.env.code_id, &self.env.env_name, self.config)
     }
 }
 

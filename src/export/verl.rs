@@ -14,6 +14,7 @@ use super::rows::{self, ParquetFiles};
 use super::settings::ExportSettings;
 use super::source::{ConfigRow, EnvMeta, EnvText, Plan};
 use super::{ExportError, FormatWriter};
+use crate::naming;
 use crate::tables::Split;
 use crate::tools::{ParamType, Parameter, ToolSchema};
 use arrow::array::{ArrayRef, RecordBatch};
@@ -137,10 +138,10 @@ pub(crate) fn batch(
         rows::float64s(config_rows.iter().map(|r| r.reference_pass_rate)),
     ];
     let columns: Vec<ArrayRef> = vec![
-        rows::constant(rows::DATA_SOURCE, n),
+        rows::constant(naming::DATA_SOURCE, n),
         rows::constant("tool_agent", n),
         rows::prompt_column(prompts, false),
-        rows::owned_strings(env_strs.iter().map(|s| format!("{}@{s}", rows::DATA_SOURCE))),
+        rows::owned_strings(env_strs.iter().map(|s| naming::ability(s))),
         rows::reward_model_column(n),
         rows::structure(extra_info_fields().into_iter().zip(extra).collect()),
     ];

@@ -10,11 +10,8 @@ use crate::dataset::{Dataset, DatasetError, Table};
 use crate::naming::{self, Named};
 use crate::tables::{EnvironmentRow, TaskConfigRow};
 use crate::verify::VERIFIED;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
-
-/// The prefix of a released `ability` string, accepted in front of an `env_str`.
-const RELEASE_PREFIX: &str = "codegym_v1@";
 
 /// An environment being served.
 #[derive(Debug)]
@@ -57,6 +54,13 @@ pub struct ServedConfig {
 pub enum ConfigRef {
     Id(String),
     EnvStr(String),
+}
+
+impl ConfigRef {
+    /// What a request names by its `config_id` or, without one, its `env_str`.
+    pub fn from_keys(config_id: Option<String>, env_str: Option<String>) -> Option<ConfigRef> {
+        config_id.map(ConfigRef::Id).or(env_str.map(ConfigRef::EnvStr))
+    }
 }
 
 /// A configuration that cannot be found; each says what would have been accepted.
@@ -119,8 +123,7 @@ impl Catalog {
     }
 
     pub fn new(envs: &[EnvironmentRow], configs: &[TaskConfigRow], all_configs: bool) -> Catalog {
-        let code_ids =
-            naming::code_ids(envs.iter().map(|e| Named { env_id: &e.env_id, source_id: &e.source_id, env_name: &e.env_name }));
+        let code_ids = naming::code_ids(envs.iter().map(Named::from));
         let mut catalog = Catalog::default();
         let mut index_of: HashMap<&str, usize> = HashMap::new();
         let mut not_servable: HashMap<&str, usize> = HashMap::new();
@@ -166,7 +169,7 @@ impl Catalog {
     }
 
     fn add_config(&mut self, env: usize, row: &TaskConfigRow) {
-        let options = row.config.split_once('@').map_or("", |(_, options)| options);
+        let options = naming::options(&row.config);
         let key = canonical(options).unwrap_or_else(|_| options.to_string());
         self.by_options[env].insert(key, self.configs.len());
         self.by_id.insert(row.config_id.clone(), self.configs.len());
@@ -195,7 +198,7 @@ impl Catalog {
     }
 
     fn resolve_env_str(&self, env_str: &str) -> Result<Arc<ServedConfig>, ResolveError> {
-        let bare = env_str.strip_prefix(RELEASE_PREFIX).unwrap_or(env_str);
+        let bare = naming::strip_ability(env_str);
         let (name, options) = bare.split_once('@').ok_or_else(|| ResolveError::Malformed(env_str.to_string()))?;
         let key = canonical(options).map_err(|e| ResolveError::NotJson(env_str.to_string(), e))?;
         let env = self.env_named(name)?;
@@ -219,8 +222,8 @@ impl Catalog {
                 long: many.iter().map(|&i| self.envs[i].long_name.clone()).collect(),
             }),
             None => {
-                let known: BTreeMap<&str, ()> = self.by_name.keys().map(|k| (k.as_str(), ())).collect();
-                Err(ResolveError::UnknownEnv { name: name.to_string(), known: known.keys().map(|k| k.to_string()).collect() })
+                let known: BTreeSet<&String> = self.by_name.keys().collect();
+                Err(ResolveError::UnknownEnv { name: name.to_string(), known: known.into_iter().cloned().collect() })
             }
         }
     }

@@ -102,6 +102,12 @@ fn text_param<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a str>
     params.get(name).and_then(Value::as_str)
 }
 
+/// The configuration `params` names by `config_id` or `env_str`.
+fn config_ref(params: &Map<String, Value>) -> Option<ConfigRef> {
+    let text = |name| text_param(params, name).map(String::from);
+    ConfigRef::from_keys(text("config_id"), text("env_str"))
+}
+
 /// The session `params.session_id` names, else the WebSocket's own.
 fn session_of(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session>>) -> Result<Arc<Session>, RpcError> {
     match text_param(params, "session_id") {
@@ -112,12 +118,7 @@ fn session_of(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session>>
 
 fn tools_list(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session>>) -> Result<Value, RpcError> {
     let catalog = app.pool.catalog();
-    let reference = match (text_param(params, "config_id"), text_param(params, "env_str")) {
-        (Some(id), _) => Some(ConfigRef::Id(id.into())),
-        (None, Some(env_str)) => Some(ConfigRef::EnvStr(env_str.into())),
-        (None, None) => None,
-    };
-    let env = match (reference, text_param(params, "env_name")) {
+    let env = match (config_ref(params), text_param(params, "env_name")) {
         (Some(reference), _) => catalog.resolve(&reference).map_err(CallError::from)?.env.clone(),
         (None, Some(name)) => catalog.envs()[catalog.env_named(name).map_err(CallError::from)?].clone(),
         (None, None) => {
@@ -166,11 +167,8 @@ async fn create(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session
     if let Some(session) = own {
         return Ok(json!({ "session_id": session.id }));
     }
-    let reference = match (text_param(params, "config_id"), text_param(params, "env_str")) {
-        (Some(id), _) => ConfigRef::Id(id.into()),
-        (None, Some(env_str)) => ConfigRef::EnvStr(env_str.into()),
-        (None, None) => return Err(RpcError::new(INVALID_PARAMS, "openenv/session/create needs config_id or env_str")),
-    };
+    let reference =
+        config_ref(params).ok_or_else(|| RpcError::new(INVALID_PARAMS, "openenv/session/create needs config_id or env_str"))?;
     let seed =
         params.get("seed").map(|s| s.as_u64().ok_or_else(|| RpcError::new(INVALID_PARAMS, "`seed` must be an integer >= 0")));
     let seed = seed.transpose()?;

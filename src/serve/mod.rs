@@ -15,9 +15,9 @@
 //!                                        [record]            --record DIR: the `episodes` table
 //! ```
 //! [`catalog`] decides what is served (verified environments whose state survives pickling, their
-//! kept configurations) and resolves the names clients use; [`tools`] turns the stored tool docs
-//! into MCP tool descriptions. [`Server`] binds both addresses, checks the token, reaps idle
-//! sessions, flushes the recording, and shuts all of it down in order.
+//! kept configurations) and resolves the names clients use; [`tools`] turns the tool schemas
+//! verification stored into MCP tool descriptions. [`Server`] binds both addresses, checks the
+//! token, reaps idle sessions, flushes the recording, and shuts all of it down in order.
 
 mod catalog;
 mod mcp;
@@ -28,7 +28,7 @@ mod rest;
 mod tools;
 
 pub use catalog::{Catalog, ConfigRef, ResolveError, Skipped};
-pub use pool::{CallError, PoolSettings, Protocol};
+pub use pool::{CallError, PoolSettings, Protocol, StepError};
 
 use crate::dataset::{Dataset, DatasetError};
 use crate::sandbox::Sandbox;

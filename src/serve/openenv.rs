@@ -20,7 +20,7 @@
 //!   a connection past `--max-sessions` gets `CAPACITY_REACHED` and is closed.
 
 use super::catalog::ConfigRef;
-use super::pool::{Action, CallError, Protocol, Reply, Session};
+use super::pool::{Action, CallError, Protocol, Reply, Session, StepError};
 use super::{App, MAX_BODY_BYTES, mcp};
 use axum::Router;
 use axum::body::Bytes;
@@ -195,11 +195,7 @@ async fn reset(app: &App, session: &Arc<Session>, mut message: Value) -> Result<
         message["data"] = json!({});
     }
     let WithData { data, .. } = typed::<WithData<ResetData>>(message)?;
-    let reference = match (data.config_id, data.env_str) {
-        (Some(id), _) => Some(ConfigRef::Id(id)),
-        (None, Some(env_str)) => Some(ConfigRef::EnvStr(env_str)),
-        (None, None) => None,
-    };
+    let reference = ConfigRef::from_keys(data.config_id, data.env_str);
     let reply = app.pool.start(session, reference, data.seed, data.episode_id).await;
     reply.map(|r| observation_message(&r)).map_err(|e| error_message(&e))
 }
@@ -226,7 +222,7 @@ fn state(session: &Session) -> Value {
 /// `{"observation": {...}, "reward", "done"}`: what an OpenEnv observation message carries.
 pub(super) fn step_data(reply: &Reply) -> Value {
     json!({
-        "observation": { "text": reply.observation, "error": reply.error, "truncated": reply.truncated },
+        "observation": { "text": reply.observation, "error": reply.error.map(StepError::as_str), "truncated": reply.truncated },
         "reward": reply.reward,
         "done": reply.done,
     })
@@ -275,7 +271,7 @@ fn schemas() -> Value {
                 "metadata": { "type": "object", "default": {} },
                 "text": { "type": "string", "description": "What the tool returned, or why the call did not run to completion." },
                 "error": {
-                    "anyOf": [{ "enum": ["timeout", "memory", "output_limit", "error", "unknown_tool"] }, { "type": "null" }],
+                    "anyOf": [{ "enum": StepError::ALL.map(StepError::as_str) }, { "type": "null" }],
                     "default": null,
                     "description": "Set when the call did not run to completion; the environment is then as it was before it.",
                 },

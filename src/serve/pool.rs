@@ -142,6 +142,43 @@ impl Action {
     }
 }
 
+/// Why a step did not run to completion: the sandbox's verdict, or a tool the environment does
+/// not have. Its name is what clients see (OpenEnv's `error`) and what `episodes.verdict` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepError {
+    Timeout,
+    Memory,
+    OutputLimit,
+    /// The environment raised, or the call ended without a result.
+    Error,
+    UnknownTool,
+}
+
+impl StepError {
+    pub const ALL: [StepError; 5] =
+        [StepError::Timeout, StepError::Memory, StepError::OutputLimit, StepError::Error, StepError::UnknownTool];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepError::UnknownTool => "unknown_tool",
+            StepError::Timeout => Verdict::Timeout.as_str(),
+            StepError::Memory => Verdict::Memory.as_str(),
+            StepError::OutputLimit => Verdict::OutputLimit.as_str(),
+            StepError::Error => Verdict::Error.as_str(),
+        }
+    }
+
+    /// The error of a job that did not finish (one that ended `ok` without a result is an error).
+    fn of(verdict: Verdict) -> StepError {
+        match verdict {
+            Verdict::Timeout => StepError::Timeout,
+            Verdict::Memory => StepError::Memory,
+            Verdict::OutputLimit => StepError::OutputLimit,
+            Verdict::Ok | Verdict::Error => StepError::Error,
+        }
+    }
+}
+
 /// What a call answers: the observation text (the environment's, or an error observation), the
 /// reward and whether the episode is over.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,9 +186,8 @@ pub struct Reply {
     pub observation: String,
     pub reward: f64,
     pub done: bool,
-    /// Set when the step did not run to completion: the verdict that ended it (`timeout`,
-    /// `memory`, `output_limit`, `error`, `unknown_tool`).
-    pub error: Option<&'static str>,
+    /// Set when the step did not run to completion.
+    pub error: Option<StepError>,
     /// Whether the observation was cut at the cap.
     pub truncated: bool,
     pub step_count: u32,
@@ -563,7 +599,7 @@ impl Inner {
         let env = &episode.config.env;
         let (mut reply, detail) = if !env.has_tool(&action.name) {
             let message = format!("Error: unknown tool `{}`. The tools are: {}.", action.name, env.tool_names().join(", "));
-            (self.failed(episode, message, "unknown_tool"), None)
+            (self.failed(episode, message, StepError::UnknownTool), None)
         } else {
             if interpreter.is_none() {
                 *interpreter = Some(self.restore(session, episode)?);
@@ -588,7 +624,7 @@ impl Inner {
                         "Error: {}. The environment is as it was before this call.",
                         failure(&outcome, &self.settings.limits)
                     );
-                    (self.failed(episode, message, verdict_name(outcome.verdict)), Some(detail))
+                    (self.failed(episode, message, StepError::of(outcome.verdict)), Some(detail))
                 }
             }
         };
@@ -601,8 +637,8 @@ impl Inner {
 
     /// The reply of a step that did not run to completion: an error observation, the reward and
     /// done flag of the state it left alone.
-    fn failed(&self, episode: &Episode, message: String, verdict: &'static str) -> Reply {
-        Reply { observation: message, reward: episode.reward, done: false, error: Some(verdict), truncated: false, step_count: 0 }
+    fn failed(&self, episode: &Episode, message: String, error: StepError) -> Reply {
+        Reply { observation: message, reward: episode.reward, done: false, error: Some(error), truncated: false, step_count: 0 }
     }
 
     /// Past `max_steps` the episode is over with reward 0.
@@ -715,7 +751,7 @@ impl Inner {
             seed: episode.seed as i64,
             action: action.map(String::from),
             observation: reply.observation.clone(),
-            verdict: reply.error.unwrap_or("ok").into(),
+            verdict: reply.error.map_or(Verdict::Ok.as_str(), StepError::as_str).into(),
             detail,
             reward: reply.reward,
             done: reply.done,
@@ -745,14 +781,6 @@ fn failure(outcome: &JobOutcome, limits: &Limits) -> String {
     }
 }
 
-/// The verdict of a step that did not finish (a job that ended `ok` without a result is an error).
-fn verdict_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Ok => Verdict::Error.as_str(),
-        other => other.as_str(),
-    }
-}
-
 /// A new id, unique in this process and across processes.
 fn unique_id(kind: &str) -> String {
     static SERIAL: AtomicU64 = AtomicU64::new(0);
@@ -764,6 +792,15 @@ fn unique_id(kind: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_errors_have_one_name_each_and_an_ok_without_result_is_an_error() {
+        let names: std::collections::HashSet<&str> = StepError::ALL.iter().map(|e| e.as_str()).collect();
+        assert_eq!(names.len(), StepError::ALL.len());
+        assert!(!names.contains(Verdict::Ok.as_str()), "`ok` is the verdict of a step that ran");
+        assert_eq!(StepError::of(Verdict::Ok), StepError::Error);
+        assert_eq!(StepError::of(Verdict::OutputLimit).as_str(), "output_limit");
+    }
 
     #[test]
     fn actions_are_checked_before_they_reach_an_environment() {

@@ -153,7 +153,7 @@ fn distinctive(answer: &str) -> bool {
 /// by every configuration (task text, tool docs) a match counts only when the configuration's input
 /// shows there too: the worked example is this very configuration.
 pub(crate) fn leaks(seen: &Seen) -> Vec<Finding> {
-    let options = seen.config.split_once('@').map_or("", |(_, options)| options);
+    let options = crate::naming::options(seen.config);
     if !distinctive(seen.answer) || shows(seen.answer, options) {
         return Vec::new();
     }

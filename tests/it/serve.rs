@@ -130,18 +130,16 @@ fn replays(data: &Path) -> Vec<Replay> {
     let data = dataset(data);
     let envs: Vec<EnvironmentRow> = data.read_table(Table::Environments).unwrap();
     let configs: Vec<TaskConfigRow> = data.read_table(Table::TaskConfigs).unwrap();
-    let code_ids =
-        naming::code_ids(envs.iter().map(|e| Named { env_id: &e.env_id, source_id: &e.source_id, env_name: &e.env_name }));
+    let code_ids = naming::code_ids(envs.iter().map(Named::from));
     configs
         .iter()
         .filter(|c| c.kept)
         .map(|c| {
             let pairs: Vec<(String, String)> = serde_json::from_str(c.oracle_trajectory.as_deref().unwrap()).unwrap();
-            let options = c.config.split_once('@').unwrap().1;
             let done: Value = serde_json::from_str(&pairs.last().unwrap().0).unwrap();
             Replay {
                 config_id: c.config_id.clone(),
-                env_str: format!("{}@{options}", naming::long_name(&code_ids[&c.env_id], &c.env_name)),
+                env_str: naming::env_str(&code_ids[&c.env_id], &c.env_name, &c.config),
                 config: c.config.clone(),
                 actions: pairs.iter().map(|(a, _)| a.clone()).collect(),
                 observations: pairs.iter().map(|(_, o)| o.clone()).collect(),

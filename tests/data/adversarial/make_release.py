@@ -128,6 +128,9 @@ SOLVE = """        total = 0
         for i in range(int(call("Count"))):
             total = int(call("Add", a=total, b=int(call("GetValue", index=i))))
         return call("Done", answer=total)"""
+# The sound solver, after a look at Observe (whose output is what these environments vary).
+OBSERVE_THEN_SOLVE = """        call("Observe")
+""" + SOLVE
 
 
 def env(name, imports="", ref_answer=REF_SUM, observe=OBSERVE, count=COUNT, done=DONE, solve=SOLVE, prelude="", self_tests="([1, 2, 3], [4, 5, 6, 7])"):
@@ -272,11 +275,7 @@ _forge()""",
         env(
             "SetOrderEnv",
             observe='        return "Hidden tags: " + ", ".join({"alpha", "bravo", "charlie", "delta", "echo", "foxtrot"} - {str(len(self.values))})',
-            solve="""        call("Observe")
-        total = 0
-        for i in range(int(call("Count"))):
-            total = int(call("Add", a=total, b=int(call("GetValue", index=i))))
-        return call("Done", answer=total)""",
+            solve=OBSERVE_THEN_SOLVE,
         ),
         SUMS,
     ),
@@ -285,11 +284,7 @@ _forge()""",
             "DateDetectorEnv",
             imports="import time",
             observe='        return "There are %d hidden values (as of %s)." % (len(self.values), time.strftime("%Y", time.gmtime()))',
-            solve="""        call("Observe")
-        total = 0
-        for i in range(int(call("Count"))):
-            total = int(call("Add", a=total, b=int(call("GetValue", index=i))))
-        return call("Done", answer=total)""",
+            solve=OBSERVE_THEN_SOLVE,
         ),
         SUMS,
     ),
