@@ -4,12 +4,16 @@
 //! Similarity is the Jaccard similarity of the environments' word 3-shingles (task text, else
 //! code), estimated with MinHash and found with locality-sensitive hashing, so the cost grows
 //! with the number of environments, not with its square. Deterministic: the same environments
-//! give the same groups on every machine. A split once assigned never changes: a new environment
-//! joins the side of the group it falls into, and a group with no side yet gets one by a hash of
-//! its representative.
+//! give the same groups on every machine.
+//!
+//! The split is an invariant, kept whatever order environments arrive in over the nightlies: no
+//! group spans both sides, and a side once assigned never changes. A new environment joins the
+//! side of the group it falls into; one that would join groups already on both sides is held out
+//! (`held_out`, never exported); a group with no side yet gets one by a hash of its
+//! representative. See [`place`].
 
 use crate::tables::Split;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 const HASHES: usize = 64;
 const BANDS: usize = 16;
@@ -80,10 +84,9 @@ fn find(parent: &mut [usize], mut i: usize) -> usize {
     i
 }
 
-/// The representative (smallest `env_id`) of each candidate's group of near-duplicates across
-/// problems, by position; a candidate with no near-duplicate is its own.
-pub fn groups(candidates: &[Candidate], threshold: f64) -> Vec<usize> {
-    let mut parent: Vec<usize> = (0..candidates.len()).collect();
+/// The pairs of candidates (by position, smaller first, sorted) that are near-duplicates across
+/// problems.
+pub fn links(candidates: &[Candidate], threshold: f64) -> Vec<(usize, usize)> {
     let mut buckets: HashMap<(usize, [u64; ROWS]), Vec<usize>> = HashMap::new();
     for (i, candidate) in candidates.iter().enumerate() {
         for band in 0..BANDS {
@@ -91,56 +94,138 @@ pub fn groups(candidates: &[Candidate], threshold: f64) -> Vec<usize> {
             buckets.entry((band, key)).or_default().push(i);
         }
     }
-    let mut members: Vec<&Vec<usize>> = buckets.values().filter(|m| m.len() > 1).collect();
-    members.sort();
-    for bucket in members {
+    let mut links = BTreeSet::new();
+    for bucket in buckets.values().filter(|m| m.len() > 1) {
         for (k, &a) in bucket.iter().enumerate() {
             for &b in &bucket[k + 1..] {
                 let (x, y) = (&candidates[a], &candidates[b]);
                 if x.source_id != y.source_id && similarity(&x.signature, &y.signature) >= threshold {
-                    let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
-                    parent[ra.max(rb)] = ra.min(rb);
+                    links.insert((a.min(b), a.max(b)));
                 }
             }
         }
     }
+    links.into_iter().collect()
+}
+
+/// Where every candidate ends up: its group and its side of the split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The representative (smallest `env_id`) of each candidate's group, by position; a
+    /// candidate with no near-duplicate, or held out, is its own.
+    pub representatives: Vec<usize>,
+    pub sides: Vec<Split>,
+    /// Newcomers held out because they link groups already on both sides: (candidate, the
+    /// representative of its train group, of its validation group).
+    pub held_out: Vec<(usize, usize, usize)>,
+}
+
+/// Already-assigned environments that are near-duplicates on both sides of the split: (a train
+/// one, a validation one), by position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crossing(pub Vec<(usize, usize)>);
+
+/// Groups the candidates and places them on the split so that no group ever spans both sides.
+///
+/// A side once assigned never changes (`held_out` included). Groups are built from the assigned
+/// candidates first; if two of them on different sides are near-duplicates, the split is already
+/// broken and nothing is placed ([`Crossing`]). Newcomers then join in `env_id` order: one that
+/// links groups on both sides is held out (it joins no group, so it links nothing); otherwise it
+/// joins every group it links and takes their side. A group with no side yet gets one by a hash
+/// of its representative.
+pub fn place(
+    candidates: &[Candidate],
+    links: &[(usize, usize)],
+    assigned: &HashMap<String, Split>,
+    validation_share: f64,
+) -> Result<Placement, Crossing> {
+    let n = candidates.len();
+    let assigned_side: Vec<Option<Split>> = candidates.iter().map(|c| assigned.get(&c.env_id).copied()).collect();
+    let mut neighbours: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for &(a, b) in links {
+        neighbours[a].push(b);
+        neighbours[b].push(a);
+    }
+    let mut parent: Vec<usize> = (0..n).collect();
+    let mut side: Vec<Option<Split>> = assigned_side.iter().map(|s| s.filter(|&s| s != Split::HeldOut)).collect();
+    let in_play = |i: usize| assigned_side[i] != Some(Split::HeldOut);
+    let mut crossings = Vec::new();
+    for &(a, b) in links.iter().filter(|&&(a, b)| in_play(a) && in_play(b)) {
+        if assigned_side[a].is_some() && assigned_side[b].is_some() {
+            let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+            match (side[ra], side[rb]) {
+                (Some(x), Some(y)) if x != y => crossings.push(if x == Split::Train { (a, b) } else { (b, a) }),
+                _ => union(&mut parent, &mut side, ra, rb),
+            }
+        }
+    }
+    if !crossings.is_empty() {
+        return Err(Crossing(crossings));
+    }
+    let mut newcomers: Vec<usize> = (0..n).filter(|&i| assigned_side[i].is_none()).collect();
+    newcomers.sort_by(|&a, &b| candidates[a].env_id.cmp(&candidates[b].env_id));
+    let mut placed: Vec<bool> = assigned_side.iter().map(|s| s.is_some_and(|s| s != Split::HeldOut)).collect();
+    let mut held = Vec::new();
+    for c in newcomers {
+        let linked: Vec<usize> = neighbours[c].iter().copied().filter(|&m| placed[m]).collect();
+        let train = linked.iter().copied().find(|&m| side[find(&mut parent, m)] == Some(Split::Train));
+        let validation = linked.iter().copied().find(|&m| side[find(&mut parent, m)] == Some(Split::Validation));
+        if let (Some(t), Some(v)) = (train, validation) {
+            held.push((c, t, v));
+            continue;
+        }
+        for m in linked {
+            let (rc, rm) = (find(&mut parent, c), find(&mut parent, m));
+            union(&mut parent, &mut side, rc, rm);
+        }
+        placed[c] = true;
+    }
     let mut representative: BTreeMap<usize, usize> = BTreeMap::new();
-    for i in 0..candidates.len() {
+    for i in (0..n).filter(|&i| placed[i]) {
         let root = find(&mut parent, i);
         let best = representative.entry(root).or_insert(i);
         if candidates[i].env_id < candidates[*best].env_id {
             *best = i;
         }
     }
-    (0..candidates.len()).map(|i| representative[&find(&mut parent, i)]).collect()
+    let mut representatives: Vec<usize> = (0..n).collect();
+    let mut sides = vec![Split::HeldOut; n];
+    for i in (0..n).filter(|&i| placed[i]) {
+        let root = find(&mut parent, i);
+        let group = representative[&root];
+        representatives[i] = group;
+        sides[i] = side[root].unwrap_or_else(|| side_by_hash(&candidates[group].env_id, validation_share));
+    }
+    let held_out = held.into_iter().map(|(c, t, v)| (c, representatives[t], representatives[v])).collect();
+    Ok(Placement { representatives, sides, held_out })
 }
 
-/// The side of every candidate: the side already assigned to it (never changed), else the side of
-/// a member of its group that has one, else a side by a hash of its group's representative.
-pub fn splits(
-    candidates: &[Candidate],
-    representatives: &[usize],
-    assigned: &HashMap<String, Split>,
-    validation_share: f64,
-) -> Vec<Split> {
-    let mut group_side: HashMap<usize, Split> = HashMap::new();
-    for (candidate, &group) in candidates.iter().zip(representatives) {
-        if let Some(&side) = assigned.get(&candidate.env_id) {
-            group_side.entry(group).or_insert(side);
-        }
-    }
-    candidates
+/// The links whose ends sit on different exported sides: (the train end, the validation end).
+pub fn crossings(links: &[(usize, usize)], sides: &[Split]) -> Vec<(usize, usize)> {
+    links
         .iter()
-        .zip(representatives)
-        .map(|(candidate, &group)| {
-            if let Some(&side) = assigned.get(&candidate.env_id).or_else(|| group_side.get(&group)) {
-                return side;
-            }
-            let bucket = hash64(&candidates[group].env_id);
-            let validation = (bucket % 10_000) as f64 / 10_000.0 < validation_share;
-            if validation { Split::Validation } else { Split::Train }
+        .filter_map(|&(a, b)| match (sides[a], sides[b]) {
+            (Split::Train, Split::Validation) => Some((a, b)),
+            (Split::Validation, Split::Train) => Some((b, a)),
+            _ => None,
         })
         .collect()
+}
+
+/// Merges two groups (by their roots, whose sides do not conflict) into the smaller root.
+fn union(parent: &mut [usize], side: &mut [Option<Split>], ra: usize, rb: usize) {
+    if ra == rb {
+        return;
+    }
+    let (keep, gone) = (ra.min(rb), ra.max(rb));
+    parent[gone] = keep;
+    side[keep] = side[keep].or(side[gone]);
+}
+
+/// The side of a new group: validation for about `validation_share` of representatives.
+fn side_by_hash(representative: &str, validation_share: f64) -> Split {
+    let bucket = hash64(representative);
+    if ((bucket % 10_000) as f64 / 10_000.0) < validation_share { Split::Validation } else { Split::Train }
 }
 
 #[cfg(test)]
@@ -152,6 +237,10 @@ mod tests {
     }
 
     const TWO_SUM: &str = "Given an array of integers and a target value, return the indices of the two numbers that add up to the target. Each input has exactly one solution and you may not use the same element twice.";
+
+    fn place_all(candidates: &[Candidate], assigned: &HashMap<String, Split>, share: f64) -> Placement {
+        place(candidates, &links(candidates, 0.7), assigned, share).unwrap()
+    }
 
     #[test]
     fn the_same_problem_from_two_sources_is_one_group_on_one_side_of_the_split() {
@@ -165,11 +254,12 @@ mod tests {
             ),
             candidate("d", "leetcode-1", TWO_SUM),
         ];
-        let groups = groups(&candidates, 0.7);
-        assert_eq!(groups, [1, 1, 2, 1]);
-        let sides = splits(&candidates, &groups, &HashMap::new(), 0.1);
+        let placement = place_all(&candidates, &HashMap::new(), 0.1);
+        assert_eq!(placement.representatives, [1, 1, 2, 1]);
+        let sides = placement.sides;
         assert_eq!(sides[0], sides[1]);
         assert_eq!(sides[0], sides[3]);
+        assert!(placement.held_out.is_empty());
     }
 
     #[test]
@@ -179,10 +269,69 @@ mod tests {
             candidate("b", "p2", TWO_SUM),
             candidate("c", "p3", "something else entirely here"),
         ];
-        let groups = groups(&candidates, 0.7);
         let assigned = HashMap::from([("b".to_string(), Split::Validation), ("c".to_string(), Split::Train)]);
-        let sides = splits(&candidates, &groups, &assigned, 0.0);
+        let sides = place_all(&candidates, &assigned, 0.0).sides;
         assert_eq!(sides, [Split::Validation, Split::Validation, Split::Train], "a joins b's side although the share is 0");
+    }
+
+    #[test]
+    fn a_newcomer_linking_groups_on_both_sides_is_held_out_and_nothing_moves() {
+        // c is a near-duplicate of both a and b, which are not of each other.
+        let candidates = vec![candidate("a", "p1", "x"), candidate("b", "p2", "y"), candidate("c", "p3", "z")];
+        let links = [(0, 2), (1, 2)];
+        let assigned = HashMap::from([("a".to_string(), Split::Validation), ("b".to_string(), Split::Train)]);
+        let placement = place(&candidates, &links, &assigned, 0.1).unwrap();
+        assert_eq!(placement.sides, [Split::Validation, Split::Train, Split::HeldOut]);
+        assert_eq!(placement.held_out, [(2, 1, 0)], "c, with b's train group and a's validation group");
+        assert_eq!(placement.representatives, [0, 1, 2], "c joins no group");
+
+        // The next nightly: c stays held out, and a and b stay where they are.
+        let assigned: HashMap<String, Split> =
+            candidates.iter().zip(&placement.sides).map(|(c, s)| (c.env_id.clone(), *s)).collect();
+        let again = place(&candidates, &links, &assigned, 0.1).unwrap();
+        assert_eq!(again.sides, placement.sides);
+        assert!(again.held_out.is_empty(), "held out once, reported once");
+    }
+
+    #[test]
+    fn a_split_already_broken_is_reported_not_placed() {
+        let candidates = vec![candidate("a", "p1", TWO_SUM), candidate("b", "p2", TWO_SUM)];
+        let assigned = HashMap::from([("a".to_string(), Split::Validation), ("b".to_string(), Split::Train)]);
+        let crossing = place(&candidates, &links(&candidates, 0.7), &assigned, 0.1).unwrap_err();
+        assert_eq!(crossing, Crossing(vec![(1, 0)]));
+    }
+
+    #[test]
+    fn no_group_spans_both_sides_whatever_order_environments_arrive_in() {
+        // A chain of near-duplicates a0 - a1 - ... - a7 where neighbours link and others do not.
+        let n = 8;
+        let ids: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
+        let links: Vec<(usize, usize)> = (0..n - 1).map(|i| (i, i + 1)).collect();
+        for seed in 0..200u64 {
+            // Environments arrive over nightlies in a pseudo-random order, a few at a time.
+            let mut order: Vec<usize> = (0..n).collect();
+            for i in (1..n).rev() {
+                order.swap(i, (mix(seed * 31 + i as u64) % (i as u64 + 1)) as usize);
+            }
+            let mut assigned: HashMap<String, Split> = HashMap::new();
+            for nightly in order.chunks(3) {
+                let present: Vec<usize> =
+                    order.iter().copied().filter(|i| assigned.contains_key(&ids[*i]) || nightly.contains(i)).collect();
+                let candidates: Vec<Candidate> = present
+                    .iter()
+                    .map(|&i| Candidate { env_id: ids[i].clone(), source_id: ids[i].clone(), signature: [0; HASHES] })
+                    .collect();
+                let at = |i: usize| present.iter().position(|&p| p == i);
+                let local: Vec<(usize, usize)> =
+                    links.iter().filter_map(|&(a, b)| Some((at(a)?.min(at(b)?), at(a)?.max(at(b)?)))).collect();
+                let placement = place(&candidates, &local, &assigned, 0.5).expect("never broken by our own placement");
+                assert!(crossings(&local, &placement.sides).is_empty(), "seed {seed}: a link crosses the split");
+                for (candidate, side) in candidates.iter().zip(&placement.sides) {
+                    let before = assigned.insert(candidate.env_id.clone(), *side);
+                    assert!(before.is_none_or(|b| b == *side), "seed {seed}: a side changed");
+                }
+            }
+        }
     }
 
     #[test]
@@ -190,8 +339,7 @@ mod tests {
         let candidates: Vec<Candidate> = (0..1000)
             .map(|i| candidate(&format!("e{i:04}"), &format!("p{i}"), &format!("unique problem number {i} {}", i * 7919)))
             .collect();
-        let groups = groups(&candidates, 0.7);
-        let validation = splits(&candidates, &groups, &HashMap::new(), 0.1).iter().filter(|s| **s == Split::Validation).count();
+        let validation = place_all(&candidates, &HashMap::new(), 0.1).sides.iter().filter(|s| **s == Split::Validation).count();
         assert!((60..140).contains(&validation), "{validation}");
     }
 }

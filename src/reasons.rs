@@ -93,6 +93,10 @@ reasons! {
     OracleBudgetExceeded => "oracle_budget_exceeded",
     /// A cell's verdict that its own trajectory contradicts.
     VerdictContradiction => "verdict_contradiction",
+    // Finalize.
+    /// A new environment that is a near-duplicate of groups already on both sides of the split:
+    /// held out of both, never exported.
+    NearDuplicateAcrossSplits => "near_duplicate_across_splits",
 }
 
 impl FromStr for Reason {

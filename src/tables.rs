@@ -191,26 +191,30 @@ pub struct LlmCallRow {
     pub attempts: i32,
 }
 
-/// One side of the train/validation split (`splits.split`).
+/// Where an environment stands in the train/validation split (`splits.split`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Split {
     Train,
     Validation,
+    /// A near-duplicate of environments on both sides: in neither, never exported.
+    HeldOut,
 }
 
 impl Split {
+    /// The sides that are exported.
     pub const ALL: [Split; 2] = [Split::Train, Split::Validation];
 
     pub fn name(self) -> &'static str {
         match self {
             Split::Train => "train",
             Split::Validation => "validation",
+            Split::HeldOut => "held_out",
         }
     }
 
-    /// The split a stored name stands for (`splits` holds only the two names).
+    /// The split a stored name stands for (`splits` holds only these names).
     pub fn of(name: &str) -> Split {
-        if name == Split::Validation.name() { Split::Validation } else { Split::Train }
+        [Split::Validation, Split::HeldOut].into_iter().find(|s| s.name() == name).unwrap_or(Split::Train)
     }
 }

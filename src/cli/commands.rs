@@ -319,15 +319,16 @@ fn run_finalize(data: &Dataset, printer: Printer, log: &mut RunLog) -> Result<()
     let started = Instant::now();
     let summary = crate::finalize::finalize(data, Default::default())?;
     printer.status(format!(
-        "finalize: {} environments, {} in {} groups of near-duplicates, {} in validation ({} shards written, {:.1} s)",
+        "finalize: {} environments, {} in {} groups of near-duplicates, {} in validation, {} held out ({} shards written, {:.1} s)",
         summary.environments,
         summary.near_duplicates,
         summary.groups,
         summary.validation,
+        summary.held_out,
         summary.shards_written,
         started.elapsed().as_secs_f64()
     ));
-    log.stage("finalize", serde_json::json!({ "environments": summary.environments, "near_duplicates": summary.near_duplicates, "groups": summary.groups, "validation": summary.validation, "shards_written": summary.shards_written }));
+    log.stage("finalize", serde_json::json!({ "environments": summary.environments, "near_duplicates": summary.near_duplicates, "groups": summary.groups, "validation": summary.validation, "held_out": summary.held_out, "shards_written": summary.shards_written }));
     Ok(())
 }
 

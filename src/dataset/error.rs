@@ -68,6 +68,20 @@ pub enum DatasetError {
         #[source]
         source: Box<object_store::Error>,
     },
+    /// This process leased the shard, and the lease ran out or another process took it over: it
+    /// stopped before writing the shard again.
+    #[error(
+        "lost the lease on shard {shard} of `{location}`{}; stopped without writing it\n  hint: another process took the shard over after this one's lease ran out unrenewed; run the command again to finish",
+        holder.as_ref().map(|h| format!(" (now held by {h})")).unwrap_or_default()
+    )]
+    LeaseLost {
+        /// The dataset.
+        location: String,
+        /// The shard.
+        shard: u32,
+        /// Who holds it now, if anyone.
+        holder: Option<String>,
+    },
     /// Parquet rows could not be converted to the requested row type.
     #[error("cannot decode rows of `{}`: {detail}", path.display())]
     Decode {

@@ -170,8 +170,10 @@ impl Dataset {
         format!("{}/part-{shard:04}.parquet", table.name())
     }
 
-    /// Appends one whole line to the text file at `relative` (see `store`).
-    pub fn append_line(&self, relative: &str, line: &[u8]) -> Result<(), DatasetError> {
+    /// Appends one whole line to `shard`'s text file at `relative` (see `store`), if this process
+    /// still holds the shard's lease when it leased it.
+    pub fn append_line(&self, shard: u32, relative: &str, line: &[u8]) -> Result<(), DatasetError> {
+        self.check_lease(shard)?;
         self.store.append_line(relative, line)
     }
 
@@ -256,6 +258,7 @@ impl Dataset {
     ) -> Result<writer::WriteSummary, DatasetError> {
         let relative = Dataset::part(table, shard);
         let encoded = writer::encode(table, shard, batches, order)?;
+        self.check_lease(shard)?;
         if encoded.rows == 0 {
             self.store.delete(&relative)?;
         } else {

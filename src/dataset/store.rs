@@ -5,7 +5,11 @@
 //!   never see a torn file, and pyarrow/DuckDB never read the temporary), remotely one PUT;
 //! - `put_if_absent` creates a file only if none exists (the manifest, leases): locally an
 //!   exclusive hard link, remotely a conditional PUT;
-//! - `get` and `list` read; `delete` removes.
+//! - `get` and `list` read; `delete` removes;
+//! - `get_versioned` and `replace_if` are a compare-and-swap on one small file (leases): the
+//!   replacement happens only if the file is still the version read, so of two processes racing
+//!   to take over the same file exactly one wins. Locally every such operation runs under an
+//!   exclusive lock on a `.lock` file beside it; remotely it is a conditional PUT on the ETag.
 //!
 //! Remote calls run on a runtime of their own, so callers stay synchronous (and may themselves
 //! run inside another runtime). Knows nothing about Parquet or tables.
@@ -24,6 +28,14 @@ use std::sync::{Arc, OnceLock};
 pub(crate) enum Store {
     Local(PathBuf),
     Remote { store: Arc<dyn ObjectStore>, prefix: ObjectPath, url: String },
+}
+
+/// What a file was when read, for [`Store::replace_if`]: its bytes locally (compared under the
+/// folder's lock), its ETag and version on an object store.
+#[derive(Debug, Clone)]
+pub(crate) enum Version {
+    Local(Bytes),
+    Remote(object_store::UpdateVersion),
 }
 
 /// Bytes this process has written to datasets (files put and lines appended), for benchmarks.
@@ -153,6 +165,58 @@ impl Store {
         }
     }
 
+    /// The file at `relative` with its version, or `None` when there is none.
+    pub(crate) fn get_versioned(&self, relative: &str) -> Result<Option<(Bytes, Version)>, DatasetError> {
+        match self {
+            Store::Local(root) => {
+                let _lock = FolderLock::take(&root.join(relative))?;
+                Ok(self.get(relative)?.map(|bytes| (bytes.clone(), Version::Local(bytes))))
+            }
+            Store::Remote { store, prefix, .. } => {
+                let path = Self::object(prefix, relative);
+                block_on(async {
+                    match store.get(&path).await {
+                        Ok(result) => {
+                            let version = object_store::UpdateVersion {
+                                e_tag: result.meta.e_tag.clone(),
+                                version: result.meta.version.clone(),
+                            };
+                            result.bytes().await.map(|bytes| Some((bytes, Version::Remote(version))))
+                        }
+                        Err(object_store::Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .map_err(|e| self.remote_error(relative, e))
+            }
+        }
+    }
+
+    /// Replaces the file at `relative` with `bytes` only if it is still at `version`; `false` when
+    /// it changed (or went) since it was read.
+    pub(crate) fn replace_if(&self, relative: &str, bytes: Bytes, version: &Version) -> Result<bool, DatasetError> {
+        match (self, version) {
+            (Store::Local(root), Version::Local(expected)) => {
+                let _lock = FolderLock::take(&root.join(relative))?;
+                if self.get(relative)?.as_ref() != Some(expected) {
+                    return Ok(false);
+                }
+                self.put(relative, bytes).map(|()| true)
+            }
+            (Store::Remote { store, prefix, .. }, Version::Remote(version)) => {
+                count_written(bytes.len());
+                let path = Self::object(prefix, relative);
+                let options = PutOptions { mode: PutMode::Update(version.clone()), ..Default::default() };
+                match block_on(store.put_opts(&path, PutPayload::from(bytes), options)) {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::Precondition { .. }) | Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(self.remote_error(relative, e)),
+                }
+            }
+            _ => unreachable!("a version comes from the store it is used with"),
+        }
+    }
+
     /// Appends one whole `line` to the text file at `relative` (created if absent), first cutting a
     /// torn last line a crash left behind. An object store cannot append: there the file is read
     /// and written back whole (one writer per file: the shard's lease holder).
@@ -198,7 +262,7 @@ impl Store {
     }
 
     /// The names of the files directly in the folder `relative` (none when it does not exist),
-    /// sorted.
+    /// sorted; locally, dotted names are left out.
     pub(crate) fn list(&self, relative: &str) -> Result<Vec<String>, DatasetError> {
         let mut names = match self {
             Store::Local(root) => {
@@ -211,8 +275,10 @@ impl Store {
                 let mut names = Vec::new();
                 for entry in entries {
                     let entry = entry.map_err(|e| DatasetError::io(&dir, e))?;
+                    // Dotted files are this module's own (temporaries, locks), never the dataset's.
                     if entry.path().is_file()
                         && let Some(name) = entry.file_name().to_str()
+                        && !name.starts_with('.')
                     {
                         names.push(name.to_string());
                     }
@@ -289,6 +355,33 @@ fn whole_lines_len(path: &Path) -> std::io::Result<u64> {
     Ok(0)
 }
 
+/// An exclusive lock on the folder of a local file, held while alive: the local half of
+/// [`Store::get_versioned`] and [`Store::replace_if`]. The lock file is dotted, so no table or
+/// lease listing sees it, and the kernel releases the lock when its holder dies.
+struct FolderLock(fs::File);
+
+impl FolderLock {
+    fn take(path: &Path) -> Result<FolderLock, DatasetError> {
+        let dir = path.parent().expect("dataset files live in a folder");
+        fs::create_dir_all(dir).map_err(|e| DatasetError::io(dir, e))?;
+        let lock = dir.join(".lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(|e| DatasetError::io(&lock, e))?;
+        file.lock().map_err(|e| DatasetError::io(&lock, e))?;
+        Ok(FolderLock(file))
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 /// Writes `bytes` to a dotted temporary file beside `path`, synced; returns its path.
 fn write_temporary(path: &Path, bytes: &[u8]) -> Result<PathBuf, DatasetError> {
     let dir = path.parent().expect("dataset files live in a folder");
@@ -354,6 +447,22 @@ mod tests {
         store.delete("m.json").unwrap();
         store.delete("m.json").unwrap();
         assert_eq!(store.get("m.json").unwrap(), None);
+    }
+
+    #[test]
+    fn a_replacement_happens_only_from_the_version_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        store.put("_leases/part-0001.json", Bytes::from_static(b"old")).unwrap();
+        let (bytes, version) = store.get_versioned("_leases/part-0001.json").unwrap().unwrap();
+        assert_eq!(bytes, Bytes::from_static(b"old"));
+        assert!(store.replace_if("_leases/part-0001.json", Bytes::from_static(b"first"), &version).unwrap());
+        assert!(
+            !store.replace_if("_leases/part-0001.json", Bytes::from_static(b"second"), &version).unwrap(),
+            "a second taker holding the same old version loses"
+        );
+        assert_eq!(store.get("_leases/part-0001.json").unwrap().unwrap(), Bytes::from_static(b"first"));
+        assert_eq!(store.list("_leases").unwrap(), ["part-0001.json"], "the lock file is dotted, not listed");
     }
 
     #[test]

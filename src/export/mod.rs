@@ -65,6 +65,8 @@ pub enum ExportError {
     OutNotEmpty { out: PathBuf },
     #[error("--out `{}` is not a directory", out.display())]
     OutNotADirectory { out: PathBuf },
+    #[error("--out `{}` changed while the export ran (it appeared, went, or was replaced or written to); it was left as it is", out.display())]
+    OutChanged { out: PathBuf },
     #[error(transparent)]
     Dataset(#[from] DatasetError),
     #[error("I/O error on `{}`: {source}", path.display())]
@@ -102,6 +104,7 @@ impl ExportError {
             }
             ExportError::OutNotEmpty { .. } => "pass --overwrite to replace it, or choose another --out".into(),
             ExportError::OutNotADirectory { .. } => "choose an --out that is a directory or does not exist".into(),
+            ExportError::OutChanged { .. } => "check what else writes there, then export again".into(),
             _ => return None,
         })
     }
@@ -177,9 +180,9 @@ fn row_batches(
 /// Runs an export: checks the inputs, writes every file under a temporary directory, hashes them
 /// into `manifest.json`, and renames the directory to `settings.out`.
 pub fn export(settings: &ExportSettings, reporter: Option<&dyn RowReporter>) -> Result<ExportSummary, ExportError> {
-    settings.check_paths()?;
+    let target = settings.check_paths()?;
     let plan = source::plan(settings)?;
-    let staged = outdir::OutputDir::create(&settings.out)?;
+    let staged = outdir::OutputDir::create(&target)?;
     let mut writer: Box<dyn FormatWriter> = match settings.format {
         Format::Codegym => Box::new(codegym::Writer::create(staged.path(), &plan)?),
         Format::Verl => Box::new(verl::Writer::create(staged.path(), settings, &plan)?),

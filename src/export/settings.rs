@@ -3,9 +3,10 @@
 //! anything is read or written, so a bad input costs nothing and leaves nothing behind.
 
 use super::ExportError;
+use super::outdir::{self, Target};
 use crate::tables::Split;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// An export format.
@@ -67,8 +68,9 @@ impl SplitSelection {
         }
     }
 
+    /// Whether rows of `split` are exported (a held-out environment never is).
     pub fn includes(self, split: Split) -> bool {
-        self == SplitSelection::All || self == SplitSelection::One(split)
+        self.splits().contains(&split)
     }
 
     pub fn name(self) -> &'static str {
@@ -123,44 +125,27 @@ impl ExportSettings {
         if self.hard { 512 } else { 256 }
     }
 
-    /// Refuses an `out` that would overlap a local dataset or clobber a directory without
-    /// `--overwrite`.
-    pub(crate) fn check_paths(&self) -> Result<(), ExportError> {
+    /// Resolves `out` (see [`outdir::resolve`]) and refuses one that would overlap a local
+    /// dataset or clobber a directory without `--overwrite`; returns what the commit must find
+    /// unchanged.
+    pub(crate) fn check_paths(&self) -> Result<Target, ExportError> {
+        let out = outdir::resolve(&self.out);
         if let Some(data) = crate::dataset::local_path(&self.data) {
-            let data = resolved(data);
-            let out = resolved(&self.out);
+            let data = outdir::resolve(data);
             if out.starts_with(&data) {
-                return Err(ExportError::OutInsideData { out: self.out.clone(), data: self.data.clone() });
+                return Err(ExportError::OutInsideData { out, data: self.data.clone() });
             }
             if data.starts_with(&out) {
-                return Err(ExportError::DataInsideOut { out: self.out.clone(), data: self.data.clone() });
+                return Err(ExportError::DataInsideOut { out, data: self.data.clone() });
             }
         }
-        let non_empty = std::fs::read_dir(&self.out).map(|mut entries| entries.next().is_some());
+        let target = Target::prepare(out)?;
+        let out = target.path();
+        let non_empty = std::fs::read_dir(out).map(|mut entries| entries.next().is_some());
         match non_empty {
-            Ok(true) if !self.overwrite => Err(ExportError::OutNotEmpty { out: self.out.clone() }),
-            _ if self.out.exists() && !self.out.is_dir() => Err(ExportError::OutNotADirectory { out: self.out.clone() }),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// `path` made absolute with symbolic links resolved, as far as it exists (an `--out` that does
-/// not exist yet resolves through its nearest existing ancestor).
-fn resolved(path: &Path) -> PathBuf {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut existing = absolute.as_path();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_owned());
-                existing = parent;
-            }
-            _ => return absolute,
+            Ok(true) if !self.overwrite => Err(ExportError::OutNotEmpty { out: out.to_path_buf() }),
+            _ if out.exists() && !out.is_dir() => Err(ExportError::OutNotADirectory { out: out.to_path_buf() }),
+            _ => Ok(target),
         }
     }
 }
@@ -168,6 +153,7 @@ fn resolved(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn settings(data: &Path, out: &Path) -> ExportSettings {
         ExportSettings {
@@ -202,6 +188,15 @@ mod tests {
         // Spelled differently (`..`), still inside.
         let sneaky = settings(&data, &data.join("../data/x"));
         assert!(matches!(sneaky.check_paths(), Err(ExportError::OutInsideData { .. })));
+        // Through a folder that does not exist yet: the dataset itself, and one of its tables.
+        let through = settings(&data, &dir.path().join("nope/../data"));
+        assert!(matches!(through.check_paths(), Err(ExportError::OutInsideData { .. })));
+        assert!(!dir.path().join("nope").exists());
+        let table = settings(&data, &dir.path().join("nope/../data/problems"));
+        assert!(matches!(table.check_paths(), Err(ExportError::OutInsideData { .. })));
+        std::os::unix::fs::symlink(&data, dir.path().join("link")).unwrap();
+        let linked = settings(&data, &dir.path().join("link/"));
+        assert!(matches!(linked.check_paths(), Err(ExportError::OutInsideData { .. })), "a link to the dataset");
         let around = settings(&data, dir.path());
         assert!(matches!(around.check_paths(), Err(ExportError::DataInsideOut { .. })));
         assert!(settings(&data, &dir.path().join("data-export")).check_paths().is_ok(), "a sibling sharing a prefix is fine");

@@ -147,7 +147,7 @@ impl Recorder {
         line.push(b'\n');
         let shard = self.target.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(0);
         let relative = format!("{RECORDING_DIR}/part-{shard:04}.jsonl");
-        self.data.append_line(&relative, &line).map_err(|e| LlmError::Fatal(format!("cannot record an answer: {e}")))
+        self.data.append_line(shard, &relative, &line).map_err(|e| LlmError::Fatal(format!("cannot record an answer: {e}")))
     }
 }
 

@@ -176,15 +176,51 @@ fn tables_are_readable_by_pyarrow_as_they_are() {
 /// Every table file of `data` but the run log, as bytes (timings excluded: `oracle_runs` holds
 /// `duration_ms`).
 fn deterministic_tables(data: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    for table in ["problems", "llm_calls", "environments", "task_configs", "oracle_candidates", "tool_call_stats", "rejects"] {
-        for entry in std::fs::read_dir(data.join(table)).unwrap() {
-            let path = entry.unwrap().path();
-            files.push((format!("{table}/{}", path.file_name().unwrap().to_string_lossy()), std::fs::read(&path).unwrap()));
-        }
-    }
+    let tables = ["problems", "llm_calls", "environments", "task_configs", "oracle_candidates", "tool_call_stats", "rejects"];
+    let mut files: Vec<(String, Vec<u8>)> = tables.iter().flat_map(|table| table_files(data, table)).collect();
     files.sort();
     files
+}
+
+/// The files of one table folder, by name.
+fn table_files(data: &Path, table: &str) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(data.join(table))
+        .unwrap_or_else(|e| panic!("{table}: {e}"))
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            (format!("{table}/{}", path.file_name().unwrap().to_string_lossy()), std::fs::read(&path).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_build_killed_again_and_again_resumes_at_once_and_ends_as_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("build");
+    let args = ["build", "--data", data.to_str().unwrap(), "--threads", "1"];
+    // kill -9 at several points (each run resumes what the last one left, then dies in turn).
+    for (run, delay_ms) in [700u64, 2500, 6000, 12000].into_iter().enumerate() {
+        let log = dir.path().join(format!("run-{run}.stderr"));
+        let mut child = codegym().current_dir(repo()).args(args).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let stderr = std::fs::read_to_string(&log).unwrap();
+        assert!(!stderr.contains("waiting for shard"), "run {run} waited for a dead process's lease:\n{stderr}");
+    }
+    let output = codegym().current_dir(repo()).args(args).output().unwrap();
+    crate::util::assert_success(&output, &args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("waiting for shard"), "{stderr}");
+    let with_split = |data: &Path| {
+        let mut tables = deterministic_tables(data);
+        tables.extend(table_files(data, "splits"));
+        tables.extend(table_files(data, "near_duplicates"));
+        tables
+    };
+    assert!(with_split(&data) == with_split(sample_build()), "the tables differ from an uninterrupted build's");
 }
 
 #[test]

@@ -344,6 +344,93 @@ fn bad_inputs_are_one_line_errors_with_a_hint_exit_2_and_write_nothing() {
     assert!(!sample_build().join("exports").exists());
 }
 
+/// Every file under `dir` with its bytes, by relative path: what must survive a refused export.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn no_spelling_of_out_reaches_the_dataset_and_every_other_spelling_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let data = root.join("data");
+    Command::new("cp").arg("-r").arg(sample_build()).arg(&data).status().unwrap();
+    std::os::unix::fs::symlink(&data, root.join("link")).unwrap();
+    let before = tree(&data);
+    let export_to = |out: &str, cwd: &Path, overwrite: bool| {
+        let mut args = vec!["export", "--data", data.to_str().unwrap(), "--format", "verl", "--out", out];
+        if overwrite {
+            args.push("--overwrite");
+        }
+        codegym().current_dir(cwd).args(&args).output().unwrap()
+    };
+    // Through a folder that does not exist, a link, `.`, a trailing slash, relative or not; with
+    // and without --overwrite: each is refused, and neither the dataset nor `nope/` appears changed.
+    let overlapping = [
+        (format!("{}/nope/../data", root.display()), root.clone()),
+        ("nope/../data/problems".to_string(), root.clone()),
+        ("nope/../data/".to_string(), root.clone()),
+        ("./data/.".to_string(), root.clone()),
+        ("link/".to_string(), root.clone()),
+        ("link/../data/exports".to_string(), root.clone()),
+        (".".to_string(), data.clone()),
+        ("..".to_string(), data.join("problems")),
+    ];
+    for (out, cwd) in &overlapping {
+        for overwrite in [false, true] {
+            let output = export_to(out, cwd, overwrite);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "--out {out} from {}: {stderr}", cwd.display());
+            assert!(stderr.contains("inside --data") || stderr.contains("inside --out"), "{stderr}");
+            assert!(before == tree(&data), "--out {out} changed the dataset");
+            assert!(!root.join("nope").exists(), "--out {out} created a folder");
+        }
+    }
+    // Spellings of a place beside the dataset all land in the one folder they name.
+    for (out, cwd) in [("exports/../verl/", &root), ("./verl", &root), ("../verl", &data)] {
+        let output = export_to(out, cwd, true);
+        assert!(output.status.success(), "--out {out}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(root.join("verl/train.parquet").is_file(), "--out {out}");
+        assert!(!root.join("exports").exists());
+    }
+    assert!(before == tree(&data));
+}
+
+#[test]
+fn what_a_crashed_export_left_is_cleared_and_an_out_moved_aside_comes_back() {
+    let data = sample_build();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("verl");
+    let args = ["export", "--data", data.to_str().unwrap(), "--format", "verl", "--out", out.to_str().unwrap()];
+    run_ok(&args);
+    let exported = tree(&out);
+    // Killed at commit, between moving `out` aside and renaming the new export into place (no
+    // process has pid 4294967: it is above the kernel's limit), with its temporary directory.
+    std::fs::rename(&out, dir.path().join(".verl.export-4294967.old")).unwrap();
+    std::fs::create_dir_all(dir.path().join(".verl.export-4294967/partial")).unwrap();
+    // And what an earlier codegym moved aside.
+    std::fs::create_dir_all(dir.path().join(".verl.old/stale")).unwrap();
+    let refused = codegym().args(args).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2), "the export that was in place is back, and not empty");
+    assert!(exported == tree(&out), "the previous export came back whole");
+    run_ok(&[&args[..], &["--overwrite"]].concat());
+    assert!(exported == tree(&out));
+    let beside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(beside, [std::ffi::OsString::from("verl")], "every leftover is gone");
+}
+
 /// The released CodeGym sample, imported and verified once per test run (it carries the reference
 /// model's pass rates, so the hard variant keeps fewer of its configurations).
 fn verified_release() -> Option<&'static Path> {

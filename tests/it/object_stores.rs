@@ -192,23 +192,32 @@ const PROBED: &str = "lease probe: a second lease on a held shard waited";
 /// (object_store reads its settings from the environment, and this process's must not change
 /// under the tests running beside it); does nothing elsewhere. Holds shard 5's lease, then takes
 /// it again: the store must refuse the second conditional create, so the second taker waits,
-/// told who holds it.
+/// told who holds it, and takes it by a conditional replace once it is given back.
 #[test]
 fn lease_probe() {
+    use codegym::dataset::lease::LeaseEvent;
     let Ok(url) = std::env::var(PROBE_URL) else { return };
     let data = codegym::dataset::Dataset::open(&url, None).expect("open the dataset");
-    let _held = data.lease(5, &|held| panic!("nobody holds shard 5 yet, yet {} does", held.owner)).expect("take the lease");
+    let held = data.lease(5, &|event| panic!("nobody holds shard 5 yet: {event:?}")).expect("take the lease");
     let (told, waited) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let second = data.lease(5, &|held| {
-            let _ = told.send(Ok(held.owner.clone()));
+    let taker = std::thread::spawn(move || {
+        let second = data.lease(5, &|event| {
+            if let LeaseEvent::Waiting(held) = event {
+                let _ = told.send(Ok(held.owner.clone()));
+            }
         });
-        let _ = told.send(Err(match second {
+        let _ = told.send(Err(match &second {
             Ok(_) => "the store let a second taker have a held shard's lease".to_string(),
             Err(e) => e.to_string(),
         }));
+        second
     });
     let holder = waited.recv_timeout(Duration::from_secs(60)).expect("the second taker answers");
     assert_eq!(holder.unwrap(), codegym::dataset::lease::owner(), "the second taker is told who holds the lease");
+    // Given back (a conditional write on the version the holder read), the lease goes to the
+    // waiting taker (a conditional write on the released version).
+    drop(held);
+    let second = taker.join().unwrap().expect("the waiting taker gets the lease once it is given back");
+    assert!(!second.lost());
     println!("{PROBED}");
 }
