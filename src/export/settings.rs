@@ -176,6 +176,8 @@ mod tests {
         assert!(err.contains("`parquet`") && err.contains("codegym, verl, hf"), "{err}");
         assert_eq!("validation".parse::<SplitSelection>().unwrap(), SplitSelection::One(Split::Validation));
         assert!("test".parse::<SplitSelection>().unwrap_err().to_string().contains("train, validation, all"));
+        assert!("held_out".parse::<SplitSelection>().is_err(), "held-out environments are never exported");
+        assert!(!SplitSelection::All.includes(Split::HeldOut));
     }
 
     #[test]
