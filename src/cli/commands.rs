@@ -431,7 +431,7 @@ fn sql(args: SqlArgs) -> Result<()> {
 /// Serves until SIGINT or SIGTERM. The addresses and counts go to stdout when it is ready.
 fn serve(args: ServeArgs) -> Result<()> {
     let printer = Printer::new(args.run.quiet);
-    let settings = args.into_settings();
+    let settings = args.into_settings()?;
     let sandbox = sandbox()?;
     sandbox.prepare_images()?;
     let server = crate::serve::Server::start(Arc::new(sandbox), settings)?;
@@ -544,7 +544,7 @@ fn runtime_info() -> Result<()> {
 }
 
 impl ServeArgs {
-    fn into_settings(self) -> crate::serve::ServeSettings {
+    fn into_settings(self) -> Result<crate::serve::ServeSettings> {
         let limits = Limits {
             timeout: Duration::from_millis(self.step_timeout_ms),
             memory_bytes: self.memory_mb << 20,
@@ -562,15 +562,15 @@ impl ServeArgs {
             idle_timeout: Duration::from_secs(self.idle_timeout_s.max(1)),
             interpreter_idle: Duration::from_secs(self.interpreter_idle_s.max(1)),
         };
-        crate::serve::ServeSettings {
+        Ok(crate::serve::ServeSettings {
             data: self.data,
             addr: self.addr,
             codegym_addr: self.codegym_addr,
             all_configs: self.all_configs,
             record: self.record,
-            token: self.token,
+            token: self.token.as_deref().map(crate::serve::Token::new).transpose()?,
             pool,
-        }
+        })
     }
 }
 

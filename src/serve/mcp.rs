@@ -14,7 +14,7 @@
 use super::App;
 use super::catalog::ConfigRef;
 use super::openenv::step_data;
-use super::pool::{Action, CallError, Protocol, Session};
+use super::pool::{Access, Action, CallError, Protocol, Session};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -108,12 +108,18 @@ fn config_ref(params: &Map<String, Value>) -> Option<ConfigRef> {
     ConfigRef::from_keys(text("config_id"), text("env_str"))
 }
 
-/// The session `params.session_id` names, else the WebSocket's own.
+/// The session `params.session_id` names, else the WebSocket's own. An id reaches only the
+/// caller's own WebSocket session or a session opened over HTTP, never another socket's.
 fn session_of(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session>>) -> Result<Arc<Session>, RpcError> {
     match text_param(params, "session_id") {
-        Some(id) => app.pool.get(id).ok_or_else(|| RpcError::new(INVALID_PARAMS, format!("Unknown session_id: {id}"))),
+        Some(id) if own.is_some_and(|s| s.id == id) => Ok(own.cloned().expect("checked")),
+        Some(id) => by_id(app, id),
         None => own.cloned().ok_or_else(|| RpcError::new(INVALID_PARAMS, "Invalid params - 'session_id' is required over HTTP")),
     }
+}
+
+fn by_id(app: &App, id: &str) -> Result<Arc<Session>, RpcError> {
+    app.pool.by_id(id, Protocol::OpenEnv).ok_or_else(|| RpcError::new(INVALID_PARAMS, format!("Unknown session_id: {id}")))
 }
 
 fn tools_list(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session>>) -> Result<Value, RpcError> {
@@ -173,7 +179,7 @@ async fn create(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session
         params.get("seed").map(|s| s.as_u64().ok_or_else(|| RpcError::new(INVALID_PARAMS, "`seed` must be an integer >= 0")));
     let seed = seed.transpose()?;
     let label = text_param(params, "episode_id").map(String::from);
-    let session = app.pool.open(Protocol::OpenEnv)?;
+    let session = app.pool.open(Protocol::OpenEnv, Access::Id)?;
     match app.pool.start(&session, Some(reference), seed, label).await {
         Ok(reply) => {
             let mut data = step_data(&reply);
@@ -193,7 +199,6 @@ fn close(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session>>) -> 
     if own.is_some_and(|s| s.id == id) {
         return Err(RpcError::new(INVALID_REQUEST, "Cannot close active WebSocket-managed session via MCP method"));
     }
-    let session = app.pool.get(id).ok_or_else(|| RpcError::new(INVALID_PARAMS, format!("Unknown session_id: {id}")))?;
-    app.pool.close(&session);
+    app.pool.close(&by_id(app, id)?);
     Ok(json!({ "session_id": id, "closed": true }))
 }

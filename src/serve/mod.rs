@@ -74,8 +74,32 @@ pub struct ServeSettings {
     /// Where to record episodes (a dataset: a directory or an object store URL).
     pub record: Option<String>,
     /// Required on every request when set; must be set to bind a non-loopback address.
-    pub token: Option<String>,
+    pub token: Option<Token>,
     pub pool: PoolSettings,
+}
+
+/// The token every request must carry. Never empty (an empty one would let anyone in, say from
+/// an unset variable), compared in constant time, and never printed: its `Debug` hides it.
+#[derive(Clone)]
+pub struct Token(Arc<str>);
+
+impl Token {
+    pub fn new(token: &str) -> Result<Token, ServeError> {
+        if token.trim().is_empty() {
+            return Err(ServeError::EmptyToken);
+        }
+        Ok(Token(token.into()))
+    }
+
+    fn matches(&self, given: &str) -> bool {
+        constant_time_eq(given.as_bytes(), self.0.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(hidden)")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +114,10 @@ pub enum ServeError {
         "binding {0} exposes the server beyond this machine, so it needs a token\n  hint: pass --token TOKEN or set CODEGYM_SERVE_TOKEN"
     )]
     TokenRequired(SocketAddr),
+    #[error(
+        "the token is empty, which would let anyone in\n  hint: pass a non-empty --token TOKEN (or CODEGYM_SERVE_TOKEN), or leave both unset to serve on loopback only"
+    )]
+    EmptyToken,
     #[error("cannot listen on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("cannot start the server's runtime")]
@@ -144,7 +172,7 @@ impl Server {
         let pool = Pool::new(sandbox, Arc::new(catalog), settings.pool.clone(), recorder);
         let (stop, stopping) = watch::channel(false);
         let app = App { pool: pool.clone(), stopping };
-        let token = settings.token.clone().map(Arc::<str>::from);
+        let token = settings.token.clone();
         let mut tasks = Vec::new();
         let mut listen = |addr: SocketAddr, router: Router| -> Result<SocketAddr, ServeError> {
             let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).map_err(|e| ServeError::Bind(addr, e))?;
@@ -214,12 +242,12 @@ impl Server {
 
 /// Refuses requests without the token (header `Authorization: Bearer TOKEN`, or `?token=TOKEN`
 /// for WebSocket clients that cannot set headers).
-async fn check_token(token: Option<Arc<str>>, request: Request, next: Next) -> Response {
+async fn check_token(token: Option<Token>, request: Request, next: Next) -> Response {
     let Some(token) = token else { return next.run(request).await };
     let bearer =
         request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let query = request.uri().query().into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("token="));
-    if bearer.or(query).is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
+    if bearer.or(query).is_some_and(|given| token.matches(given)) {
         return next.run(request).await;
     }
     let message = "missing or wrong token: send `Authorization: Bearer TOKEN` (or `?token=TOKEN`)";

@@ -20,7 +20,7 @@
 //!   a connection past `--max-sessions` gets `CAPACITY_REACHED` and is closed.
 
 use super::catalog::ConfigRef;
-use super::pool::{Action, CallError, Protocol, Reply, Session, StepError};
+use super::pool::{Access, Action, CallError, Protocol, Reply, Session, StepError};
 use super::{App, MAX_BODY_BYTES, mcp};
 use axum::Router;
 use axum::body::Bytes;
@@ -83,7 +83,7 @@ async fn upgrade(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response 
 
 /// One WebSocket connection: one session, messages answered in order.
 async fn connection(app: App, mut socket: WebSocket) {
-    let session = match app.pool.open(Protocol::OpenEnv) {
+    let session = match app.pool.open(Protocol::OpenEnv, Access::Socket) {
         Ok(session) => session,
         Err(error) => {
             let _ = socket.send(text(error_message(&error))).await;

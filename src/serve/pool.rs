@@ -213,10 +213,22 @@ impl Summary {
     }
 }
 
+/// Who may reach a session besides the call that opened it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Only the WebSocket connection that opened it: its id reaches it from nowhere else.
+    Socket,
+    /// Whoever holds its id, on the protocol that opened it: a REST instance, or an MCP session
+    /// opened over HTTP. The id is the credential, so it is drawn from the operating system's
+    /// secure random source.
+    Id,
+}
+
 /// One open session.
 pub struct Session {
     pub id: String,
     pub protocol: Protocol,
+    access: Access,
     work: Mutex<Work>,
     summary: Mutex<Summary>,
     /// Milliseconds since the pool started, at the last call.
@@ -351,15 +363,16 @@ impl Pool {
     }
 
     /// Opens a session, unless the pool is at capacity.
-    pub fn open(&self, protocol: Protocol) -> Result<Arc<Session>, CallError> {
+    pub fn open(&self, protocol: Protocol, access: Access) -> Result<Arc<Session>, CallError> {
         let mut sessions = self.inner.sessions.lock().unwrap();
         let max = self.inner.settings.max_sessions;
         if sessions.len() >= max {
             return Err(CallError::Capacity { active: sessions.len(), max });
         }
         let session = Arc::new(Session {
-            id: unique_id("session"),
+            id: secret_id(),
             protocol,
+            access,
             work: Mutex::new(Work::default()),
             summary: Mutex::new(Summary::default()),
             last_used: AtomicU64::new(self.inner.now_ms()),
@@ -371,9 +384,11 @@ impl Pool {
         Ok(session)
     }
 
-    /// The open session `id`.
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.inner.sessions.lock().unwrap().get(id).cloned()
+    /// The open session `id`, if its id reaches it over `protocol` (never a WebSocket's session:
+    /// it answers as if there were none, so ids of others' sessions tell nothing).
+    pub fn by_id(&self, id: &str, protocol: Protocol) -> Option<Arc<Session>> {
+        let session = self.inner.sessions.lock().unwrap().get(id).cloned()?;
+        (session.access == Access::Id && session.protocol == protocol).then_some(session)
     }
 
     /// Closes a session: it leaves the pool at once; its interpreter is released by a pool
@@ -545,7 +560,7 @@ impl Inner {
         let outcome = self.start_in_new_interpreter(session, &config, seed).map(|(held, report)| {
             let (observation, truncated) = self.cut(&report);
             let episode = Episode {
-                id: unique_id("episode"),
+                id: secret_id(),
                 label,
                 config: config.clone(),
                 seed,
@@ -781,12 +796,12 @@ fn failure(outcome: &JobOutcome, limits: &Limits) -> String {
     }
 }
 
-/// A new id, unique in this process and across processes.
-fn unique_id(kind: &str) -> String {
-    static SERIAL: AtomicU64 = AtomicU64::new(0);
-    let serial = SERIAL.fetch_add(1, Ordering::Relaxed).to_string();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos().to_string();
-    crate::ids::content_id(kind, &[&std::process::id().to_string(), &now, &serial])
+/// A new id of 128 bits from the operating system's secure random source: unique across
+/// processes, and not to be guessed from another (session ids are credentials).
+fn secret_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

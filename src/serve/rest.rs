@@ -18,7 +18,7 @@
 //! Unknown fields of a body are ignored.
 
 use super::catalog::{ConfigRef, ResolveError};
-use super::pool::{Action, CallError, Protocol, Session};
+use super::pool::{Access, Action, CallError, Protocol, Session};
 use super::{App, MAX_BODY_BYTES};
 use axum::Router;
 use axum::body::Bytes;
@@ -120,7 +120,7 @@ struct Step {
 }
 
 fn instance(app: &App, id: &str) -> Result<Arc<Session>, RestError> {
-    app.pool.get(id).ok_or_else(|| {
+    app.pool.by_id(id, Protocol::CodeGym).ok_or_else(|| {
         RestError(
             StatusCode::NOT_FOUND,
             format!("unknown instance_id `{id}` (released, closed after being idle, or never handed out)"),
@@ -129,7 +129,7 @@ fn instance(app: &App, id: &str) -> Result<Arc<Session>, RestError> {
 }
 
 async fn get_instance(State(app): State<App>, Body(_): Body<Value>) -> Result<Json<Value>, RestError> {
-    let session = app.pool.open(Protocol::CodeGym)?;
+    let session = app.pool.open(Protocol::CodeGym, Access::Id)?;
     Ok(Json(json!({ "instance_id": session.id })))
 }
 

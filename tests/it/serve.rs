@@ -594,6 +594,67 @@ fn mcp_lists_and_calls_tools_over_http_and_the_websocket() {
     });
 }
 
+#[test]
+fn a_session_is_reachable_only_by_its_creator_and_ids_are_unguessable() {
+    let served = Served::start(sample_build(), &[]);
+    let replay = replays(sample_build()).remove(0);
+    let http = http_client();
+    let mcp = |body: Value| {
+        let request = http.post(format!("http://{}/mcp", served.openenv)).body(body.to_string()).send();
+        async move { serde_json::from_slice::<Value>(&request.await.unwrap().bytes().await.unwrap()).unwrap() }
+    };
+    let rpc = |method: &str, params: Value| json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let observe = |session: &str| rpc("tools/call", json!({ "session_id": session, "name": "Observe" }));
+    let close = |session: &str| rpc("openenv/session/close", json!({ "session_id": session }));
+    let unknown = |answer: &Value| answer["error"]["message"].as_str().is_some_and(|m| m.contains("Unknown session_id"));
+    runtime().block_on(async {
+        let mut ws = connect(&served.openenv).await;
+        ask(&mut ws, json!({ "type": "reset", "data": { "config_id": replay.config_id } })).await;
+        let own = ask(&mut ws, json!({ "type": "mcp", "data": rpc("openenv/session/create", json!({})) })).await;
+        let socket_session = own["data"]["result"]["session_id"].as_str().unwrap().to_string();
+        // Another client that learnt the WebSocket session's id reaches nothing with it.
+        assert!(unknown(&mcp(observe(&socket_session)).await), "a WebSocket session stepped over HTTP");
+        assert!(unknown(&mcp(close(&socket_session)).await), "a WebSocket session closed over HTTP");
+        let mut other = connect(&served.openenv).await;
+        let stolen = ask(&mut other, json!({ "type": "mcp", "data": observe(&socket_session) })).await;
+        assert!(unknown(&stolen["data"]), "a WebSocket session stepped from another socket: {stolen}");
+        // ... and the session goes on, for its own socket only.
+        let mine = ask(&mut ws, json!({ "type": "mcp", "data": observe(&socket_session) })).await;
+        assert!(mine["data"]["result"].is_object(), "{mine}");
+
+        // A REST instance is reached by its id on the REST API only, and an MCP session opened
+        // over HTTP on MCP only.
+        let instance = post(&http, &served.codegym, "/get_instance", json!({})).await;
+        let instance = instance["instance_id"].as_str().unwrap().to_string();
+        assert!(unknown(&mcp(observe(&instance)).await), "a REST instance stepped over MCP");
+        let created = mcp(rpc("openenv/session/create", json!({ "config_id": replay.config_id }))).await;
+        let mcp_session = created["result"]["session_id"].as_str().unwrap().to_string();
+        let response = http
+            .post(format!("http://{}/start", served.codegym))
+            .body(json!({ "instance_id": mcp_session, "env_str": replay.env_str }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 404, "an MCP session started over REST");
+        for id in [&socket_session, &instance, &mcp_session] {
+            assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}: 128 random bits, in hex");
+        }
+    });
+}
+
+#[test]
+fn an_empty_token_is_refused_at_start() {
+    for addr in ["127.0.0.1:0", "0.0.0.0:0"] {
+        let output = codegym()
+            .args(["serve", "--data", sample_build().to_str().unwrap(), "--addr", addr, "--codegym-addr", addr, "--token", ""])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("the token is empty"), "{stderr}");
+    }
+}
+
 /// A CodeGym API call that must succeed.
 async fn post(http: &reqwest::Client, addr: &str, path: &str, body: Value) -> Value {
     let response = http.post(format!("http://{addr}{path}")).body(body.to_string()).send().await.unwrap();
