@@ -59,9 +59,10 @@ pub fn code_ids<'a>(envs: impl IntoIterator<Item = Named<'a>>) -> BTreeMap<Strin
     let envs: Vec<Named> = envs.into_iter().collect();
     let mut ids: Vec<String> = envs.iter().map(|env| file_safe(env.source_id)).collect();
     for digits in SUFFIXES {
-        let mut sharing: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        // Keyed by the long name itself: `a__b` + `C` and `a` + `b__C` are one name too.
+        let mut sharing: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, env) in envs.iter().enumerate() {
-            sharing.entry((&ids[i], env.env_name)).or_default().push(i);
+            sharing.entry(long_name(&ids[i], env.env_name)).or_default().push(i);
         }
         let clashes: Vec<usize> = sharing.into_values().filter(|group| group.len() > 1).flatten().collect();
         if clashes.is_empty() {
@@ -136,6 +137,8 @@ mod tests {
         assert_eq!(env_str("lc_2", "SumEnv", r#"SumEnv@{"a": "x@y"}"#), r#"lc_2__SumEnv@{"a": "x@y"}"#);
         assert_eq!(strip_ability(&ability("lc_2__SumEnv@{}")), "lc_2__SumEnv@{}");
         assert_eq!(strip_ability("SumEnv@{}"), "SumEnv@{}");
+        let across = code_ids([named("111111111111", "a__b", "C"), named("222222222222", "a", "b__C")]);
+        assert_ne!(long_name(&across["111111111111"], "C"), long_name(&across["222222222222"], "b__C"), "{across:?}");
         let meeting = code_ids([named("abcdefgh1111", "cf/1", "SumEnv"), named("abcdefgh2222", "cf:1", "SumEnv")]);
         assert_eq!(meeting["abcdefgh1111"], "cf_1_abcdefgh1111", "8 digits meet: longer suffixes");
     }

@@ -230,10 +230,51 @@ impl Catalog {
 }
 
 /// The JSON text `options` with keys sorted and no spacing: two spellings of the same options
-/// give the same text.
+/// give the same text. Values compare as Python reads them: integers exactly, whatever their size
+/// (never through a float), other numbers by their float value.
 fn canonical(options: &str) -> Result<String, String> {
-    let value: serde_json::Value = serde_json::from_str(options).map_err(|e| e.to_string())?;
-    Ok(value.to_string())
+    let mut out = String::new();
+    write_canonical(options, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn write_canonical(text: &str, out: &mut String) -> Result<(), serde_json::Error> {
+    use serde_json::value::RawValue;
+    let text = text.trim();
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let members: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(text)?;
+            out.push('{');
+            for (i, (key, value)) in members.into_iter().enumerate() {
+                out.push_str(if i == 0 { "" } else { "," });
+                out.push_str(&serde_json::to_string(&key)?);
+                out.push(':');
+                write_canonical(value.get(), out)?;
+            }
+            out.push('}');
+        }
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)?;
+            out.push('[');
+            for (i, item) in items.into_iter().enumerate() {
+                out.push_str(if i == 0 { "" } else { "," });
+                write_canonical(item.get(), out)?;
+            }
+            out.push(']');
+        }
+        Some(b'"') => out.push_str(&serde_json::to_string(&serde_json::from_str::<String>(text)?)?),
+        _ => {
+            // A literal or a number, checked as JSON first.
+            let value: serde_json::Value = serde_json::from_str(text)?;
+            match value {
+                serde_json::Value::Number(_) if !text.contains(['.', 'e', 'E']) => {
+                    out.push_str(if text == "-0" { "0" } else { text })
+                }
+                other => out.push_str(&other.to_string()),
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -282,6 +323,21 @@ mod tests {
     }
 
     #[test]
+    fn options_are_matched_by_exact_value_big_integers_included() {
+        let big = |n: &str| config("e1", "BigEnv", &format!(r#"{{"n": {n}, "w": [1.5, "x"]}}"#));
+        let configs = [big("18446744073709551617"), big("18446744073709551618")];
+        let catalog = Catalog::new(&[env("e1", "cf_1", "BigEnv")], &configs, false);
+        assert_eq!(catalog.configs().len(), 2);
+        for (i, n) in ["18446744073709551617", "18446744073709551618"].into_iter().enumerate() {
+            let asked = format!(r#"BigEnv@{{ "w": [15e-1, "x"], "n": {n} }}"#);
+            let found = catalog.resolve(&ConfigRef::EnvStr(asked)).unwrap();
+            assert_eq!(found.config_id, configs[i].config_id, "{n}");
+        }
+        assert_eq!(canonical(r#"{"b": -0, "a": "\u0041"}"#).unwrap(), r#"{"a":"A","b":0}"#);
+        assert!(canonical("{x}").is_err() && canonical("[1,]").is_err() && canonical("01").is_err());
+    }
+
+    #[test]
     fn what_cannot_be_found_says_what_can() {
         let catalog = catalog();
         let resolve = |s: &str| catalog.resolve(&ConfigRef::EnvStr(s.into())).unwrap_err().to_string();
@@ -291,6 +347,7 @@ mod tests {
         assert!(resolve("MaxEnv").contains("malformed"));
         assert!(resolve("MaxEnv@{xs}").contains("not JSON"));
         assert!(catalog.resolve(&ConfigRef::Id("nope".into())).unwrap_err().to_string().contains("unknown config_id"));
+        assert!(resolve(r#"MaxEnv@{"xs": [4.0]}"#).contains("no served configuration"), "a float is not the int");
         assert_eq!(catalog.skipped.not_servable, vec![("GenEnv".to_string(), "a generator".to_string())]);
         assert_eq!(catalog.skipped.not_servable_configs, 1);
     }
