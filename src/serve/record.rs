@@ -3,10 +3,12 @@
 //! the step's verdict, reward, done flag and timing. Rows collect in memory and are merged into
 //! the table by [`Recorder::flush`] (the server flushes every few seconds and when it stops);
 //! each flush replaces the touched shards' files whole (rows of one episode share a shard), so
-//! `codegym sql --data DIR` reads the table whole at any time.
+//! `codegym sql --data DIR` reads the table whole at any time. Each shard is merged under its
+//! lease, so several servers recording into one dataset take turns and lose no row.
 
 use crate::dataset::{Dataset, DatasetError, Table};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 /// One row of `episodes` (column docs in `schemas/episodes.json`).
@@ -56,13 +58,25 @@ impl Recorder {
             return Ok(0);
         }
         let count = rows.len();
-        if let Err(error) = self.data.upsert(Table::Episodes, rows.clone(), |row| self.data.shard_of(&row.episode_id)) {
+        if let Err(error) = self.merge(rows.clone()) {
             let mut pending = self.pending.lock().unwrap();
             let later = std::mem::replace(&mut *pending, rows);
             pending.extend(later);
             return Err(error);
         }
         Ok(count)
+    }
+
+    /// Merges `rows` shard by shard, each under its lease.
+    fn merge(&self, rows: Vec<EpisodeRow>) -> Result<(), DatasetError> {
+        let mut by_shard: BTreeMap<u32, Vec<EpisodeRow>> = BTreeMap::new();
+        for row in rows {
+            by_shard.entry(self.data.shard_of(&row.episode_id)).or_default().push(row);
+        }
+        let shards: Vec<u32> = by_shard.keys().copied().collect();
+        self.data.each_leased(&shards, "serve --record", |shard| {
+            self.data.upsert_shard(Table::Episodes, shard, &by_shard[&shard]).map(|_| ())
+        })
     }
 }
 
@@ -89,6 +103,24 @@ mod tests {
             duration_ms: 1,
             at_ms: 2,
         }
+    }
+
+    #[test]
+    fn two_recorders_on_one_dataset_lose_no_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Dataset::open(dir.path().to_str().unwrap(), Some(2)).unwrap();
+        let servers = [Recorder::new(data.clone()), Recorder::new(data.clone())];
+        std::thread::scope(|scope| {
+            for (s, recorder) in servers.iter().enumerate() {
+                scope.spawn(move || {
+                    for i in 0..40 {
+                        recorder.push(row(&format!("server{s}-episode{i}"), 0));
+                        recorder.flush().unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(data.read_table::<serde_json::Value>(Table::Episodes).unwrap().len(), 80);
     }
 
     #[test]
