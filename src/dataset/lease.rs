@@ -143,8 +143,11 @@ struct LeaseState {
     lost: AtomicBool,
 }
 
-/// The leases this process holds, by dataset location and shard: every shard write looks here.
-static HELD: LazyLock<Mutex<HashMap<(String, u32), Arc<LeaseState>>>> = LazyLock::new(Default::default);
+/// A dataset's location and a shard number.
+type ShardKey = (String, u32);
+
+/// The leases this process holds: every shard write looks here.
+static HELD: LazyLock<Mutex<HashMap<ShardKey, Arc<LeaseState>>>> = LazyLock::new(Default::default);
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
