@@ -13,7 +13,7 @@ use super::source::{EnvMeta, Plan, PlanStats};
 use crate::dataset::{Dataset, Table};
 use crate::tables::Split;
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Fields};
+use arrow::datatypes::{DataType, Fields, TimestampMillisecondType};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
@@ -57,15 +57,15 @@ pub(crate) fn dataset_facts(data: &Dataset) -> Result<DatasetFacts, ExportError>
             facts.prompt_versions.insert(versions.value(i).to_string());
         }
     }
-    let mut latest: Option<(String, String)> = None;
+    let mut latest: Option<(i64, String)> = None;
     for batch in data.scan(Table::Runs, &["command", "arguments", "started_at"], 1024)? {
         let batch = batch?;
-        let text = |i: usize| batch.column(i).as_string::<i32>();
-        let (commands, arguments, started) = (text(0), text(1), text(2));
+        let (commands, arguments) = (batch.column(0).as_string::<i32>(), batch.column(1).as_string::<i32>());
+        let started = batch.column(2).as_primitive::<TimestampMillisecondType>();
         for i in 0..batch.num_rows() {
             let verified = matches!(commands.value(i), "verify" | "build");
-            if verified && latest.as_ref().is_none_or(|(at, _)| started.value(i) > at.as_str()) {
-                latest = Some((started.value(i).to_string(), arguments.value(i).to_string()));
+            if verified && latest.as_ref().is_none_or(|(at, _)| started.value(i) > *at) {
+                latest = Some((started.value(i), arguments.value(i).to_string()));
             }
         }
     }
