@@ -179,9 +179,10 @@ impl Writer {
                 "Yield funnel",
                 plots::horizontal_bars(
                     "Yield funnel: what each stage kept",
-                    "count (problems, environments or configurations, as labelled)",
+                    "count, log scale (problems, environments or configurations, as labelled)",
                     "stage",
                     &funnel,
+                    plots::Scale::Log,
                 ),
             ),
             (
@@ -212,6 +213,7 @@ impl Writer {
                     "rejects (count)",
                     "stage / reason",
                     &reject_bars(&facts.rejects),
+                    plots::Scale::Linear,
                 ),
             ),
         ];
