@@ -269,7 +269,8 @@ pub(crate) fn render(card: &Card) -> String {
          release's shape (`prompt`, `ability`, `reward_model`, `extra_info`, ...). `extra_info.env_str` and \
          `extra_info.config_id` are what `codegym serve` starts an episode from.\n\
          - `environments`: one row per environment ({envs}), with its Python source (`env_code`, a \
-         `gymnasium.Env` subclass using the standard library only), its tool docs and tool schemas.\n\n",
+         `gymnasium.Env` subclass using the standard library only), its tool docs and tool schemas; \
+         `environments/gymnasium.py` is the `gymnasium` they import.\n\n",
         version = env!("CARGO_PKG_VERSION"),
         rows = thousands(rows),
         envs = thousands(card.configs.get(1).map_or(0, |c| c.splits.iter().map(|s| s.rows).sum())),
@@ -327,13 +328,36 @@ pub(crate) fn render(card: &Card) -> String {
     for (file, title) in &card.plots {
         let _ = writeln!(out, "![{title}]({file})\n");
     }
-    out.push_str(
-        "## Use\n\n```python\nfrom datasets import load_dataset\n\nrows = load_dataset(\"path/to/this/directory\")  # configurations\n\
-         envs = load_dataset(\"path/to/this/directory\", \"environments\")\n```\n\n\
-         Each environment file is `{code_id}__{env_name}.py`; a row's `ability` is `codegym_v1@{code_id}__{env_name}@{json}`.\n",
-    );
+    out.push_str(USE);
     out
 }
+
+/// The card's last section: loading the configs, and running an environment with plain CPython.
+const USE: &str = r#"## Use
+
+```python
+import sys
+from datasets import load_dataset
+
+root = "path/to/this/directory"
+rows = load_dataset(root)  # configurations
+envs = load_dataset(root, "environments")
+
+# The environments import `gymnasium`: environments/gymnasium.py is the stand-in they need (a
+# plain base class), so they run on the standard library alone. Put it first on the path.
+sys.path.insert(0, f"{root}/environments")
+env = envs["train"][0]
+namespace = {}
+exec(env["env_code"], namespace)
+stem = env["source"] + "__" + env["env_name"]
+row = next(r for r in rows["train"] if r["extra_info"]["env_str"].startswith(stem + "@"))
+options = row["extra_info"]["env_str"].split("@", 1)[1]
+instance = namespace[env["env_name"]].from_env_str(env["env_name"] + "@" + options)
+print(instance.step('{"name": "Observe", "parameters": {}}'))
+```
+
+A row's `ability` is `codegym_v1@{code_id}__{env_name}@{json}`; `code_id` is the environment's `source`.
+"#;
 
 fn list_or_none(items: &BTreeSet<String>, none: &str) -> String {
     if items.is_empty() { none.to_string() } else { items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ") }

@@ -139,6 +139,10 @@ fn hugging_face_datasets_loads_both_configs_and_every_split_as_the_card_says() {
     assert_eq!(result["licenses"], serde_json::json!(["unknown"]));
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(card.contains("| unknown | ") && card.contains("agent.v1"), "{card}");
+    let envs = sql_rows(data, "SELECT count(DISTINCT env_id) AS n FROM task_configs WHERE kept")[0]["n"].clone();
+    assert_eq!(result["stepped"], envs, "every environment runs on plain CPython with the stand-in beside it");
+    let listed = manifest(&out)["files"].as_array().unwrap().iter().any(|f| f["path"] == "environments/gymnasium.py");
+    assert!(listed, "the manifest lists the gymnasium stand-in");
 }
 
 /// Exports `data` as hf and verl and checks every tool schema with `jsonschema` and the tool

@@ -6,7 +6,8 @@ object of counts for the Rust side to compare with the dataset.
                             envs/*.py and replays every row's oracle trajectory to reward 1; a wrong
                             answer gets 0
   counts DIR...             pyarrow and DuckDB count the rows of every Parquet file
-  hf HF_DIR                 Hugging Face `datasets` loads both configs, all splits; the card agrees
+  hf HF_DIR                 Hugging Face `datasets` loads both configs, all splits; the card agrees;
+                            every environment runs on plain CPython with the shipped gymnasium stand-in
   schemas HF_DIR VERL_DIR   every tool schema is valid JSON Schema 2020-12; tool_config.yaml is what
                             verl reads; the tool module imports without verl
   protocol VERL_DIR         the tool class, driven as verl's ToolAgentLoop drives it, against a stub
@@ -137,7 +138,39 @@ def hf(root):
         assert svg.lstrip().startswith("<svg") and "<text" in svg, link
     row = default[next(iter(default))][0]
     emit({"loaded": loaded, "licenses": card["license"], "plots": text.count("!["),
-          "index_type": type(row["extra_info"]["index"]).__name__, "names": [m["name"] for m in row["prompt"]]})
+          "index_type": type(row["extra_info"]["index"]).__name__, "names": [m["name"] for m in row["prompt"]],
+          "stepped": step_environments(root, default)})
+
+
+def step_environments(root, rows):
+    """Runs every exported environment as the card says: its `env_code` exec'd with the export's
+    environments/ first on the path (for the gymnasium stand-in), one configuration replayed to reward 1."""
+    import datasets
+
+    sys.path.insert(0, os.path.join(root, "environments"))
+    envs = datasets.load_dataset(root, "environments")
+    stepped = 0
+    for split, env_rows in envs.items():
+        configs = {}
+        for row in rows[split]:
+            configs.setdefault(row["extra_info"]["env_str"].split("@", 1)[0], row)
+        for env in env_rows:
+            namespace = {}
+            exec(env["env_code"], namespace)
+            row = configs[env["source"] + "__" + env["env_name"]]
+            options = row["extra_info"]["env_str"].split("@", 1)[1]
+            instance = namespace[env["env_name"]].from_env_str(env["env_name"] + "@" + options)
+            trajectory = row["extra_info"]["oracle_trajectory"]
+            if trajectory is None:
+                assert instance.step(json.dumps({"name": "Observe", "parameters": {}})), env["env_name"]
+            else:
+                for action, _ in json.loads(trajectory):
+                    instance.step(action)
+                assert instance.reward == 1, (env["env_name"], options)
+            stepped += 1
+    gymnasium = sys.modules["gymnasium"]
+    assert os.path.samefile(gymnasium.__file__, os.path.join(root, "environments", "gymnasium.py")), gymnasium.__file__
+    return stepped
 
 
 # ---------------------------------------------------------------- tool schemas and verl's config
