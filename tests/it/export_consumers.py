@@ -8,6 +8,7 @@ object of counts for the Rust side to compare with the dataset.
   counts DIR...             pyarrow and DuckDB count the rows of every Parquet file
   hf HF_DIR                 Hugging Face `datasets` loads both configs, all splits; the card agrees;
                             every environment runs on plain CPython with the shipped gymnasium stand-in
+  relicense DATA JSON       sets `problems.license` of the problems a JSON object maps (pyarrow)
   schemas HF_DIR VERL_DIR   every tool schema is valid JSON Schema 2020-12; tool_config.yaml is what
                             verl reads; the tool module imports without verl
   protocol VERL_DIR         the tool class, driven as verl's ToolAgentLoop drives it, against a stub
@@ -139,7 +140,43 @@ def hf(root):
     row = default[next(iter(default))][0]
     emit({"loaded": loaded, "licenses": card["license"], "plots": text.count("!["),
           "index_type": type(row["extra_info"]["index"]).__name__, "names": [m["name"] for m in row["prompt"]],
-          "stepped": step_environments(root, default)})
+          "hub": {key: card.get(key) for key in ("license_name", "language", "pretty_name", "size_categories",
+                                                 "task_categories", "tags")},
+          "license_table": license_table(text), "stepped": step_environments(root, default)})
+
+
+def license_table(text):
+    """The rows of the card's licence table, each a list of cells read back as Markdown renders
+    them: split at unescaped `|`, backslash escapes undone, `<br>` a line break."""
+    lines = text.split("## Licences", 1)[1].split("\n## ", 1)[0].splitlines()
+    rows = [line for line in lines if line.startswith("|")][2:]
+    table = []
+    for line in rows:
+        cells, cell, escaped = [], "", False
+        for c in line.strip()[1:-1]:
+            if escaped:
+                cell, escaped = cell + "\\" + c, False
+            elif c == "\\":
+                escaped = True
+            elif c == "|":
+                cells.append(cell)
+                cell = ""
+            else:
+                cell += c
+        cells.append(cell)
+        table.append([unescape(c.strip()) for c in cells])
+    return table
+
+
+def unescape(cell):
+    out, i = "", 0
+    cell = cell.replace("<br>", "\n").replace("&#32;", " ")
+    while i < len(cell):
+        if cell[i] == "\\" and i + 1 < len(cell):
+            i += 1
+        out += cell[i]
+        i += 1
+    return out
 
 
 def step_environments(root, rows):
@@ -171,6 +208,27 @@ def step_environments(root, rows):
     gymnasium = sys.modules["gymnasium"]
     assert os.path.samefile(gymnasium.__file__, os.path.join(root, "environments", "gymnasium.py")), gymnasium.__file__
     return stepped
+
+
+# ---------------------------------------------------------------- editing a dataset's licences
+
+def relicense(data, mapping_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mapping = json.load(open(mapping_path))
+    changed = 0
+    for name in sorted(os.listdir(os.path.join(data, "problems"))):
+        path = os.path.join(data, "problems", name)
+        table = pq.read_table(path)
+        ids = table["problem_id"].to_pylist()
+        old = table["license"].to_pylist()
+        new = [mapping.get(pid, license) for pid, license in zip(ids, old)]
+        changed += sum(pid in mapping for pid in ids)
+        index = table.schema.get_field_index("license")
+        table = table.set_column(index, table.schema.field(index), pa.array(new, type=pa.string()))
+        pq.write_table(table, path)
+    emit({"changed": changed})
 
 
 # ---------------------------------------------------------------- tool schemas and verl's config
@@ -398,5 +456,6 @@ def rollouts(verl_root, workload_path):
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {"replay": lambda: replay(*args), "counts": lambda: counts(args), "hf": lambda: hf(*args),
+     "relicense": lambda: relicense(*args),
      "schemas": lambda: schemas(*args), "protocol": lambda: protocol(*args),
      "rollouts": lambda: rollouts(*args)}[command]()
