@@ -241,7 +241,7 @@ def schemas(hf_root, verl_root):
 
     tools = []
     for directory, _, names in os.walk(os.path.join(hf_root, "environments")):
-        for name in names:
+        for name in [n for n in names if n.endswith(".parquet")]:
             for text in pq.read_table(os.path.join(directory, name), columns=["tool_schemas"])["tool_schemas"].to_pylist():
                 tools.extend(json.loads(text))
     config = yaml.safe_load(open(os.path.join(verl_root, "tool_config.yaml")))
