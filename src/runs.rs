@@ -15,7 +15,8 @@ struct RunRow {
     llm_requests: i64,
     sandbox_jobs: i64,
     stage_stats: String,
-    started_at: String,
+    /// Milliseconds since the Unix epoch (the column is a UTC timestamp).
+    started_at: i64,
     duration_ms: i64,
 }
 
@@ -54,16 +55,16 @@ impl RunLog {
     /// Appends the run to `data`'s `runs` table (in the shard its id falls in).
     pub fn finish(self, data: &Dataset) -> Result<(), DatasetError> {
         let arguments: Vec<String> = std::env::args().skip(1).collect();
-        let started_at = rfc3339(self.started_at);
+        let since_epoch = self.started_at.duration_since(UNIX_EPOCH).unwrap_or_default();
         let row = RunRow {
-            run_id: crate::ids::content_id("run", &[&self.command, &started_at, &arguments.join("\u{1f}")]),
+            run_id: crate::ids::content_id("run", &[&self.command, &rfc3339(self.started_at), &arguments.join("\u{1f}")]),
             command: self.command,
             codegym_version: env!("CARGO_PKG_VERSION").to_string(),
             arguments: serde_json::to_string(&arguments).expect("strings serialize"),
             llm_requests: self.llm_requests as i64,
             sandbox_jobs: (crate::sandbox::counters().jobs_run - self.jobs_before) as i64,
             stage_stats: serde_json::Value::Object(self.stages).to_string(),
-            started_at,
+            started_at: since_epoch.as_millis() as i64,
             duration_ms: self.started.elapsed().as_millis() as i64,
         };
         // Processes working on other shards record their runs too: take the lease of the one this
@@ -99,8 +100,23 @@ fn rfc3339(time: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339;
-    use std::time::{Duration, UNIX_EPOCH};
+    use super::*;
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
+    use std::time::Duration;
+
+    #[test]
+    fn a_run_records_its_start_as_a_utc_timestamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Dataset::open(dir.path().to_str().unwrap(), Some(4)).unwrap();
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        RunLog::start("verify").finish(&data).unwrap();
+        let batches = data.read_batches(Table::Runs).unwrap();
+        let started = batches[0].column_by_name("started_at").unwrap();
+        assert_eq!(started.data_type(), &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())));
+        let at = started.as_primitive::<TimestampMillisecondType>().value(0);
+        assert!((before..before + 60_000).contains(&at), "{at} is not the run's start ({before})");
+    }
 
     #[test]
     fn timestamps_are_utc_rfc3339() {

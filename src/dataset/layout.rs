@@ -5,8 +5,8 @@
 //! whole by every write (see `store`), so DuckDB, pyarrow, Polars, pandas and DataFusion read a
 //! table as one. The shard count is chosen when the dataset is created and recorded, with the
 //! schema version, in `manifest.json` at the root, written once even when several processes
-//! start together (a create-if-absent write). A dataset in the earlier single-file layout is
-//! migrated on first use (`migrate`).
+//! start together (a create-if-absent write). A dataset in the earlier single-file layout, or of
+//! the previous schema version, is migrated on first use (`migrate`).
 //!
 //! Which shard a row belongs to is the stages' business (a problem's is a hash of its normalised
 //! question, everything derived from a problem inherits it, an imported environment's is a hash
@@ -125,7 +125,12 @@ impl Dataset {
                 detail: format!("the dataset has {} shards; it cannot be opened with {asked}", manifest.shards),
             });
         }
-        Ok(Dataset { store, location: location.trim_end_matches('/').to_string(), manifest })
+        let mut dataset = Dataset { store, location: location.trim_end_matches('/').to_string(), manifest };
+        if super::migrate::is_previous_schema(&dataset.manifest) {
+            super::migrate::upgrade_schema(&dataset)?;
+            dataset.manifest = write_manifest(&dataset.store, Manifest::new(dataset.manifest.shards))?;
+        }
+        Ok(dataset)
     }
 
     /// The dataset being migrated into, before it has its manifest.
@@ -338,6 +343,12 @@ fn read_manifest(store: &Store) -> Result<Option<Manifest>, DatasetError> {
         ));
     }
     Ok(Some(manifest))
+}
+
+/// Replaces the manifest (after a schema upgrade, which every process makes the same).
+fn write_manifest(store: &Store, manifest: Manifest) -> Result<Manifest, DatasetError> {
+    store.put(MANIFEST, serde_json::to_vec_pretty(&manifest).expect("the manifest serializes").into())?;
+    Ok(manifest)
 }
 
 /// Writes the manifest of a new dataset once: when several processes create the dataset together,

@@ -5,9 +5,13 @@
 //! split move to their own tables (the split as assigned stays), and old spellings of reasons are
 //! rewritten. New files are written first, then the manifest, then the old files are removed, so
 //! a migration killed at any point is done again, whole, on the next use.
+//!
+//! A sharded dataset of the previous schema version is upgraded on first use too
+//! ([`upgrade_schema`]): the files whose columns changed type are rewritten with the current types,
+//! then the manifest says the current version.
 
 use super::store::Store;
-use super::{Dataset, DatasetError, Order, Table, layout, reader};
+use super::{Dataset, DatasetError, Manifest, Order, Table, layout, reader};
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,6 +19,28 @@ const LEGACY_PART: &str = "part-00000.parquet";
 
 /// Reasons spelled differently before reasons were one enum per column.
 const RENAMED_REASONS: [(&str, &str); 1] = [("duplicate_config", "config_duplicate")];
+
+/// The schema version [`upgrade_schema`] upgrades from.
+const PREVIOUS_SCHEMA_VERSION: &str = "2";
+
+/// Whether a dataset's files are of the previous schema version.
+pub(crate) fn is_previous_schema(manifest: &Manifest) -> bool {
+    manifest.schema_version == PREVIOUS_SCHEMA_VERSION
+}
+
+/// Rewrites the tables whose columns changed type since the previous schema version (`runs`:
+/// `started_at`, RFC 3339 text, is a timestamp), shard by shard, each under its lease so that a
+/// run recorded meanwhile is kept. The reader casts a file's columns to the current types, so
+/// rewriting is reading and writing back; a file already rewritten comes out the same, and an
+/// upgrade killed midway is finished by the next one. The caller then writes the manifest.
+pub(crate) fn upgrade_schema(dataset: &Dataset) -> Result<(), DatasetError> {
+    for shard in dataset.shards_with(Table::Runs)? {
+        let _lease = dataset.lease(shard, &|_| {})?;
+        let batches = dataset.read_shard_batches(Table::Runs, shard)?;
+        dataset.write_shard_batches(Table::Runs, shard, &batches, Order::Key)?;
+    }
+    Ok(())
+}
 
 /// Whether the store holds tables in the single-file layout.
 pub(crate) fn is_single_file_layout(store: &Store) -> Result<bool, DatasetError> {
@@ -183,4 +209,63 @@ fn migrate_groups(dataset: &Dataset, batches: &[RecordBatch], roots: &HashMap<St
         dataset.write_shard(Table::Splits, shard, &rows)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+
+    /// Writes `runs` rows as schema version 2 did (`started_at` as RFC 3339 text) into shard
+    /// `shard` of the dataset at `dir`, and says version 2 in its manifest.
+    fn write_version_2_runs(dir: &std::path::Path, shard: u32, started: &[&str]) {
+        let fields: Vec<Field> = Table::Runs
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| if f.name() == "started_at" { Field::new("started_at", DataType::Utf8, false) } else { f.as_ref().clone() })
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let lines: String = started
+            .iter()
+            .enumerate()
+            .map(|(i, at)| {
+                format!(
+                    r#"{{"run_id":"run{i}","command":"build","codegym_version":"0.1.0","arguments":"[]","llm_requests":0,"sandbox_jobs":0,"stage_stats":"{{}}","started_at":"{at}","duration_ms":5,"shard":{shard}}}"#
+                ) + "\n"
+            })
+            .collect();
+        let batch = arrow::json::ReaderBuilder::new(schema.clone()).build(lines.as_bytes()).unwrap().next().unwrap().unwrap();
+        let path = dir.join(Dataset::part(Table::Runs, shard));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let manifest = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&manifest).unwrap().replace(&format!("\"{}\"", super::super::SCHEMA_VERSION), "\"2\"");
+        std::fs::write(&manifest, text).unwrap();
+    }
+
+    #[test]
+    fn runs_of_schema_version_2_get_timestamps_on_first_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = dir.path().to_str().unwrap();
+        Dataset::open(location, Some(4)).unwrap();
+        write_version_2_runs(dir.path(), 3, &["2025-11-25T21:44:05.250Z", "2000-02-29T00:00:00.000Z"]);
+        let data = Dataset::open_existing(location).unwrap();
+        assert_eq!(data.manifest().schema_version, super::super::SCHEMA_VERSION);
+        assert!(data.manifest().tables.values().all(|v| v == super::super::SCHEMA_VERSION));
+        let bytes = std::fs::read(dir.path().join(Dataset::part(Table::Runs, 3))).unwrap();
+        let batches = reader::raw_batches(bytes.into(), dir.path()).unwrap();
+        let started = batches[0].column_by_name("started_at").unwrap();
+        assert_eq!(started.data_type(), &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())));
+        let started = started.as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
+        let mut values: Vec<i64> = (0..started.len()).map(|i| started.value(i)).collect();
+        values.sort();
+        assert_eq!(values, [951_782_400_000, 1_764_107_045_250]);
+        let manifest = std::fs::read_to_string(dir.path().join("manifest.json")).unwrap();
+        assert!(!manifest.contains("\"2\""), "the manifest says the new version: {manifest}");
+    }
 }

@@ -14,15 +14,17 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
 
 use super::Table;
 
 /// The version of the table schemas, written into every Parquet file's key-value metadata (and
 /// the Arrow schema metadata) under [`SCHEMA_VERSION_KEY`]. Bump it when a column changes type or
-/// meaning.
-pub const SCHEMA_VERSION: &str = "2";
+/// meaning, and teach `migrate` to bring the previous version's files up to it.
+///
+/// - 3: `runs.started_at` is a timestamp (it was RFC 3339 text).
+pub const SCHEMA_VERSION: &str = "3";
 
 /// The metadata key under which [`SCHEMA_VERSION`] is stored.
 pub const SCHEMA_VERSION_KEY: &str = "codegym.schema_version";
@@ -48,6 +50,9 @@ pub enum ColumnType {
     /// List of UTF-8 text (`list<utf8>`); items are nullable.
     #[serde(rename = "list<utf8>")]
     ListUtf8,
+    /// An instant, milliseconds since the Unix epoch, in UTC (`timestamp_ms`).
+    #[serde(rename = "timestamp_ms")]
+    TimestampMs,
 }
 
 impl ColumnType {
@@ -60,6 +65,7 @@ impl ColumnType {
             ColumnType::Float64 => DataType::Float64,
             ColumnType::Bool => DataType::Boolean,
             ColumnType::ListUtf8 => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            ColumnType::TimestampMs => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
         }
     }
 }

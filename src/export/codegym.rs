@@ -27,7 +27,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The `gymnasium` stand-in the environments import, as the sandbox provides it.
-pub(crate) const GYMNASIUM_STAND_IN: &str = include_str!("../harness/gymnasium.py");
+const GYMNASIUM_STAND_IN: &str = include_str!("../harness/gymnasium.py");
+
+/// Writes the stand-in as `dir/gymnasium.py` (creating `dir`), for exports that ship environments.
+pub(crate) fn write_gymnasium(dir: &Path) -> Result<(), ExportError> {
+    std::fs::create_dir_all(dir).map_err(|e| ExportError::io(dir, e))?;
+    let path = dir.join("gymnasium.py");
+    std::fs::write(&path, GYMNASIUM_STAND_IN).map_err(|e| ExportError::io(&path, e))
+}
 
 fn extra_info_fields() -> Vec<Field> {
     vec![
@@ -112,9 +119,7 @@ pub struct Writer {
 impl Writer {
     pub(crate) fn create(dir: &Path, plan: &Plan) -> Result<Writer, ExportError> {
         let envs_dir = dir.join("envs");
-        std::fs::create_dir_all(&envs_dir).map_err(|e| ExportError::io(&envs_dir, e))?;
-        let gymnasium = envs_dir.join("gymnasium.py");
-        std::fs::write(&gymnasium, GYMNASIUM_STAND_IN).map_err(|e| ExportError::io(&gymnasium, e))?;
+        write_gymnasium(&envs_dir)?;
         let mut splits = BTreeMap::new();
         for &split in plan.rows.keys() {
             let jsonl_path = dir.join(format!("{}.jsonl", split.name()));

@@ -5,8 +5,9 @@
 //! (`source`, `env_name`, `env_code`) plus ours, so `codegym import-codegym` reads the two back.
 //!
 //! Files: `data/{split}-NNNNN-of-NNNNN.parquet` and `environments/{split}-NNNNN-of-NNNNN.parquet`,
-//! shards under `--max-shard-mb` with row groups of at most 100 MB; `README.md`, the card
-//! ([`super::card`]); `plots/*.svg` ([`super::plots`]).
+//! shards under `--max-shard-mb` with row groups of at most 100 MB; `environments/gymnasium.py`,
+//! the `gymnasium` stand-in the environments' code imports (as in the `codegym` format);
+//! `README.md`, the card ([`super::card`]); `plots/*.svg` ([`super::plots`]).
 
 use super::card::{self, Card, ConfigCard, DatasetFacts, SplitFiles};
 use super::plots::{self, Bar};
@@ -120,6 +121,7 @@ impl Writer {
                 .collect()
         };
         let licenses = card::licenses(plan)?;
+        super::codegym::write_gymnasium(&dir.join("environments"))?;
         let mut tools: BTreeMap<i32, u64> = BTreeMap::new();
         for env in plan.exported_envs() {
             *tools.entry(env.tool_count).or_default() += 1;
@@ -179,9 +181,10 @@ impl Writer {
                 "Yield funnel",
                 plots::horizontal_bars(
                     "Yield funnel: what each stage kept",
-                    "count (problems, environments or configurations, as labelled)",
+                    "count, log scale (problems, environments or configurations, as labelled)",
                     "stage",
                     &funnel,
+                    plots::Scale::Log,
                 ),
             ),
             (
@@ -212,6 +215,7 @@ impl Writer {
                     "rejects (count)",
                     "stage / reason",
                     &reject_bars(&facts.rejects),
+                    plots::Scale::Linear,
                 ),
             ),
         ];

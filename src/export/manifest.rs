@@ -9,6 +9,7 @@ use super::settings::ExportSettings;
 use super::source::Plan;
 use crate::dataset::{Dataset, Table};
 use arrow::array::AsArray;
+use arrow::datatypes::TimestampMillisecondType;
 use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -110,13 +111,13 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The latest run id of each command in the dataset's `runs` table.
 fn last_runs(data: &Dataset) -> Result<BTreeMap<String, String>, ExportError> {
-    let mut latest: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut latest: BTreeMap<String, (i64, String)> = BTreeMap::new();
     for batch in data.scan(Table::Runs, &["run_id", "command", "started_at"], 1024)? {
         let batch = batch?;
-        let (ids, commands, started) =
-            (batch.column(0).as_string::<i32>(), batch.column(1).as_string::<i32>(), batch.column(2).as_string::<i32>());
+        let (ids, commands) = (batch.column(0).as_string::<i32>(), batch.column(1).as_string::<i32>());
+        let started = batch.column(2).as_primitive::<TimestampMillisecondType>();
         for i in 0..batch.num_rows() {
-            let candidate = (started.value(i).to_string(), ids.value(i).to_string());
+            let candidate = (started.value(i), ids.value(i).to_string());
             let slot = latest.entry(commands.value(i).to_string()).or_insert_with(|| candidate.clone());
             if candidate > *slot {
                 *slot = candidate;

@@ -15,6 +15,7 @@
 mod card;
 mod codegym;
 mod hf;
+mod license;
 mod manifest;
 mod outdir;
 mod plots;

@@ -5,7 +5,7 @@
 //! width, so label areas are sized from the longest label with room to spare.
 
 use plotters::chart::MeshStyle;
-use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::ranged1d::{AsRangedCoord, SegmentValue, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::collections::BTreeMap;
@@ -62,55 +62,109 @@ fn nothing_to_show(root: &Area<'_>, height: u32) -> Result<(), String> {
     root.draw(&Text::new("(nothing to show)", (WIDTH as i32 / 2 - 60, height as i32 / 2), (FONT, 16))).map_err(error)
 }
 
+/// How a bar chart's value axis maps counts to lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scale {
+    /// Length proportional to the count, from 0.
+    Linear,
+    /// Length proportional to the count's logarithm, from 1/2 (so a count of 1 still shows):
+    /// counts of different orders of magnitude (32 problems, 767 configurations) all readable.
+    Log,
+}
+
+impl Scale {
+    /// Where bars start.
+    fn origin(self) -> f64 {
+        match self {
+            Scale::Linear => 0.0,
+            Scale::Log => 0.5,
+        }
+    }
+
+    /// The axis' end for a largest count `max`, with room for its label.
+    fn end(self, max: f64) -> f64 {
+        match self {
+            Scale::Linear => max * 1.18,
+            Scale::Log => max * 8.0,
+        }
+    }
+
+    /// Where the label of a bar of `value` starts, just past its end.
+    fn label_at(self, value: f64, max: f64) -> f64 {
+        match self {
+            Scale::Linear => value + max * 0.01,
+            Scale::Log => value.max(self.origin()) * 1.08,
+        }
+    }
+}
+
 /// A horizontal bar chart, bars top to bottom in `bars` order, each with its value at its end.
-pub(crate) fn horizontal_bars(title: &str, x_desc: &str, y_desc: &str, bars: &[Bar]) -> Result<String, String> {
+pub(crate) fn horizontal_bars(title: &str, x_desc: &str, y_desc: &str, bars: &[Bar], scale: Scale) -> Result<String, String> {
     let rows = bars.len().max(1) as i32;
     let height = (140 + 34 * rows as u32).max(320);
     svg(height, |root| {
         let max = bars.iter().map(|b| b.value).max().unwrap_or(0).max(1) as f64;
         let label_area = label_width(bars.iter().map(|b| b.label.chars().count()), 13) + 28;
-        let mut chart = chart_builder(root, title, label_area)
-            .build_cartesian_2d(0f64..max * 1.18, (0..rows - 1).into_segmented())
-            .map_err(error)?;
-        // Bar i sits in segment rows-1-i, so the first bar is at the top.
-        let label_of = |v: &SegmentValue<i32>| match v {
-            SegmentValue::CenterOf(s) => bars.get((rows - 1 - s) as usize).map_or(String::new(), |b| b.label.clone()),
-            _ => String::new(),
-        };
-        let mut mesh = chart.configure_mesh();
-        titled(&mut mesh, x_desc, y_desc);
-        mesh.disable_y_mesh()
-            .x_max_light_lines(1)
-            .y_labels(rows as usize)
-            .y_label_formatter(&label_of)
-            .x_label_formatter(&|v| thousands(*v as u64))
-            .x_labels(6)
-            .draw()
-            .map_err(error)?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, bar)| {
-                let segment = rows - 1 - i as i32;
-                let mut rect = Rectangle::new(
-                    [(0.0, SegmentValue::Exact(segment)), (bar.value as f64, SegmentValue::Exact(segment + 1))],
-                    BAR_COLOR.filled(),
-                );
-                rect.set_margin(6, 6, 0, 0);
-                rect
-            }))
-            .map_err(error)?;
-        let value_style = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, bar)| {
-                let segment = rows - 1 - i as i32;
-                Text::new(
-                    thousands(bar.value),
-                    (bar.value as f64 + max * 0.01, SegmentValue::CenterOf(segment)),
-                    value_style.clone(),
-                )
-            }))
-            .map_err(error)?;
+        let builder = chart_builder(root, title, label_area);
+        match scale {
+            Scale::Linear => draw_bars(builder, scale.origin()..scale.end(max), bars, scale, (x_desc, y_desc))?,
+            Scale::Log => draw_bars(builder, (scale.origin()..scale.end(max)).log_scale(), bars, scale, (x_desc, y_desc))?,
+        }
         if bars.is_empty() { nothing_to_show(root, height) } else { Ok(()) }
     })
+}
+
+/// Draws `bars` on a chart whose value axis is `x` (linear or logarithmic), with their labels.
+fn draw_bars<X>(
+    mut builder: ChartBuilder<'_, '_, SVGBackend<'_>>,
+    x: X,
+    bars: &[Bar],
+    scale: Scale,
+    (x_desc, y_desc): (&str, &str),
+) -> Result<(), String>
+where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let rows = bars.len().max(1) as i32;
+    let max = bars.iter().map(|b| b.value).max().unwrap_or(0).max(1) as f64;
+    let mut chart = builder.build_cartesian_2d(x, (0..rows - 1).into_segmented()).map_err(error)?;
+    // Bar i sits in segment rows-1-i, so the first bar is at the top.
+    let label_of = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(s) => bars.get((rows - 1 - s) as usize).map_or(String::new(), |b| b.label.clone()),
+        _ => String::new(),
+    };
+    let mut mesh = chart.configure_mesh();
+    titled(&mut mesh, x_desc, y_desc);
+    mesh.disable_y_mesh()
+        .x_max_light_lines(1)
+        .y_labels(rows as usize)
+        .y_label_formatter(&label_of)
+        .x_label_formatter(&|v| if *v < 1.0 { String::new() } else { thousands(*v as u64) })
+        .x_labels(6)
+        .draw()
+        .map_err(error)?;
+    chart
+        .draw_series(bars.iter().enumerate().map(|(i, bar)| {
+            let segment = rows - 1 - i as i32;
+            let end = (bar.value as f64).max(scale.origin());
+            let mut rect = Rectangle::new(
+                [(scale.origin(), SegmentValue::Exact(segment)), (end, SegmentValue::Exact(segment + 1))],
+                BAR_COLOR.filled(),
+            );
+            rect.set_margin(6, 6, 0, 0);
+            rect
+        }))
+        .map_err(error)?;
+    let value_style = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    chart
+        .draw_series(bars.iter().enumerate().map(|(i, bar)| {
+            let segment = rows - 1 - i as i32;
+            let at = scale.label_at(bar.value as f64, max);
+            Text::new(thousands(bar.value), (at, SegmentValue::CenterOf(segment)), value_style.clone())
+        }))
+        .map_err(error)?;
+    Ok(())
 }
 
 /// A vertical bar chart of counts per integer value (a histogram of small integers).
@@ -248,13 +302,49 @@ mod tests {
     #[test]
     fn bar_charts_carry_their_title_axes_and_every_label() {
         let bars = vec![Bar { label: "problems ingested".into(), value: 1200 }, Bar { label: "kept".into(), value: 7 }];
-        let svg = horizontal_bars("Yield", "count (rows)", "stage", &bars).unwrap();
+        let svg = horizontal_bars("Yield", "count (rows)", "stage", &bars, Scale::Linear).unwrap();
         let texts = text_elements(&svg);
         for expected in ["Yield", "count (rows)", "stage", "problems ingested", "kept", "1,200", "7"] {
             assert!(texts.iter().any(|t| t == expected), "no `{expected}` in {texts:?}");
         }
-        let empty = horizontal_bars("Rejects", "rejects", "reason", &[]).unwrap();
-        assert!(text_elements(&empty).iter().any(|t| t == "(nothing to show)"));
+        for scale in [Scale::Linear, Scale::Log] {
+            let empty = horizontal_bars("Rejects", "rejects", "reason", &[], scale).unwrap();
+            assert!(text_elements(&empty).iter().any(|t| t == "(nothing to show)"));
+        }
+    }
+
+    /// The widths of the bars of a bar chart, top to bottom.
+    fn bar_widths(svg: &str) -> Vec<f64> {
+        let fill = format!("fill=\"#{:02X}{:02X}{:02X}\"", BAR_COLOR.0, BAR_COLOR.1, BAR_COLOR.2);
+        let attribute = |rect: &str, name: &str| -> f64 {
+            let start = rect.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+            rect[start..start + rect[start..].find('"').unwrap()].parse().unwrap()
+        };
+        let mut bars: Vec<(f64, f64)> = svg
+            .split("<rect")
+            .skip(1)
+            .map(|r| &r[..r.find("/>").unwrap()])
+            .filter(|r| r.contains(&fill))
+            .map(|r| (attribute(r, "y"), attribute(r, "width")))
+            .collect();
+        bars.sort_by(|a, b| a.0.total_cmp(&b.0));
+        bars.into_iter().map(|(_, width)| width).collect()
+    }
+
+    #[test]
+    fn a_log_funnel_shows_every_bar_whatever_the_orders_of_magnitude() {
+        let counts = [32, 30, 25, 767, 1_000_000, 1];
+        let bars: Vec<Bar> = counts.iter().map(|&value| Bar { label: format!("stage {value}"), value }).collect();
+        let log = bar_widths(&horizontal_bars("Yield", "count, log scale", "stage", &bars, Scale::Log).unwrap());
+        assert_eq!(log.len(), counts.len(), "one bar per count");
+        let widest = log.iter().copied().fold(0.0, f64::max);
+        for (count, width) in counts.iter().zip(&log) {
+            assert!(*width >= 20.0, "the bar of {count} is {width} px wide: {log:?}");
+        }
+        assert!(log[0] >= widest / 5.0, "32 beside 1,000,000 is a fifth of its bar at least: {log:?}");
+        assert!(log[0] < log[3] && log[3] < log[4], "longer bars for larger counts: {log:?}");
+        let linear = bar_widths(&horizontal_bars("Yield", "count", "stage", &bars, Scale::Linear).unwrap());
+        assert!(linear[0] < 1.0, "on a linear axis 32 beside 1,000,000 is a sliver: {linear:?}");
     }
 
     #[test]

@@ -138,7 +138,70 @@ fn hugging_face_datasets_loads_both_configs_and_every_split_as_the_card_says() {
     // Our samples' corpus states no licence: the card says unknown, never a guess.
     assert_eq!(result["licenses"], serde_json::json!(["unknown"]));
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
-    assert!(card.contains("| unknown | ") && card.contains("agent.v1"), "{card}");
+    assert!(card.contains("| unknown | unknown | ") && card.contains("agent.v1"), "{card}");
+    let hub = &result["hub"];
+    assert_eq!(hub["language"], serde_json::json!(["en"]));
+    assert_eq!(hub["task_categories"], serde_json::json!(["reinforcement-learning", "text-generation"]));
+    assert_eq!(hub["size_categories"], serde_json::json!([if kept(data) < 1000 { "n<1K" } else { "1K<n<10K" }]));
+    assert_eq!(hub["pretty_name"], "CodeGym tool-use environments");
+    let envs = sql_rows(data, "SELECT count(DISTINCT env_id) AS n FROM task_configs WHERE kept")[0]["n"].clone();
+    assert_eq!(result["stepped"], envs, "every environment runs on plain CPython with the stand-in beside it");
+    let listed = manifest(&out)["files"].as_array().unwrap().iter().any(|f| f["path"] == "environments/gymnasium.py");
+    assert!(listed, "the manifest lists the gymnasium stand-in");
+}
+
+/// Licence texts that broke the card (PyYAML refused the front matter, a `|` or a line break split
+/// a table row, `MIT License` became `mit-license`), each with the Hub id it must get.
+const HOSTILE_LICENSES: [(&str, &str); 6] = [
+    ("MIT License", "mit"),
+    ("CC BY-NC 4.0", "cc-by-nc-4.0"),
+    ("Custom | licence: \"quoted\" 'single' # not a comment\nsecond line \\ \u{7f}\u{80}\u{9f}\u{1} \u{1F600}", "other"),
+    ("- null", "other"),
+    ("yes", "other"),
+    ("&anchor *alias !tag 0123 1:20", "other"),
+];
+
+#[test]
+fn issue_17_hostile_licence_text_gives_a_card_pyyaml_and_datasets_load_with_the_hubs_licence_ids() {
+    let Some(python) = test_python(&["datasets", "yaml", "pyarrow"]) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(Command::new("cp").arg("-r").arg(sample_build()).arg(&data).status().unwrap().success());
+    // The exported environments' problems, each given one of the licences in turn.
+    let problems = sql_rows(
+        &data,
+        "SELECT DISTINCT e.problem_id FROM environments e JOIN task_configs c ON c.env_id = e.env_id WHERE c.kept ORDER BY 1",
+    );
+    assert!(problems.len() >= HOSTILE_LICENSES.len(), "{} exported problems", problems.len());
+    let mapping: serde_json::Map<String, serde_json::Value> = problems
+        .iter()
+        .zip(HOSTILE_LICENSES.iter().cycle())
+        .map(|(row, (text, _))| (row["problem_id"].as_str().unwrap().to_string(), (*text).into()))
+        .collect();
+    let mapping_path = dir.path().join("licences.json");
+    std::fs::write(&mapping_path, serde_json::to_string(&mapping).unwrap()).unwrap();
+    assert_eq!(consumer(&python, &[], "relicense", &[&data, &mapping_path])["changed"], problems.len());
+    let out = export(&data, "hf", dir.path(), &[]);
+    let result = consumer(&python, &[], "hf", &[&out]);
+    let mut ids: Vec<&str> = HOSTILE_LICENSES.iter().map(|(_, id)| *id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(result["licenses"], serde_json::json!(ids), "the Hub's ids, `other` for the rest");
+    assert_eq!(result["hub"]["license_name"], "various", "several licences are `other`");
+    let table: Vec<Vec<String>> = serde_json::from_value(result["license_table"].clone()).unwrap();
+    assert_eq!(table.len(), HOSTILE_LICENSES.len(), "one row per licence: {table:?}");
+    for row in &table {
+        assert_eq!(row.len(), 4, "a licence cannot add or remove cells: {row:?}");
+        let visible = |text: &str| text.chars().any(char::is_control) && row[0].starts_with("Custom");
+        let (text, id) = HOSTILE_LICENSES.iter().find(|(text, _)| row[0] == *text || visible(text)).expect("a known licence");
+        assert_eq!(row[1], *id, "{text:?}");
+        if text.chars().any(char::is_control) {
+            assert!(row[0].contains("Custom | licence: \"quoted\"") && row[0].contains("\nsecond line \\ "), "{row:?}");
+            assert!(!row[0].chars().any(|c| c != '\n' && c.is_control()), "control characters made visible: {row:?}");
+        } else {
+            assert_eq!(row[0], *text, "the licence reads as written");
+        }
+    }
 }
 
 /// Exports `data` as hf and verl and checks every tool schema with `jsonschema` and the tool
@@ -470,8 +533,11 @@ fn the_release_shape_reads_back_with_import_codegym() {
     assert_eq!(count(&back, "SELECT count(*) AS n FROM rejects"), 0);
     let card = std::fs::read_to_string(hf_out.join("README.md")).unwrap();
     let envs = sql_rows(data, "SELECT count(DISTINCT env_id) AS n FROM task_configs WHERE kept")[0]["n"].clone();
-    let licence_row = format!("| CC BY-NC 4.0 | {envs} | {} |", kept(data));
-    assert!(card.contains("- \"cc-by-nc-4.0\"") && card.contains(&licence_row), "imported releases carry CC BY-NC 4.0: {card}");
+    let licence_row = format!("| CC BY\\-NC 4\\.0 | cc-by-nc-4.0 | {envs} | {} |", kept(data));
+    assert!(
+        card.contains("license:\n- cc-by-nc-4.0\n") && card.contains(&licence_row),
+        "imported releases carry CC BY-NC 4.0: {card}"
+    );
 }
 
 #[test]

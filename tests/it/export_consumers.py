@@ -6,7 +6,9 @@ object of counts for the Rust side to compare with the dataset.
                             envs/*.py and replays every row's oracle trajectory to reward 1; a wrong
                             answer gets 0
   counts DIR...             pyarrow and DuckDB count the rows of every Parquet file
-  hf HF_DIR                 Hugging Face `datasets` loads both configs, all splits; the card agrees
+  hf HF_DIR                 Hugging Face `datasets` loads both configs, all splits; the card agrees;
+                            every environment runs on plain CPython with the shipped gymnasium stand-in
+  relicense DATA JSON       sets `problems.license` of the problems a JSON object maps (pyarrow)
   schemas HF_DIR VERL_DIR   every tool schema is valid JSON Schema 2020-12; tool_config.yaml is what
                             verl reads; the tool module imports without verl
   protocol VERL_DIR         the tool class, driven as verl's ToolAgentLoop drives it, against a stub
@@ -137,7 +139,96 @@ def hf(root):
         assert svg.lstrip().startswith("<svg") and "<text" in svg, link
     row = default[next(iter(default))][0]
     emit({"loaded": loaded, "licenses": card["license"], "plots": text.count("!["),
-          "index_type": type(row["extra_info"]["index"]).__name__, "names": [m["name"] for m in row["prompt"]]})
+          "index_type": type(row["extra_info"]["index"]).__name__, "names": [m["name"] for m in row["prompt"]],
+          "hub": {key: card.get(key) for key in ("license_name", "language", "pretty_name", "size_categories",
+                                                 "task_categories", "tags")},
+          "license_table": license_table(text), "stepped": step_environments(root, default)})
+
+
+def license_table(text):
+    """The rows of the card's licence table, each a list of cells read back as Markdown renders
+    them: split at unescaped `|`, backslash escapes undone, `<br>` a line break."""
+    lines = text.split("## Licences", 1)[1].split("\n## ", 1)[0].splitlines()
+    rows = [line for line in lines if line.startswith("|")][2:]
+    table = []
+    for line in rows:
+        cells, cell, escaped = [], "", False
+        for c in line.strip()[1:-1]:
+            if escaped:
+                cell, escaped = cell + "\\" + c, False
+            elif c == "\\":
+                escaped = True
+            elif c == "|":
+                cells.append(cell)
+                cell = ""
+            else:
+                cell += c
+        cells.append(cell)
+        table.append([unescape(c.strip()) for c in cells])
+    return table
+
+
+def unescape(cell):
+    out, i = "", 0
+    cell = cell.replace("<br>", "\n").replace("&#32;", " ")
+    while i < len(cell):
+        if cell[i] == "\\" and i + 1 < len(cell):
+            i += 1
+        out += cell[i]
+        i += 1
+    return out
+
+
+def step_environments(root, rows):
+    """Runs every exported environment as the card says: its `env_code` exec'd with the export's
+    environments/ first on the path (for the gymnasium stand-in), one configuration replayed to reward 1."""
+    import datasets
+
+    sys.path.insert(0, os.path.join(root, "environments"))
+    envs = datasets.load_dataset(root, "environments")
+    stepped = 0
+    for split, env_rows in envs.items():
+        configs = {}
+        for row in rows[split]:
+            configs.setdefault(row["extra_info"]["env_str"].split("@", 1)[0], row)
+        for env in env_rows:
+            namespace = {}
+            exec(env["env_code"], namespace)
+            row = configs[env["source"] + "__" + env["env_name"]]
+            options = row["extra_info"]["env_str"].split("@", 1)[1]
+            instance = namespace[env["env_name"]].from_env_str(env["env_name"] + "@" + options)
+            trajectory = row["extra_info"]["oracle_trajectory"]
+            if trajectory is None:
+                assert instance.step(json.dumps({"name": "Observe", "parameters": {}})), env["env_name"]
+            else:
+                for action, _ in json.loads(trajectory):
+                    instance.step(action)
+                assert instance.reward == 1, (env["env_name"], options)
+            stepped += 1
+    gymnasium = sys.modules["gymnasium"]
+    assert os.path.samefile(gymnasium.__file__, os.path.join(root, "environments", "gymnasium.py")), gymnasium.__file__
+    return stepped
+
+
+# ---------------------------------------------------------------- editing a dataset's licences
+
+def relicense(data, mapping_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mapping = json.load(open(mapping_path))
+    changed = 0
+    for name in sorted(os.listdir(os.path.join(data, "problems"))):
+        path = os.path.join(data, "problems", name)
+        table = pq.read_table(path)
+        ids = table["problem_id"].to_pylist()
+        old = table["license"].to_pylist()
+        new = [mapping.get(pid, license) for pid, license in zip(ids, old)]
+        changed += sum(pid in mapping for pid in ids)
+        index = table.schema.get_field_index("license")
+        table = table.set_column(index, table.schema.field(index), pa.array(new, type=pa.string()))
+        pq.write_table(table, path)
+    emit({"changed": changed})
 
 
 # ---------------------------------------------------------------- tool schemas and verl's config
@@ -150,7 +241,7 @@ def schemas(hf_root, verl_root):
 
     tools = []
     for directory, _, names in os.walk(os.path.join(hf_root, "environments")):
-        for name in names:
+        for name in [n for n in names if n.endswith(".parquet")]:
             for text in pq.read_table(os.path.join(directory, name), columns=["tool_schemas"])["tool_schemas"].to_pylist():
                 tools.extend(json.loads(text))
     config = yaml.safe_load(open(os.path.join(verl_root, "tool_config.yaml")))
@@ -365,5 +456,6 @@ def rollouts(verl_root, workload_path):
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {"replay": lambda: replay(*args), "counts": lambda: counts(args), "hf": lambda: hf(*args),
+     "relicense": lambda: relicense(*args),
      "schemas": lambda: schemas(*args), "protocol": lambda: protocol(*args),
      "rollouts": lambda: rollouts(*args)}[command]()
