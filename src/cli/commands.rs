@@ -413,7 +413,7 @@ fn export_summary_line(summary: &export::ExportSummary) -> String {
 fn sql(args: SqlArgs) -> Result<()> {
     let format = args.format;
     let text = match (&args.file, &args.query) {
-        (Some(file), _) => std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?,
+        (Some(file), _) => crate::text_file::read(file).with_context(|| format!("cannot read {}", file.display()))?,
         (None, Some(query)) => query.clone(),
         (None, None) => bail!("give a query or --file"),
     };
@@ -472,7 +472,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 fn sandbox_run(args: SandboxRunArgs) -> Result<()> {
-    let code = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let code = crate::text_file::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let stdin = match &args.stdin {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
         None => String::new(),

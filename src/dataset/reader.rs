@@ -136,7 +136,7 @@ pub fn read_parquet_rows<R: DeserializeOwned>(path: &Path) -> Result<Vec<R>, Dat
 pub fn read_rows_file<R: DeserializeOwned>(path: &Path) -> Result<Vec<R>, DatasetError> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("jsonl" | "json") => {
-            let text = std::fs::read_to_string(path).map_err(|e| DatasetError::io(path, e))?;
+            let text = crate::text_file::read(path).map_err(|e| DatasetError::io(path, e))?;
             text.lines()
                 .enumerate()
                 .filter(|(_, line)| !line.trim().is_empty())
