@@ -78,6 +78,7 @@ fn logged(command: &str, data: &Dataset, run: impl FnOnce(&mut RunLog) -> Result
     let mut log = RunLog::start(command);
     run(&mut log)?;
     log.finish(data).context("failed to record the run")?;
+    data.ensure_table_files().context("failed to give the empty tables their zero-row files")?;
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 //! Every row belongs to one of a fixed number of virtual shards, stored in its `shard` column; each
 //! table is a flat folder with at most one file per shard, `<table>/part-NNNN.parquet`, replaced
 //! whole by every write (see `store`), so DuckDB, pyarrow, Polars, pandas and DataFusion read a
-//! table as one. The shard count is chosen when the dataset is created and recorded, with the
+//! table as one. A table with no rows at all holds one zero-row file instead ([`EMPTY_PART`]), so
+//! that every table folder exists and a glob over it finds the table's schema. The shard count is chosen when the dataset is created and recorded, with the
 //! schema version, in `manifest.json` at the root, written once even when several processes
 //! start together (a create-if-absent write). A dataset in the earlier single-file layout is
 //! migrated on first use (`migrate`).
@@ -25,6 +26,11 @@ pub const DEFAULT_SHARDS: u32 = 64;
 /// The most shards a dataset may have (part files are numbered with four digits).
 pub const MAX_SHARDS: u32 = 10_000;
 const MANIFEST: &str = "manifest.json";
+/// The zero-row file (with the table's full schema) of a table that has no rows. Its name is no
+/// shard's: readers that go shard by shard never see it, it holds no row that could shadow or
+/// repeat a shard's, and a write that gives the table rows removes it, so which files a table
+/// holds follows from its rows alone.
+pub const EMPTY_PART: &str = "part-empty.parquet";
 const FORMAT: &str = "codegym-dataset";
 const LAYOUT_VERSION: u32 = 2;
 
@@ -108,16 +114,16 @@ impl Dataset {
                 detail: format!("{shards} shards: a dataset has 1 to {MAX_SHARDS}"),
             });
         }
-        let manifest = match read_manifest(&store)? {
+        let (manifest, new) = match read_manifest(&store)? {
             Some(manifest) => {
                 super::migrate::remove_leftovers(&store)?;
-                manifest
+                (manifest, false)
             }
             None if super::migrate::is_single_file_layout(&store)? => {
                 super::migrate::migrate(&store, location, shards.unwrap_or(DEFAULT_SHARDS))?;
-                read_manifest(&store)?.expect("migration writes the manifest")
+                (read_manifest(&store)?.expect("migration writes the manifest"), true)
             }
-            None => create_manifest(&store, shards.unwrap_or(DEFAULT_SHARDS))?,
+            None => (create_manifest(&store, shards.unwrap_or(DEFAULT_SHARDS))?, true),
         };
         if let Some(asked) = shards.filter(|&n| n != manifest.shards) {
             return Err(DatasetError::Location {
@@ -125,7 +131,30 @@ impl Dataset {
                 detail: format!("the dataset has {} shards; it cannot be opened with {asked}", manifest.shards),
             });
         }
-        Ok(Dataset { store, location: location.trim_end_matches('/').to_string(), manifest })
+        let dataset = Dataset { store, location: location.trim_end_matches('/').to_string(), manifest };
+        if new {
+            dataset.ensure_table_files()?;
+        }
+        Ok(dataset)
+    }
+
+    /// Gives every table without a Parquet file its zero-row file ([`EMPTY_PART`]): a new dataset
+    /// has every table folder, and so does one written before the zero-row files existed once a
+    /// command has changed it.
+    pub fn ensure_table_files(&self) -> Result<(), DatasetError> {
+        Table::ALL.into_iter().try_for_each(|table| self.mark_if_empty(table))
+    }
+
+    /// Writes `table`'s zero-row file when the table has no Parquet file. Concurrent writers of
+    /// other shards may leave it beside rows: it holds none, so readers see the same table.
+    fn mark_if_empty(&self, table: Table) -> Result<(), DatasetError> {
+        let files = self.store.list(table.name())?;
+        if files.iter().any(|name| name.ends_with(".parquet") && !name.starts_with('.')) {
+            return Ok(());
+        }
+        let empty = writer::encode(table, 0, &[], writer::Order::Key)?;
+        self.store.put_if_absent(&format!("{}/{EMPTY_PART}", table.name()), empty.bytes)?;
+        Ok(())
     }
 
     /// The dataset being migrated into, before it has its manifest.
@@ -240,13 +269,14 @@ impl Dataset {
     }
 
     /// Replaces `table`'s file for `shard` with `rows` (deduplicated by key, first occurrence
-    /// wins, and sorted by it); no rows removes the file.
+    /// wins, and sorted by it); no rows removes the file (see [`Dataset::write_shard_batches`]).
     pub fn write_shard<R: Serialize>(&self, table: Table, shard: u32, rows: &[R]) -> Result<writer::WriteSummary, DatasetError> {
         let batch = writer::rows_to_batch(table, rows)?;
         self.write_shard_batches(table, shard, &[batch], writer::Order::Key)
     }
 
-    /// Replaces `table`'s file for `shard` with `batches`, in `order`; no rows removes the file.
+    /// Replaces `table`'s file for `shard` with `batches`, in `order`; no rows removes the file
+    /// (and leaves the table its zero-row file when it was the last).
     pub fn write_shard_batches(
         &self,
         table: Table,
@@ -258,8 +288,10 @@ impl Dataset {
         let encoded = writer::encode(table, shard, batches, order)?;
         if encoded.rows == 0 {
             self.store.delete(&relative)?;
+            self.mark_if_empty(table)?;
         } else {
             self.store.put(&relative, encoded.bytes.clone())?;
+            self.store.delete(&format!("{}/{EMPTY_PART}", table.name()))?;
         }
         Ok(writer::WriteSummary {
             table,
@@ -371,6 +403,34 @@ mod tests {
         assert_eq!(part_number("part-0042.parquet"), Some(42));
         assert_eq!(part_number("part-00000.parquet"), None);
         assert_eq!(part_number(".part-0042.parquet.1.tmp"), None);
+    }
+
+    #[test]
+    fn a_table_without_rows_holds_one_zero_row_file_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Dataset::open(dir.path().join("d").to_str().unwrap(), Some(4)).unwrap();
+        let files = |table: Table| data.store.list(table.name()).unwrap();
+        for table in Table::ALL {
+            assert_eq!(files(table), [EMPTY_PART], "{table}");
+            assert!(data.shards_with(table).unwrap().is_empty(), "the zero-row file is no shard's");
+            let batches =
+                super::reader::raw_batches(data.store.get(&format!("{table}/{EMPTY_PART}")).unwrap().unwrap(), dir.path())
+                    .unwrap();
+            assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+        }
+        let empty = std::fs::read(dir.path().join("d/rejects").join(EMPTY_PART)).unwrap();
+        let row = crate::tables::RejectRow {
+            stage: "ingest".into(),
+            entity_id: "e1".into(),
+            source_id: None,
+            reason: "missing_field".into(),
+            detail: None,
+        };
+        data.write_shard(Table::Rejects, 2, std::slice::from_ref(&row)).unwrap();
+        assert_eq!(files(Table::Rejects), ["part-0002.parquet"], "rows replace the zero-row file");
+        data.write_shard::<crate::tables::RejectRow>(Table::Rejects, 2, &[]).unwrap();
+        assert_eq!(files(Table::Rejects), [EMPTY_PART], "the last rows gone, the zero-row file is back");
+        assert_eq!(std::fs::read(dir.path().join("d/rejects").join(EMPTY_PART)).unwrap(), empty, "byte for byte");
     }
 
     #[test]

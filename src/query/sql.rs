@@ -283,6 +283,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_zero_row_file_beside_rows_adds_nothing() {
+        let (dir, data) = dataset();
+        let folder = dir.path().join(Table::Environments.name());
+        let fresh = tempfile::tempdir().unwrap();
+        Dataset::open(fresh.path().to_str().unwrap(), Some(4)).unwrap();
+        let empty = crate::dataset::EMPTY_PART;
+        fs::copy(fresh.path().join(Table::Environments.name()).join(empty), folder.join(empty)).unwrap();
+        let text = run(&data, "SELECT count(*) AS n FROM environments", OutputFormat::Csv).await.unwrap();
+        assert_eq!(text, "n\n3\n");
+    }
+
+    #[tokio::test]
     async fn dml_is_refused_and_empty_sql_is_an_error() {
         let (_dir, data) = dataset();
         let err = run(&data, "INSERT INTO rejects VALUES ('s', 'e', NULL, 'r', NULL)", OutputFormat::Table).await.unwrap_err();

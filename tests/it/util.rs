@@ -17,6 +17,19 @@ pub fn run_ok(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("utf-8 stdout")
 }
 
+/// Runs `codegym args...`, asserting exit status 0 and an empty stdout (a verb that writes
+/// tables prints no data); returns stderr, where its status and summary lines go.
+pub fn run_ok_status(args: &[&str]) -> String {
+    let output = codegym().args(args).output().expect("run codegym");
+    assert_success(&output, args);
+    assert!(
+        output.stdout.is_empty(),
+        "codegym {args:?} wrote to stdout, which is for data: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stderr).expect("utf-8 stderr")
+}
+
 pub fn assert_success(output: &Output, args: &[&str]) {
     assert!(
         output.status.success(),
