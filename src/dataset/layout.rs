@@ -227,6 +227,19 @@ impl Dataset {
         Ok(self.store.list(table.name())?.iter().filter_map(|name| part_number(name)).collect())
     }
 
+    /// The rows of `table` in the shards `selection` names, from the files' footers (no row is
+    /// decoded): the total of a progress bar over them.
+    pub fn row_count(&self, table: Table, selection: ShardSelection) -> Result<u64, DatasetError> {
+        let mut rows = 0;
+        for shard in self.shards_with(table)?.into_iter().filter(|&s| selection.includes(s)) {
+            let relative = Dataset::part(table, shard);
+            if let Some(bytes) = self.store.get(&relative)? {
+                rows += reader::footer_rows(bytes, &self.store.describe(&relative))?;
+            }
+        }
+        Ok(rows)
+    }
+
     /// The rows of `table` in `shard` as Arrow batches with exactly the table's schema (none when
     /// the shard has no file).
     pub fn read_shard_batches(&self, table: Table, shard: u32) -> Result<Vec<RecordBatch>, DatasetError> {

@@ -105,9 +105,19 @@ pub enum QueryError {
     /// The SQL text holds no statement.
     #[error("no SQL statement given (the text is empty or only comments)")]
     EmptySql,
-    /// DataFusion rejected or failed the SQL.
-    #[error("{0}")]
-    Sql(#[from] datafusion::error::DataFusionError),
+    /// The SQL does not parse (a typo, a missing keyword).
+    #[error(
+        "the SQL does not parse: {message}\n  hint: fix the statement at the line and column named; `SHOW TABLES` lists the tables, `SHOW COLUMNS FROM t` a table's columns"
+    )]
+    Syntax {
+        /// The parser's words: what it expected, what it found, where.
+        message: String,
+    },
+    /// DataFusion could not plan or run the SQL (an unknown column, a type mismatch, ...). Its
+    /// message is printed once, without a backtrace; it is not a `source`, so an error chain does
+    /// not print it again.
+    #[error("{}", .0.strip_backtrace())]
+    Sql(datafusion::error::DataFusionError),
     /// A result could not be formatted.
     #[error("cannot format the result: {0}")]
     Format(#[source] arrow::error::ArrowError),
@@ -115,6 +125,24 @@ pub enum QueryError {
     /// unchanged, so callers can treat `ErrorKind::BrokenPipe` as a normal end.
     #[error("cannot write the result: {0}")]
     Output(#[source] std::io::Error),
+}
+
+impl From<datafusion::error::DataFusionError> for QueryError {
+    /// A parser error, however deep DataFusion wrapped it, becomes [`QueryError::Syntax`] in words
+    /// (DataFusion prints it in its Rust debug form).
+    fn from(error: datafusion::error::DataFusionError) -> QueryError {
+        use datafusion::sql::sqlparser::parser::ParserError;
+        match error.find_root() {
+            datafusion::error::DataFusionError::SQL(parser, _) => {
+                let message = match parser.as_ref() {
+                    ParserError::ParserError(message) | ParserError::TokenizerError(message) => message.clone(),
+                    ParserError::RecursionLimitExceeded => "it nests too deeply".to_string(),
+                };
+                QueryError::Syntax { message }
+            }
+            _ => QueryError::Sql(error),
+        }
+    }
 }
 
 #[cfg(test)]

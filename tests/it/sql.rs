@@ -99,3 +99,44 @@ fn issue_17_duckdb_reads_every_table_by_glob_and_runs_every_named_query() {
         }
     }
 }
+
+/// Issue #17, item 10: a SQL typo is one error in words (not DataFusion's debug form, not twice),
+/// with a hint.
+#[test]
+fn issue_17_a_sql_typo_is_one_error_in_words_with_a_hint() {
+    let dir = sample_dataset();
+    let output = codegym().args(["sql", "--data", dir.path().to_str().unwrap(), "SELEC * FROM environments"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("error: the SQL does not parse: Expected: an SQL statement, found: SELEC"), "{stderr}");
+    assert_eq!(stderr.matches("Expected:").count(), 1, "{stderr}");
+    assert!(!stderr.contains("ParserError") && stderr.contains("hint: "), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+/// Issue #17, item 10: `sql` takes `--threads` and `--quiet`: the result on stdout either way, a
+/// row count on stderr unless quiet.
+#[test]
+fn issue_17_sql_takes_threads_and_quiet() {
+    let dir = sample_dataset();
+    let data = dir.path().to_str().unwrap();
+    let query = "SELECT count(*) AS n FROM environments";
+    let output = codegym().args(["sql", "--data", data, "--format", "csv", "--threads", "1", query]).output().unwrap();
+    crate::util::assert_success(&output, &["sql"]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "n\n6\n");
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("sql: 1 rows"), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = codegym().args(["sql", "--data", data, "--format", "csv", "--quiet", "--threads", "2", query]).output().unwrap();
+    crate::util::assert_success(&output, &["sql"]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "n\n6\n");
+    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Issue #17, item 6: a SQL file that starts with a byte order mark runs.
+#[test]
+fn issue_17_a_sql_file_with_a_byte_order_mark_runs() {
+    let dir = sample_dataset();
+    let file = dir.path().join("bom.sql");
+    std::fs::write(&file, "\u{feff}SELECT count(*) AS n FROM environments").unwrap();
+    let out = run_ok(&["sql", "--data", dir.path().to_str().unwrap(), "--format", "csv", "--file", file.to_str().unwrap()]);
+    assert_eq!(out, "n\n6\n");
+}

@@ -76,6 +76,7 @@ pub fn sample_build() -> &'static Path {
         let _ = std::fs::remove_dir_all(&data);
         let output = codegym().current_dir(repo()).args(["build", "--data", data.to_str().unwrap()]).output().unwrap();
         assert_success(&output, &["build"]);
+        assert!(output.stdout.is_empty(), "build prints its summary on stderr: {}", String::from_utf8_lossy(&output.stdout));
         data
     })
 }
