@@ -138,22 +138,28 @@ impl Dataset {
         Ok(dataset)
     }
 
-    /// Gives every table without a Parquet file its zero-row file ([`EMPTY_PART`]): a new dataset
-    /// has every table folder, and so does one written before the zero-row files existed once a
-    /// command has changed it.
+    /// Gives every table without a Parquet file its zero-row file ([`EMPTY_PART`]), and removes
+    /// it from tables with rows: a new dataset has every table folder, so does one written before
+    /// the zero-row files existed once a command has changed it, and a zero-row file that
+    /// processes writing other shards at the same moment left beside rows is gone after the next
+    /// command (`finalize`, after shard runs), so the files follow from the rows alone.
     pub fn ensure_table_files(&self) -> Result<(), DatasetError> {
-        Table::ALL.into_iter().try_for_each(|table| self.mark_if_empty(table))
+        Table::ALL.into_iter().try_for_each(|table| self.tidy_empty_part(table))
     }
 
-    /// Writes `table`'s zero-row file when the table has no Parquet file. Concurrent writers of
-    /// other shards may leave it beside rows: it holds none, so readers see the same table.
-    fn mark_if_empty(&self, table: Table) -> Result<(), DatasetError> {
+    /// Writes `table`'s zero-row file when the table has no Parquet file; removes it when the
+    /// table has shard files.
+    fn tidy_empty_part(&self, table: Table) -> Result<(), DatasetError> {
         let files = self.store.list(table.name())?;
-        if files.iter().any(|name| name.ends_with(".parquet") && !name.starts_with('.')) {
-            return Ok(());
+        let empty_part = format!("{}/{EMPTY_PART}", table.name());
+        let has_empty_part = files.iter().any(|name| name == EMPTY_PART);
+        let has_rows = files.iter().any(|name| part_number(name).is_some());
+        if has_rows && has_empty_part {
+            self.store.delete(&empty_part)?;
+        } else if !has_rows && !files.iter().any(|name| name.ends_with(".parquet") && !name.starts_with('.')) {
+            let empty = writer::encode(table, 0, &[], writer::Order::Key)?;
+            self.store.put_if_absent(&empty_part, empty.bytes)?;
         }
-        let empty = writer::encode(table, 0, &[], writer::Order::Key)?;
-        self.store.put_if_absent(&format!("{}/{EMPTY_PART}", table.name()), empty.bytes)?;
         Ok(())
     }
 
@@ -301,7 +307,7 @@ impl Dataset {
         let encoded = writer::encode(table, shard, batches, order)?;
         if encoded.rows == 0 {
             self.store.delete(&relative)?;
-            self.mark_if_empty(table)?;
+            self.tidy_empty_part(table)?;
         } else {
             self.store.put(&relative, encoded.bytes.clone())?;
             self.store.delete(&format!("{}/{EMPTY_PART}", table.name()))?;
@@ -444,6 +450,11 @@ mod tests {
         data.write_shard::<crate::tables::RejectRow>(Table::Rejects, 2, &[]).unwrap();
         assert_eq!(files(Table::Rejects), [EMPTY_PART], "the last rows gone, the zero-row file is back");
         assert_eq!(std::fs::read(dir.path().join("d/rejects").join(EMPTY_PART)).unwrap(), empty, "byte for byte");
+        // One left beside rows by a write of another process at the same moment: the next command tidies it.
+        data.write_shard(Table::Rejects, 1, std::slice::from_ref(&row)).unwrap();
+        std::fs::write(dir.path().join("d/rejects").join(EMPTY_PART), &empty).unwrap();
+        data.ensure_table_files().unwrap();
+        assert_eq!(files(Table::Rejects), ["part-0001.parquet"]);
     }
 
     #[test]
