@@ -3,8 +3,8 @@
 //! `extra_info.solve_fc_round`, ...) become `environments` and `task_configs`, keeping the released
 //! oracle count in `source_oracle_calls`. Inputs are Parquet (as the public dataset ships) or JSON
 //! Lines. Every input row ends in a table: an environment row, a configuration row, or a reject.
-//! A numeric `extra_info.index` is kept as the file spells it (a JSON number is never parsed into
-//! a float, a Parquet integer or decimal is printed exactly).
+//! A numeric `source` or `extra_info.index` is kept as the file spells it (a JSON number is never
+//! parsed into a float, a Parquet integer or decimal is printed exactly).
 
 use crate::dataset::{self, Dataset, DatasetError, ShardSelection, Table};
 use crate::ids::content_id;
@@ -21,6 +21,8 @@ const STAGE: &str = "import";
 
 #[derive(Debug, Deserialize)]
 struct ReleasedEnv {
+    /// The environment's `source_id`: text, or a number kept as written.
+    #[serde(deserialize_with = "text_as_written")]
     source: String,
     env_name: String,
     env_code: String,
@@ -81,6 +83,11 @@ fn task_text(prompt: &[Message]) -> Option<String> {
 /// written.
 fn index_text(raw: &RawValue) -> String {
     serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_string())
+}
+
+/// A field that a table may hold as text or as a number (an id), as [`index_text`] reads it.
+fn text_as_written<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(index_text(&Box::<RawValue>::deserialize(deserializer)?))
 }
 
 fn tool_docs(prompt: &[Message]) -> Option<String> {
@@ -254,6 +261,9 @@ mod tests {
         assert_eq!(index(&line("1.50")).as_deref(), Some("1.50"));
         assert_eq!(index(&line(r#""q-7""#)).as_deref(), Some("q-7"));
         assert_eq!(index(&line("null")), None);
+        let env: ReleasedEnv =
+            serde_json::from_str(r#"{"source": 12345678901234567890123, "env_name": "E", "env_code": "x"}"#).unwrap();
+        assert_eq!(env.source, "12345678901234567890123");
     }
 
     #[test]
