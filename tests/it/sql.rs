@@ -112,6 +112,14 @@ fn issue_17_a_sql_typo_is_one_error_in_words_with_a_hint() {
     assert_eq!(stderr.matches("Expected:").count(), 1, "{stderr}");
     assert!(!stderr.contains("ParserError") && stderr.contains("hint: "), "{stderr}");
     assert!(output.stdout.is_empty());
+    // A query that parses but cannot run says so once, in words, with a hint too.
+    let output =
+        codegym().args(["sql", "--data", dir.path().to_str().unwrap(), "SELECT nope FROM environments"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.starts_with("error: the SQL cannot run: No field named nope."), "{stderr}");
+    assert_eq!(stderr.matches("No field named").count(), 1, "{stderr}");
+    assert!(stderr.contains("hint: ") && !stderr.contains("Caused by"), "{stderr}");
 }
 
 /// Issue #17, item 10: `sql` takes `--threads` and `--quiet`: the result on stdout either way, a
