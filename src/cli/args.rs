@@ -316,6 +316,9 @@ pub struct SandboxRunArgs {
     /// Print one JSON object: verdict, exit_code, stdout, stderr, duration_ms.
     #[arg(long)]
     pub json: bool,
+    /// Print only the program's own output: not the line naming a verdict other than `ok`.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]

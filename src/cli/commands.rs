@@ -500,7 +500,8 @@ fn sandbox_run(args: SandboxRunArgs) -> Result<()> {
         out.write_all(outcome.stdout.as_bytes())?;
         eprint!("{}", outcome.stderr);
         if outcome.verdict != crate::sandbox::Verdict::Ok {
-            eprintln!("codegym: verdict {}: {}", outcome.verdict.as_str(), outcome.detail.as_deref().unwrap_or(""));
+            let detail = outcome.detail.as_deref().unwrap_or("");
+            Printer::new(args.quiet).status(format!("codegym: verdict {}: {detail}", outcome.verdict.as_str()));
         }
     }
     out.flush()?;

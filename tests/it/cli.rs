@@ -120,3 +120,20 @@ fn issue_17_the_verify_bar_ends_at_its_total_and_its_rate_has_a_unit() {
     assert!(drawn.contains("environments/s"), "{drawn}");
     assert!(Path::new(&screen).is_file());
 }
+
+/// Issue #17, items 6 and 10: `sandbox run` reads a program that starts with a byte order mark,
+/// and `--quiet` leaves only the program's own output (not the verdict line).
+#[test]
+fn issue_17_sandbox_run_reads_a_byte_order_mark_and_takes_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("p.py");
+    std::fs::write(&program, "\u{feff}import sys\nprint('out')\nsys.exit(3)\n").unwrap();
+    let run = |quiet: &[&str]| codegym().args(["sandbox", "run", program.to_str().unwrap()]).args(quiet).output().unwrap();
+    let output = run(&[]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "out\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("codegym: verdict error") && !stderr.contains("SyntaxError"), "{stderr}");
+    let output = run(&["--quiet"]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "out\n");
+    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+}
