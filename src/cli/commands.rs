@@ -102,9 +102,12 @@ const SAMPLES_CONFIG: &str = "data-samples/codegym.toml";
 /// curation. Every stage resumes from what the dataset holds.
 fn build(args: BuildArgs) -> Result<()> {
     let config = build_config(&args)?;
+    // The backend first: a wrong endpoint or recording fails the build before any work, before
+    // the dataset (and its table folders) exists.
+    let backend = llm_backend(&config)?;
     let location = args.data.clone().or_else(|| config.data.clone()).unwrap_or_else(|| "build".into());
     let (data, selection) = open(&location, &args.shards)?;
-    logged("build", &data, |log| build_steps(&args, &config, &data, selection, log))
+    logged("build", &data, |log| build_steps(&args, &config, backend, &data, selection, log))
 }
 
 /// The configuration file (or the samples' one), with the command line's overrides.
@@ -132,6 +135,7 @@ fn build_config(args: &BuildArgs) -> Result<BuildConfig> {
 fn build_steps(
     args: &BuildArgs,
     config: &BuildConfig,
+    backend: Arc<dyn Backend>,
     data: &Dataset,
     selection: ShardSelection,
     log: &mut RunLog,
@@ -141,8 +145,6 @@ fn build_steps(
     let corpus = config.corpus.clone().context("no corpus: pass --corpus PATH or set `corpus` in the configuration")?;
     let settings = IngestSettings::new(corpus, config.preset);
     let preflight = Limits { timeout: Duration::from_millis(args.preflight_timeout_ms), ..Limits::default() };
-    // The backend first: a wrong endpoint or recording fails the build before any work.
-    let backend = llm_backend(config)?;
     run_ingest(&settings, data, selection, Some(preflight), threads, printer, log)?;
     run_synthesis(backend, config, data, selection, threads, printer, log)?;
     if data.row_count(Table::Environments, ShardSelection::default())? == 0 {
