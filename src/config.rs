@@ -101,7 +101,7 @@ fn parsed<'de, D: Deserializer<'de>, T: std::str::FromStr<Err: std::fmt::Display
 impl BuildConfig {
     /// Reads a configuration file; relative paths in it become relative to its directory.
     pub fn load(path: &Path) -> Result<BuildConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = crate::text_file::read(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         let mut config: BuildConfig =
             toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.into(), message: e.to_string() })?;
         let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
@@ -149,6 +149,14 @@ impl BuildConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_that_starts_with_a_byte_order_mark_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("codegym.toml");
+        std::fs::write(&path, "\u{feff}corpus = \"problems.parquet\"\n").unwrap();
+        assert_eq!(BuildConfig::load(&path).unwrap().corpus, Some(dir.path().join("problems.parquet")));
+    }
 
     #[test]
     fn configs_resolve_paths_against_their_file_and_refuse_unknown_fields() {

@@ -3,12 +3,15 @@
 //! `extra_info.solve_fc_round`, ...) become `environments` and `task_configs`, keeping the released
 //! oracle count in `source_oracle_calls`. Inputs are Parquet (as the public dataset ships) or JSON
 //! Lines. Every input row ends in a table: an environment row, a configuration row, or a reject.
+//! A numeric `source` or `extra_info.index` is kept as the file spells it (a JSON number is never
+//! parsed into a float, a Parquet integer or decimal is printed exactly).
 
 use crate::dataset::{self, Dataset, DatasetError, ShardSelection, Table};
 use crate::ids::content_id;
 use crate::reasons::Reason;
 use crate::tables::{EnvironmentRow, RejectRow, TaskConfigRow};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
@@ -18,6 +21,8 @@ const STAGE: &str = "import";
 
 #[derive(Debug, Deserialize)]
 struct ReleasedEnv {
+    /// The environment's `source_id`: text, or a number kept as written.
+    #[serde(deserialize_with = "text_as_written")]
     source: String,
     env_name: String,
     env_code: String,
@@ -31,7 +36,7 @@ struct Message {
 
 #[derive(Debug, Default, Deserialize)]
 struct ExtraInfo {
-    index: Option<serde_json::Value>,
+    index: Option<Box<RawValue>>,
     solve_fc_round: Option<i64>,
     /// The reference model's pass rate over 4 samples (or 8, for the hard variant).
     #[serde(rename = "qwen32b_Bo4_score")]
@@ -72,6 +77,17 @@ fn task_text(prompt: &[Message]) -> Option<String> {
     let user = prompt.iter().find(|m| m.role == "user")?.content.as_deref()?;
     let text = user.split_once("Question:").map_or(user, |(_, after)| after);
     Some(text.trim().to_string())
+}
+
+/// A released index as text: a string's own text; anything else (a number, however large) as
+/// written.
+fn index_text(raw: &RawValue) -> String {
+    serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_string())
+}
+
+/// A field that a table may hold as text or as a number (an id), as [`index_text`] reads it.
+fn text_as_written<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(index_text(&Box::<RawValue>::deserialize(deserializer)?))
 }
 
 fn tool_docs(prompt: &[Message]) -> Option<String> {
@@ -175,7 +191,7 @@ pub fn import(
             continue;
         }
         let extra = task.extra_info.unwrap_or_default();
-        let source_index = extra.index.map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+        let source_index = extra.index.as_deref().map(index_text);
         configs.insert(
             config_id.clone(),
             TaskConfigRow {
@@ -232,6 +248,22 @@ mod tests {
         assert_eq!(config, r#"TwoSumEnv@{"a": [1, 2]}"#);
         assert!(parse_ability("codegym_v1@nounderscores@{}").is_none());
         assert!(parse_ability("garbage").is_none());
+    }
+
+    #[test]
+    fn indexes_keep_their_spelling() {
+        let index = |line: &str| {
+            let task: ReleasedTask = serde_json::from_str(line).unwrap();
+            task.extra_info.unwrap().index.as_deref().map(index_text)
+        };
+        let line = |index: &str| format!(r#"{{"ability": "a", "extra_info": {{"index": {index}}}}}"#);
+        assert_eq!(index(&line("12345678901234567890123")).as_deref(), Some("12345678901234567890123"));
+        assert_eq!(index(&line("1.50")).as_deref(), Some("1.50"));
+        assert_eq!(index(&line(r#""q-7""#)).as_deref(), Some("q-7"));
+        assert_eq!(index(&line("null")), None);
+        let env: ReleasedEnv =
+            serde_json::from_str(r#"{"source": 12345678901234567890123, "env_name": "E", "env_code": "x"}"#).unwrap();
+        assert_eq!(env.source, "12345678901234567890123");
     }
 
     #[test]

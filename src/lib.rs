@@ -42,6 +42,7 @@
 //! - [`export`]: the kept configurations as training shards (`codegym`, `verl`, `hf`), streaming.
 //! - [`tools`]: tool docs -> JSON Schema per tool (OpenAI function form), stored by verification.
 //! - [`serve`]: the verified environments as a rollout server (OpenEnv, the CodeGym REST API).
+//! - [`text_file`]: text files users hand us, read without a byte order mark.
 //! - [`naming`]: an environment's `code_id` and long name, as exports and the server spell them.
 //! - [`runs`]: the `runs` table (one row per command that changed a dataset).
 //! - [`bench`]: benchmarks side by side with a baseline (verification, ingest, stages, the LLM client).
@@ -70,5 +71,6 @@ pub mod sandbox;
 pub mod serve;
 pub mod synthesis;
 pub mod tables;
+pub mod text_file;
 pub mod tools;
 pub mod verify;

@@ -26,8 +26,8 @@ pub struct ShardArgs {
 /// Options every verb that runs work takes.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Worker threads (default: all cores).
-    #[arg(long, global = true)]
+    /// Worker threads, 1 or more (default: all cores).
+    #[arg(long, global = true, value_parser = thread_count)]
     pub threads: Option<usize>,
     /// Print nothing but results and errors.
     #[arg(long, short, global = true)]
@@ -203,6 +203,8 @@ pub struct SqlArgs {
     /// The SQL to run.
     #[arg(required_unless_present = "file")]
     pub query: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -314,14 +316,24 @@ pub struct SandboxRunArgs {
     /// Print one JSON object: verdict, exit_code, stdout, stderr, duration_ms.
     #[arg(long)]
     pub json: bool,
+    /// Print only the program's own output: not the line naming a verdict other than `ok`.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RuntimeCommand {
     /// Download (pip), verify and cache the runtime, and compile its module.
-    Fetch,
+    Fetch(RuntimeFetchArgs),
     /// Describe the runtime: version, hash, where it and its compiled module are cached.
     Info,
+}
+
+#[derive(Debug, Args)]
+pub struct RuntimeFetchArgs {
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -466,8 +478,34 @@ pub struct BenchStagesArgs {
     pub run: RunArgs,
 }
 
+/// `--threads N`: a count of worker threads, which 0 is not (it would run nothing, or silently
+/// mean 1).
+fn thread_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("0 threads cannot run anything; give 1 or more, or leave --threads out to use every core".into()),
+        Ok(threads) => Ok(threads),
+        Err(_) => Err(format!("`{text}` is not a number of threads; give a whole number, 1 or more")),
+    }
+}
+
 /// `--map FIELD=COLUMN`.
 fn field_map(text: &str) -> Result<(crate::corpus::Field, String), String> {
     let (field, column) = text.split_once('=').ok_or_else(|| format!("`{text}`: expected FIELD=COLUMN"))?;
     Ok((field.parse()?, column.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_threads_is_refused_on_every_verb_that_takes_threads() {
+        assert_eq!(thread_count("3"), Ok(3));
+        assert!(thread_count("0").unwrap_err().contains("1 or more"));
+        assert!(thread_count("x").unwrap_err().contains("`x`"));
+        for verb in ["build", "ingest", "import-codegym", "verify", "finalize", "sql", "serve", "export"] {
+            let err = Cli::try_parse_from(["codegym", verb, "--threads", "0"]).unwrap_err().to_string();
+            assert!(err.contains("0 threads cannot run anything"), "{verb}: {err}");
+        }
+    }
 }

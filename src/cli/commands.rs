@@ -1,10 +1,12 @@
 //! One function per verb: resolve arguments into settings, call the stage, print a summary.
-//! Commands receive parsed arguments and never parse anything themselves.
+//! Commands receive parsed arguments and never parse anything themselves. Status and summary
+//! lines go to stderr through [`Printer`]; stdout carries only data (query results, `runtime
+//! info`, a sandboxed program's output).
 
 use super::args::*;
 use crate::config::BuildConfig;
 use crate::corpus::IngestSettings;
-use crate::dataset::{Dataset, ShardSelection};
+use crate::dataset::{Dataset, ShardSelection, Table};
 use crate::llm::{Backend, BackendSpec, Client, OpenAiBackend, Recorder, Recording, ReplayBackend};
 use crate::report::Printer;
 use crate::runs::RunLog;
@@ -37,7 +39,7 @@ pub(super) fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => export_command(args),
         Command::Serve(args) => serve(args),
         Command::Sandbox(SandboxCommand::Run(args)) => sandbox_run(args),
-        Command::Runtime(RuntimeCommand::Fetch) => runtime_fetch(),
+        Command::Runtime(RuntimeCommand::Fetch(args)) => runtime_fetch(Printer::new(args.quiet)),
         Command::Runtime(RuntimeCommand::Info) => runtime_info(),
         Command::Bench(BenchCommand::Verify(args)) => crate::bench::verify(&args.into_settings()?),
         Command::Bench(BenchCommand::Ingest(args)) => crate::bench::ingest(args.rows, &args.python),
@@ -78,11 +80,13 @@ fn logged(command: &str, data: &Dataset, run: impl FnOnce(&mut RunLog) -> Result
     let mut log = RunLog::start(command);
     run(&mut log)?;
     log.finish(data).context("failed to record the run")?;
+    data.ensure_table_files().context("failed to give the empty tables their zero-row files")?;
     Ok(())
 }
 
+/// `--threads` (at least 1: the parser refuses 0), else every core.
 fn threads(run: &RunArgs) -> usize {
-    run.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+    run.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn sandbox() -> Result<crate::sandbox::Sandbox> {
@@ -98,9 +102,12 @@ const SAMPLES_CONFIG: &str = "data-samples/codegym.toml";
 /// curation. Every stage resumes from what the dataset holds.
 fn build(args: BuildArgs) -> Result<()> {
     let config = build_config(&args)?;
+    // The backend first: a wrong endpoint or recording fails the build before any work, before
+    // the dataset (and its table folders) exists.
+    let backend = llm_backend(&config)?;
     let location = args.data.clone().or_else(|| config.data.clone()).unwrap_or_else(|| "build".into());
     let (data, selection) = open(&location, &args.shards)?;
-    logged("build", &data, |log| build_steps(&args, &config, &data, selection, log))
+    logged("build", &data, |log| build_steps(&args, &config, backend, &data, selection, log))
 }
 
 /// The configuration file (or the samples' one), with the command line's overrides.
@@ -128,6 +135,7 @@ fn build_config(args: &BuildArgs) -> Result<BuildConfig> {
 fn build_steps(
     args: &BuildArgs,
     config: &BuildConfig,
+    backend: Arc<dyn Backend>,
     data: &Dataset,
     selection: ShardSelection,
     log: &mut RunLog,
@@ -137,11 +145,9 @@ fn build_steps(
     let corpus = config.corpus.clone().context("no corpus: pass --corpus PATH or set `corpus` in the configuration")?;
     let settings = IngestSettings::new(corpus, config.preset);
     let preflight = Limits { timeout: Duration::from_millis(args.preflight_timeout_ms), ..Limits::default() };
-    // The backend first: a wrong endpoint or recording fails the build before any work.
-    let backend = llm_backend(config)?;
     run_ingest(&settings, data, selection, Some(preflight), threads, printer, log)?;
     run_synthesis(backend, config, data, selection, threads, printer, log)?;
-    if environment_count(data) == 0 {
+    if data.row_count(Table::Environments, ShardSelection::default())? == 0 {
         printer.status("verify: no environments to verify (see `rejects`)");
     } else {
         run_verify(data, &VerifySettings { threads, ..VerifySettings::default() }, selection, printer, log)?;
@@ -265,7 +271,7 @@ fn run_ingest(
     let Some(limits) = preflight else { return Ok(()) };
     let sandbox = sandbox()?;
     let started = Instant::now();
-    let progress = printer.progress("preflight", summary.problems as usize);
+    let progress = printer.progress("preflight", data.row_count(Table::Problems, selection)? as usize, "problems");
     let result = corpus::preflight(&sandbox, data, selection, limits, threads, Some(&progress)).context("preflight failed")?;
     drop(progress);
     log.stage("preflight", serde_json::json!({ "verdicts": result.verdicts, "seconds": started.elapsed().as_secs_f64() }));
@@ -341,7 +347,7 @@ fn run_verify(
 ) -> Result<VerifySummary> {
     let sandbox = sandbox()?;
     let started = Instant::now();
-    let progress = printer.progress("verify", environment_count(data));
+    let progress = printer.progress("verify", data.row_count(Table::Environments, selection)? as usize, "environments");
     let summary = verify::verify(&sandbox, data, settings, selection, Some(&progress))
         .with_context(|| format!("failed to verify {}", data.location()))?;
     drop(progress);
@@ -357,18 +363,13 @@ fn run_verify(
     Ok(summary)
 }
 
-/// The progress bar's total: verification runs one job per environment.
-fn environment_count(data: &Dataset) -> usize {
-    data.read_batches(crate::dataset::Table::Environments).map_or(0, |b| b.iter().map(|b| b.num_rows()).sum())
-}
-
 fn export_command(args: ExportArgs) -> Result<()> {
     let settings = export_settings(&args);
     let printer = Printer::new(args.run.quiet);
-    let progress = printer.progress("export", 0);
+    let progress = printer.progress("export", 0, "rows");
     let summary = export::export(&settings, Some(&progress)).map_err(with_hint)?;
     drop(progress);
-    writeln!(std::io::stdout(), "{}", export_summary_line(&summary))?;
+    printer.status(export_summary_line(&summary));
     Ok(())
 }
 
@@ -411,24 +412,31 @@ fn export_summary_line(summary: &export::ExportSummary) -> String {
     )
 }
 
+/// The result goes to stdout; a line saying how many rows, to stderr unless quiet.
 fn sql(args: SqlArgs) -> Result<()> {
-    let format = args.format;
+    let (format, printer, threads) = (args.format, Printer::new(args.run.quiet), threads(&args.run));
+    let started = Instant::now();
     let text = match (&args.file, &args.query) {
-        (Some(file), _) => std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?,
+        (Some(file), _) => crate::text_file::read(file).with_context(|| format!("cannot read {}", file.display()))?,
         (None, Some(query)) => query.clone(),
         (None, None) => bail!("give a query or --file"),
     };
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the query runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("failed to start the query runtime")?;
     let data = Dataset::open_existing(&args.data)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    runtime.block_on(query::run_sql(&data, &text, format, &mut out))?;
+    let rows = runtime.block_on(query::run_sql(&data, &text, format, threads, &mut out))?;
     out.flush()?;
+    printer.status(format!("sql: {rows} rows ({:.1} s)", started.elapsed().as_secs_f64()));
     Ok(())
 }
 
-/// Serves until SIGINT or SIGTERM. The addresses and counts go to stdout when it is ready.
+/// Serves until SIGINT or SIGTERM. The addresses and the ready line go to stderr even when quiet
+/// (scripts wait for them); the counts, unless quiet.
 fn serve(args: ServeArgs) -> Result<()> {
     let printer = Printer::new(args.run.quiet);
     let settings = args.into_settings()?;
@@ -437,20 +445,17 @@ fn serve(args: ServeArgs) -> Result<()> {
     let server = crate::serve::Server::start(Arc::new(sandbox), settings)?;
     let catalog = server.catalog();
     let skipped = &catalog.skipped;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
+    printer.announce(format!(
         "codegym serve: OpenEnv at http://{} (WS /ws, POST /mcp); CodeGym API at http://{}",
         server.openenv_addr, server.codegym_addr
-    )?;
-    writeln!(
-        out,
+    ));
+    printer.status(format!(
         "codegym serve: {} configurations of {} environments; {} verified environments not servable ({} configurations)",
         catalog.configs().len(),
         catalog.envs().len(),
         skipped.not_servable.len(),
         skipped.not_servable_configs
-    )?;
+    ));
     for (env_name, detail) in &skipped.not_servable {
         printer.status(format!("  not servable: {env_name}: {detail}"));
     }
@@ -460,9 +465,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             skipped.unprobed
         ));
     }
-    writeln!(out, "codegym serve: ready; SIGINT or SIGTERM stops it")?;
-    out.flush()?;
-    drop(out);
+    printer.announce("codegym serve: ready; SIGINT or SIGTERM stops it");
     server.wait_for_signal();
     let stopped = server.shutdown()?;
     printer.status(format!(
@@ -473,7 +476,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 fn sandbox_run(args: SandboxRunArgs) -> Result<()> {
-    let code = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let code = crate::text_file::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let stdin = match &args.stdin {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
         None => String::new(),
@@ -500,22 +503,23 @@ fn sandbox_run(args: SandboxRunArgs) -> Result<()> {
         out.write_all(outcome.stdout.as_bytes())?;
         eprint!("{}", outcome.stderr);
         if outcome.verdict != crate::sandbox::Verdict::Ok {
-            eprintln!("codegym: verdict {}: {}", outcome.verdict.as_str(), outcome.detail.as_deref().unwrap_or(""));
+            let detail = outcome.detail.as_deref().unwrap_or("");
+            Printer::new(args.quiet).status(format!("codegym: verdict {}: {detail}", outcome.verdict.as_str()));
         }
     }
     out.flush()?;
     Ok(())
 }
 
-fn runtime_fetch() -> Result<()> {
+fn runtime_fetch(printer: Printer) -> Result<()> {
     let started = Instant::now();
     let runtime = runtime::fetch().context("failed to fetch the sandbox runtime")?;
     let sandbox = runtime.sandbox()?;
     let images = sandbox.prepare_images()?;
-    eprintln!("runtime ready: {} ({:.1} s)", runtime.wasm.display(), started.elapsed().as_secs_f64());
-    eprintln!("compiled module: {}", sandbox.module_path().display());
+    printer.status(format!("runtime ready: {} ({:.1} s)", runtime.wasm.display(), started.elapsed().as_secs_f64()));
+    printer.status(format!("compiled module: {}", sandbox.module_path().display()));
     for image in images {
-        eprintln!("interpreter image: {}", image.display());
+        printer.status(format!("interpreter image: {}", image.display()));
     }
     Ok(())
 }

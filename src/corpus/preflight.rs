@@ -66,6 +66,9 @@ pub fn preflight(
     data.each_leased(&shards, "preflight", |shard| -> Result<(), PreflightError> {
         let mut problems: Vec<ProblemRow> = data.read_shard(Table::Problems, shard)?;
         let pending: Vec<usize> = (0..problems.len()).filter(|&i| problems[i].preflight == PREFLIGHT_PENDING).collect();
+        if let Some(reporter) = reporter {
+            reporter.on_skipped(problems.len() - pending.len());
+        }
         if pending.is_empty() {
             return Ok(());
         }

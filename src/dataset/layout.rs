@@ -3,7 +3,8 @@
 //! Every row belongs to one of a fixed number of virtual shards, stored in its `shard` column; each
 //! table is a flat folder with at most one file per shard, `<table>/part-NNNN.parquet`, replaced
 //! whole by every write (see `store`), so DuckDB, pyarrow, Polars, pandas and DataFusion read a
-//! table as one. The shard count is chosen when the dataset is created and recorded, with the
+//! table as one. A table with no rows at all holds one zero-row file instead ([`EMPTY_PART`]), so
+//! that every table folder exists and a glob over it finds the table's schema. The shard count is chosen when the dataset is created and recorded, with the
 //! schema version, in `manifest.json` at the root, written once even when several processes
 //! start together (a create-if-absent write). A dataset in the earlier single-file layout, or of
 //! the previous schema version, is migrated on first use (`migrate`).
@@ -25,6 +26,11 @@ pub const DEFAULT_SHARDS: u32 = 64;
 /// The most shards a dataset may have (part files are numbered with four digits).
 pub const MAX_SHARDS: u32 = 10_000;
 const MANIFEST: &str = "manifest.json";
+/// The zero-row file (with the table's full schema) of a table that has no rows. Its name is no
+/// shard's: readers that go shard by shard never see it, it holds no row that could shadow or
+/// repeat a shard's, and a write that gives the table rows removes it, so which files a table
+/// holds follows from its rows alone.
+pub const EMPTY_PART: &str = "part-empty.parquet";
 const FORMAT: &str = "codegym-dataset";
 const LAYOUT_VERSION: u32 = 2;
 
@@ -108,16 +114,16 @@ impl Dataset {
                 detail: format!("{shards} shards: a dataset has 1 to {MAX_SHARDS}"),
             });
         }
-        let manifest = match read_manifest(&store)? {
+        let (manifest, new) = match read_manifest(&store)? {
             Some(manifest) => {
                 super::migrate::remove_leftovers(&store)?;
-                manifest
+                (manifest, false)
             }
             None if super::migrate::is_single_file_layout(&store)? => {
                 super::migrate::migrate(&store, location, shards.unwrap_or(DEFAULT_SHARDS))?;
-                read_manifest(&store)?.expect("migration writes the manifest")
+                (read_manifest(&store)?.expect("migration writes the manifest"), true)
             }
-            None => create_manifest(&store, shards.unwrap_or(DEFAULT_SHARDS))?,
+            None => (create_manifest(&store, shards.unwrap_or(DEFAULT_SHARDS))?, true),
         };
         if let Some(asked) = shards.filter(|&n| n != manifest.shards) {
             return Err(DatasetError::Location {
@@ -126,11 +132,41 @@ impl Dataset {
             });
         }
         let mut dataset = Dataset { store, location: location.trim_end_matches('/').to_string(), manifest };
-        if super::migrate::is_previous_schema(&dataset.manifest) {
+        let upgrade = super::migrate::is_previous_schema(&dataset.manifest);
+        if upgrade {
             super::migrate::upgrade_schema(&dataset)?;
             dataset.manifest = write_manifest(&dataset.store, Manifest::new(dataset.manifest.shards))?;
         }
+        // A dataset written before every table had its folder gets them with its upgrade.
+        if new || upgrade {
+            dataset.ensure_table_files()?;
+        }
         Ok(dataset)
+    }
+
+    /// Gives every table without a Parquet file its zero-row file ([`EMPTY_PART`]), and removes
+    /// it from tables with rows: a new dataset has every table folder, so does one written before
+    /// the zero-row files existed once a command has changed it, and a zero-row file that
+    /// processes writing other shards at the same moment left beside rows is gone after the next
+    /// command (`finalize`, after shard runs), so the files follow from the rows alone.
+    pub fn ensure_table_files(&self) -> Result<(), DatasetError> {
+        Table::ALL.into_iter().try_for_each(|table| self.tidy_empty_part(table))
+    }
+
+    /// Writes `table`'s zero-row file when the table has no Parquet file; removes it when the
+    /// table has shard files.
+    fn tidy_empty_part(&self, table: Table) -> Result<(), DatasetError> {
+        let files = self.store.list(table.name())?;
+        let empty_part = format!("{}/{EMPTY_PART}", table.name());
+        let has_empty_part = files.iter().any(|name| name == EMPTY_PART);
+        let has_rows = files.iter().any(|name| part_number(name).is_some());
+        if has_rows && has_empty_part {
+            self.store.delete(&empty_part)?;
+        } else if !has_rows && !files.iter().any(|name| name.ends_with(".parquet") && !name.starts_with('.')) {
+            let empty = writer::encode(table, 0, &[], writer::Order::Key)?;
+            self.store.put_if_absent(&empty_part, empty.bytes)?;
+        }
+        Ok(())
     }
 
     /// The dataset being migrated into, before it has its manifest.
@@ -205,6 +241,19 @@ impl Dataset {
         Ok(self.store.list(table.name())?.iter().filter_map(|name| part_number(name)).collect())
     }
 
+    /// The rows of `table` in the shards `selection` names, from the files' footers (no row is
+    /// decoded): the total of a progress bar over them.
+    pub fn row_count(&self, table: Table, selection: ShardSelection) -> Result<u64, DatasetError> {
+        let mut rows = 0;
+        for shard in self.shards_with(table)?.into_iter().filter(|&s| selection.includes(s)) {
+            let relative = Dataset::part(table, shard);
+            if let Some(bytes) = self.store.get(&relative)? {
+                rows += reader::footer_rows(bytes, &self.store.describe(&relative))?;
+            }
+        }
+        Ok(rows)
+    }
+
     /// The rows of `table` in `shard` as Arrow batches with exactly the table's schema (none when
     /// the shard has no file).
     pub fn read_shard_batches(&self, table: Table, shard: u32) -> Result<Vec<RecordBatch>, DatasetError> {
@@ -247,13 +296,14 @@ impl Dataset {
     }
 
     /// Replaces `table`'s file for `shard` with `rows` (deduplicated by key, first occurrence
-    /// wins, and sorted by it); no rows removes the file.
+    /// wins, and sorted by it); no rows removes the file (see [`Dataset::write_shard_batches`]).
     pub fn write_shard<R: Serialize>(&self, table: Table, shard: u32, rows: &[R]) -> Result<writer::WriteSummary, DatasetError> {
         let batch = writer::rows_to_batch(table, rows)?;
         self.write_shard_batches(table, shard, &[batch], writer::Order::Key)
     }
 
-    /// Replaces `table`'s file for `shard` with `batches`, in `order`; no rows removes the file.
+    /// Replaces `table`'s file for `shard` with `batches`, in `order`; no rows removes the file
+    /// (and leaves the table its zero-row file when it was the last).
     pub fn write_shard_batches(
         &self,
         table: Table,
@@ -266,8 +316,10 @@ impl Dataset {
         self.check_lease(shard)?;
         if encoded.rows == 0 {
             self.store.delete(&relative)?;
+            self.tidy_empty_part(table)?;
         } else {
             self.store.put(&relative, encoded.bytes.clone())?;
+            self.store.delete(&format!("{}/{EMPTY_PART}", table.name()))?;
         }
         Ok(writer::WriteSummary {
             table,
@@ -385,6 +437,39 @@ mod tests {
         assert_eq!(part_number("part-0042.parquet"), Some(42));
         assert_eq!(part_number("part-00000.parquet"), None);
         assert_eq!(part_number(".part-0042.parquet.1.tmp"), None);
+    }
+
+    #[test]
+    fn a_table_without_rows_holds_one_zero_row_file_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Dataset::open(dir.path().join("d").to_str().unwrap(), Some(4)).unwrap();
+        let files = |table: Table| data.store.list(table.name()).unwrap();
+        for table in Table::ALL {
+            assert_eq!(files(table), [EMPTY_PART], "{table}");
+            assert!(data.shards_with(table).unwrap().is_empty(), "the zero-row file is no shard's");
+            let batches =
+                super::reader::raw_batches(data.store.get(&format!("{table}/{EMPTY_PART}")).unwrap().unwrap(), dir.path())
+                    .unwrap();
+            assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+        }
+        let empty = std::fs::read(dir.path().join("d/rejects").join(EMPTY_PART)).unwrap();
+        let row = crate::tables::RejectRow {
+            stage: "ingest".into(),
+            entity_id: "e1".into(),
+            source_id: None,
+            reason: "missing_field".into(),
+            detail: None,
+        };
+        data.write_shard(Table::Rejects, 2, std::slice::from_ref(&row)).unwrap();
+        assert_eq!(files(Table::Rejects), ["part-0002.parquet"], "rows replace the zero-row file");
+        data.write_shard::<crate::tables::RejectRow>(Table::Rejects, 2, &[]).unwrap();
+        assert_eq!(files(Table::Rejects), [EMPTY_PART], "the last rows gone, the zero-row file is back");
+        assert_eq!(std::fs::read(dir.path().join("d/rejects").join(EMPTY_PART)).unwrap(), empty, "byte for byte");
+        // One left beside rows by a write of another process at the same moment: the next command tidies it.
+        data.write_shard(Table::Rejects, 1, std::slice::from_ref(&row)).unwrap();
+        std::fs::write(dir.path().join("d/rejects").join(EMPTY_PART), &empty).unwrap();
+        data.ensure_table_files().unwrap();
+        assert_eq!(files(Table::Rejects), ["part-0001.parquet"]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The dataset: a folder or an object-store prefix holding one folder of Parquet files per table.
 //!
 //! This module owns the sharded layout (`DIR/<table>/part-NNNN.parquet`, one file per virtual
-//! shard, and `manifest.json`; see [`layout`]), where the files live ([`store`]: a local folder
+//! shard with rows, a zero-row `part-empty.parquet` in a table with none, and `manifest.json`;
+//! see [`layout`]), where the files live ([`store`]: a local folder
 //! or `s3://`, `gs://`, `az://`), leases on shards for concurrent writers ([`lease`]), the table
 //! catalogue ([`Table`]), the column types (read from `schemas/<table>.json`, the single source of
 //! truth, by [`schema`]), and the two directions of conversion between serde row structs and
@@ -32,7 +33,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use error::DatasetError;
-pub use layout::{DEFAULT_SHARDS, Dataset, Manifest, ShardSelection, shard_of};
+pub use layout::{DEFAULT_SHARDS, Dataset, EMPTY_PART, Manifest, ShardSelection, shard_of};
 pub use reader::{TableScan, read_file_batches, read_parquet_rows, read_rows_file};
 pub use schema::{ColumnSpec, ColumnType, SCHEMA_VERSION, SCHEMA_VERSION_KEY, TableSpec};
 pub use store::{bytes_written, local_path};

@@ -46,6 +46,12 @@ pub(crate) fn raw_batches(bytes: Bytes, path: &Path) -> Result<Vec<RecordBatch>,
     reader.map(|batch| batch.map_err(|e| DatasetError::parquet(path, e.into()))).collect()
 }
 
+/// The number of rows a Parquet file's `bytes` (read from `path`) hold, from its footer.
+pub(crate) fn footer_rows(bytes: Bytes, path: &Path) -> Result<u64, DatasetError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| DatasetError::parquet(path, e))?;
+    Ok(u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0))
+}
+
 /// The rows of `batches` (read from `path`) as `R`.
 pub(crate) fn rows<R: DeserializeOwned>(path: &Path, batches: &[RecordBatch]) -> Result<Vec<R>, DatasetError> {
     let mut out = Vec::new();
@@ -136,7 +142,7 @@ pub fn read_parquet_rows<R: DeserializeOwned>(path: &Path) -> Result<Vec<R>, Dat
 pub fn read_rows_file<R: DeserializeOwned>(path: &Path) -> Result<Vec<R>, DatasetError> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("jsonl" | "json") => {
-            let text = std::fs::read_to_string(path).map_err(|e| DatasetError::io(path, e))?;
+            let text = crate::text_file::read(path).map_err(|e| DatasetError::io(path, e))?;
             text.lines()
                 .enumerate()
                 .filter(|(_, line)| !line.trim().is_empty())

@@ -403,9 +403,30 @@ pub fn step_results(outcome: &JobOutcome, steps: usize) -> Vec<StepResult> {
     results
 }
 
+/// Passes a job's completion on, as that of its work item (`index` into `work`), only when the job
+/// gave the item the result of its last step: a job that a limit ended part way is followed by
+/// another, so reporting every job would count one item several times and run a bar past its
+/// total.
+struct WorkDone<'a> {
+    reporter: &'a dyn JobReporter,
+    /// Per job: its work item, and how many steps the job was given.
+    given: Vec<(usize, usize)>,
+}
+
+impl JobReporter for WorkDone<'_> {
+    fn on_job_done(&self, index: usize, outcome: &JobOutcome) {
+        let (item, steps) = self.given[index];
+        // As `step_results` counts: every handed-over result, plus one for the step a limit ended.
+        if outcome.partials.len() + 1 >= steps {
+            self.reporter.on_job_done(item, outcome);
+        }
+    }
+}
+
 /// Runs every environment's steps (one job per environment), resuming after a step that a limit
 /// ended with a new job for the steps after it, until every step has a result. Returns the results
-/// per environment, one per step, in step order.
+/// per environment, one per step, in step order. `reporter` hears of each work item once (with
+/// its index into `work`), when its last step has a result.
 pub fn run_steps(
     sandbox: &Sandbox,
     work: &[EnvWork],
@@ -416,6 +437,9 @@ pub fn run_steps(
 ) -> Result<Vec<Vec<StepResult>>, SandboxError> {
     let mut results: Vec<Vec<StepResult>> = work.iter().map(|w| Vec::with_capacity(w.steps.len())).collect();
     let mut pending: Vec<usize> = (0..work.len()).filter(|&i| !work[i].steps.is_empty()).collect();
+    if let Some(reporter) = reporter {
+        reporter.on_skipped(work.len() - pending.len());
+    }
     while !pending.is_empty() {
         let jobs = pending
             .iter()
@@ -424,7 +448,9 @@ pub fn run_steps(
                 steps_job(&work[i], &steps[done.len()..], budgets, &failed_smoke_tests(steps, done))
             })
             .collect();
-        let outcomes = sandbox.run_jobs(jobs, mode, threads, reporter)?;
+        let given = pending.iter().map(|&i| (i, work[i].steps.len() - results[i].len())).collect();
+        let finished = reporter.map(|reporter| WorkDone { reporter, given });
+        let outcomes = sandbox.run_jobs(jobs, mode, threads, finished.as_ref().map(|f| f as &dyn JobReporter))?;
         let mut next = Vec::new();
         for (&i, outcome) in pending.iter().zip(&outcomes) {
             let remaining = work[i].steps.len() - results[i].len();

@@ -99,6 +99,7 @@ impl Recording {
     /// Adds the calls of one recording file (`name` for errors). A torn last line (a crash
     /// mid-append) is skipped; any other unreadable line is an error naming file and line.
     fn add(&mut self, name: &str, text: &str) -> Result<(), LlmError> {
+        let text = crate::text_file::strip_bom_str(text);
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
             match serde_json::from_str::<RecordedCall>(line) {

@@ -105,9 +105,22 @@ pub enum QueryError {
     /// The SQL text holds no statement.
     #[error("no SQL statement given (the text is empty or only comments)")]
     EmptySql,
-    /// DataFusion rejected or failed the SQL.
-    #[error("{0}")]
-    Sql(#[from] datafusion::error::DataFusionError),
+    /// The SQL does not parse (a typo, a missing keyword).
+    #[error(
+        "the SQL does not parse: {message}\n  hint: fix the statement where the parser says; `SHOW TABLES` lists the tables, `SHOW COLUMNS FROM t` a table's columns"
+    )]
+    Syntax {
+        /// The parser's words: what it expected, what it found, where.
+        message: String,
+    },
+    /// DataFusion could not plan or run the SQL (an unknown column, a type mismatch, ...). Its
+    /// innermost message is printed once, without DataFusion's prefix or a backtrace; it is not a
+    /// `source`, so an error chain does not print it again.
+    #[error(
+        "the SQL cannot run: {}\n  hint: `SHOW TABLES` lists the tables, `SHOW COLUMNS FROM t` a table's columns; queries/*.sql are examples",
+        in_words(.0)
+    )]
+    Sql(datafusion::error::DataFusionError),
     /// A result could not be formatted.
     #[error("cannot format the result: {0}")]
     Format(#[source] arrow::error::ArrowError),
@@ -115,6 +128,31 @@ pub enum QueryError {
     /// unchanged, so callers can treat `ErrorKind::BrokenPipe` as a normal end.
     #[error("cannot write the result: {0}")]
     Output(#[source] std::io::Error),
+}
+
+/// The innermost message of a DataFusion error, without its category prefix or a backtrace.
+fn in_words(error: &datafusion::error::DataFusionError) -> String {
+    let message = error.find_root().message();
+    let message = message.split(datafusion::error::DataFusionError::BACK_TRACE_SEP).next().unwrap_or_default();
+    message.trim_end().to_string()
+}
+
+impl From<datafusion::error::DataFusionError> for QueryError {
+    /// A parser error, however deep DataFusion wrapped it, becomes [`QueryError::Syntax`] in words
+    /// (DataFusion prints it in its Rust debug form).
+    fn from(error: datafusion::error::DataFusionError) -> QueryError {
+        use datafusion::sql::sqlparser::parser::ParserError;
+        match error.find_root() {
+            datafusion::error::DataFusionError::SQL(parser, _) => {
+                let message = match parser.as_ref() {
+                    ParserError::ParserError(message) | ParserError::TokenizerError(message) => message.clone(),
+                    ParserError::RecursionLimitExceeded => "it nests too deeply".to_string(),
+                };
+                QueryError::Syntax { message }
+            }
+            _ => QueryError::Sql(error),
+        }
+    }
 }
 
 #[cfg(test)]

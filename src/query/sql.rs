@@ -49,9 +49,9 @@ impl QueryResult {
 /// A DataFusion session with every table of `data` registered under its name: tables with files
 /// as Parquet listing tables over their folder (local, or on the dataset's object store), tables
 /// no stage has written yet as empty tables of their schema (so named queries run on any
-/// dataset).
-pub async fn session(data: &Dataset) -> Result<SessionContext, QueryError> {
-    let config = SessionConfig::new().with_information_schema(true);
+/// dataset). Queries run on `threads` partitions at most.
+pub async fn session(data: &Dataset, threads: usize) -> Result<SessionContext, QueryError> {
+    let config = SessionConfig::new().with_information_schema(true).with_target_partitions(threads.max(1));
     let ctx = SessionContext::new_with_config(config);
     let root = match data.object_store() {
         Some((store, url)) => {
@@ -103,11 +103,17 @@ pub async fn execute(ctx: &SessionContext, sql: &str) -> Result<QueryResult, Que
     Ok(last.expect("at least one statement ran"))
 }
 
-/// Runs `sql` over the dataset `data` (see [`execute`]) and writes the last statement's result to
-/// `out` in `format`. Returns the number of rows written. An error writing to `out` is returned as
-/// [`QueryError::Output`] with the writer's own `io::Error`.
-pub async fn run_sql(data: &Dataset, sql: &str, format: OutputFormat, out: &mut dyn Write) -> Result<u64, QueryError> {
-    let ctx = session(data).await?;
+/// Runs `sql` over the dataset `data` on `threads` partitions (see [`execute`]) and writes the last
+/// statement's result to `out` in `format`. Returns the number of rows written. An error writing
+/// to `out` is returned as [`QueryError::Output`] with the writer's own `io::Error`.
+pub async fn run_sql(
+    data: &Dataset,
+    sql: &str,
+    format: OutputFormat,
+    threads: usize,
+    out: &mut dyn Write,
+) -> Result<u64, QueryError> {
+    let ctx = session(data, threads).await?;
     let result = execute(&ctx, sql).await?;
     write_result(&result.schema, &result.batches, format, out)
 }
@@ -122,7 +128,7 @@ fn diagnose(ctx: &SessionContext, statement: &Statement, error: DataFusionError)
         .into_iter()
         .find(|r| !ctx.table_exist(r.clone()).unwrap_or(true));
     let Some(missing) = missing else {
-        return QueryError::Sql(error);
+        return error.into();
     };
     let mut available = table_names(ctx);
     available.sort();
@@ -219,7 +225,7 @@ mod tests {
 
     async fn run(data: &Dataset, sql: &str, format: OutputFormat) -> Result<String, QueryError> {
         let mut out = Vec::new();
-        run_sql(data, sql, format, &mut out).await?;
+        run_sql(data, sql, format, 2, &mut out).await?;
         Ok(String::from_utf8(out).unwrap())
     }
 
@@ -283,6 +289,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_typo_is_a_syntax_error_in_words() {
+        let (_dir, data) = dataset();
+        let err = run(&data, "SELEC count(*) FROM environments", OutputFormat::Table).await.unwrap_err();
+        let QueryError::Syntax { message } = &err else { panic!("{err:?}") };
+        assert!(message.starts_with("Expected: an SQL statement, found: SELEC"), "{message}");
+        let text = err.to_string();
+        assert!(!text.contains("ParserError(") && !text.contains("sql parser error"), "{text}");
+        assert!(text.contains("hint: "), "{text}");
+        let err = run(&data, "SELECT count(* FROM environments", OutputFormat::Table).await.unwrap_err();
+        assert!(matches!(err, QueryError::Syntax { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_zero_row_file_beside_rows_adds_nothing() {
+        let (dir, data) = dataset();
+        let folder = dir.path().join(Table::Environments.name());
+        let fresh = tempfile::tempdir().unwrap();
+        Dataset::open(fresh.path().to_str().unwrap(), Some(4)).unwrap();
+        let empty = crate::dataset::EMPTY_PART;
+        fs::copy(fresh.path().join(Table::Environments.name()).join(empty), folder.join(empty)).unwrap();
+        let text = run(&data, "SELECT count(*) AS n FROM environments", OutputFormat::Csv).await.unwrap();
+        assert_eq!(text, "n\n3\n");
+    }
+
+    #[tokio::test]
     async fn dml_is_refused_and_empty_sql_is_an_error() {
         let (_dir, data) = dataset();
         let err = run(&data, "INSERT INTO rejects VALUES ('s', 'e', NULL, 'r', NULL)", OutputFormat::Table).await.unwrap_err();
@@ -315,7 +346,7 @@ mod tests {
         for file in files {
             let sql = fs::read_to_string(&file).unwrap();
             assert!(sql.starts_with("-- "), "{} must start with a `--` comment", file.display());
-            let ctx = session(&data).await.unwrap();
+            let ctx = session(&data, 2).await.unwrap();
             let result = execute(&ctx, &sql).await.unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             assert!(!result.schema.fields().is_empty(), "{}", file.display());
         }

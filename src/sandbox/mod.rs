@@ -178,9 +178,16 @@ pub enum ExecMode {
     Fresh,
 }
 
-/// Progress callback: called once per finished job, from worker threads.
+/// Progress callback of a stage that runs jobs, counting the items its total counts.
 pub trait JobReporter: Send + Sync {
+    /// Called once per finished job, from worker threads.
     fn on_job_done(&self, index: usize, outcome: &JobOutcome);
+
+    /// Called for `count` items of the total that need no job (a problem preflighted already, an
+    /// environment verified already), so that a total counted in advance is reached exactly.
+    fn on_skipped(&self, count: usize) {
+        let _ = count;
+    }
 }
 
 /// A runtime that cannot be used at all (as opposed to a guest that misbehaves).

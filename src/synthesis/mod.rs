@@ -347,7 +347,7 @@ impl Synthesizer<'_> {
         mut handle: impl FnMut(&mut State, &mut StageCounts, usize, Call),
     ) -> Result<StageCounts, LlmError> {
         let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
-        let progress = self.printer.progress(stage, todo.len());
+        let progress = self.printer.progress(stage, todo.len(), "requests");
         for batch in todo.chunks(REQUEST_BATCH) {
             let answers = self.ask(batch.iter().map(|&i| request(&state.envs[i])).collect(), &progress)?;
             for (&i, answer) in batch.iter().zip(answers) {
@@ -362,7 +362,7 @@ impl Synthesizer<'_> {
 
     fn run_steps(&self, label: &str, work: &[EnvWork]) -> Result<Vec<Vec<StepResult>>, SandboxError> {
         let s = self.settings;
-        let progress = self.printer.progress(label, work.len());
+        let progress = self.printer.progress(label, work.len(), "environments");
         let budgets = Budgets { module: s.module_timeout, ..Budgets::method(s.limits) };
         harness::run_steps(self.sandbox, work, &budgets, s.mode, s.threads, Some(&progress))
     }
@@ -400,7 +400,7 @@ impl Synthesizer<'_> {
             })
             .collect();
         let mut counts = StageCounts { requests: todo.len(), ..StageCounts::default() };
-        let progress = self.printer.progress(ENVIRONMENT, todo.len());
+        let progress = self.printer.progress(ENVIRONMENT, todo.len(), "requests");
         for batch in todo.chunks(REQUEST_BATCH) {
             self.environment_batch(state, summary, &mut counts, batch, &progress)?;
         }

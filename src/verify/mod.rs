@@ -18,13 +18,14 @@ mod store;
 
 use crate::dataset::{self, Dataset, DatasetError, ShardSelection, Table};
 use crate::harness::{self, Budgets, EnvSource, EnvWork, ModuleChecks, OracleRun, ProbeEvidence, RefAnswer, SelfTest, Step};
-use crate::sandbox::{ExecMode, JobReporter, Limits, Sandbox, SandboxError, Variant};
+use crate::sandbox::{ExecMode, JobOutcome, JobReporter, Limits, Sandbox, SandboxError, Variant};
 use crate::tables::{ENV_PENDING, EnvironmentRow, OracleCandidateRow, TaskConfigRow};
 pub(crate) use curate::curate;
 use curate::{checked, curate_all};
 use record::{Cell, Tables};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use store::Stored;
 
@@ -247,6 +248,34 @@ fn plan<'a>(
     plan
 }
 
+/// Passes an environment's completion on when the last of its work items (its own steps, and its
+/// oracle's rerun in the alternate interpreter) has finished, so a bar counts environments.
+struct EnvironmentsDone<'a> {
+    reporter: &'a dyn JobReporter,
+    env_of: &'a [usize],
+    /// Per environment: its work items with steps that have not finished yet.
+    left: BTreeMap<usize, AtomicUsize>,
+}
+
+impl<'a> EnvironmentsDone<'a> {
+    fn new(reporter: &'a dyn JobReporter, plan: &'a Plan) -> EnvironmentsDone<'a> {
+        let mut left: BTreeMap<usize, AtomicUsize> = BTreeMap::new();
+        for (_, &env) in plan.work.iter().zip(&plan.env_of).filter(|(work, _)| !work.steps.is_empty()) {
+            *left.entry(env).or_default().get_mut() += 1;
+        }
+        EnvironmentsDone { reporter, env_of: &plan.env_of, left }
+    }
+}
+
+impl JobReporter for EnvironmentsDone<'_> {
+    fn on_job_done(&self, index: usize, outcome: &JobOutcome) {
+        let env = self.env_of[index];
+        if self.left.get(&env).is_some_and(|left| left.fetch_sub(1, Ordering::AcqRel) == 1) {
+            self.reporter.on_job_done(index, outcome);
+        }
+    }
+}
+
 /// Environments verified between two writes of the tables: a killed run loses at most this much
 /// work, and the next run resumes with what is still pending.
 const CHUNK_ENVS: usize = 64;
@@ -366,6 +395,9 @@ fn verify_shard(
     let selected: Vec<usize> = (0..envs.len())
         .filter(|&i| settings.all || envs[i].status == ENV_PENDING || unrun(&envs[i]) || outdated(&envs[i]))
         .collect();
+    if let Some(reporter) = reporter {
+        reporter.on_skipped(envs.len() - selected.len());
+    }
     let mut stored = None;
     for chunk in selected.chunks(CHUNK_ENVS) {
         let stored = match &mut stored {
@@ -373,7 +405,9 @@ fn verify_shard(
             None => stored.insert(Stored::read(data, shard)?),
         };
         let plan = plan(chunk, &envs, &configs, &configs_of, &stored.candidates, &too_large);
-        let outcomes = harness::run_steps(sandbox, &plan.work, &settings.budgets(), settings.mode, settings.threads, reporter)?;
+        let progress = reporter.map(|reporter| EnvironmentsDone::new(reporter, &plan));
+        let progress = progress.as_ref().map(|p| p as &dyn JobReporter);
+        let outcomes = harness::run_steps(sandbox, &plan.work, &settings.budgets(), settings.mode, settings.threads, progress)?;
         summary.steps += plan.work.iter().map(|w| w.steps.len()).sum::<usize>();
         let mut found = ChunkResults::gather(&plan, &outcomes, &envs);
         drop(outcomes);

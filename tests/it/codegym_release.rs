@@ -169,3 +169,36 @@ fn the_hard_variant_drops_configurations_the_reference_model_solves_a_quarter_of
     let kept = sql_rows(&data, "SELECT count(*) AS n FROM task_configs WHERE kept");
     assert_eq!(kept[0]["n"], 96);
 }
+
+/// Issue #17, items 6 and 7: released tables in JSON Lines that start with a byte order mark lose
+/// no row, and a numeric `extra_info.index` keeps its text (past 2^64, trailing zeros).
+#[test]
+fn issue_17_released_json_lines_with_a_byte_order_mark_and_numeric_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = crate::util::repo().join("data-samples/codegym");
+    let envs = dir.path().join("envs.jsonl");
+    let tasks = dir.path().join("tasks.jsonl");
+    std::fs::write(&envs, format!("\u{feff}{}", std::fs::read_to_string(samples.join("envs.jsonl")).unwrap())).unwrap();
+    let released = std::fs::read_to_string(samples.join("tasks.jsonl")).unwrap();
+    let indexes = ["12345678901234567890123", "1.50"];
+    let mut lines: Vec<String> = released.lines().map(String::from).collect();
+    for (line, index) in lines.iter_mut().zip(indexes) {
+        let at = line.find(r#""index": "#).unwrap() + r#""index": "#.len();
+        let end = at + line[at + 1..].find('"').unwrap() + 2;
+        line.replace_range(at..end, index);
+    }
+    std::fs::write(&tasks, format!("\u{feff}{}\n", lines.join("\n"))).unwrap();
+    let data = dir.path().join("data");
+    crate::util::import_files(&envs, &tasks, &data);
+    let released_envs = std::fs::read_to_string(samples.join("envs.jsonl")).unwrap().lines().count() as i64;
+    assert_eq!(crate::util::count(&data, "SELECT count(*) AS n FROM environments"), released_envs);
+    assert_eq!(crate::util::count(&data, "SELECT count(*) AS n FROM rejects"), 0);
+    let stored: Vec<String> = sql_rows(
+        &data,
+        "SELECT source_index FROM task_configs WHERE source_index IN ('12345678901234567890123', '1.50') ORDER BY source_index",
+    )
+    .iter()
+    .map(|r| r["source_index"].as_str().unwrap().to_string())
+    .collect();
+    assert_eq!(stored, ["1.50", "12345678901234567890123"]);
+}

@@ -2,6 +2,7 @@
 //! reference solutions; errors about the file name the file and the column.
 
 use crate::util::{codegym, count, repo, sql_rows};
+use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -283,4 +284,52 @@ fn write_parquet_copy(from: &Path, to: &Path) {
         ("test_list", Arc::new(tests.finish())),
     ];
     write_batch(to, columns);
+}
+
+/// Issue #17, items 6 and 7: a JSON Lines corpus that starts with a UTF-8 byte order mark keeps
+/// its first row, and numeric ids keep their text exactly (past 2^64, trailing zeros, exponents).
+#[test]
+fn issue_17_a_byte_order_mark_and_numeric_ids_are_read_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("bom.jsonl");
+    let row = |id: &str, n: u32| {
+        format!(r#"{{"source_id": {id}, "question": "Return {n}.", "solution": "def f():\n    return {n}\n"}}"#)
+    };
+    let lines = [row("12345678901234567890123", 1), row("1.50", 2), row("-7E+2", 3), row("\"q4\"", 4)];
+    std::fs::write(&corpus, format!("\u{feff}{}\n", lines.join("\n"))).unwrap();
+    let data = dir.path().join("data");
+    crate::util::assert_success(&ingest(&corpus, &data, &["--preset", "generic", "--no-preflight"]), &["ingest"]);
+    assert_eq!(count(&data, "SELECT count(*) AS n FROM rejects"), 0, "{:?}", sql_rows(&data, "SELECT * FROM rejects"));
+    let ids: Vec<String> = sql_rows(&data, "SELECT source_id FROM problems ORDER BY question")
+        .iter()
+        .map(|row| row["source_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["12345678901234567890123", "1.50", "-7E+2", "q4"]);
+}
+
+/// Issue #17, item 7: an integer or decimal id column of a Parquet corpus is stored as its exact
+/// text.
+#[test]
+fn issue_17_parquet_integer_and_decimal_ids_are_their_exact_text() {
+    use arrow::array::{ArrayRef, Decimal128Array, StringArray, UInt64Array};
+    let dir = tempfile::tempdir().unwrap();
+    let (questions, solutions): (ArrayRef, ArrayRef) = (
+        Arc::new(StringArray::from(vec!["Return 1.", "Return 2."])),
+        Arc::new(StringArray::from(vec!["def f():\n    return 1\n", "def f():\n    return 2\n"])),
+    );
+    let decimal = Decimal128Array::from(vec![12345678901234567890123_i128, 150]).with_precision_and_scale(38, 2).unwrap();
+    for (name, ids, expected) in [
+        ("decimal", Arc::new(decimal) as ArrayRef, ["123456789012345678901.23", "1.50"]),
+        ("unsigned", Arc::new(UInt64Array::from(vec![u64::MAX, 7])) as ArrayRef, ["18446744073709551615", "7"]),
+    ] {
+        let corpus = dir.path().join(format!("{name}.parquet"));
+        write_batch(&corpus, vec![("source_id", ids), ("question", questions.clone()), ("solution", solutions.clone())]);
+        let data = dir.path().join(name);
+        crate::util::assert_success(&ingest(&corpus, &data, &["--preset", "generic", "--no-preflight"]), &["ingest"]);
+        let ids: Vec<Value> = sql_rows(&data, "SELECT source_id FROM problems ORDER BY question")
+            .into_iter()
+            .map(|r| r["source_id"].clone())
+            .collect();
+        assert_eq!(ids, expected.map(Value::from), "{name}");
+    }
 }

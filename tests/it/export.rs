@@ -5,7 +5,8 @@
 //! (`.ci/run` installs them), and under CI a missing one fails the test.
 
 use crate::util::{
-    codegym, count, import_files, import_release, released_sample, repo, run_ok, sample_build, sql_rows, test_python,
+    codegym, count, import_files, import_release, released_sample, repo, run_ok, run_ok_status, sample_build, sql_rows,
+    test_python,
 };
 use codegym::tables::TaskConfigRow;
 use std::collections::BTreeMap;
@@ -19,8 +20,8 @@ fn export(data: &Path, format: &str, dir: &Path, extra: &[&str]) -> PathBuf {
     let out = dir.join(format!("export-{format}"));
     let mut args = vec!["export", "--data", data.to_str().unwrap(), "--format", format, "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let stdout = run_ok(&args);
-    assert!(stdout.starts_with(&format!("export: {format}, ")), "{stdout}");
+    let stderr = run_ok_status(&args);
+    assert!(stderr.lines().any(|l| l.starts_with(&format!("export: {format}, "))), "{stderr}");
     out
 }
 
@@ -320,8 +321,9 @@ fn nothing_kept_writes_a_zero_row_export_and_says_so() {
     }
     for format in ["codegym", "verl", "hf"] {
         let out = dir.path().join(format);
-        let stdout = run_ok(&["export", "--data", data.to_str().unwrap(), "--format", format, "--out", out.to_str().unwrap()]);
-        assert!(stdout.contains("0 rows: nothing was kept"), "{stdout}");
+        let stderr =
+            run_ok_status(&["export", "--data", data.to_str().unwrap(), "--format", format, "--out", out.to_str().unwrap()]);
+        assert!(stderr.contains("0 rows: nothing was kept"), "{stderr}");
         assert_eq!(manifest(&out)["total_rows"], 0);
         assert_eq!(manifest(&out)["rows"], serde_json::json!({"train": 0, "validation": 0}));
     }

@@ -4,6 +4,7 @@
 mod adversarial;
 mod build;
 mod candidates;
+mod cli;
 mod codegym_release;
 mod corpus;
 mod export;

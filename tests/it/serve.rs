@@ -22,7 +22,7 @@ use codegym::sandbox::{Job, Limits};
 use codegym::tables::{EnvironmentRow, TaskConfigRow};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -47,14 +47,18 @@ impl Served {
         let mut child = codegym()
             .args(["serve", "--data", data.to_str().unwrap(), "--addr", "127.0.0.1:0", "--codegym-addr", "127.0.0.1:0"])
             .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // Status lines, the addresses and the ready line come on stderr (stdout is for data):
+        // each line is kept in the file `stderr()` reads and passed on until the ready line.
         let (lines, ready) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
+        let piped = child.stderr.take().unwrap();
+        let mut file = std::fs::File::create(&stderr).unwrap();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in BufReader::new(piped).lines().map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
                 let _ = lines.send(line);
             }
         });

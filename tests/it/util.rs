@@ -17,6 +17,19 @@ pub fn run_ok(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("utf-8 stdout")
 }
 
+/// Runs `codegym args...`, asserting exit status 0 and an empty stdout (a verb that writes
+/// tables prints no data); returns stderr, where its status and summary lines go.
+pub fn run_ok_status(args: &[&str]) -> String {
+    let output = codegym().args(args).output().expect("run codegym");
+    assert_success(&output, args);
+    assert!(
+        output.stdout.is_empty(),
+        "codegym {args:?} wrote to stdout, which is for data: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stderr).expect("utf-8 stderr")
+}
+
 pub fn assert_success(output: &Output, args: &[&str]) {
     assert!(
         output.status.success(),
@@ -63,6 +76,7 @@ pub fn sample_build() -> &'static Path {
         let _ = std::fs::remove_dir_all(&data);
         let output = codegym().current_dir(repo()).args(["build", "--data", data.to_str().unwrap()]).output().unwrap();
         assert_success(&output, &["build"]);
+        assert!(output.stdout.is_empty(), "build prints its summary on stderr: {}", String::from_utf8_lossy(&output.stdout));
         data
     })
 }

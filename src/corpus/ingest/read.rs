@@ -3,6 +3,10 @@
 //! and a value of the wrong [`Shape`] (a number where code belongs, a Parquet column of the wrong
 //! type) mark their row unreadable with a reason and a detail, and ingest rejects it. Only the file
 //! as a whole (unreadable, not Parquet, a required column missing) is an error.
+//!
+//! A number taken as text (an id, a label) is its text as written: a JSON number is kept as the
+//! line spells it (`12345678901234567890123` does not become a float, `1.50` stays `1.50`), and a
+//! Parquet integer or decimal column is printed exactly.
 
 use super::columns::{Field, Shape};
 use super::{IngestError, Mapping, RejectReason};
@@ -10,9 +14,10 @@ use arrow::array::{Array, ArrayRef, AsArray, GenericListArray, OffsetSizeTrait, 
 use arrow::datatypes::DataType;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -191,13 +196,15 @@ fn next_json_batch(
             break;
         }
         *line += 1;
-        if bytes.trim_ascii().is_empty() {
+        // A byte order mark starts the file, not its first row.
+        let content = if *line == 1 { crate::text_file::strip_bom(&bytes) } else { &bytes[..] };
+        if content.trim_ascii().is_empty() {
             continue;
         }
-        match json_object(bytes.trim_ascii()) {
+        match json_object(content.trim_ascii()) {
             Ok(object) => {
                 for ((field, column), builder) in fields.iter().zip(builders.iter_mut()) {
-                    match json_text(object.get(column), field.shape()) {
+                    match json_text(object.get(column).copied(), field.shape()) {
                         Ok(text) => builder.append_option(text),
                         Err(found) => {
                             builder.append_null();
@@ -220,11 +227,17 @@ fn next_json_batch(
     Ok(Some(FieldBatch { rows, columns, unreadable }))
 }
 
+/// A line's JSON object: each member's value as written on the line (see [`json_text`]).
+type JsonObject<'a> = HashMap<String, &'a RawValue>;
+
 /// The JSON object on one line, or what is wrong with the line.
-fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+fn json_object(bytes: &[u8]) -> Result<JsonObject<'_>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("is not valid UTF-8 (byte {})", e.valid_up_to() + 1))?;
-    match serde_json::from_str(text) {
-        Ok(Value::Object(object)) => Ok(object),
+    if let Ok(object) = serde_json::from_str::<JsonObject>(text) {
+        return Ok(object);
+    }
+    // Not an object: parse it whole to say what it is instead, or where it stops being JSON.
+    match serde_json::from_str::<Value>(text) {
         Ok(other) => Err(format!("is not a JSON object: it holds {}", json_kind(&other))),
         Err(e) => {
             // serde's message ends in "at line 1 column N": only the column says anything here.
@@ -235,16 +248,23 @@ fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
     }
 }
 
-/// A JSON value as text when `shape` allows it, else what it holds instead.
-fn json_text(value: Option<&Value>, shape: Shape) -> Result<Option<Cow<'_, str>>, String> {
+/// A JSON value as text when `shape` allows it, else what it holds instead. A number is taken as
+/// written: parsed, it would be a float, and ids past 2^53 or trailing zeros would change.
+fn json_text<'a>(raw: Option<&'a RawValue>, shape: Shape) -> Result<Option<Cow<'a, str>>, String> {
+    let Some(raw) = raw else { return Ok(None) };
+    let written = raw.get();
+    if written.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return if shape == Shape::Label { Ok(Some(Cow::Borrowed(written))) } else { Err(shown("a number", written)) };
+    }
+    let value: Value = serde_json::from_str(written).map_err(|e| format!("unreadable JSON `{written}`: {e}"))?;
     match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(Cow::Borrowed(text))),
-        Some(label @ (Value::Number(_) | Value::Bool(_))) if shape == Shape::Label => Ok(Some(Cow::Owned(label.to_string()))),
-        Some(Value::Array(items)) if shape == Shape::Script && items.iter().all(Value::is_string) => {
+        Value::Null => Ok(None),
+        Value::String(text) => Ok(Some(Cow::Owned(text))),
+        Value::Bool(_) if shape == Shape::Label => Ok(Some(Cow::Borrowed(written))),
+        Value::Array(items) if shape == Shape::Script && items.iter().all(Value::is_string) => {
             Ok(Some(Cow::Owned(items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"))))
         }
-        Some(other) => Err(json_kind(other)),
+        other => Err(json_kind(&other)),
     }
 }
 
@@ -258,32 +278,48 @@ fn json_kind(value: &Value) -> String {
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
     };
-    let shown: String = value.to_string().chars().take(40).collect();
-    format!("{kind} (JSON `{shown}`)")
+    shown(kind, &value.to_string())
+}
+
+/// `kind (JSON `start of the value`)`.
+fn shown(kind: &str, json: &str) -> String {
+    let start: String = json.chars().take(40).collect();
+    format!("{kind} (JSON `{start}`)")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{BooleanArray, Int64Array, ListBuilder};
+    use arrow::array::{BooleanArray, Decimal128Array, Int64Array, ListBuilder, UInt64Array};
     use std::sync::Arc;
 
     #[test]
     fn json_values_are_text_only_where_the_shape_allows() {
-        let value = |text: &str| serde_json::from_str::<Value>(text).unwrap();
-        assert_eq!(json_text(Some(&value("7")), Shape::Label), Ok(Some("7".into())));
-        assert_eq!(json_text(Some(&value("true")), Shape::Label), Ok(Some("true".into())));
-        assert_eq!(json_text(Some(&value("null")), Shape::Text), Ok(None));
+        let value = |text: &str| serde_json::from_str::<&RawValue>(text.to_string().leak()).unwrap();
+        assert_eq!(json_text(Some(value("7")), Shape::Label), Ok(Some("7".into())));
+        assert_eq!(json_text(Some(value("true")), Shape::Label), Ok(Some("true".into())));
+        assert_eq!(json_text(Some(value("null")), Shape::Text), Ok(None));
         assert_eq!(json_text(None, Shape::Text), Ok(None));
-        assert_eq!(json_text(Some(&value("42")), Shape::Text), Err("a number (JSON `42`)".into()));
-        assert_eq!(json_text(Some(&value(r#"["a", "b"]"#)), Shape::Script), Ok(Some("a\nb".into())));
-        assert_eq!(json_text(Some(&value(r#"["a", 1]"#)), Shape::Script), Err(r#"a list (JSON `["a",1]`)"#.into()));
-        assert_eq!(json_text(Some(&value(r#"["a"]"#)), Shape::Text).unwrap_err(), r#"a list (JSON `["a"]`)"#);
+        assert_eq!(json_text(Some(value("42")), Shape::Text), Err("a number (JSON `42`)".into()));
+        assert_eq!(json_text(Some(value(r#""a\"b""#)), Shape::Text), Ok(Some("a\"b".into())));
+        assert_eq!(json_text(Some(value(r#"["a", "b"]"#)), Shape::Script), Ok(Some("a\nb".into())));
+        assert_eq!(json_text(Some(value(r#"["a", 1]"#)), Shape::Script), Err(r#"a list (JSON `["a",1]`)"#.into()));
+        assert_eq!(json_text(Some(value(r#"["a"]"#)), Shape::Text).unwrap_err(), r#"a list (JSON `["a"]`)"#);
+    }
+
+    #[test]
+    fn numbers_taken_as_text_keep_their_spelling() {
+        let line = br#"{"id": 12345678901234567890123, "b": 1.50, "c": -0, "d": 1E400, "e": 7}"#;
+        let object = json_object(line).unwrap();
+        let text = |key: &str| json_text(object.get(key).copied(), Shape::Label).unwrap().unwrap().into_owned();
+        assert_eq!(text("id"), "12345678901234567890123");
+        assert_eq!([text("b"), text("c"), text("d"), text("e")], ["1.50", "-0", "1E400", "7"]);
     }
 
     #[test]
     fn bad_lines_say_what_is_wrong() {
         assert!(json_object(b"{\"a\": 1}").is_ok());
+        assert_eq!(json_object(b"{\"a\": 1, \"a\": 2}").unwrap()["a"].get(), "2", "the last of a repeated key, as before");
         let why = json_object(b"{\"a\": ").unwrap_err();
         assert!(why.starts_with("is not valid JSON: EOF while parsing") && why.ends_with("at column 6"), "{why}");
         assert_eq!(json_object(b"[1]").unwrap_err(), "is not a JSON object: it holds a list (JSON `[1]`)");
@@ -309,6 +345,21 @@ mod tests {
         parquet_text(Field::Solution, "s", &flags, &mut unreadable);
         assert!(unreadable[&1].1.contains("a boolean (boolean)"), "the first wrong field of a row is named");
         assert!(unreadable[&0].1.contains("column `q`"), "{unreadable:?}");
+    }
+
+    #[test]
+    fn integer_and_decimal_id_columns_are_their_exact_text() {
+        let mut unreadable = BTreeMap::new();
+        let big: ArrayRef =
+            Arc::new(Decimal128Array::from(vec![12345678901234567890123_i128]).with_precision_and_scale(38, 0).unwrap());
+        let cents: ArrayRef = Arc::new(Decimal128Array::from(vec![150_i128]).with_precision_and_scale(10, 2).unwrap());
+        let wide: ArrayRef = Arc::new(UInt64Array::from(vec![u64::MAX]));
+        let text =
+            |array: &ArrayRef, unreadable: &mut _| parquet_text(Field::SourceId, "id", array, unreadable).value(0).to_string();
+        assert_eq!(text(&big, &mut unreadable), "12345678901234567890123");
+        assert_eq!(text(&cents, &mut unreadable), "1.50");
+        assert_eq!(text(&wide, &mut unreadable), "18446744073709551615");
+        assert!(unreadable.is_empty());
     }
 
     #[test]
