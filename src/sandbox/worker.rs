@@ -100,9 +100,16 @@ pub(crate) struct Shared {
     deadline_tick: AtomicU64,
     pub(crate) memory_cap: AtomicUsize,
     pub(crate) memory_now: AtomicUsize,
+    /// The interpreter's memory when its first job began ([`UNSET`] before): every job's cap is
+    /// counted from it, so an interpreter that keeps memory between jobs (a served session) never
+    /// holds more than one job's limit on top of what it booted with.
+    memory_base: AtomicUsize,
     pub(crate) clock: VirtualClock,
     random: JobRandom,
 }
+
+/// `memory_base` before the first job.
+const UNSET: usize = usize::MAX;
 
 fn ticks(duration: Duration) -> u64 {
     (duration.as_millis() as u64).div_ceil(TICK.as_millis() as u64) + 1
@@ -117,6 +124,7 @@ impl Shared {
             deadline_tick: AtomicU64::new(0),
             memory_cap: AtomicUsize::new(BOOT_MEMORY_CAP),
             memory_now: AtomicUsize::new(0),
+            memory_base: AtomicUsize::new(UNSET),
             clock: VirtualClock::default(),
             random: JobRandom::new(0),
         })
@@ -132,7 +140,8 @@ impl Shared {
     }
 
     /// Queues `job` for the guest's next read; its limits, seed and clock take effect when the guest
-    /// reads its frame. The memory cap is the interpreter's memory at that moment plus the job's own.
+    /// reads its frame. The memory cap is the interpreter's memory when its first job began plus
+    /// the job's own.
     fn begin(&self, job: &Job) {
         let nonce = job_nonce();
         let mut body = serde_json::to_value(&job.task).expect("jobs serialize to JSON");
@@ -166,7 +175,11 @@ impl Shared {
     /// The guest reached a job's frame: the job's clock, seed, budget and memory cap start now.
     fn start(&self, io: &mut Io, pending: Pending) {
         let Pending { mut job, seed, clock_start, first_budget } = pending;
-        let base = self.memory_now.load(Ordering::Relaxed);
+        let now = self.memory_now.load(Ordering::Relaxed);
+        let base = match self.memory_base.compare_exchange(UNSET, now, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => now,
+            Err(first) => first,
+        };
         self.memory_cap.store(base.saturating_add(job.limits.memory_bytes), Ordering::Relaxed);
         self.clock.restart(clock_start);
         self.random.reseed(seed);

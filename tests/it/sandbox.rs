@@ -173,3 +173,16 @@ fn a_local_wasm_named_by_the_environment_is_used_and_described() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("(Override)") && stdout.contains(codegym::runtime::SHA256), "{stdout}");
 }
+
+#[test]
+fn an_interpreter_that_keeps_memory_between_jobs_never_holds_more_than_one_limit() {
+    use codegym::sandbox::{Job, Limits, Variant, Verdict};
+    let sandbox = crate::util::sandbox();
+    let mut interpreter = sandbox.interpreter(Variant::Primary).unwrap();
+    let limits = Limits { memory_bytes: 64 << 20, ..Limits::default() };
+    // Each job keeps 24 MiB alive in the interpreter (as a served session's state may).
+    let keep = "import sys\nsys.__dict__.setdefault('kept', []).append(bytearray(24 << 20))\nprint(len(sys.kept))\n";
+    let verdicts: Vec<Verdict> = (0..4).map(|_| interpreter.run(&Job::script(keep, "keep.py", limits)).verdict).collect();
+    assert_eq!(verdicts[..2], [Verdict::Ok, Verdict::Ok], "48 MiB fit in the 64 MiB limit");
+    assert!(verdicts[2..].contains(&Verdict::Memory), "72 MiB on top of the booted interpreter must not: {verdicts:?}");
+}
