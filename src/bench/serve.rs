@@ -156,6 +156,7 @@ fn start_server(
         max_steps: 512,
         limits: crate::sandbox::Limits { timeout: Duration::from_secs(10), ..Default::default() },
         max_observation_bytes: 64 << 10,
+        max_state_bytes: 1 << 20,
         max_action_bytes: crate::serve::MAX_ACTION_BYTES,
         idle_timeout: Duration::from_secs(3600),
         interpreter_idle,

@@ -242,6 +242,10 @@ pub struct ServeArgs {
     /// Cut observations longer than this, in KiB (the cut is said in the observation).
     #[arg(long, default_value_t = 64)]
     pub max_observation_kb: usize,
+    /// The most pickled state kept for a session, in KiB: a step that leaves more fails, and the
+    /// session keeps its last good state.
+    #[arg(long, default_value_t = 1024)]
+    pub max_state_kb: usize,
     /// Serve every configuration of a verified environment, not only the kept ones.
     #[arg(long)]
     pub all_configs: bool,

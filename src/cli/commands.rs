@@ -562,6 +562,7 @@ impl ServeArgs {
             max_steps: self.max_steps.max(1),
             limits,
             max_observation_bytes: (self.max_observation_kb << 10).max(1),
+            max_state_bytes: (self.max_state_kb << 10).max(1),
             max_action_bytes: crate::serve::MAX_ACTION_BYTES,
             idle_timeout: Duration::from_secs(self.idle_timeout_s.max(1)),
             interpreter_idle: Duration::from_secs(self.interpreter_idle_s.max(1)),

@@ -44,6 +44,9 @@ pub struct PoolSettings {
     pub limits: Limits,
     /// Observations are cut at this many bytes (and say so).
     pub max_observation_bytes: usize,
+    /// The most pickled state the host keeps for a session: a step that leaves more fails, and the
+    /// session keeps its last good state.
+    pub max_state_bytes: usize,
     /// An action longer than this is refused.
     pub max_action_bytes: usize,
     /// A session unused this long is closed.
@@ -152,15 +155,24 @@ pub enum StepError {
     /// The environment raised, or the call ended without a result.
     Error,
     UnknownTool,
+    /// The step ran, but left a state larger than the server keeps for a session.
+    StateTooLarge,
 }
 
 impl StepError {
-    pub const ALL: [StepError; 5] =
-        [StepError::Timeout, StepError::Memory, StepError::OutputLimit, StepError::Error, StepError::UnknownTool];
+    pub const ALL: [StepError; 6] = [
+        StepError::Timeout,
+        StepError::Memory,
+        StepError::OutputLimit,
+        StepError::Error,
+        StepError::UnknownTool,
+        StepError::StateTooLarge,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             StepError::UnknownTool => "unknown_tool",
+            StepError::StateTooLarge => "state_too_large",
             StepError::Timeout => Verdict::Timeout.as_str(),
             StepError::Memory => Verdict::Memory.as_str(),
             StepError::OutputLimit => Verdict::OutputLimit.as_str(),
@@ -593,7 +605,7 @@ impl Inner {
             "max_observation": self.settings.max_observation_bytes,
         });
         let outcome = held.interpreter.run(&Job { seed, ..Job::call("session_start", args, self.settings.limits) });
-        let report = report(&outcome).map_err(CallError::StartFailed)?;
+        let report = report(&outcome).and_then(|r| self.state_kept(r)).map_err(|e| CallError::StartFailed(e.to_string()))?;
         Ok((held.interpreter.usable().then_some(held), report))
     }
 
@@ -623,7 +635,7 @@ impl Inner {
             let args = json!({ "action": action.text, "max_observation": self.settings.max_observation_bytes });
             let seed = seed_for(&format!("{}:{}", episode.seed, episode.steps + 1));
             let outcome = held.interpreter.run(&Job { seed, ..Job::call("session_step", args, self.settings.limits) });
-            match report(&outcome) {
+            match report(&outcome).and_then(|r| self.state_kept(r)) {
                 Ok(report) => {
                     let (observation, truncated) = self.cut(&report);
                     (episode.done, episode.reward, episode.state) = (report.done, report.reward, report.state);
@@ -632,14 +644,16 @@ impl Inner {
                     (reply, None)
                 }
                 Err(detail) => {
-                    // Only a step that ran to completion keeps its interpreter: the state it
-                    // may have half-changed is gone with it, and the host's copy stands.
+                    // Only a step that ran to completion, with a state the host keeps, keeps its
+                    // interpreter: the state it may have changed is gone with it, and the host's
+                    // copy stands.
                     *interpreter = None;
-                    let message = format!(
-                        "Error: {}. The environment is as it was before this call.",
-                        failure(&outcome, &self.settings.limits)
-                    );
-                    (self.failed(episode, message, StepError::of(outcome.verdict)), Some(detail))
+                    let (why, error) = match detail {
+                        Failure::StateTooLarge(ref why) => (why.clone(), StepError::StateTooLarge),
+                        Failure::Job(_) => (failure(&outcome, &self.settings.limits), StepError::of(outcome.verdict)),
+                    };
+                    let message = format!("Error: {why}. The environment is as it was before this call.");
+                    (self.failed(episode, message, error), Some(detail.to_string()))
                 }
             }
         };
@@ -666,6 +680,19 @@ impl Inner {
         (reply.done, reply.reward) = (true, 0.0);
         reply.observation.push_str(&format!("\n[codegym: {note}]"));
         Some(note)
+    }
+
+    /// `report`, if the host keeps a state of its size.
+    fn state_kept(&self, report: Report) -> Result<Report, Failure> {
+        let max = self.settings.max_state_bytes;
+        if report.state.len() <= max {
+            return Ok(report);
+        }
+        Err(Failure::StateTooLarge(format!(
+            "the environment's state grew to {} KiB, past the {} KiB this server keeps for a session",
+            report.state.len() >> 10,
+            max >> 10
+        )))
     }
 
     /// A new interpreter with the session's state restored in it.
@@ -777,10 +804,28 @@ impl Inner {
 }
 
 /// The report of a `session_start` or `session_step` job, or why there is none.
-fn report(outcome: &JobOutcome) -> Result<Report, String> {
+/// Why a session job's report cannot be used.
+enum Failure {
+    /// The job did not finish with a report.
+    Job(String),
+    /// It did, with a state past `max_state_bytes`.
+    StateTooLarge(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Job(detail) | Failure::StateTooLarge(detail) => f.write_str(detail),
+        }
+    }
+}
+
+fn report(outcome: &JobOutcome) -> Result<Report, Failure> {
     match (outcome.verdict, &outcome.result) {
-        (Verdict::Ok, Some(result)) => Report::deserialize(result).map_err(|e| format!("unexpected session result: {e}")),
-        _ => Err(format!("{}: {}", outcome.verdict.as_str(), outcome.detail.as_deref().unwrap_or("no result"))),
+        (Verdict::Ok, Some(result)) => {
+            Report::deserialize(result).map_err(|e| Failure::Job(format!("unexpected session result: {e}")))
+        }
+        _ => Err(Failure::Job(format!("{}: {}", outcome.verdict.as_str(), outcome.detail.as_deref().unwrap_or("no result")))),
     }
 }
 

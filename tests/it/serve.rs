@@ -659,6 +659,26 @@ fn an_empty_token_is_refused_at_start() {
     }
 }
 
+#[test]
+fn a_step_that_grows_the_state_past_the_cap_fails_and_the_session_keeps_its_last_good_state() {
+    let dir = tempfile::tempdir().unwrap();
+    with_misbehaving(dir.path());
+    let served = Served::start(dir.path(), &["--max-state-kb", "16"]);
+    runtime().block_on(async {
+        let mut ws = connect(&served.openenv).await;
+        let env_str = format!("{MISBEHAVING}@{{\"values\": [0, 4, 5]}}");
+        assert_eq!(ask(&mut ws, json!({ "type": "reset", "data": { "env_str": env_str } })).await["type"], "observation");
+        assert_eq!(text(&step(&mut ws, "Hoard", json!({ "size": 4000 })).await), "4000");
+        let grown = step(&mut ws, "Hoard", json!({ "size": 40000 })).await;
+        assert_eq!(grown["data"]["observation"]["error"], "state_too_large", "{grown}");
+        assert!(text(&grown).contains("past the 16 KiB this server keeps"), "{grown}");
+        // The next step starts from the last good state: 4000 kept, not 44000.
+        assert_eq!(text(&step(&mut ws, "Hoard", json!({ "size": 1 })).await), "4001");
+        let done = step(&mut ws, "Done", json!({ "answer": 9 })).await;
+        assert_eq!(done["data"]["reward"], 1.0, "{done}");
+    });
+}
+
 /// A CodeGym API call that must succeed.
 async fn post(http: &reqwest::Client, addr: &str, path: &str, body: Value) -> Value {
     let response = http.post(format!("http://{addr}{path}")).body(body.to_string()).send().await.unwrap();

@@ -5,8 +5,9 @@ import json
 # An environment written for the `codegym serve` tests: a sound CodeGym environment (sum the
 # hidden values by accumulating them, then submit the total) whose extra tools misbehave when
 # called with n == 13: Spin loops forever, Grow allocates without bound, Shout floods stdout,
-# Dive recurses without end (outside step's error handling, so the call itself fails), and
-# Echo returns an observation of `size` characters.
+# Dive recurses without end (outside step's error handling, so the call itself fails),
+# Echo returns an observation of `size` characters, and Hoard keeps `size` more characters in
+# the state.
 
 TRIGGER = 13
 
@@ -15,7 +16,8 @@ class MisbehavingEnv(gymnasium.Env):
     def __init__(self, env_str: str = None):
         super().__init__()
         self.func_mapping = {
-            "Observe": 0, "Get": 1, "Accumulate": 2, "Spin": 3, "Grow": 4, "Shout": 5, "Dive": 6, "Echo": 7, "Done": 8,
+            "Observe": 0, "Get": 1, "Accumulate": 2, "Spin": 3, "Grow": 4, "Shout": 5, "Dive": 6, "Echo": 7, "Hoard": 8,
+            "Done": 9,
         }
         if env_str is not None:
             self.reset(ast.literal_eval(env_str.split("@")[1]))
@@ -27,6 +29,7 @@ class MisbehavingEnv(gymnasium.Env):
     def reset(self, options: dict = {}):
         self.values = list(options.get("values", []))
         self.total = 0
+        self.hoard = ""
         self._reward = 0
         self._done = False
         self.step_count = 0
@@ -164,6 +167,19 @@ class MisbehavingEnv(gymnasium.Env):
             "yyy"
         """
         return "y" * size
+
+    def Hoard(self, size: int):
+        """Keeps size more characters.
+
+        Args:
+            size (int): How many.
+        Returns:
+            str: How many are kept.
+        Example Output:
+            "12"
+        """
+        self.hoard += "h" * size
+        return str(len(self.hoard))
 
     def Done(self, answer):
         """Submits the total.
