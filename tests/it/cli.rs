@@ -22,10 +22,10 @@ const THREADED_VERBS: [&[&str]; 13] = [
     &["bench", "serve"],
 ];
 
-/// Issue #17, item 10: `--threads 0` is refused while parsing, on every verb that takes it, with
+/// `--threads 0` is refused while parsing, on every verb that takes it, with
 /// a message that says why (it used to run as "1 threads").
 #[test]
-fn issue_17_zero_threads_is_refused_on_every_verb() {
+fn zero_threads_is_refused_on_every_verb() {
     let dir = tempfile::tempdir().unwrap();
     for verb in THREADED_VERBS {
         let output = codegym().current_dir(dir.path()).args(verb).args(["--threads", "0"]).output().unwrap();
@@ -45,10 +45,10 @@ fn status_of(args: &[&str], quiet: bool) -> String {
     run_ok_status(&args)
 }
 
-/// Issue #17, item 10: the verbs that write tables or files print their summaries on stderr (stdout
+/// The verbs that write tables or files print their summaries on stderr (stdout
 /// stays empty, for data), and `--quiet` silences them.
 #[test]
-fn issue_17_summaries_go_to_stderr_and_quiet_silences_them() {
+fn summaries_go_to_stderr_and_quiet_silences_them() {
     let dir = tempfile::tempdir().unwrap();
     let samples = repo().join("data-samples/codegym");
     let (envs, tasks) = (samples.join("envs.jsonl"), samples.join("tasks.jsonl"));
@@ -95,11 +95,11 @@ fn counters(screen: &str, unit: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Issue #17, item 10: the verify bar, drawn on a terminal, counts environments up to their number
+/// The verify bar, drawn on a terminal, counts environments up to their number
 /// (never past it: a job a limit ended part way used to count again) and gives its rate in
 /// environments per second.
 #[test]
-fn issue_17_the_verify_bar_ends_at_its_total_and_its_rate_has_a_unit() {
+fn the_verify_bar_ends_at_its_total_and_its_rate_has_a_unit() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     import_release(&repo().join("data-samples/codegym"), "jsonl", &data);
@@ -121,10 +121,10 @@ fn issue_17_the_verify_bar_ends_at_its_total_and_its_rate_has_a_unit() {
     assert!(Path::new(&screen).is_file());
 }
 
-/// Issue #17, items 6 and 10: `sandbox run` reads a program that starts with a byte order mark,
+/// `sandbox run` reads a program that starts with a byte order mark,
 /// and `--quiet` leaves only the program's own output (not the verdict line).
 #[test]
-fn issue_17_sandbox_run_reads_a_byte_order_mark_and_takes_quiet() {
+fn sandbox_run_reads_a_byte_order_mark_and_takes_quiet() {
     let dir = tempfile::tempdir().unwrap();
     let program = dir.path().join("p.py");
     std::fs::write(&program, "\u{feff}import sys\nprint('out')\nsys.exit(3)\n").unwrap();

@@ -170,10 +170,10 @@ fn the_hard_variant_drops_configurations_the_reference_model_solves_a_quarter_of
     assert_eq!(kept[0]["n"], 96);
 }
 
-/// Issue #17, items 6 and 7: released tables in JSON Lines that start with a byte order mark lose
+/// Released tables in JSON Lines that start with a byte order mark lose
 /// no row, and a numeric `extra_info.index` keeps its text (past 2^64, trailing zeros).
 #[test]
-fn issue_17_released_json_lines_with_a_byte_order_mark_and_numeric_indexes() {
+fn released_json_lines_with_a_byte_order_mark_and_numeric_indexes() {
     let dir = tempfile::tempdir().unwrap();
     let samples = crate::util::repo().join("data-samples/codegym");
     let envs = dir.path().join("envs.jsonl");

@@ -286,10 +286,10 @@ fn write_parquet_copy(from: &Path, to: &Path) {
     write_batch(to, columns);
 }
 
-/// Issue #17, items 6 and 7: a JSON Lines corpus that starts with a UTF-8 byte order mark keeps
+/// A JSON Lines corpus that starts with a UTF-8 byte order mark keeps
 /// its first row, and numeric ids keep their text exactly (past 2^64, trailing zeros, exponents).
 #[test]
-fn issue_17_a_byte_order_mark_and_numeric_ids_are_read_as_written() {
+fn a_byte_order_mark_and_numeric_ids_are_read_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("bom.jsonl");
     let row = |id: &str, n: u32| {
@@ -307,10 +307,10 @@ fn issue_17_a_byte_order_mark_and_numeric_ids_are_read_as_written() {
     assert_eq!(ids, ["12345678901234567890123", "1.50", "-7E+2", "q4"]);
 }
 
-/// Issue #17, item 7: an integer or decimal id column of a Parquet corpus is stored as its exact
+/// An integer or decimal id column of a Parquet corpus is stored as its exact
 /// text.
 #[test]
-fn issue_17_parquet_integer_and_decimal_ids_are_their_exact_text() {
+fn parquet_integer_and_decimal_ids_are_their_exact_text() {
     use arrow::array::{ArrayRef, Decimal128Array, StringArray, UInt64Array};
     let dir = tempfile::tempdir().unwrap();
     let (questions, solutions): (ArrayRef, ArrayRef) = (

@@ -163,7 +163,7 @@ const HOSTILE_LICENSES: [(&str, &str); 6] = [
 ];
 
 #[test]
-fn issue_17_hostile_licence_text_gives_a_card_pyyaml_and_datasets_load_with_the_hubs_licence_ids() {
+fn hostile_licence_text_gives_a_card_pyyaml_and_datasets_load_with_the_hubs_licence_ids() {
     let Some(python) = test_python(&["datasets", "yaml", "pyarrow"]) else { return };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -59,12 +59,12 @@ for query in sorted(queries.glob("*.sql")):
         sys.exit(f"{query.name}: {e}")
 "#;
 
-/// Issue #17, item 8: every table folder holds a Parquet file (a zero-row one with the table's
+/// Every table folder holds a Parquet file (a zero-row one with the table's
 /// columns when the table is empty), so DuckDB reads every table by glob with the rows and columns
 /// `codegym sql` sees, and every named query runs in DuckDB over those globs: after the sample
 /// build, and after a bare ingest.
 #[test]
-fn issue_17_duckdb_reads_every_table_by_glob_and_runs_every_named_query() {
+fn duckdb_reads_every_table_by_glob_and_runs_every_named_query() {
     let Some(python) = crate::util::test_python(&["duckdb"]) else { return };
     let dir = tempfile::tempdir().unwrap();
     let ingested = dir.path().join("ingested");
@@ -100,10 +100,10 @@ fn issue_17_duckdb_reads_every_table_by_glob_and_runs_every_named_query() {
     }
 }
 
-/// Issue #17, item 10: a SQL typo is one error in words (not DataFusion's debug form, not twice),
+/// A SQL typo is one error in words (not DataFusion's debug form, not twice),
 /// with a hint.
 #[test]
-fn issue_17_a_sql_typo_is_one_error_in_words_with_a_hint() {
+fn a_sql_typo_is_one_error_in_words_with_a_hint() {
     let dir = sample_dataset();
     let output = codegym().args(["sql", "--data", dir.path().to_str().unwrap(), "SELEC * FROM environments"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -122,10 +122,10 @@ fn issue_17_a_sql_typo_is_one_error_in_words_with_a_hint() {
     assert!(stderr.contains("hint: ") && !stderr.contains("Caused by"), "{stderr}");
 }
 
-/// Issue #17, item 10: `sql` takes `--threads` and `--quiet`: the result on stdout either way, a
+/// `sql` takes `--threads` and `--quiet`: the result on stdout either way, a
 /// row count on stderr unless quiet.
 #[test]
-fn issue_17_sql_takes_threads_and_quiet() {
+fn sql_takes_threads_and_quiet() {
     let dir = sample_dataset();
     let data = dir.path().to_str().unwrap();
     let query = "SELECT count(*) AS n FROM environments";
@@ -139,9 +139,9 @@ fn issue_17_sql_takes_threads_and_quiet() {
     assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
-/// Issue #17, item 6: a SQL file that starts with a byte order mark runs.
+/// A SQL file that starts with a byte order mark runs.
 #[test]
-fn issue_17_a_sql_file_with_a_byte_order_mark_runs() {
+fn a_sql_file_with_a_byte_order_mark_runs() {
     let dir = sample_dataset();
     let file = dir.path().join("bom.sql");
     std::fs::write(&file, "\u{feff}SELECT count(*) AS n FROM environments").unwrap();
