@@ -434,7 +434,7 @@ pub(crate) fn render(card: &Card) -> String {
         models = list_or_none(&facts.models, "none recorded (imported data)"),
         prompts = list_or_none(&facts.prompt_versions, "none recorded"),
         variant = if settings.hard { " (hard variant)" } else { "" },
-        last_verify = facts.last_verify.as_deref().map_or("not recorded".to_string(), |c| format!("`{c}`")),
+        last_verify = facts.last_verify.as_deref().map_or("not recorded".to_string(), code),
         problems = thousands(facts.problems),
         passed = thousands(facts.preflight_passed),
         environments = thousands(stats.environments),
@@ -480,7 +480,27 @@ A row's `ability` is `codegym_v1@{code_id}__{env_name}@{json}`; `code_id` is the
 "#;
 
 fn list_or_none(items: &BTreeSet<String>, none: &str) -> String {
-    if items.is_empty() { none.to_string() } else { items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ") }
+    if items.is_empty() { none.to_string() } else { items.iter().map(|i| code(i)).collect::<Vec<_>>().join(", ") }
+}
+
+/// `text` as one Markdown code span that reads as written, whatever it holds: fenced by one more
+/// backtick than its longest run of them (padded when it starts or ends with one), line breaks as
+/// spaces, other control characters shown as in [`cell`].
+fn code(text: &str) -> String {
+    let visible: String = text
+        .chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => " ".to_string(),
+            '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).map(String::from).unwrap_or_default(),
+            '\u{7f}' => '\u{2421}'.to_string(),
+            c if c.is_control() => format!("U+{:04X}", c as u32),
+            c => c.to_string(),
+        })
+        .collect();
+    let longest = visible.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if visible.starts_with('`') || visible.ends_with('`') { " " } else { "" };
+    format!("{fence}{pad}{visible}{pad}{fence}")
 }
 
 #[cfg(test)]
@@ -488,6 +508,14 @@ mod tests {
     use super::*;
     use arrow::datatypes::Field;
     use std::sync::Arc;
+
+    #[test]
+    fn a_code_span_holds_any_text_on_one_line() {
+        assert_eq!(code("gpt-4o"), "`gpt-4o`");
+        assert_eq!(code("a`b"), "``a`b``");
+        assert_eq!(code("`x``"), "``` `x`` ```");
+        assert_eq!(code("codegym verify\n--all\u{7f}"), "`codegym verify --all\u{2421}`");
+    }
 
     /// Strings a YAML reader could take for something else, or refuse.
     const HOSTILE: [&str; 22] = [
