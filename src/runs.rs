@@ -70,8 +70,9 @@ impl RunLog {
         // Processes working on other shards record their runs too: take the lease of the one this
         // row falls in, so that no two writes of it race.
         let shard = data.shard_of(&row.run_id);
-        let _lease = data.lease(shard, &|event| eprintln!("{}", event.message("run log")))?;
-        data.upsert_shard(Table::Runs, shard, &[row]).map(|_| ())
+        data.each_leased(&[shard], "run log", |shard| {
+            data.upsert_shard(Table::Runs, shard, std::slice::from_ref(&row)).map(|_| ())
+        })
     }
 }
 

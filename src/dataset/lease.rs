@@ -11,7 +11,6 @@
 //! with [`DatasetError::LeaseLost`] and writes nothing more. `codegym finalize` refuses to run
 //! while any shard is leased.
 
-use super::store::Version;
 use super::{Dataset, DatasetError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -323,12 +322,8 @@ impl Lease {
         let Ok(Some((bytes, version))) = dataset.store.get_versioned(&relative(shard)) else { return false };
         let Some(mut file) = LeaseFile::parse(&bytes).filter(|f| f.is_held_by(token)) else { return false };
         update(&mut file);
-        replace(dataset, shard, &file, &version)
+        dataset.store.replace_if(&relative(shard), file.bytes(), &version).unwrap_or(false)
     }
-}
-
-fn replace(dataset: &Dataset, shard: u32, file: &LeaseFile, version: &Version) -> bool {
-    dataset.store.replace_if(&relative(shard), file.bytes(), version).unwrap_or(false)
 }
 
 /// Pushes the lease's expiry forward every third of its lifetime until told to stop; marks the

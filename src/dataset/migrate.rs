@@ -34,12 +34,10 @@ pub(crate) fn is_previous_schema(manifest: &Manifest) -> bool {
 /// rewriting is reading and writing back; a file already rewritten comes out the same, and an
 /// upgrade killed midway is finished by the next one. The caller then writes the manifest.
 pub(crate) fn upgrade_schema(dataset: &Dataset) -> Result<(), DatasetError> {
-    for shard in dataset.shards_with(Table::Runs)? {
-        let _lease = dataset.lease(shard, &|_| {})?;
+    dataset.each_leased(&dataset.shards_with(Table::Runs)?, "schema upgrade", |shard| {
         let batches = dataset.read_shard_batches(Table::Runs, shard)?;
-        dataset.write_shard_batches(Table::Runs, shard, &batches, Order::Key)?;
-    }
-    Ok(())
+        dataset.write_shard_batches(Table::Runs, shard, &batches, Order::Key).map(|_| ())
+    })
 }
 
 /// Whether the store holds tables in the single-file layout.

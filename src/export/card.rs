@@ -357,15 +357,21 @@ fn cell(text: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            '\u{0}'..='\u{1f}' => out.extend(char::from_u32(0x2400 + c as u32)),
-            '\u{7f}' => out.push('\u{2421}'),
-            c if c.is_control() => {
-                let _ = write!(out, "U+{:04X}", c as u32);
-            }
+            c if c.is_control() => out.push_str(&visible_control(c)),
             c => out.push(c),
         }
     }
     out
+}
+
+/// A control character as something a reader sees: its Unicode control picture (C0, DEL), else
+/// its code (`U+0085`).
+fn visible_control(c: char) -> String {
+    match c {
+        '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).map(String::from).unwrap_or_default(),
+        '\u{7f}' => '\u{2421}'.to_string(),
+        c => format!("U+{:04X}", c as u32),
+    }
 }
 
 /// The card's text.
@@ -491,9 +497,7 @@ fn code(text: &str) -> String {
         .chars()
         .map(|c| match c {
             '\n' | '\r' | '\t' => " ".to_string(),
-            '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).map(String::from).unwrap_or_default(),
-            '\u{7f}' => '\u{2421}'.to_string(),
-            c if c.is_control() => format!("U+{:04X}", c as u32),
+            c if c.is_control() => visible_control(c),
             c => c.to_string(),
         })
         .collect();
