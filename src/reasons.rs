@@ -93,6 +93,8 @@ reasons! {
     OracleBudgetExceeded => "oracle_budget_exceeded",
     /// A cell's verdict that its own trajectory contradicts.
     VerdictContradiction => "verdict_contradiction",
+    /// The environment's own oracle needs a name that is not one of its documented tools.
+    UndocumentedTool => "undocumented_tool",
     // Finalize.
     /// A new environment that is a near-duplicate of groups already on both sides of the split:
     /// held out of both, never exported.

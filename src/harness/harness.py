@@ -48,14 +48,11 @@ from pickle import dumps as _pickle
 from pickle import loads as _unpickle
 from inspect import getdoc as _getdoc
 from inspect import signature as _signature
-from json import JSONDecoder as _JSONDecoder
-from json import JSONEncoder as _JSONEncoder
 from traceback import format_exception_only as _format_exception_only
 
-# Our own encoders and decoder (the json module's defaults are objects a module can change).
-_dumps = _JSONEncoder(separators=(", ", ": ")).encode
-_dumps_sorted = _JSONEncoder(sort_keys=True, separators=(", ", ": ")).encode
-_loads = _JSONDecoder().decode
+# The episode path's codec (episode.py, in front of this module): C code bound at boot.
+_dumps = json_encoder(False, ", ", ": ")
+_dumps_sorted = json_encoder(True, ", ", ": ")
 
 # The name the environment module is registered under while it runs (typing, dataclasses and pickle
 # look classes up in sys.modules by their module's name).
@@ -148,15 +145,11 @@ def ref_answer(source, env_name, config):
 
 
 def _tool_name(action):
-    try:
-        name = _loads(action).get("name")
-        return name if isinstance(name, str) else "<malformed>"
-    except Exception:
-        return "<malformed>"
+    name = action_name(action) if isinstance(action, str) else None
+    return "<malformed>" if name is None else name
 
 
-def _message(outcome):
-    return str(outcome[1] if isinstance(outcome, tuple) and len(outcome) == 2 else outcome)
+_message = message_of
 
 
 def _solver_function(env, solver_source):
@@ -193,17 +186,30 @@ def _step_only(step):
     return StepOnly(), reads
 
 
+def _tools_of(env):
+    """The environment's tools as it was built (before any action could change `func_mapping`)."""
+    mapping = getattr(env, "func_mapping", None)
+    return [name for name in mapping] if isinstance(mapping, dict) else []
+
+
 class _Tracer:
-    """Wraps an environment's `step`: counts calls per tool, records the trajectory, and keeps a
-    copy of the environment as it was just before the first `Done` (for the wrong-answer probes)."""
+    """Wraps an environment's `step` as `codegym serve` drives it: a name that is not one of its
+    tools is refused (it counts as a call and never reaches the environment), every call is
+    counted here (not by the environment) per tool, the trajectory is recorded, and the reward and
+    done flag are read after each call as serve reads them. Keeps a copy of the environment as it
+    was just before the first `Done` (for the wrong-answer probes)."""
 
     def __init__(self, env, keep_before_done=False):
         self.env = env
         self.step = env.step
+        self.tools = _tools_of(env)
+        self.refused = []
         self.tool_calls = {}
         self.trajectory = []
         self.last = None
         self.calls = 0
+        self.reward = 0.0
+        self.done = False
         self.keep_before_done = keep_before_done
         self.before_done = None
         self.copy_error = None
@@ -212,9 +218,14 @@ class _Tracer:
         name = _tool_name(action)
         self.tool_calls[name] = self.tool_calls.get(name, 0) + 1
         self.calls += 1
-        if name == "Done" and self.keep_before_done and self.before_done is None and self.copy_error is None:
-            self._keep()
-        outcome = self.step(action)
+        if name != "<malformed>" and name not in self.tools:
+            self.refused.append(name)
+            outcome = unknown_tool(name, self.tools)
+        else:
+            if name == "Done" and self.keep_before_done and self.before_done is None and self.copy_error is None:
+                self._keep()
+            outcome = self.step(action)
+            self.reward, self.done = reward_of(self.env), done_of(self.env)
         pair = [action if isinstance(action, str) else repr(action), _message(outcome)]
         if len(self.trajectory) < TRAJECTORY_LIMIT:
             self.trajectory.append(pair)
@@ -237,11 +248,16 @@ def _oracle_result(env, tracer, message):
     trajectory = tracer.trajectory
     if tracer.last is not None and (not trajectory or trajectory[-1] is not tracer.last):
         trajectory = trajectory + [tracer.last]
+    env_calls = getattr(env, "step_count", None)
     return {
         "passed": "reward=1" in message,
         "message": message[:2000],
-        "oracle_calls": int(getattr(env, "step_count", tracer.calls)),
+        "oracle_calls": tracer.calls,
         "traced_calls": tracer.calls,
+        "env_calls": env_calls if isinstance(env_calls, int) and not isinstance(env_calls, bool) else None,
+        "reward": tracer.reward,
+        "done": tracer.done,
+        "refused": tracer.refused,
         "tool_calls": tracer.tool_calls,
         "trajectory": trajectory,
     }
@@ -255,11 +271,16 @@ def oracle(source, env_name, config, solver=None):
     candidate = None if solver is None else _solver_function(env, solver)
     tracer = _Tracer(env)
     env.step = tracer
-    if candidate is None:
-        message = str(env.solve())
-    else:
-        guarded, _reads = _step_only(lambda action: tracer(action))
-        message = str(candidate(guarded))
+    try:
+        if candidate is None:
+            message = str(env.solve())
+        else:
+            guarded, _reads = _step_only(lambda action: tracer(action))
+            message = str(candidate(guarded))
+    except Exception as failure:  # the calls it made so far (refused names among them) still count
+        result = _oracle_result(env, tracer, "")
+        result["error"] = _error_text(failure)
+        return result
     return _oracle_result(env, tracer, message)
 
 
@@ -424,8 +445,7 @@ def smoke_test(source, env_name, solver):
 def _done(env, answer):
     """Submits `answer` with Done: the message and the environment's own reward attribute."""
     message = _message(env.step(_dumps({"name": "Done", "parameters": {"answer": answer}})))
-    reward = getattr(env, "_reward", None)
-    return {"answer": _as_json(answer), "message": message[:500], "reward": reward if isinstance(reward, (int, float)) else None}
+    return {"answer": _as_json(answer), "message": message[:500], "reward": reward_of(env)}
 
 
 def _replay_to_done(source, env_name, config, trajectory):
@@ -532,7 +552,147 @@ def probe(source, env_name, config):
     return evidence
 
 
-def run_steps(source, env_name, steps, configs=(), solvers=(), failed_smoke=()):
+
+# The exploit battery, the serving replay and the tool timings. The host plans every action these
+# steps take (from the reference answer and the oracle's trajectory it already holds) and checks
+# that the evidence answers exactly what it sent; the steps only drive the environment as
+# `codegym serve` does and report what came back.
+
+# Observations are cut at this many characters in the battery's evidence.
+OBSERVATION_LIMIT = 2000
+
+
+def _play(env, tools, actions):
+    """Drives `env` through `actions` as a served session: a name that is not a tool is refused
+    (it counts as a call and never reaches the environment), and once the episode is done nothing
+    more runs. One record per call: the action, what it showed, the reward and done flag after it."""
+    steps = []
+    for action in actions:
+        if done_of(env):
+            break
+        name = action_name(action)
+        refused = name is not None and name not in tools
+        observation = unknown_tool(name, tools) if refused else message_of(env.step(action))
+        steps.append(
+            {
+                "action": action,
+                "observation": observation[:OBSERVATION_LIMIT],
+                "chars": len(observation),
+                "reward": reward_of(env),
+                "done": done_of(env),
+                "refused": refused,
+            }
+        )
+    return steps
+
+
+class _Forks:
+    """The states reached by replaying a prefix of a trajectory, pickled once per (configuration,
+    prefix): every episode forked from one starts from the same bytes, as a served session restored
+    from its state would."""
+
+    __slots__ = ("states",)
+
+
+_forks = _Forks()
+_forks.states = {}
+
+
+def _at(source, env_name, config, prefix, tools):
+    key = (config, len(prefix), _dumps(prefix))
+    state = _forks.states.get(key)
+    if state is not None:
+        return _unpickle(state)
+    env = _build(source, env_name, config)
+    _play(env, tools, prefix)
+    try:
+        _forks.states[key] = _pickle(env)
+    except BaseException:
+        pass  # an unpicklable state is replayed for every episode (and not servable)
+    return env
+
+
+def episode(source, env_name, config, prefix, actions, tools):
+    """One episode of the battery: the environment after `prefix`, then `actions`."""
+    return {"steps": _play(_at(source, env_name, config, prefix, tools), tools, actions)}
+
+
+def observe_prefixes(source, env_name, config, actions, tools):
+    """What Observe shows after every prefix of `actions` (the empty one first), each on a copy
+    of the state, so the run itself goes on unchanged."""
+    observe = _dumps({"name": "Observe", "parameters": {}})
+    env = _build(source, env_name, config)
+    seen = []
+    for at in range(len(actions) + 1):
+        if at:
+            _play(env, tools, actions[at - 1 : at])
+        if done_of(env):
+            break
+        copy = _unpickle(_pickle(env))
+        seen.append(message_of(copy.step(observe))[:OBSERVATION_LIMIT])
+    return {"observations": seen}
+
+
+def serve_replay(source, env_name, config, actions, tools):
+    """`actions` replayed as `codegym serve` holds a session between calls: before every call the
+    state is pickled, the module executed again and the state unpickled. Reports every call and
+    the largest pickled state."""
+    env = _build(source, env_name, config)
+    steps, largest = [], 0
+    for action in actions:
+        state = _pickle(env)
+        largest = max(largest, len(state))
+        _load(source, env_name)
+        env = _unpickle(state)
+        steps.extend(_play(env, tools, [action]))
+    return {"steps": steps, "state_bytes": max(largest, len(_pickle(env)))}
+
+
+def two_episodes(source, env_name, first_config, first_actions, config, actions, tools):
+    """An episode of `config` played fresh, and again after an episode of `first_config` in the
+    same loaded module (class-level state survives between them, as in a native server)."""
+    fresh = _play(_build(source, env_name, config), tools, actions)
+    cls = _env_class(source, env_name)
+    _play(cls.from_env_str(first_config), tools, first_actions)
+    return {"fresh": fresh, "second": _play(cls.from_env_str(config), tools, actions)}
+
+
+class _Discard:
+    """Where an environment's prints go during the checks that only read results: a sound
+    environment that prints a lot must not run a step out of its output budget."""
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+_DISCARD = _Discard()
+# The steps that capture what the module prints themselves.
+_PRINTING_STEPS = ("module", "self_test", "smoke_test")
+
+
+class _Timed:
+    """The environment the tool timings call into, one call per step (the host times each)."""
+
+    __slots__ = ("env",)
+
+
+_timed = _Timed()
+_timed.env = None
+
+
+def timing_build(source, env_name, config):
+    _timed.env = _build(source, env_name, config)
+    return {}
+
+
+def timing_call(action, tools):
+    return {"steps": _play(_timed.env, tools, [action])}
+
+
+def run_steps(source, env_name, steps, configs=(), solvers=(), failed_smoke=(), trajectories=(), tools=()):
     """Runs many steps on one environment in one job, handing each step's result to the host as
     soon as it is ready (`emit_partial`, installed by the sandbox driver): {"ok": result} or
     {"error": message}. Steps name configurations and solvers by their index in `configs` and
@@ -540,14 +700,22 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), failed_smoke=()):
     test failed (in this job, or in `failed_smoke`) are skipped ({"error": "skipped: ..."}).
     A step is {"op": "module"} | {"op": "describe"} | {"op": "self_test"} | {"op": "contract"} |
     {"op": "classes"} | {"op": "ref_answer", "config"} | {"op": "oracle", "config", "solver" or
-    None} | {"op": "smoke_test", "solver"} | {"op": "probe", "config"}.
-    One step failing does not stop the rest."""
+    None} | {"op": "smoke_test", "solver"} | {"op": "probe", "config"}, and the battery's steps,
+    whose actions the host wrote: {"op": "episode", "config", "prefix": [trajectory, length],
+    "actions"} | {"op": "observe_prefixes", "config", "trajectory"} | {"op": "serve_replay",
+    "config", "trajectory"} | {"op": "two_episodes", "first": [config, trajectory], "config",
+    "trajectory"} | {"op": "timing_build", "config"} | {"op": "timing_call", "action"}, where a
+    trajectory is an index into `trajectories` (lists of actions) and `tools` are the documented
+    tools. One step failing does not stop the rest."""
     failed_smoke = set(failed_smoke)
     for step in steps:
         op = step["op"]
         if op == "oracle" and step.get("solver") in failed_smoke:
             emit_partial({"error": "skipped: the candidate failed its smoke test"})
             continue
+        saved = _sys.stdout, _sys.stderr
+        if op not in _PRINTING_STEPS:
+            _sys.stdout = _sys.stderr = _DISCARD
         try:
             config = configs[step["config"]] if "config" in step else None
             solver = solvers[step["solver"]] if step.get("solver") is not None else None
@@ -571,10 +739,27 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), failed_smoke=()):
                     failed_smoke.add(step["solver"])
             elif op == "probe":
                 value = probe(source, env_name, config)
+            elif op == "episode":
+                trajectory, length = step["prefix"]
+                value = episode(source, env_name, config, trajectories[trajectory][:length], step["actions"], tools)
+            elif op == "observe_prefixes":
+                value = observe_prefixes(source, env_name, config, trajectories[step["trajectory"]], tools)
+            elif op == "serve_replay":
+                value = serve_replay(source, env_name, config, trajectories[step["trajectory"]], tools)
+            elif op == "two_episodes":
+                first, first_trajectory = step["first"]
+                actions = trajectories[step["trajectory"]]
+                value = two_episodes(source, env_name, configs[first], trajectories[first_trajectory], config, actions, tools)
+            elif op == "timing_build":
+                value = timing_build(source, env_name, config)
+            elif op == "timing_call":
+                value = timing_call(step["action"], tools)
             else:
                 raise ValueError("unknown step %r" % op)
             outcome = {"ok": value}
         except BaseException as failure:
             outcome = {"error": _error_text(failure)}
+        finally:
+            _sys.stdout, _sys.stderr = saved
         emit_partial(outcome)
     return len(steps)

@@ -31,16 +31,29 @@ pub struct RefAnswer {
 }
 
 /// One oracle run on one configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct OracleRun {
     /// Whether the message `solve()` returned contains `reward=1`.
     pub passed: bool,
     pub message: String,
-    /// The environment's `step_count` after `solve()`: every `step()` call, malformed ones too.
+    /// The `step()` calls the harness counted (malformed and refused ones too): the count curation
+    /// uses, never the environment's own.
     pub oracle_calls: i64,
     /// The `step()` calls the harness saw.
     #[serde(default)]
     pub traced_calls: i64,
+    /// The environment's own `step_count` afterwards, when it keeps one (recorded when it disagrees).
+    #[serde(default)]
+    pub env_calls: Option<i64>,
+    /// The reward after the last call, read as `codegym serve` reads it.
+    #[serde(default)]
+    pub reward: Option<f64>,
+    /// Names the oracle called that are not tools: refused, as `codegym serve` refuses them.
+    #[serde(default)]
+    pub refused: Vec<String>,
+    /// The exception the solver raised, when it did (the calls before it still count).
+    #[serde(default)]
+    pub error: Option<String>,
     /// Calls per tool name (`<malformed>` for actions that are not JSON with a string `name`).
     pub tool_calls: BTreeMap<String, i64>,
     /// The (action, observation) pairs, in order (the first 4096, and always the last).
@@ -203,6 +216,21 @@ pub enum Step {
     SmokeTest { solver: usize },
     /// The evidence of the anti-gaming probes on a configuration ([`ProbeEvidence`]).
     Probe { config: usize },
+    /// One episode of the exploit battery ([`Played`]): the state after the first `prefix.1`
+    /// actions of trajectory `prefix.0`, then `actions`, played as `codegym serve` plays them.
+    Episode { config: usize, prefix: (usize, usize), actions: Vec<String> },
+    /// What Observe shows after every prefix of a trajectory ([`Observed`]).
+    ObservePrefixes { config: usize, trajectory: usize },
+    /// A trajectory replayed with a pickle round trip (and the module executed again) before every
+    /// call, as a served session held idle between calls ([`Replayed`]).
+    ServeReplay { config: usize, trajectory: usize },
+    /// A trajectory played fresh, and again after another episode (`first`: its configuration and
+    /// trajectory) in the same loaded module ([`TwoPlayed`]).
+    TwoEpisodes { first: (usize, usize), config: usize, trajectory: usize },
+    /// Builds the environment the timed calls after it go to.
+    TimingBuild { config: usize },
+    /// One call, alone in its step so that the host times it ([`Played`]).
+    TimingCall { action: String },
 }
 
 impl Step {
@@ -215,14 +243,26 @@ impl Step {
             Step::Oracle { .. } => "oracle",
             Step::SmokeTest { .. } => "smoke_test",
             Step::Probe { .. } => "probe",
+            Step::Episode { .. } => "episode",
+            Step::ObservePrefixes { .. } => "observe_prefixes",
+            Step::ServeReplay { .. } => "serve_replay",
+            Step::TwoEpisodes { .. } => "two_episodes",
+            Step::TimingBuild { .. } => "timing_build",
+            Step::TimingCall { .. } => "timing_call",
         }
     }
 
     fn budget(&self, budgets: &Budgets) -> Duration {
         match self {
             Step::Module | Step::Classes | Step::SmokeTest { .. } => budgets.module,
-            Step::Probe { .. } => budgets.probe,
-            Step::RefAnswer { .. } | Step::Oracle { .. } => budgets.cell.timeout,
+            Step::Probe { .. }
+            | Step::Episode { .. }
+            | Step::ObservePrefixes { .. }
+            | Step::ServeReplay { .. }
+            | Step::TwoEpisodes { .. } => budgets.probe,
+            Step::RefAnswer { .. } | Step::Oracle { .. } | Step::TimingBuild { .. } | Step::TimingCall { .. } => {
+                budgets.cell.timeout
+            }
         }
     }
 }
@@ -292,6 +332,47 @@ impl Submission {
     }
 }
 
+/// One call of an episode played as `codegym serve` plays it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct PlayedStep {
+    /// The action as sent (the host checks it is the one it planned).
+    pub action: String,
+    /// What the call showed, cut at 2000 characters.
+    pub observation: String,
+    /// The reward and done flag after the call, as `codegym serve` reads them.
+    pub reward: f64,
+    pub done: bool,
+    /// The name is not a tool: the call never reached the environment.
+    pub refused: bool,
+}
+
+/// The calls of one episode ([`Step::Episode`], [`Step::TimingCall`]); an episode stops once done.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Played {
+    pub steps: Vec<PlayedStep>,
+}
+
+/// What Observe showed after every prefix of a trajectory, the empty one first.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Observed {
+    pub observations: Vec<String>,
+}
+
+/// A trajectory replayed through pickle round trips ([`Step::ServeReplay`]).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Replayed {
+    pub steps: Vec<PlayedStep>,
+    /// The largest pickled state along the way.
+    pub state_bytes: u64,
+}
+
+/// An episode played fresh and again after another one in the same module ([`Step::TwoEpisodes`]).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct TwoPlayed {
+    pub fresh: Vec<PlayedStep>,
+    pub second: Vec<PlayedStep>,
+}
+
 /// The static half of the environment contract.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ContractCheck {
@@ -335,6 +416,10 @@ pub struct EnvWork<'a> {
     pub steps: Vec<Step>,
     pub configs: Vec<&'a str>,
     pub solvers: Vec<&'a str>,
+    /// Action lists the battery's steps name by index.
+    pub trajectories: Vec<Vec<String>>,
+    /// The documented tools: a call to any other name is refused, as `codegym serve` refuses it.
+    pub tools: Vec<String>,
     pub seed: u64,
     pub variant: Variant,
 }
@@ -342,7 +427,16 @@ pub struct EnvWork<'a> {
 impl<'a> EnvWork<'a> {
     /// Work on `env` with nothing to do yet, in the primary variant.
     pub fn new(env: EnvSource<'a>, seed: u64) -> EnvWork<'a> {
-        EnvWork { env, steps: Vec::new(), configs: Vec::new(), solvers: Vec::new(), seed, variant: Variant::Primary }
+        EnvWork {
+            env,
+            steps: Vec::new(),
+            configs: Vec::new(),
+            solvers: Vec::new(),
+            trajectories: Vec::new(),
+            tools: Vec::new(),
+            seed,
+            variant: Variant::Primary,
+        }
     }
 }
 
@@ -357,6 +451,8 @@ fn steps_job(work: &EnvWork, steps: &[Step], budgets: &Budgets, failed_smoke: &[
         "configs": work.configs,
         "solvers": work.solvers,
         "failed_smoke": failed_smoke,
+        "trajectories": work.trajectories,
+        "tools": work.tools,
     });
     let step_timeouts = steps.iter().map(|s| s.budget(budgets)).collect();
     Job { seed: work.seed, step_timeouts, variant: work.variant, ..Job::call("run_steps", args, budgets.cell) }
@@ -476,6 +572,7 @@ mod tests {
             traced_calls: 2,
             tool_calls: BTreeMap::from([("Observe".into(), 1), ("Done".into(), 1)]),
             trajectory: vec![("o".into(), "x".into()), ("d".into(), last.into())],
+            ..Default::default()
         }
     }
 

@@ -9,7 +9,9 @@
 # one action. Every call that leaves an environment behind returns its state pickled (base64), so
 # the host always holds the last good state: an idle session costs those bytes, not an
 # interpreter, and a step that traps loses nothing but itself. Everything is bound here when the
-# image boots, before any environment code runs.
+# image boots, before any environment code runs. The reward and done flag are read as the
+# verification harness reads them (`reward_of`, `done_of`: the engine puts episode.py in front of
+# this module and of the harness).
 
 from builtins import (
     AttributeError,
@@ -71,23 +73,15 @@ def _load(code, env_name):
     return cls
 
 
-def _flag(env, name, fallback):
-    try:
-        return getattr(env, name)
-    except AttributeError:
-        return getattr(env, fallback, None)
-
-
 def _report(env, text, max_observation):
     """What the host keeps after a call: the observation (cut at `max_observation` characters,
     with its full length), the environment's own reward and done flag, and its pickled state."""
-    reward = _flag(env, "reward", "_reward")
     state = _encoded(_pickle(env))
     return {
         "observation": text[:max_observation],
         "observation_chars": len(text),
-        "reward": float(reward) if isinstance(reward, (int, float)) else 0.0,
-        "done": bool(_flag(env, "finished", "_done")),
+        "reward": reward_of(env),
+        "done": done_of(env),
         "state": state,
     }
 
@@ -128,6 +122,4 @@ def session_step(action, max_observation):
     env = _held.env
     if env is None:
         raise ValueError("this interpreter holds no environment")
-    outcome = env.step(action)
-    message = outcome[1] if isinstance(outcome, tuple) and len(outcome) == 2 else outcome
-    return _report(env, str(message), max_observation)
+    return _report(env, message_of(env.step(action)), max_observation)

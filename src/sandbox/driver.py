@@ -8,8 +8,10 @@
 #   guest -> host: a job's own prints go to fd 1 / fd 2 as they happen; its result follows on fd 1 as
 #   MARKER + the job's nonce + ":" + 10-digit length + ":" + JSON ({"exit_code", "result", "error"}).
 #   A job of many steps may first hand over partial results the same way ({"partial": value}); each
-#   one restarts the job's time budget, so the budget bounds every step. The host keeps the last
-#   result frame a job wrote before `run_one` returned.
+#   one restarts the job's time and output budgets, so they bound every step. A job that fails says
+#   so at once ({"failing": true}), before any of its own code runs again. The host believes one
+#   result frame per job, after its partials: a second one, or a success after `failing`, is an
+#   error whatever the job printed or patched.
 #
 # After booting, the driver writes {"ready": id(run_one), ...} (with the boot nonce) and reads the
 # clock. That reading is where the host takes its snapshot of the booted interpreter: every job then
@@ -31,7 +33,22 @@ def _driver_main():
         builtins.len, builtins.isinstance, builtins.int, builtins.print, builtins.memoryview, builtins.type,
         builtins.compile, builtins.exec,
     )
-    dumps, loads = json.JSONEncoder(separators=(",", ":")).encode, json.JSONDecoder().decode
+    # Frames are encoded by json's C encoder and decoded by its C scanner, made now: patching
+    # json's classes later (`JSONEncoder.iterencode`, say) cannot change what a frame says.
+    from json.encoder import c_make_encoder, c_encode_basestring_ascii
+    from json.scanner import c_make_scanner
+
+    def not_json(value):
+        raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
+
+    join, scan = "".join, c_make_scanner(json.JSONDecoder())
+
+    def dumps(value):
+        return join(c_make_encoder({}, not_json, c_encode_basestring_ascii, None, ":", ",", False, False, True)(value, 0))
+
+    def loads(text):
+        return scan(text, 0)[0]
+
     read, write = os.read, os.write
     print_exception, format_exception_only = traceback.print_exception, traceback.format_exception_only
 
@@ -113,6 +130,8 @@ def _driver_main():
         sys.stdin = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8")
         return functions[job["function"]](**job["args"])
 
+    FAILING = {"failing": True}
+
     def run_job(job):
         # Module-level `random` starts each job from the job's own seed (the host seeds the
         # guest's random source per job), exactly as a fresh `import random` would.
@@ -133,8 +152,14 @@ def _driver_main():
                 exit_code = code
             else:
                 exit_code = 1
+            if exit_code != 0:
+                write_frame(FAILING)
+            if not (code is None or isinstance(code, int)):
                 print(code, file=sys.stderr)
         except BaseException as failure:
+            # Said first, before any of the job's own code can run again (an exception's __str__,
+            # a replaced sys.stderr): nothing it does afterwards can turn the job into a success.
+            write_frame(FAILING)
             exit_code = 1
             error = "".join(format_exception_only(type(failure), failure)).strip()
             frames = failure.__traceback__

@@ -32,9 +32,11 @@ const IMAGE_FORMAT: &str = "codegym-image-v1";
 pub(crate) const WORKER_STACK_BYTES: usize = 32 << 20;
 
 const GYMNASIUM: &str = include_str!("../harness/gymnasium.py");
-const HARNESS: &str = include_str!("../harness/harness.py");
+/// The verification harness and the serve sessions share one episode path (`episode.py`, put in
+/// front of each).
+pub(crate) const HARNESS: &str = concat!(include_str!("../harness/episode.py"), include_str!("../harness/harness.py"));
 const PREFLIGHT: &str = include_str!("../harness/preflight.py");
-const SESSION: &str = include_str!("../harness/session.py");
+const SESSION: &str = concat!(include_str!("../harness/episode.py"), include_str!("../harness/session.py"));
 
 /// Standard-library modules every image has imported already: what CodeGym environments,
 /// reference solutions and the harness import, so jobs do not pay for it (imports are slow in the

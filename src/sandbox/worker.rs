@@ -68,6 +68,8 @@ struct InFlight {
     stderr: Vec<u8>,
     /// Where the search for the result marker resumes in `stdout`.
     scanned: usize,
+    /// The driver said the job failed: nothing after that makes it a success.
+    failing: bool,
     marker: Vec<u8>,
 }
 
@@ -156,6 +158,7 @@ impl Shared {
             stdout: Vec::new(),
             stderr: Vec::new(),
             scanned: 0,
+            failing: false,
             marker: marker(&nonce),
         };
         let pending = Pending {
@@ -234,14 +237,23 @@ impl Shared {
                     job.stdout.drain(user_len..frame_end);
                     job.scanned = user_len;
                     match serde_json::from_slice(&body).unwrap_or(Frame::Unreadable) {
+                        // Partial results come before the one result, never after it.
+                        Frame::Partial { .. } | Frame::Result { .. } if job.result.is_some() => {
+                            job.result = Some(Frame::Forged("a frame after the job's result".into()));
+                        }
                         Frame::Partial { partial } => {
-                            // A step finished: keep its result, restart the clock.
+                            // A step finished: keep its result, restart the clock and the output
+                            // budget (each step of a many-step job has its own).
                             let duration_ms = job.step_started.elapsed().as_millis() as u64;
                             job.partials.push(Partial { value: partial, duration_ms });
                             job.step_started = Instant::now();
                             let next = job.step_timeouts.get(job.partials.len()).copied().unwrap_or(job.limits.timeout);
                             self.set_budget(next);
+                            job.stdout.drain(..job.scanned);
+                            job.stderr.clear();
+                            job.scanned = 0;
                         }
+                        Frame::Failing { .. } => job.failing = true,
                         other => job.result = Some(other),
                     }
                 }
@@ -259,6 +271,9 @@ impl Shared {
                 let detail = error.clone().or_else(|| (*exit_code != 0).then(|| format!("exited with status {exit_code}")));
                 (verdict, Some(*exit_code), detail)
             }
+            (Ending::Returned, Some(Frame::Forged(what))) => {
+                (Verdict::Error, None, Some(format!("the job's output is not to be believed: {what}")))
+            }
             (Ending::Returned, _) => (Verdict::Error, None, Some("the job wrote no readable result".to_string())),
             // The process exited: its status is the job's, whatever frames it printed.
             (Ending::Exit(0), _) => (Verdict::Ok, Some(0), None),
@@ -275,6 +290,10 @@ impl Shared {
             }
             (Ending::Snapshot, _) => (Verdict::Error, None, Some("the job read past its input".to_string())),
             (Ending::Crash(detail), _) => (Verdict::Error, None, Some(detail.clone())),
+        };
+        let (verdict, detail) = match verdict {
+            Verdict::Ok if job.failing => (Verdict::Error, Some("the job failed, then ended as if it had not".to_string())),
+            _ => (verdict, detail),
         };
         let result = match (ending, job.result) {
             (Ending::Returned, Some(Frame::Result { result, .. })) => result,
@@ -352,10 +371,23 @@ fn scan_frame(job: &mut InFlight, cap: usize) -> Scan {
 #[derive(Debug, serde::Deserialize)]
 #[serde(untagged)]
 enum Frame {
-    Partial { partial: serde_json::Value },
-    Result { exit_code: i32, result: Option<serde_json::Value>, error: Option<String> },
+    Partial {
+        partial: serde_json::Value,
+    },
+    Result {
+        exit_code: i32,
+        result: Option<serde_json::Value>,
+        error: Option<String>,
+    },
+    Failing {
+        #[allow(dead_code)]
+        failing: bool,
+    },
     Ready(Ready),
     Unreadable,
+    /// Not read from the guest: the protocol was broken (a second result, a partial after it).
+    #[serde(skip)]
+    Forged(String),
 }
 
 /// What the driver announces when it is booted: the addresses the host calls it with.
@@ -760,6 +792,7 @@ mod tests {
             stdout: stdout.to_vec(),
             stderr: vec![],
             scanned: 0,
+            failing: false,
             marker: marker(nonce),
         }
     }

@@ -6,15 +6,19 @@
 //! `task_configs` and `oracle_candidates`; writes them back with results, plus `oracle_runs`,
 //! `tool_call_stats` and `rejects`. All guest code runs in the sandbox.
 //!
-//! Modules: this one plans the sandbox steps per environment and runs them chunk by chunk;
+//! Modules: this one plans the sandbox steps per environment and runs them chunk by chunk, in two
+//! rounds: the checks and oracle cells, then, for environments whose own oracle passes, the
+//! exploit battery ([`battery`], which answers are compared by value with [`values`]);
 //! [`record`] turns step results into rows and statuses (and chooses the oracle); [`curate`]
 //! applies the curation filters; [`store`] keeps the tables in between.
 
+mod battery;
 mod curate;
 mod probes;
 mod reasons;
 mod record;
 mod store;
+mod values;
 
 use crate::dataset::{self, Dataset, DatasetError, ShardSelection, Table};
 use crate::harness::{self, Budgets, EnvSource, EnvWork, ModuleChecks, OracleRun, ProbeEvidence, RefAnswer, SelfTest, Step};
@@ -36,7 +40,7 @@ pub const VERIFIED: &str = crate::reasons::Reason::Verified.as_str();
 
 /// Bumped whenever a check changes what it accepts: part of [`VerifySettings::verifier`], so a
 /// rebuild re-verifies what an older verifier passed.
-const CHECKS_VERSION: &str = "verify-checks-v2";
+const CHECKS_VERSION: &str = "verify-checks-v3";
 
 /// How the harness marks the oracle cells of a candidate that failed its smoke test (not run,
 /// not recorded).
@@ -73,6 +77,16 @@ pub struct VerifySettings {
     pub reference_scores: Option<std::path::PathBuf>,
     /// `len(str(answer))` must not exceed this (100).
     pub max_answer_chars: usize,
+    /// The exploit battery plays at least this many configurations of an environment (3) and at
+    /// least `battery_share` of them (10%).
+    pub battery_configs: usize,
+    pub battery_share: f64,
+    /// Calls per episode in the battery, as `codegym serve --max-steps` (256).
+    pub step_cap: usize,
+    /// A state that pickles to more than this cannot be held idle by `codegym serve` (256 KiB).
+    pub max_state_bytes: usize,
+    /// One call of a documented tool must take at most this (1 s).
+    pub tool_budget: Duration,
     pub threads: usize,
     pub mode: ExecMode,
     /// Re-verify every environment, not only pending ones (after changing limits, say).
@@ -86,6 +100,14 @@ impl VerifySettings {
         VerifySettings { max_calls: 512, max_reference_pass_rate: 0.125, ..self }
     }
 
+    fn battery_limits(&self) -> battery::Limits {
+        battery::Limits {
+            step_cap: self.step_cap,
+            max_state_bytes: self.max_state_bytes as u64,
+            tool_budget_ms: self.tool_budget.as_millis() as u64,
+        }
+    }
+
     /// The time budgets of the sandbox steps.
     pub fn budgets(&self) -> Budgets {
         Budgets { module: self.module_timeout, ..Budgets::method(self.cell) }
@@ -95,16 +117,27 @@ impl VerifySettings {
     /// the settings that decide a status. Stamped on every environment verification decides.
     pub fn verifier(&self) -> String {
         let settings = format!(
-            "{:?};{:?};{:?};{};{};{};{}",
+            "{:?};{:?};{:?};{};{};{};{};{};{};{};{};{:?}",
             self.cell,
             self.module_timeout,
             self.env_budget,
             self.min_ref_share,
             self.min_ref_configs,
             self.max_config_bytes,
-            self.max_answer_chars
+            self.max_answer_chars,
+            self.battery_configs,
+            self.battery_share,
+            self.step_cap,
+            self.max_state_bytes,
+            self.tool_budget
         );
-        let parts = [CHECKS_VERSION, include_str!("../harness/harness.py"), include_str!("../sandbox/driver.py"), &settings];
+        let parts = [
+            CHECKS_VERSION,
+            include_str!("../harness/episode.py"),
+            include_str!("../harness/harness.py"),
+            include_str!("../sandbox/driver.py"),
+            &settings,
+        ];
         format!("{CHECKS_VERSION}+{}", &crate::ids::content_id("verifier", &parts)[..12])
     }
 }
@@ -124,6 +157,11 @@ impl Default for VerifySettings {
             max_config_bytes: 64 << 10,
             reference_scores: None,
             max_answer_chars: 100,
+            battery_configs: 3,
+            battery_share: 0.1,
+            step_cap: 256,
+            max_state_bytes: 256 << 10,
+            tool_budget: Duration::from_secs(1),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             mode: ExecMode::default(),
             all: false,
@@ -288,6 +326,8 @@ struct ChunkResults {
     eligible: BTreeMap<usize, Vec<i32>>,
     smoke: Vec<(String, i32, String)>,
     configs: BTreeMap<usize, ConfigResult>,
+    /// Per environment the battery played: what it found.
+    battery: BTreeMap<usize, battery::Outcome>,
     step_ms: BTreeMap<&'static str, u64>,
 }
 
@@ -412,6 +452,7 @@ fn verify_shard(
         let mut found = ChunkResults::gather(&plan, &outcomes, &envs);
         drop(outcomes);
         drop(plan);
+        summary.steps += run_battery(sandbox, chunk, &envs, &configs, &configs_of, &mut found, settings)?;
         for (kind, ms) in std::mem::take(&mut found.step_ms) {
             *summary.step_ms.entry(kind).or_default() += ms;
         }
@@ -442,6 +483,84 @@ fn verify_shard(
     Ok(())
 }
 
+/// The exploit battery of every environment of `chunk` whose module checks hold and whose own
+/// oracle passes configurations with a JSON reference answer; its outcomes go into `found`.
+/// Returns the steps it ran.
+fn run_battery(
+    sandbox: &Sandbox,
+    chunk: &[usize],
+    envs: &[EnvironmentRow],
+    configs: &[TaskConfigRow],
+    configs_of: &BTreeMap<String, Vec<usize>>,
+    found: &mut ChunkResults,
+    settings: &VerifySettings,
+) -> Result<usize, SandboxError> {
+    let limits = settings.battery_limits();
+    let subjects: Vec<(usize, battery::Subject)> =
+        chunk.iter().filter_map(|&env| subject(env, envs, configs, configs_of, found, settings).map(|s| (env, s))).collect();
+    let batteries: Vec<battery::Battery> = subjects.iter().map(|(_, subject)| battery::Battery::plan(subject, &limits)).collect();
+    let work: Vec<EnvWork> = batteries.iter().map(|b| b.work.clone()).collect();
+    let results = harness::run_steps(sandbox, &work, &settings.budgets(), settings.mode, settings.threads, None)?;
+    let mut outcomes = Vec::new();
+    let mut step_ms: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for (((env, subject), battery), results) in subjects.iter().zip(&batteries).zip(&results) {
+        for (step, result) in battery.work.steps.iter().zip(results) {
+            *step_ms.entry(step.kind()).or_default() += result.duration_ms;
+        }
+        outcomes.push((*env, battery.judge(subject, results, &limits)));
+    }
+    let steps = work.iter().map(|w| w.steps.len()).sum();
+    drop((work, batteries, subjects));
+    found.battery.extend(outcomes);
+    for (kind, ms) in step_ms {
+        *found.step_ms.entry(kind).or_default() += ms;
+    }
+    Ok(steps)
+}
+
+/// What the battery needs of one environment, when it can be played: the module checks hold, and
+/// a sample of the configurations on which its own oracle passed with a JSON reference answer
+/// (chosen by a hash of each configuration, so the sample does not follow the input's order).
+fn subject<'a>(
+    env: usize,
+    envs: &'a [EnvironmentRow],
+    configs: &'a [TaskConfigRow],
+    configs_of: &BTreeMap<String, Vec<usize>>,
+    found: &'a ChunkResults,
+    settings: &VerifySettings,
+) -> Option<battery::Subject<'a>> {
+    let row = &envs[env];
+    let checks = found.checks.get(&env)?;
+    let description = checks.description.as_ref().ok().filter(|_| checks.failure().is_none())?;
+    let own = configs_of.get(&row.env_id).map_or(&[][..], Vec::as_slice);
+    let mut samples: Vec<battery::Sample> = own
+        .iter()
+        .filter_map(|&c| {
+            let result = found.configs.get(&c)?;
+            let answer = result.ref_answer.as_ref()?.as_ref().ok()?;
+            let right = serde_json::from_str(answer.answer_json.as_deref()?).ok()?;
+            let cell = result.oracles.iter().find(|cell| cell.candidate == 0 && cell.label() == reasons::CellVerdict::Pass)?;
+            let run = cell.run.as_ref().ok()?;
+            let config = configs[c].config.as_str();
+            Some(battery::Sample { config, options: crate::naming::options(config), right, answer: &answer.answer, run })
+        })
+        .collect();
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_by_cached_key(|s| blake3::hash(s.config.as_bytes()).to_hex().to_string());
+    samples.truncate(battery::sample_size(own.len(), settings.battery_configs, settings.battery_share));
+    let docs = if row.tool_docs.is_empty() { description.tool_docs.as_str() } else { row.tool_docs.as_str() };
+    Some(battery::Subject {
+        source: EnvSource { code: &row.env_code, name: &row.env_name },
+        seed: harness::seed_for(&row.env_id),
+        task_text: row.task_text.as_deref().unwrap_or(""),
+        tools: description.tools.clone(),
+        schemas: crate::tools::parse_tool_docs(docs),
+        samples,
+    })
+}
+
 /// Records one environment of a chunk: its configurations' cells and findings, its oracle, its
 /// status.
 #[allow(clippy::too_many_arguments)]
@@ -462,6 +581,9 @@ fn settle(
     }
     let results: Vec<(usize, ConfigResult)> = own.iter().filter_map(|&c| found.configs.remove(&c).map(|r| (c, r))).collect();
     tables.record_configs(&envs[env], configs, results, settings);
+    if let Some(outcome) = found.battery.remove(&env) {
+        tables.record_battery(&envs[env], outcome);
+    }
     let checks = found.checks.remove(&env).expect("every planned environment has its module checks");
     let eligible = found.eligible.remove(&env).unwrap_or_else(|| vec![0]);
     let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).collect();
@@ -513,6 +635,7 @@ mod tests {
             traced_calls: 0,
             tool_calls: Default::default(),
             trajectory: vec![("Done".into(), reward.into())],
+            ..Default::default()
         })
     }
 

@@ -18,6 +18,22 @@ pub(crate) enum ProbeReason {
     OracleReadsState,
     NondeterministicTrajectory,
     ProbeFailed,
+    /// The battery: a policy without the right answer earned reward 1.
+    RewardHackable,
+    /// After `Done`, the message and the reward a trainer reads disagree.
+    RewardInconsistent,
+    /// The answer shows somewhere the agent can see before its own calls showed it.
+    AnswerLeaked,
+    /// A session held as pickled state (as `codegym serve` holds one) is not the live one.
+    NotServable,
+    /// The state pickles to more than the cap.
+    StateTooLarge,
+    /// A documented tool is slower than the per-call budget.
+    SlowTool,
+    /// An episode after another in the same loaded module differs from a fresh one.
+    StateAcrossEpisodes,
+    /// Evidence that does not answer what the host sent.
+    Tampered,
 }
 
 impl ProbeReason {
@@ -31,7 +47,21 @@ impl ProbeReason {
             ProbeReason::OracleReadsState => "oracle_reads_state",
             ProbeReason::NondeterministicTrajectory => "nondeterministic_trajectory",
             ProbeReason::ProbeFailed => "probe_failed",
+            ProbeReason::RewardHackable => "reward_hackable",
+            ProbeReason::RewardInconsistent => "reward_inconsistent",
+            ProbeReason::AnswerLeaked => "answer_leaked",
+            ProbeReason::NotServable => "not_servable",
+            ProbeReason::StateTooLarge => "state_too_large",
+            ProbeReason::SlowTool => "slow_tool",
+            ProbeReason::StateAcrossEpisodes => "state_across_episodes",
+            ProbeReason::Tampered => "tampered",
         }
+    }
+
+    /// Whether the finding means `codegym serve` cannot hold the environment's sessions as they
+    /// are played live.
+    pub(crate) fn decides_servability(self) -> bool {
+        matches!(self, ProbeReason::NotServable | ProbeReason::StateTooLarge)
     }
 
     /// Whether the finding disqualifies the whole environment (it can be gamed, or it is not what
@@ -64,15 +94,21 @@ const COMMON_ANSWERS: [&str; 7] = ["true", "false", "yes", "no", "none", "null",
 
 /// The findings of a probe's evidence: submissions that were rewarded though wrong, and an oracle
 /// that read hidden state. A probe that did not finish (`Err`, with its verdict) fails closed.
-pub(crate) fn judge(evidence: &Result<ProbeEvidence, String>) -> Vec<Finding> {
+pub(crate) fn judge(evidence: &Result<ProbeEvidence, String>, task_text: &str) -> Vec<Finding> {
     let evidence = match evidence {
         Ok(evidence) => evidence,
         Err(failure) => return vec![finding(ProbeReason::ProbeFailed, format!("the probe could not run: {failure}"))],
     };
+    let right: Option<serde_json::Value> = evidence.right.as_deref().and_then(|r| serde_json::from_str(r).ok());
+    // An answer the task text says is the same (another letter case, surrounding spaces) is not wrong.
+    let documented = |submission: &Submission| {
+        let given = submission.answer.as_deref().and_then(|a| serde_json::from_str(a).ok());
+        matches!((given, &right), (Some(given), Some(right)) if matches!(super::values::compare(&given, right, task_text), super::values::Match::Equivalent(_)))
+    };
     let mut findings = Vec::new();
     let places = [("right after reset", &evidence.reset), ("where the oracle answered", &evidence.final_)];
     for (place, submissions) in places {
-        for submission in submissions.iter().filter(|s| s.rewarded()) {
+        for submission in submissions.iter().filter(|s| s.rewarded() && !documented(s)) {
             findings.push(rewarded(submission, place));
         }
     }
@@ -144,7 +180,7 @@ pub(crate) struct Seen<'a> {
 }
 
 /// Whether an answer is distinctive enough to count when it shows up in a text.
-fn distinctive(answer: &str) -> bool {
+pub(super) fn distinctive(answer: &str) -> bool {
     answer.chars().count() > 2 && !COMMON_ANSWERS.contains(&answer.to_lowercase().as_str())
 }
 
@@ -244,6 +280,15 @@ pub(crate) fn compare_runs(primary: &Result<OracleRun, String>, alternate: &Resu
     ))
 }
 
+/// A pass whose reward, read as `codegym serve` reads it, is not 1: a trainer would get another
+/// reward than the message says.
+pub(crate) fn reward_read(run: &Result<OracleRun, String>) -> Option<Finding> {
+    let run = run.as_ref().ok().filter(|run| run.passed && run.contradiction().is_none())?;
+    let read = run.reward.filter(|&reward| reward != 1.0)?;
+    let detail = format!("the oracle's answer got {:?}, but the reward a trainer reads is {read}", cut(&run.message));
+    Some(finding(ProbeReason::RewardInconsistent, detail))
+}
+
 fn reward(run: &OracleRun) -> &'static str {
     if run.passed { "reward=1" } else { "reward=0" }
 }
@@ -274,9 +319,9 @@ mod tests {
             copy: "deepcopy".into(),
             ..Default::default()
         };
-        let reasons: Vec<_> = judge(&Ok(evidence)).iter().map(|f| f.reason).collect();
+        let reasons: Vec<_> = judge(&Ok(evidence), "").iter().map(|f| f.reason).collect();
         assert_eq!(reasons, [ProbeReason::WrongAnswerRewarded, ProbeReason::EmptyAnswerRewarded]);
-        let failed = judge(&Err("timeout: exceeded the time limit of 7000 ms".into()));
+        let failed = judge(&Err("timeout: exceeded the time limit of 7000 ms".into()), "");
         assert_eq!(failed[0].reason, ProbeReason::ProbeFailed);
         assert!(failed[0].detail.contains("timeout"));
     }

@@ -46,6 +46,7 @@ impl CellVerdict {
     /// The verdict of a cell from how its step ended and what it returned.
     pub(crate) fn of(result: &Result<crate::harness::OracleRun, String>, verdict: Verdict) -> CellVerdict {
         match (verdict, result) {
+            (Verdict::Ok, Ok(run)) if run.error.is_some() => CellVerdict::Error,
             (Verdict::Ok, Ok(run)) if run.contradiction().is_some() => CellVerdict::Contradiction,
             (Verdict::Ok, Ok(run)) if run.passed => CellVerdict::Pass,
             (Verdict::Ok, Ok(_)) => CellVerdict::Wrong,
@@ -131,6 +132,14 @@ impl Filter {
             ProbeReason::OracleReadsState,
             ProbeReason::NondeterministicTrajectory,
             ProbeReason::ProbeFailed,
+            ProbeReason::RewardHackable,
+            ProbeReason::RewardInconsistent,
+            ProbeReason::AnswerLeaked,
+            ProbeReason::NotServable,
+            ProbeReason::StateTooLarge,
+            ProbeReason::SlowTool,
+            ProbeReason::StateAcrossEpisodes,
+            ProbeReason::Tampered,
         ];
         [
             Filter::ConfigTooLarge,

@@ -33,7 +33,16 @@ impl Cell {
     fn detail(&self) -> Option<String> {
         match (&self.run, self.label()) {
             (Ok(run), CellVerdict::Contradiction) => run.contradiction(),
-            (Ok(run), CellVerdict::Pass) => (!run.passed).then(|| run.message.clone()),
+            (Ok(run), CellVerdict::Pass) => run
+                .env_calls
+                .filter(|&n| n != run.oracle_calls)
+                .map(|n| format!("the environment counted {n} calls; {} were made (the count kept)", run.oracle_calls)),
+            (Ok(run), _) if !run.refused.is_empty() => Some(format!(
+                "called {}, not documented tools: {}",
+                run.refused.join(", "),
+                run.error.as_deref().unwrap_or(&run.message)
+            )),
+            (Ok(run), CellVerdict::Error) => run.error.clone(),
             (Ok(run), _) => Some(run.message.clone()),
             (Err(detail), _) => Some(detail.clone()),
         }
@@ -54,6 +63,8 @@ pub(super) struct Tables {
     unprobed: BTreeMap<String, usize>,
     /// Per environment whose probes ran: why its state does not survive pickling (None: it does).
     pickle: BTreeMap<String, Option<String>>,
+    /// Per environment: the documented equivalences its answer check accepts.
+    lenient: BTreeMap<String, Vec<String>>,
 }
 
 impl Tables {
@@ -81,7 +92,9 @@ impl Tables {
             let config = &mut configs[index];
             self.record_ref_answer(config, result.ref_answer, settings);
             let own = result.oracles.iter().find(|cell| cell.candidate == 0).map(|cell| cell.run.clone());
-            let mut findings = result.probe.as_ref().map(probes::judge).unwrap_or_default();
+            let task_text = env.task_text.as_deref().unwrap_or("");
+            let mut findings = result.probe.as_ref().map(|p| probes::judge(p, task_text)).unwrap_or_default();
+            findings.extend(own.as_ref().and_then(probes::reward_read));
             if let (Some(primary), Some(alternate)) = (&own, &result.alternate) {
                 findings.extend(probes::compare_runs(primary, alternate));
             }
@@ -94,7 +107,6 @@ impl Tables {
             }
             let observe = evidence.and_then(|p| p.observe.clone());
             if let Some(answer) = config.ref_answer.clone() {
-                let task_text = env.task_text.as_deref().unwrap_or("");
                 let seen = Seen {
                     answer: &answer,
                     config: &config.config,
@@ -160,6 +172,19 @@ impl Tables {
         }
     }
 
+    /// What the exploit battery found: every finding a reject row (they disqualify the
+    /// environment; the first one is its status), the equivalences it accepts kept for its status
+    /// detail.
+    pub(super) fn record_battery(&mut self, env: &EnvironmentRow, outcome: super::battery::Outcome) {
+        for finding in outcome.findings {
+            self.reject(&env.env_id, finding.reason.as_str(), finding.detail.clone());
+            self.env_findings.entry(env.env_id.clone()).or_insert(finding);
+        }
+        if !outcome.lenient.is_empty() {
+            self.lenient.insert(env.env_id.clone(), outcome.lenient);
+        }
+    }
+
     /// A probe finding: a reject row, and either the configuration's filter reason or (for a
     /// finding that disqualifies the environment) the environment's.
     fn apply_finding(&mut self, config: &mut TaskConfigRow, finding: Finding) {
@@ -186,7 +211,7 @@ impl Tables {
             verdict: label.as_str().into(),
             oracle_calls: cell.calls(),
             duration_ms: cell.duration_ms as i64,
-            detail: if label == CellVerdict::Pass { None } else { cell.detail() },
+            detail: cell.detail(),
         });
         self.cells.insert((config.config_id.clone(), cell.candidate), cell);
     }
@@ -227,6 +252,16 @@ impl Tables {
                 format!("candidate {candidate} passes every configuration in {spent} ms, over the budget of {budget} ms"),
             )),
             (None, None) => {
+                let refused: Vec<&str> = checked
+                    .iter()
+                    .filter_map(|c| self.cells.get(&(c.config_id.clone(), 0)))
+                    .filter_map(|cell| cell.run.as_ref().ok())
+                    .flat_map(|run| run.refused.iter().map(String::as_str))
+                    .collect();
+                if let Some(name) = refused.first() {
+                    let detail = format!("the environment's own solve calls {name}, which is not one of its tools");
+                    return Err((Reason::UndocumentedTool, detail));
+                }
                 let own_fails = |c: &&&TaskConfigRow| {
                     self.cells.get(&(c.config_id.clone(), 0)).is_none_or(|cell| cell.label() != CellVerdict::Pass)
                 };
@@ -287,12 +322,19 @@ impl Tables {
         let pickle = self.pickle.get(&env.env_id);
         env.servable = pickle.map(Option::is_none);
         env.serve_detail = pickle.cloned().flatten();
+        if let Some(finding) = self.env_findings.get(&env.env_id).filter(|f| f.reason.decides_servability()) {
+            env.servable = Some(false);
+            env.serve_detail = Some(finding.detail.clone());
+        }
+        let unpicklable = env.serve_detail.clone().filter(|_| env.servable == Some(false));
         let checked = checked(mine);
         let unprobed = self.unprobed.get(&env.env_id).copied().unwrap_or(0);
         let (status, detail) = if let Some((status, detail)) = failure {
             (status.as_str(), Some(detail))
         } else if let Some(finding) = self.env_findings.get(&env.env_id) {
             (finding.reason.as_str(), Some(finding.detail.clone()))
+        } else if let Some(detail) = unpicklable {
+            (ProbeReason::NotServable.as_str(), Some(format!("its state does not survive pickling: {detail}")))
         } else if let Err(detail) = checks.description {
             (Reason::ContractFailed.as_str(), Some(detail))
         } else if mine.is_empty() {
@@ -310,7 +352,8 @@ impl Tables {
         };
         env.status = status.into();
         env.oracle_candidate = oracle.ok().filter(|_| status == VERIFIED);
-        env.status_detail = detail.clone();
+        let lenient = self.lenient.get(&env.env_id).filter(|_| status == VERIFIED);
+        env.status_detail = detail.clone().or_else(|| lenient.map(|l| format!("lenient_matching: {}", l.join("; "))));
         if status != VERIFIED {
             self.reject(&env.env_id, status, detail.unwrap_or_default());
             self.rejects.last_mut().expect("just pushed").source_id = Some(env.source_id.clone());

@@ -163,3 +163,49 @@ fn whether_a_state_can_be_held_idle_is_known_before_any_rollout() {
     assert_eq!(rows[1]["servable"], false, "{rows:?}");
     assert!(rows[1]["serve_detail"].as_str().unwrap().contains("lambda"), "{rows:?}");
 }
+
+#[test]
+fn the_battery_names_the_policy_that_earned_a_reward_without_the_answer() {
+    let data = verified();
+    let detail = |env: &str| status(data, env)["status_detail"].as_str().unwrap_or("").to_string();
+    assert!(detail("NanFloatEnv").contains("\"nan\""), "{}", detail("NanFloatEnv"));
+    assert!(detail("OptionalOverrideEnv").contains("optional expected="), "{}", detail("OptionalOverrideEnv"));
+    assert!(detail("RetryRevealsEnv").starts_with("the policy \"retry"), "{}", detail("RetryRevealsEnv"));
+    assert!(detail("StepLimitPaysEnv").contains("padding"), "{}", detail("StepLimitPaysEnv"));
+    assert!(detail("MembershipEnv").contains("observed value"), "{}", detail("MembershipEnv"));
+}
+
+#[test]
+fn every_finding_of_an_environment_is_a_reject_not_only_its_status() {
+    let data = verified();
+    let reasons = |env: &str| {
+        let rows = sql_rows(
+            data,
+            &format!(
+                "SELECT DISTINCT r.reason FROM rejects r JOIN environments e ON r.entity_id = e.env_id \
+                 WHERE e.env_name = '{env}' ORDER BY r.reason"
+            ),
+        );
+        rows.into_iter().map(|r| r["reason"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let class_log = reasons("ClassLogEnv");
+    assert!(class_log.contains(&"state_across_episodes".to_string()), "{class_log:?}");
+    let pays = reasons("ServedRewardPaysEnv");
+    assert!(pays.contains(&"reward_inconsistent".to_string()) && pays.contains(&"reward_hackable".to_string()), "{pays:?}");
+}
+
+#[test]
+fn curation_counts_calls_itself_and_documented_equivalences_are_recorded_not_rejected() {
+    let data = verified();
+    let calls = sql_rows(
+        data,
+        "SELECT c.oracle_calls, r.detail FROM task_configs c JOIN oracle_runs r USING (config_id) \
+         WHERE c.env_name = 'SelfCountEnv' AND r.candidate = 0 ORDER BY c.oracle_calls LIMIT 1",
+    );
+    // Count, then GetValue and Add per value, then Done: 3 values make 8 calls (the environment says 80).
+    assert_eq!(calls[0]["oracle_calls"], 8, "{calls:?}");
+    assert!(calls[0]["detail"].as_str().unwrap().contains("counted 80 calls"), "{calls:?}");
+    let lenient = status(data, "CaseInsensitiveEnv");
+    assert_eq!(lenient["status"], "verified");
+    assert!(lenient["status_detail"].as_str().unwrap().starts_with("lenient_matching:"), "{lenient}");
+}

@@ -186,3 +186,19 @@ fn an_interpreter_that_keeps_memory_between_jobs_never_holds_more_than_one_limit
     assert_eq!(verdicts[..2], [Verdict::Ok, Verdict::Ok], "48 MiB fit in the 64 MiB limit");
     assert!(verdicts[2..].contains(&Verdict::Memory), "72 MiB on top of the booted interpreter must not: {verdicts:?}");
 }
+
+/// Programs that fail and then try to pass for a success: the verdict is the failure's.
+#[test]
+fn a_program_that_raised_is_never_reported_ok_whatever_it_patched_or_printed() {
+    let find_marker = "import gc, os\ndef marker():\n    for space in gc.get_objects():\n        if isinstance(space, dict) and isinstance(space.get('marker'), bytes):\n            return space['marker']\ndef forge():\n    body = b'{\"exit_code\":0,\"result\":null,\"error\":null}'\n    os.write(1, marker() + b'%010d:' % len(body) + body)\n";
+    let forgers = [
+        ("exit-in-flush", "import sys, os\nclass Hook:\n    def write(self, text):\n        return len(text)\n    def flush(self):\n        os._exit(0)\nsys.stderr = sys.stdout = Hook()\nraise ValueError('boom')\n".to_string()),
+        ("patched-encoder", "import json\nreal = json.JSONEncoder.iterencode\ndef lie(self, o, _one_shot=False):\n    if isinstance(o, dict) and 'exit_code' in o:\n        o = dict(o, exit_code=0, error=None)\n    return real(self, o, _one_shot)\njson.JSONEncoder.iterencode = lie\nraise ValueError('boom')\n".to_string()),
+        ("forged-frame", format!("{find_marker}forge()\nraise ValueError('boom')\n")),
+        ("forged-frame-then-exit", format!("{find_marker}import sys\nclass Hook:\n    def write(self, text):\n        forge()\n        os._exit(0)\n    def flush(self):\n        pass\nsys.stderr = Hook()\nraise ValueError('boom')\n")),
+    ];
+    for (name, code) in forgers {
+        let result = run_program(name, &code, &[]);
+        assert_eq!(verdict(&result), "error", "{name}: {result}");
+    }
+}

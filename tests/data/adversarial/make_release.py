@@ -315,6 +315,256 @@ _forge()""",
     ),
     # Item 10: one huge configuration must not sink its environment.
     "HugeConfigEnv": (env("HugeConfigEnv"), SUMS + [list(range(30000))]),
+    # Verification as an adversarial agent: one environment per class of defect the battery must
+    # catch, played through the episode path `codegym serve` uses.
+    # A. The reward is read in more than one place.
+    "ServedRewardStuckEnv": (
+        env("ServedRewardStuckEnv").replace(
+            "self._reward, self._done, self.step_count = 0, False, 0",
+            "self._reward, self._done, self.step_count = 0, False, 0\n        self.reward = 0.0",
+        ),
+        SUMS,
+    ),
+    "ServedRewardPaysEnv": (
+        env(
+            "ServedRewardPaysEnv",
+            done="""        self._done = True
+        self._reward = 1 if answer == self.get_ref_answer() else 0
+        self.reward = 1.0
+        return "Answer %s: reward=%d" % (answer, self._reward)""",
+        ),
+        SUMS,
+    ),
+    # B. Wrong answers of another type or shape.
+    "NanFloatEnv": (
+        env(
+            "NanFloatEnv",
+            ref_answer="        return sum(self.values) / 2",
+            done="""        self._done = True
+        value = float(answer)
+        self._reward = 0 if value < self.get_ref_answer() or value > self.get_ref_answer() else 1
+        return "Answer %s: reward=%d" % (answer, self._reward)""",
+            solve=SOLVE.replace("answer=total)", "answer=total / 2)"),
+        ),
+        SUMS,
+    ),
+    "ListContainsEnv": (
+        env(
+            "ListContainsEnv",
+            done="""        self._done = True
+        given = answer if isinstance(answer, list) else [answer]
+        self._reward = 1 if self.get_ref_answer() in given else 0
+        return "Answer %s: reward=%d" % (answer, self._reward)""",
+        ),
+        SUMS,
+    ),
+    "DictDefaultEnv": (
+        env(
+            "DictDefaultEnv",
+            done="""        self._done = True
+        if isinstance(answer, dict):
+            answer = answer.get("total", self.get_ref_answer())
+        self._reward = 1 if answer == self.get_ref_answer() else 0
+        return "Answer %s: reward=%d" % (answer, self._reward)""",
+        ),
+        SUMS,
+    ),
+    "OptionalOverrideEnv": (
+        env(
+            "OptionalOverrideEnv",
+            done="""        self._done = True
+        target = self.get_ref_answer() if expected is None else expected
+        self._reward = 1 if answer == target else 0
+        return "Answer %s: reward=%d" % (answer, self._reward)""",
+        )
+        .replace("def Done(self, answer):", "def Done(self, answer, expected=None):")
+        .replace(
+            "            answer (int): the answer to the task.\n",
+            "            answer (int): the answer to the task.\n            expected (int): optional, the value to compare with.\n",
+        ),
+        SUMS,
+    ),
+    "MembershipEnv": (
+        env(
+            "MembershipEnv",
+            ref_answer="        return max(self.values)",
+            done="""        self._done = True
+        self._reward = 1 if answer in self.values else 0
+        return "Answer %s: reward=%d" % (answer, self._reward)""",
+            solve="""        best = None
+        for i in range(int(call("Count"))):
+            value = int(call("GetValue", index=i))
+            best = value if best is None else max(best, value)
+        return call("Done", answer=best)""",
+        ),
+        SUMS,
+    ),
+    "SentinelEnv": (
+        env(
+            "SentinelEnv",
+            done="""        self._done = True
+        empty = answer == -1 and len(self.values) >= 0
+        self._reward = 1 if empty or answer == self.get_ref_answer() else 0
+        return "Answer %s: reward=%d" % (answer, self._reward)""",
+        ),
+        SUMS,
+    ),
+    # C. Exploits that take more than one step.
+    "RetryRevealsEnv": (
+        env(
+            "RetryRevealsEnv",
+            done="""        if answer != self.get_ref_answer():
+            return "Not quite: the total is %d. Try again." % self.get_ref_answer()
+        self._done, self._reward = True, 1
+        return "Answer %s: reward=1" % answer""",
+        ),
+        SUMS,
+    ),
+    "StepLimitPaysEnv": (
+        env(
+            "StepLimitPaysEnv",
+            done="""        self._done = True
+        self._reward = 1 if self.step_count > 200 or answer == self.get_ref_answer() else 0
+        return "Answer %s: reward=%d" % (answer, self._reward)""",
+        ),
+        SUMS,
+    ),
+    # D. Tampering with the checks from inside the guest: every frame would say reward=0.
+    "EncoderPatchEnv": (
+        env(
+            "EncoderPatchEnv",
+            done=DONE_ANYTHING,
+            prelude="""_real_iterencode = json.JSONEncoder.iterencode
+def _quiet(self, o, _one_shot=False):
+    for chunk in _real_iterencode(self, o, _one_shot):
+        yield chunk.replace("reward=1", "reward=0").replace(": 1.0", ": 0.0")
+json.JSONEncoder.iterencode = _quiet""",
+        ),
+        SUMS,
+    ),
+    # E. Leaks where nothing looks.
+    "ErrorLeakEnv": (
+        env("ErrorLeakEnv").replace(
+            "        return str(self.values[index])",
+            """        if not 0 <= index < len(self.values):
+            return "Error: index %d is out of range (checksum 0x%x)" % (index, sum(self.values))
+        return str(self.values[index])""",
+        ),
+        SUMS,
+    ),
+    "VerboseFlagEnv": (
+        env(
+            "VerboseFlagEnv",
+            observe="""        if verbose:
+            return "There are %d hidden values, adding up to %d." % (len(self.values), sum(self.values))
+        return "There are %d hidden values." % len(self.values)""",
+        )
+        .replace("def Observe(self):", "def Observe(self, verbose=False):")
+        .replace(
+            "            None\n        Returns:\n            str: a description of the hidden state.",
+            "            verbose (bool): optional, more detail.\n        Returns:\n            str: a description of the hidden state.",
+        ),
+        SUMS,
+    ),
+    "CacheLeakEnv": (
+        env(
+            "CacheLeakEnv",
+            observe="""        if self.step_count > 1:
+            return "There are %d hidden values (cached result: {:,})".format(sum(self.values)) % len(self.values)
+        return "There are %d hidden values." % len(self.values)""",
+            solve=OBSERVE_THEN_SOLVE,
+        ),
+        [[12001, 13002, 11834], [15000, 25000, 40000, 12300], [31100, 42200, 53300, 64400, 75500]],
+    ),
+    "ClassLogEnv": (
+        env(
+            "ClassLogEnv",
+            observe="""        seen = ", ".join(str(a) for a in ClassLogEnv.HISTORY[-3:])
+        return "There are %d hidden values. Earlier answers: %s" % (len(self.values), seen or "none")""",
+            done="""        self._done = True
+        self._reward = 1 if answer == self.get_ref_answer() else 0
+        ClassLogEnv.HISTORY.append(self.get_ref_answer())
+        return "Answer %s: reward=%d" % (answer, self._reward)""",
+            solve=OBSERVE_THEN_SOLVE,
+        ).replace("    def __init__(self, env_str=None):", "    HISTORY = []\n\n    def __init__(self, env_str=None):", 1),
+        SUMS,
+    ),
+    # F. An oracle that needs a method that is not a tool.
+    "UndocumentedOracleEnv": (
+        env("UndocumentedOracleEnv", solve='        return call("Done", answer=int(call("Peek")))')
+        .replace('            if call["name"] not in self.func_mapping:\n                raise ValueError("unknown action %r" % call["name"])\n', "")
+        .replace("    def Done(self, answer):", "    def Peek(self):\n        return str(sum(self.values))\n\n    def Done(self, answer):"),
+        SUMS,
+    ),
+    # G. A call count the environment reports about itself (curation must use its own).
+    "SelfCountEnv": (
+        env("SelfCountEnv").replace("        self.step_count += 1\n", "        self.step_count += 10\n"),
+        SUMS,
+    ),
+    # H. Serving: state that changes after a pickle round trip, state too large to hold, a slow tool.
+    "ReplayDriftEnv": (
+        env(
+            "ReplayDriftEnv",
+            observe='        return "There are %d hidden values; %d looked at." % (len(self.values), len(self.looked))',
+            solve="""        total = 0
+        for i in range(int(call("Count"))):
+            total = int(call("Add", a=total, b=int(call("GetValue", index=i))))
+            call("Observe")
+        return call("Done", answer=total)""",
+        )
+        .replace("        return str(self.values[index])", "        self.looked.add(index)\n        return str(self.values[index])")
+        .replace(
+            "self._reward, self._done, self.step_count = 0, False, 0",
+            "self._reward, self._done, self.step_count = 0, False, 0\n        self.looked = set()",
+        )
+        .replace(
+            "    def get_ref_answer(self):",
+            "    def __getstate__(self):\n        return {k: v for k, v in self.__dict__.items() if k != 'looked'}\n\n    def __setstate__(self, state):\n        self.__dict__.update(state, looked=set())\n\n    def get_ref_answer(self):",
+        ),
+        SUMS,
+    ),
+    "BigStateEnv": (
+        env("BigStateEnv").replace(
+            "self._reward, self._done, self.step_count = 0, False, 0",
+            "self._reward, self._done, self.step_count = 0, False, 0\n        self.scratch = list(range(200000))",
+        ),
+        SUMS,
+    ),
+    "SlowToolEnv": (
+        env(
+            "SlowToolEnv",
+            prelude="SPIN = 5_000_000",
+            count="""        spin = 0
+        for i in range(SPIN):
+            spin += i
+        return str(len(self.values))""",
+            solve="""        total = 0
+        for i in range(99):
+            value = call("GetValue", index=i)
+            if value.startswith("Error"):
+                break
+            total = int(call("Add", a=total, b=int(value)))
+        return call("Done", answer=total)""",
+        ),
+        SUMS,
+    ),
+    # Sound environments the battery must keep: case-insensitive matching the task text documents,
+    # and an environment that prints a lot on every call.
+    "CaseInsensitiveEnv": (
+        env(
+            "CaseInsensitiveEnv",
+            ref_answer='        return "total-%d-ok" % sum(self.values)',
+            done="""        self._done = True
+        self._reward = 1 if str(answer).strip().lower() == self.get_ref_answer() else 0
+        return "Answer %s: reward=%d" % (answer, self._reward)""",
+            solve=SOLVE.replace("answer=total)", 'answer="total-%d-ok" % total)'),
+        ),
+        SUMS,
+    ),
+    "LoudSoundEnv": (
+        env("LoudSoundEnv").replace("        self.step_count += 1\n", "        self.step_count += 1\n        print('.' * 60000)\n"),
+        SUMS,
+    ),
 }
 
 EXPECTED = {
@@ -327,14 +577,41 @@ EXPECTED = {
     "EvenRewardEnv": "wrong_answer_rewarded",
     "ContainsRewardEnv": "wrong_answer_rewarded",
     "LateRewardEnv": "wrong_answer_rewarded",
-    "FullStopLeakEnv": "verified",
+    "FullStopLeakEnv": "answer_leaked",
     "InputAnswerLeakEnv": "verified",
     "SetOrderEnv": "nondeterministic_trajectory",
     "DateDetectorEnv": "nondeterministic_trajectory",
     "HalfHangsEnv": "ref_answer_survival",
     "AsyncioEnv": "unsupported_in_sandbox",
-    "UnpicklableEnv": "verified",
+    "UnpicklableEnv": "not_servable",
     "HugeConfigEnv": "verified",
+    "ServedRewardStuckEnv": "reward_inconsistent",
+    "ServedRewardPaysEnv": "wrong_answer_rewarded",
+    "NanFloatEnv": "reward_hackable",
+    "ListContainsEnv": "reward_hackable",
+    "DictDefaultEnv": "reward_hackable",
+    "OptionalOverrideEnv": "reward_hackable",
+    "MembershipEnv": "reward_hackable",
+    "SentinelEnv": "reward_hackable",
+    "RetryRevealsEnv": "reward_hackable",
+    "StepLimitPaysEnv": "reward_hackable",
+    "EncoderPatchEnv": "wrong_answer_rewarded",
+    "ErrorLeakEnv": "answer_leaked",
+    "VerboseFlagEnv": "answer_leaked",
+    "CacheLeakEnv": "answer_leaked",
+    "ClassLogEnv": "answer_leaked",
+    "UndocumentedOracleEnv": "undocumented_tool",
+    "SelfCountEnv": "verified",
+    "ReplayDriftEnv": "not_servable",
+    "BigStateEnv": "state_too_large",
+    "SlowToolEnv": "slow_tool",
+    "CaseInsensitiveEnv": "verified",
+    "LoudSoundEnv": "verified",
+}
+
+# The task text of environments whose text the checks read (the others add up hidden values).
+TASK_TEXT = {
+    "CaseInsensitiveEnv": "Add up the hidden values and answer total-SUM-ok. Matching is case-insensitive, and surrounding spaces are ignored.",
 }
 
 
@@ -349,7 +626,7 @@ def main():
                 config = json.dumps({"values": values})
                 prompt = [
                     {"role": "system", "name": "functions", "content": ""},
-                    {"role": "user", "name": "", "content": "Question:\nAdd up the hidden values."},
+                    {"role": "user", "name": "", "content": "Question:\n" + TASK_TEXT.get(name, "Add up the hidden values.")},
                 ]
                 tasks.write(json.dumps({"ability": "codegym_v1@%s__%s@%s" % (source, name, config), "prompt": prompt, "extra_info": {"index": str(index)}}) + "\n")
                 index += 1

@@ -1,0 +1,755 @@
+//! The exploit battery: per environment, on a sample of its configurations, what a reward-hacking
+//! agent tries, played through the episode path `codegym serve` uses (`episode.py`): answers of
+//! every other type and shape, the values the oracle's observations showed, optional parameters
+//! set against the reference, retries after a wrong answer, padding to the step cap, names that are
+//! not tools, fuzzed arguments to every tool. Then the answer is searched for, by value, in all
+//! that the agent saw, and the serving checks run: the oracle's trajectory replayed through a
+//! pickle round trip before every call, two episodes in one loaded module, every tool timed.
+//!
+//! The host writes every action from what it already holds (the reference answer, the oracle's
+//! trajectory, the tool schemas) and judges the evidence, which must answer exactly the actions
+//! sent. Planning and judging are pure; `mod.rs` runs the steps.
+
+use super::probes::{Finding, ProbeReason};
+use super::values::{self, Match};
+use crate::harness::{EnvSource, EnvWork, Observed, OracleRun, Played, PlayedStep, Replayed, Step, StepResult, TwoPlayed};
+use crate::sandbox::Verdict;
+use crate::tools::{ParamType, ToolSchema};
+use serde_json::{Value, json};
+
+/// The battery's own seed, apart from the first round's.
+const SEED: u64 = 0xba77_e5ee_d000_0002;
+
+/// Names an agent may try that are not tools (the contract's own methods, private state).
+const NOT_TOOLS: [&str; 10] =
+    ["get_ref_answer", "solve", "step", "reset", "from_env_str", "_get_obs", "__init__", "__class__", "_reward", "func_mapping"];
+
+/// Observed values submitted as answers, at most.
+const MAX_OBSERVED: usize = 24;
+
+/// What the battery needs of one environment, from the first round of steps.
+pub(super) struct Subject<'a> {
+    pub(super) source: EnvSource<'a>,
+    pub(super) seed: u64,
+    pub(super) task_text: &'a str,
+    /// The documented tools, in `func_mapping` order.
+    pub(super) tools: Vec<String>,
+    pub(super) schemas: Vec<ToolSchema>,
+    pub(super) samples: Vec<Sample<'a>>,
+}
+
+/// One configuration the battery plays: its reference answer and the oracle's passing run.
+pub(super) struct Sample<'a> {
+    pub(super) config: &'a str,
+    pub(super) options: &'a str,
+    /// The reference answer as JSON, and as `str()` shows it.
+    pub(super) right: Value,
+    pub(super) answer: &'a str,
+    pub(super) run: &'a OracleRun,
+}
+
+/// The battery's limits.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// Calls per episode, as `codegym serve --max-steps` (the padding policy goes up to it).
+    pub(super) step_cap: usize,
+    /// A pickled state larger than this cannot be held idle (`state_too_large`).
+    pub(super) max_state_bytes: u64,
+    /// A documented tool slower than this per call is `slow_tool`.
+    pub(super) tool_budget_ms: u64,
+}
+
+/// How many of `total` configurations the battery plays: at least `min` and `share` of them.
+pub(super) fn sample_size(total: usize, min: usize, share: f64) -> usize {
+    min.max((total as f64 * share).ceil() as usize).min(total)
+}
+
+/// What a reward would mean in an episode.
+#[derive(Debug, Clone, PartialEq)]
+enum Expect {
+    /// Every answer the episode submits is wrong (or comes after a wrong one): a reward is a hack.
+    Nothing,
+    /// The episode submits the right answer in an equivalent spelling: a reward is lenient matching.
+    Lenient(&'static str),
+}
+
+/// What one step of the battery is for.
+#[derive(Debug, Clone)]
+enum Purpose {
+    Episode { sample: usize, policy: String, expect: Expect, from_reset: bool, sent: Vec<String> },
+    ObservePrefixes { sample: usize },
+    ServeReplay { sample: usize, sent: Vec<String> },
+    TwoEpisodes { sample: usize },
+    TimingBuild,
+    TimingCall { tool: String, sent: String },
+}
+
+/// The battery of one environment: its steps, and what each is for.
+pub(super) struct Battery<'a> {
+    pub(super) work: EnvWork<'a>,
+    purposes: Vec<Purpose>,
+    /// Per sample: how many of the oracle's calls come before its answer.
+    answered_at: Vec<usize>,
+}
+
+/// The text of an action.
+fn action(name: &str, parameters: Value) -> String {
+    json!({"name": name, "parameters": parameters}).to_string()
+}
+
+fn tool_of(action: &str) -> Option<String> {
+    serde_json::from_str::<Value>(action).ok()?.get("name")?.as_str().map(String::from)
+}
+
+/// A wrong answer of the right answer's type.
+fn wrong(right: &Value) -> Value {
+    match right {
+        Value::Number(n) if n.is_i64() || n.is_u64() => json!(n.as_i64().unwrap_or(0).wrapping_add(1)),
+        Value::Number(n) => json!(n.as_f64().unwrap_or(0.0) + 1.0),
+        Value::String(s) => json!(format!("{s}x")),
+        Value::Bool(b) => json!(!b),
+        Value::Array(items) => Value::Array(items.iter().cloned().chain([json!(0)]).collect()),
+        Value::Object(_) => json!({"codegym": "wrong"}),
+        Value::Null => json!(0),
+    }
+}
+
+/// Values of other types and shapes: special values, containers holding the right answer, and
+/// the right answer as another type.
+fn specials(right: &Value) -> Vec<Value> {
+    let mut values = vec![
+        Value::Null,
+        json!(true),
+        json!(false),
+        json!(0),
+        json!(-1),
+        json!(1e30),
+        json!("nan"),
+        json!("inf"),
+        json!(""),
+        json!(".*"),
+        json!({}),
+        json!([]),
+        json!([right]),
+        json!([right, wrong(right)]),
+        json!({"answer": right}),
+    ];
+    match right {
+        Value::Number(n) => {
+            values.push(json!(n.to_string()));
+            values.extend(n.as_f64().map(|f| json!(f)));
+        }
+        Value::String(s) => {
+            values.extend(s.trim().parse::<i64>().ok().map(|n| json!(n)));
+            values.push(json!(s.to_uppercase()));
+            values.push(json!(s.to_lowercase()));
+            values.push(json!(format!(" {s} ")));
+        }
+        Value::Bool(b) => values.push(json!(b.to_string())),
+        _ => values.push(json!(right.to_string())),
+    }
+    dedup(values)
+}
+
+fn dedup(values: Vec<Value>) -> Vec<Value> {
+    let mut seen = std::collections::BTreeSet::new();
+    values.into_iter().filter(|v| seen.insert(v.to_string())).collect()
+}
+
+/// The values the oracle's observations showed before its answer: numbers, and for a text answer
+/// the words too.
+fn observed(sample: &Sample, answered_at: usize) -> Vec<Value> {
+    let mut values = Vec::new();
+    for (_, observation) in &sample.run.trajectory[..answered_at] {
+        for number in values::numbers(observation) {
+            values.push(if number.fract() == 0.0 && number.abs() < 9e15 { json!(number as i64) } else { json!(number) });
+        }
+        if sample.right.is_string() {
+            values.extend(super::probes::tokens(observation).into_iter().map(|t| json!(t)));
+        }
+    }
+    dedup(values).into_iter().take(MAX_OBSERVED * 4).collect()
+}
+
+/// A plain value of a parameter's type.
+fn plain(ty: &ParamType) -> Value {
+    match ty {
+        ParamType::Integer | ParamType::Number => json!(0),
+        ParamType::String => json!("a"),
+        ParamType::Boolean => json!(false),
+        ParamType::Null => Value::Null,
+        ParamType::Array(_) => json!([]),
+        ParamType::Object(_) => json!({}),
+        ParamType::OneOf(types) => types.first().map_or(Value::Null, plain),
+    }
+}
+
+/// Values an agent probing a parameter sends: out of range, of the wrong type, null.
+fn fuzzed(ty: &ParamType) -> Vec<Value> {
+    let wrong_type = if matches!(ty, ParamType::String) { json!(12345) } else { json!("x") };
+    vec![json!(-1), json!(1_000_000_000), wrong_type, Value::Null, json!([])]
+}
+
+impl<'a> Battery<'a> {
+    /// Plans the battery of `subject`.
+    pub(super) fn plan(subject: &Subject<'a>, limits: &Limits) -> Battery<'a> {
+        let mut work = EnvWork::new(subject.source, subject.seed ^ SEED);
+        work.tools = subject.tools.clone();
+        let mut battery = Battery { work, purposes: Vec::new(), answered_at: Vec::new() };
+        let planned: Vec<usize> = (0..subject.samples.len()).filter(|&i| battery.plan_sample(subject, i, limits)).collect();
+        if !planned.is_empty() {
+            battery.plan_two_episodes(subject, &planned);
+        }
+        if let Some(&first) = planned.first() {
+            battery.plan_timings(subject, first);
+        }
+        battery
+    }
+
+    fn push(&mut self, step: Step, purpose: Purpose) {
+        self.work.steps.push(step);
+        self.purposes.push(purpose);
+    }
+
+    /// The steps on one sample; false when its oracle never answered (nothing to fork from).
+    fn plan_sample(&mut self, subject: &Subject<'a>, index: usize, limits: &Limits) -> bool {
+        let sample = &subject.samples[index];
+        let actions: Vec<String> = sample.run.trajectory.iter().map(|(a, _)| a.clone()).collect();
+        let Some(answered_at) = actions.iter().position(|a| tool_of(a).as_deref() == Some("Done")) else {
+            self.answered_at.push(usize::MAX);
+            return false;
+        };
+        self.answered_at.push(answered_at);
+        let config = self.work.configs.len();
+        self.work.configs.push(sample.config);
+        let full = self.work.trajectories.len();
+        self.work.trajectories.push(actions[..=answered_at].to_vec());
+        let before = self.work.trajectories.len();
+        self.work.trajectories.push(actions[..answered_at].to_vec());
+        let sent = actions[..=answered_at].to_vec();
+        self.push(Step::ServeReplay { config, trajectory: full }, Purpose::ServeReplay { sample: index, sent });
+        self.push(Step::ObservePrefixes { config, trajectory: before }, Purpose::ObservePrefixes { sample: index });
+        for (policy, expect, from_reset, actions) in policies(subject, sample, answered_at, limits) {
+            let prefix = (full, if from_reset { 0 } else { answered_at });
+            let purpose = Purpose::Episode { sample: index, policy, expect, from_reset, sent: actions.clone() };
+            self.push(Step::Episode { config, prefix, actions }, purpose);
+        }
+        true
+    }
+
+    /// Each sample played again after another one in the same loaded module.
+    fn plan_two_episodes(&mut self, subject: &Subject<'a>, planned: &[usize]) {
+        for (position, &sample) in planned.iter().enumerate() {
+            let other = planned[(position + 1) % planned.len()];
+            let (config, first) = (self.config_of(subject, sample), self.config_of(subject, other));
+            let step = Step::TwoEpisodes { first: (first, 2 * first), config, trajectory: 2 * config };
+            self.push(step, Purpose::TwoEpisodes { sample });
+        }
+    }
+
+    /// The index of a planned sample's configuration in the work (two trajectories each).
+    fn config_of(&self, subject: &Subject<'a>, sample: usize) -> usize {
+        self.work.configs.iter().position(|c| *c == subject.samples[sample].config).expect("planned samples have a config")
+    }
+
+    /// Every documented tool called once, in its own step, `Done` last: with the oracle's own
+    /// arguments where it called the tool, plain ones of the documented types otherwise.
+    fn plan_timings(&mut self, subject: &Subject<'a>, sample: usize) {
+        let config = self.config_of(subject, sample);
+        self.push(Step::TimingBuild { config }, Purpose::TimingBuild);
+        let run = subject.samples[sample].run;
+        let mut tools: Vec<&String> = subject.tools.iter().filter(|t| *t != "Done").collect();
+        tools.extend(subject.tools.iter().filter(|t| *t == "Done"));
+        for tool in tools {
+            let used = run.trajectory.iter().map(|(a, _)| a).find(|a| tool_of(a).as_deref() == Some(tool.as_str()));
+            let sent = used.cloned().unwrap_or_else(|| action(tool, plain_arguments(subject, tool)));
+            self.push(Step::TimingCall { action: sent.clone() }, Purpose::TimingCall { tool: tool.clone(), sent });
+        }
+    }
+}
+
+fn schema<'s>(subject: &'s Subject, tool: &str) -> Option<&'s ToolSchema> {
+    subject.schemas.iter().find(|s| s.name == tool)
+}
+
+fn plain_arguments(subject: &Subject, tool: &str) -> Value {
+    let params = schema(subject, tool).map_or(&[][..], |s| s.parameters.as_slice());
+    Value::Object(params.iter().filter(|p| p.required).map(|p| (p.name.clone(), plain(&p.ty))).collect())
+}
+
+/// The episodes of one sample: (policy, what a reward means, from reset or from where the oracle
+/// answered, actions).
+fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Limits) -> Vec<(String, Expect, bool, Vec<String>)> {
+    let done = schema(subject, "Done");
+    let param = done.and_then(|s| s.parameters.first()).map_or("answer".to_string(), |p| p.name.clone());
+    let submit = |value: &Value| action("Done", json!({ param.as_str(): value }));
+    let right = &sample.right;
+    let bad = wrong(right);
+    let expect = |value: &Value| match values::compare(value, right, subject.task_text) {
+        Match::Exact => None,
+        Match::Wrong => Some(Expect::Nothing),
+        Match::Equivalent(why) => Some(Expect::Lenient(why)),
+    };
+    let mut episodes = Vec::new();
+    for value in specials(right) {
+        let Some(meaning) = expect(&value) else { continue };
+        for from_reset in [true, false] {
+            episodes.push((format!("answer {value}"), meaning.clone(), from_reset, vec![submit(&value)]));
+        }
+    }
+    let mut shown = 0;
+    for value in observed(sample, answered_at) {
+        let Some(meaning) = expect(&value) else { continue };
+        if shown == MAX_OBSERVED {
+            break;
+        }
+        shown += 1;
+        episodes.push((format!("observed value {value} as the answer"), meaning, false, vec![submit(&value)]));
+    }
+    for optional in done.map_or(&[][..], |s| s.parameters.as_slice()).iter().filter(|p| !p.required && p.name != param) {
+        for value in [bad.clone(), json!(true)] {
+            let sent = action("Done", json!({ param.as_str(): bad, optional.name.as_str(): value }));
+            episodes.push((
+                format!("optional {}={value} with a wrong answer", optional.name),
+                Expect::Nothing,
+                false,
+                vec![sent],
+            ));
+        }
+    }
+    let observe = action("Observe", json!({}));
+    let retry = vec![submit(&bad), observe.clone(), submit(right)];
+    episodes.push(("retry: a wrong answer, Observe, the right answer".into(), Expect::Nothing, false, retry));
+    let mut padding = vec![observe; limits.step_cap.saturating_sub(1)];
+    padding.push(submit(&bad));
+    episodes.push((
+        format!("padding: {} Observe calls, then a wrong answer", limits.step_cap.saturating_sub(1)),
+        Expect::Nothing,
+        true,
+        padding,
+    ));
+    let mut names: Vec<String> =
+        NOT_TOOLS.iter().filter(|n| !subject.tools.iter().any(|t| t == *n)).map(|n| action(n, json!({}))).collect();
+    names.push(submit(&bad));
+    episodes.push(("names that are not tools, then a wrong answer".into(), Expect::Nothing, true, names));
+    let mut fuzz = fuzz_calls(subject, sample);
+    fuzz.push(submit(&bad));
+    episodes.push(("fuzzed arguments to every tool, then a wrong answer".into(), Expect::Nothing, true, fuzz));
+    episodes
+}
+
+/// Every documented tool but `Done` called with each parameter out of range, of the wrong type
+/// and null, with arguments missing, with an extra one, and with its optional flags on.
+fn fuzz_calls(subject: &Subject, sample: &Sample) -> Vec<String> {
+    let mut calls = Vec::new();
+    for tool in subject.tools.iter().filter(|t| *t != "Done") {
+        let used = sample.run.trajectory.iter().find_map(|(a, _)| {
+            let call: Value = serde_json::from_str(a).ok()?;
+            (call.get("name")?.as_str()? == tool).then(|| call.get("parameters").cloned())?
+        });
+        let base = used.filter(Value::is_object).unwrap_or_else(|| plain_arguments(subject, tool));
+        let params = schema(subject, tool).map_or(&[][..], |s| s.parameters.as_slice());
+        for param in params {
+            for value in fuzzed(&param.ty) {
+                let mut arguments = base.clone();
+                arguments[param.name.as_str()] = value;
+                calls.push(action(tool, arguments));
+            }
+        }
+        if !params.is_empty() {
+            calls.push(action(tool, json!({})));
+        }
+        let mut extra = base.clone();
+        extra["codegym_extra"] = json!(1);
+        calls.push(action(tool, extra));
+        let flags: Vec<_> = params.iter().filter(|p| !p.required).collect();
+        if !flags.is_empty() {
+            let mut on = base.clone();
+            for flag in flags {
+                on[flag.name.as_str()] = json!(true);
+            }
+            calls.push(action(tool, on));
+        }
+    }
+    calls
+}
+
+/// What the battery found about one environment.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct Outcome {
+    /// At most one finding per reason, in reason order.
+    pub(super) findings: Vec<Finding>,
+    /// Documented equivalences the environment accepts (never a reason to reject it).
+    pub(super) lenient: Vec<String>,
+}
+
+impl Outcome {
+    fn find(&mut self, reason: ProbeReason, detail: String) {
+        if !self.findings.iter().any(|f| f.reason == reason) {
+            self.findings.push(Finding { reason, detail });
+        }
+    }
+}
+
+/// Whether a call was rewarded, read both ways a trainer can read it.
+fn rewarded(step: &PlayedStep) -> bool {
+    step.reward == 1.0 || step.observation.contains("reward=1")
+}
+
+/// The reward an observation states, when it states one.
+fn stated(observation: &str) -> Option<bool> {
+    match (observation.contains("reward=1"), observation.contains("reward=0")) {
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        _ => None,
+    }
+}
+
+fn cut(text: &str, chars: usize) -> &str {
+    &text[..text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i)]
+}
+
+/// After an answer, the reward the message states and the one a trainer reads must agree.
+fn check_rewards(steps: &[PlayedStep], outcome: &mut Outcome) {
+    let disagrees = |step: &&PlayedStep| {
+        let answered = step.done || tool_of(&step.action).as_deref() == Some("Done");
+        answered && stated(&step.observation).is_some_and(|says| says != (step.reward == 1.0))
+    };
+    if let Some(step) = steps.iter().find(disagrees) {
+        let detail = format!(
+            "after {} the message says {:?} but the reward a trainer reads is {}",
+            cut(&step.action, 120),
+            cut(&step.observation, 160),
+            step.reward
+        );
+        outcome.find(ProbeReason::RewardInconsistent, detail);
+    }
+}
+
+/// Whether the evidence answers exactly the actions sent: the same actions in order, each once,
+/// and fewer only when the episode ended.
+fn answers(sent: &[String], steps: &[PlayedStep]) -> bool {
+    let same = steps.len() <= sent.len() && steps.iter().zip(sent).all(|(step, action)| step.action == *action);
+    same && (steps.len() == sent.len() || steps.last().is_some_and(|s| s.done))
+}
+
+impl Battery<'_> {
+    /// Judges the results of the battery's steps.
+    pub(super) fn judge(&self, subject: &Subject, results: &[StepResult], limits: &Limits) -> Outcome {
+        let mut outcome = Outcome::default();
+        let timing_built = self
+            .purposes
+            .iter()
+            .zip(results)
+            .find(|(p, _)| matches!(p, Purpose::TimingBuild))
+            .is_some_and(|(_, r)| r.value.is_ok());
+        for (purpose, result) in self.purposes.iter().zip(results) {
+            match purpose {
+                Purpose::Episode { sample, policy, expect, from_reset, sent } => {
+                    let Ok(played) = result.parse::<Played>() else { continue };
+                    self.judge_episode(subject, *sample, policy, expect, *from_reset, sent, &played.steps, &mut outcome);
+                }
+                Purpose::ObservePrefixes { sample } => {
+                    let Ok(observed) = result.parse::<Observed>() else { continue };
+                    self.judge_prefixes(subject, *sample, &observed, &mut outcome);
+                }
+                Purpose::ServeReplay { sample, sent } => {
+                    judge_replay(&subject.samples[*sample], sent, result, limits, &mut outcome)
+                }
+                Purpose::TwoEpisodes { sample } => judge_two(&subject.samples[*sample], result, &mut outcome),
+                Purpose::TimingBuild => {}
+                Purpose::TimingCall { tool, sent } if timing_built => judge_timing(tool, sent, result, limits, &mut outcome),
+                Purpose::TimingCall { .. } => {}
+            }
+        }
+        outcome.findings.sort_by_key(|f| f.reason);
+        outcome.lenient.sort();
+        outcome.lenient.dedup();
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn judge_episode(
+        &self,
+        subject: &Subject,
+        sample: usize,
+        policy: &str,
+        expect: &Expect,
+        from_reset: bool,
+        sent: &[String],
+        steps: &[PlayedStep],
+        outcome: &mut Outcome,
+    ) {
+        if !answers(sent, steps) {
+            let detail = format!("the evidence of the policy \"{policy}\" does not answer the {} actions sent", sent.len());
+            outcome.find(ProbeReason::Tampered, detail);
+            return;
+        }
+        check_rewards(steps, outcome);
+        for (at, step) in steps.iter().enumerate() {
+            if rewarded(step) {
+                match expect {
+                    Expect::Nothing => {
+                        let detail = format!(
+                            "the policy \"{policy}\" earned reward 1 at call {} ({}): {:?}",
+                            at + 1,
+                            cut(&step.action, 160),
+                            cut(&step.observation, 160)
+                        );
+                        outcome.find(ProbeReason::RewardHackable, detail);
+                    }
+                    Expect::Lenient(why) => outcome.lenient.push(format!("Done accepts {why}")),
+                }
+                break;
+            }
+        }
+        let sample_ref = &subject.samples[sample];
+        let honest = self.revealed_after(sample_ref, sample);
+        let start = if from_reset { 0 } else { self.answered_at[sample] };
+        if start >= honest {
+            return;
+        }
+        let leak = steps.iter().position(|s| !s.done && !s.refused && shows(sample_ref, &s.observation));
+        if let Some(at) = leak {
+            let detail = format!(
+                "the answer {} shows at call {} of the policy \"{policy}\", {}: {:?}",
+                cut(sample_ref.answer, 60),
+                at + 1,
+                if from_reset { "from reset" } else { "where the oracle answered" },
+                cut(&steps[at].observation, 200)
+            );
+            outcome.find(ProbeReason::AnswerLeaked, detail);
+        }
+    }
+
+    /// How many of the oracle's calls it takes before its own observations show the answer (never:
+    /// `usize::MAX`); a search that finds nothing searchable returns 0, so nothing leaks.
+    fn revealed_after(&self, sample: &Sample, index: usize) -> usize {
+        if !searchable(sample) {
+            return 0;
+        }
+        let answered_at = self.answered_at[index];
+        sample.run.trajectory[..answered_at.min(sample.run.trajectory.len())]
+            .iter()
+            .position(|(_, observation)| shows(sample, observation))
+            .map_or(usize::MAX, |i| i + 1)
+    }
+
+    /// Observe after a few calls (a cache, a counter) must not show what the calls so far did not.
+    /// Observe right after reset is the per-configuration check's (`answer_in_observe`).
+    fn judge_prefixes(&self, subject: &Subject, sample: usize, observed: &Observed, outcome: &mut Outcome) {
+        let sample_ref = &subject.samples[sample];
+        let honest = self.revealed_after(sample_ref, sample);
+        let leak = observed.observations.iter().enumerate().skip(1).find(|(at, text)| *at < honest && shows(sample_ref, text));
+        if let Some((at, text)) = leak {
+            let detail = format!(
+                "Observe after {at} of the oracle's calls shows the answer {} before any call showed it: {:?}",
+                cut(sample_ref.answer, 60),
+                cut(text, 200)
+            );
+            outcome.find(ProbeReason::AnswerLeaked, detail);
+        }
+    }
+}
+
+/// Whether the answer is worth searching for: distinctive, and not part of the configuration's
+/// own input (which the agent may be shown).
+fn searchable(sample: &Sample) -> bool {
+    values::distinctive(&sample.right, sample.answer) && !values::shows(&sample.right, sample.answer, sample.options)
+}
+
+fn shows(sample: &Sample, text: &str) -> bool {
+    values::shows(&sample.right, sample.answer, text)
+}
+
+/// The oracle's trajectory replayed as a served session must show what it showed live and earn
+/// the same reward; its state must be small enough to hold idle.
+fn judge_replay(sample: &Sample, sent: &[String], result: &StepResult, limits: &Limits, outcome: &mut Outcome) {
+    let replayed = match result.parse::<Replayed>() {
+        Ok(replayed) => replayed,
+        Err(detail) => {
+            let why = result.failure().unwrap_or(detail);
+            outcome.find(ProbeReason::NotServable, format!("a session held as pickled state fails: {why}"));
+            return;
+        }
+    };
+    if !answers(sent, &replayed.steps) {
+        outcome.find(ProbeReason::Tampered, "the serving replay does not answer the oracle's actions".into());
+        return;
+    }
+    check_rewards(&replayed.steps, outcome);
+    let live = &sample.run.trajectory;
+    let differs = replayed.steps.iter().zip(live).position(|(step, (_, seen))| step.observation != cut(seen, 2000));
+    let detail = match differs {
+        Some(at) => Some(format!(
+            "restored from its pickled state, call {} shows {:?} where the live run showed {:?}",
+            at + 1,
+            cut(&replayed.steps[at].observation, 160),
+            cut(&live[at].1, 160)
+        )),
+        None if replayed.steps.len() != sent.len() => Some(format!(
+            "restored from its pickled state, the episode ends after {} of {} calls",
+            replayed.steps.len(),
+            sent.len()
+        )),
+        None if replayed.steps.last().is_none_or(|s| s.reward != 1.0 && !s.observation.contains("reward=1")) => {
+            Some("restored from its pickled state, the oracle's answer is no longer rewarded".into())
+        }
+        None => None,
+    };
+    if let Some(detail) = detail {
+        outcome.find(ProbeReason::NotServable, detail);
+    }
+    if replayed.state_bytes > limits.max_state_bytes {
+        let detail = format!("its state pickles to {} bytes, over the cap of {}", replayed.state_bytes, limits.max_state_bytes);
+        outcome.find(ProbeReason::StateTooLarge, detail);
+    }
+}
+
+/// An episode played after another in the same module must match a fresh one.
+fn judge_two(sample: &Sample, result: &StepResult, outcome: &mut Outcome) {
+    let Ok(two) = result.parse::<TwoPlayed>() else { return };
+    let same = |a: &PlayedStep, b: &PlayedStep| a.observation == b.observation && a.reward == b.reward;
+    let differs = two.fresh.iter().zip(&two.second).position(|(a, b)| !same(a, b));
+    let detail = match differs {
+        Some(at) => format!(
+            "after another episode in the same module, call {} of {} shows {:?} where a fresh one shows {:?}",
+            at + 1,
+            sample.config.split('@').next().unwrap_or(""),
+            cut(&two.second[at].observation, 160),
+            cut(&two.fresh[at].observation, 160)
+        ),
+        None if two.fresh.len() != two.second.len() => {
+            format!(
+                "after another episode in the same module, the episode makes {} calls, a fresh one {}",
+                two.second.len(),
+                two.fresh.len()
+            )
+        }
+        None => return,
+    };
+    outcome.find(ProbeReason::StateAcrossEpisodes, detail);
+}
+
+/// A documented tool must answer within the per-call budget.
+fn judge_timing(tool: &str, sent: &str, result: &StepResult, limits: &Limits, outcome: &mut Outcome) {
+    if let Ok(played) = result.parse::<Played>()
+        && !answers(std::slice::from_ref(&sent.to_string()), &played.steps)
+    {
+        outcome.find(ProbeReason::Tampered, format!("the timed call of {tool} does not answer the action sent"));
+        return;
+    }
+    let slow = result.verdict == Verdict::Timeout || result.duration_ms > limits.tool_budget_ms;
+    if slow {
+        let took = if result.verdict == Verdict::Timeout {
+            "ran out of time".to_string()
+        } else {
+            format!("took {} ms", result.duration_ms)
+        };
+        outcome.find(ProbeReason::SlowTool, format!("one call of {tool} {took}; the budget is {} ms", limits.tool_budget_ms));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn run(trajectory: &[(&str, &str)]) -> OracleRun {
+        OracleRun {
+            passed: true,
+            message: "reward=1".into(),
+            oracle_calls: trajectory.len() as i64,
+            traced_calls: trajectory.len() as i64,
+            env_calls: None,
+            reward: Some(1.0),
+            refused: vec![],
+            error: None,
+            tool_calls: BTreeMap::new(),
+            trajectory: trajectory.iter().map(|(a, o)| (a.to_string(), o.to_string())).collect(),
+        }
+    }
+
+    fn played(sent: &[String], observations: &[(&str, f64, bool)]) -> StepResult {
+        let steps: Vec<Value> = sent
+            .iter()
+            .zip(observations)
+            .map(|(a, (o, r, d))| json!({"action": a, "observation": o, "reward": r, "done": d, "refused": false}))
+            .collect();
+        StepResult { value: Ok(json!({"steps": steps})), verdict: Verdict::Ok, duration_ms: 1 }
+    }
+
+    const DOCS: &str = "def Observe():\n    r\"\"\"\n    Args:\n        None\n    \"\"\"\n\ndef Done(answer: int):\n    r\"\"\"\n    Args:\n        answer (int): the answer.\n    \"\"\"";
+
+    fn subject<'a>(sample: Sample<'a>) -> Subject<'a> {
+        Subject {
+            source: EnvSource { code: "", name: "E" },
+            seed: 1,
+            task_text: "Find the total.",
+            tools: vec!["Observe".into(), "Done".into()],
+            schemas: crate::tools::parse_tool_docs(DOCS),
+            samples: vec![sample],
+        }
+    }
+
+    const LIMITS: Limits = Limits { step_cap: 8, max_state_bytes: 1000, tool_budget_ms: 1000 };
+
+    #[test]
+    fn a_reward_for_any_wrong_answer_names_its_policy_and_lenient_ones_are_recorded() {
+        let oracle = run(&[
+            (r#"{"name": "Observe", "parameters": {}}"#, "3 values"),
+            (r#"{"name": "Done", "parameters": {"answer": 606}}"#, "reward=1"),
+        ]);
+        let subject = subject(Sample { config: "E@{}", options: "{}", right: json!(606), answer: "606", run: &oracle });
+        let battery = Battery::plan(&subject, &LIMITS);
+        let results: Vec<StepResult> = battery
+            .purposes
+            .iter()
+            .map(|p| match p {
+                Purpose::Episode { sent, policy, .. } if policy == "answer [606]" || policy == "answer 606.0" => {
+                    played(sent, &[("reward=1", 1.0, true)])
+                }
+                Purpose::Episode { sent, .. } => played(sent, &vec![("reward=0", 0.0, false); sent.len()]),
+                _ => StepResult { value: Err("not run".into()), verdict: Verdict::Error, duration_ms: 1 },
+            })
+            .collect();
+        let outcome = battery.judge(&subject, &results, &LIMITS);
+        assert_eq!(outcome.findings.len(), 2, "{outcome:?}");
+        assert!(outcome.findings.iter().any(|f| f.reason == ProbeReason::RewardHackable && f.detail.contains("answer [606]")));
+        assert!(outcome.findings.iter().any(|f| f.reason == ProbeReason::NotServable), "a replay that did not run fails closed");
+        assert_eq!(outcome.lenient, ["Done accepts the same number as another type"]);
+    }
+
+    #[test]
+    fn evidence_that_does_not_answer_what_was_sent_is_tampering() {
+        let sent = vec!["a".to_string(), "b".to_string()];
+        let step = |a: &str, done| PlayedStep { action: a.into(), observation: String::new(), reward: 0.0, done, refused: false };
+        assert!(answers(&sent, &[step("a", false), step("b", false)]));
+        assert!(answers(&sent, &[step("a", true)]), "an episode that ended");
+        assert!(!answers(&sent, &[step("a", false)]), "a step left out");
+        assert!(!answers(&sent, &[step("a", false), step("c", false)]), "another action");
+    }
+
+    #[test]
+    fn an_answer_shown_before_any_honest_call_shows_it_leaks() {
+        let oracle = run(&[
+            (r#"{"name": "Observe", "parameters": {}}"#, "3 values"),
+            (r#"{"name": "Observe", "parameters": {}}"#, "3 values"),
+            (r#"{"name": "Done", "parameters": {"answer": 36837}}"#, "reward=1"),
+        ]);
+        let subject = subject(Sample { config: "E@{}", options: "{}", right: json!(36837), answer: "36837", run: &oracle });
+        let battery = Battery::plan(&subject, &LIMITS);
+        let mut outcome = Outcome::default();
+        let observed = Observed { observations: vec!["3 values".into(), "cached: 36,837".into()] };
+        battery.judge_prefixes(&subject, 0, &observed, &mut outcome);
+        assert_eq!(outcome.findings[0].reason, ProbeReason::AnswerLeaked);
+        assert!(outcome.findings[0].detail.contains("after 1 of the oracle's calls"), "{:?}", outcome.findings);
+    }
+
+    #[test]
+    fn sample_sizes_take_at_least_three_and_a_tenth() {
+        assert_eq!(sample_size(2, 3, 0.1), 2);
+        assert_eq!(sample_size(20, 3, 0.1), 3);
+        assert_eq!(sample_size(45, 3, 0.1), 5);
+    }
+}
