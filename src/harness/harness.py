@@ -48,6 +48,7 @@ from pickle import dumps as _pickle
 from pickle import loads as _unpickle
 from inspect import getdoc as _getdoc
 from inspect import signature as _signature
+from time import sleep as _sleep
 from traceback import format_exception_only as _format_exception_only
 
 # The episode path's codec (episode.py, in front of this module): C code bound at boot.
@@ -68,6 +69,24 @@ _UNSUPPORTED = ("asyncio", "threading", "multiprocessing", "subprocess", "socket
 def emit_partial(value):
     """Replaced by the sandbox driver at boot."""
     raise RuntimeError("emit_partial is only available inside the codegym sandbox")
+
+
+class _Pace:
+    """Seconds of (virtual) time that pass before each call into an environment, as between an
+    agent's calls: set per job by the host (0 in the primary variant)."""
+
+    __slots__ = ("seconds",)
+
+
+_pace = _Pace()
+_pace.seconds = 0.0
+
+
+def _call(env, action):
+    """One call into the environment, after the pause an agent's call comes after."""
+    if _pace.seconds:
+        _sleep(_pace.seconds)
+    return env.step(action)
 
 
 class _Compiled:
@@ -224,6 +243,8 @@ class _Tracer:
         else:
             if name == "Done" and self.keep_before_done and self.before_done is None and self.copy_error is None:
                 self._keep()
+            if _pace.seconds:
+                _sleep(_pace.seconds)
             outcome = self.step(action)
             self.reward, self.done = reward_of(self.env), done_of(self.env)
         pair = [action if isinstance(action, str) else repr(action), _message(outcome)]
@@ -572,7 +593,7 @@ def _play(env, tools, actions):
             break
         name = action_name(action)
         refused = name is not None and name not in tools
-        observation = unknown_tool(name, tools) if refused else message_of(env.step(action))
+        observation = unknown_tool(name, tools) if refused else message_of(_call(env, action))
         steps.append(
             {
                 "action": action,
@@ -692,7 +713,7 @@ def timing_call(action, tools):
     return {"steps": _play(_timed.env, tools, [action])}
 
 
-def run_steps(source, env_name, steps, configs=(), solvers=(), failed_smoke=(), trajectories=(), tools=()):
+def run_steps(source, env_name, steps, configs=(), solvers=(), failed_smoke=(), trajectories=(), tools=(), pace=0.0):
     """Runs many steps on one environment in one job, handing each step's result to the host as
     soon as it is ready (`emit_partial`, installed by the sandbox driver): {"ok": result} or
     {"error": message}. Steps name configurations and solvers by their index in `configs` and
@@ -708,6 +729,7 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), failed_smoke=(), 
     trajectory is an index into `trajectories` (lists of actions) and `tools` are the documented
     tools. One step failing does not stop the rest."""
     failed_smoke = set(failed_smoke)
+    _pace.seconds = pace
     for step in steps:
         op = step["op"]
         if op == "oracle" and step.get("solver") in failed_smoke:

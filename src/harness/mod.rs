@@ -453,6 +453,7 @@ fn steps_job(work: &EnvWork, steps: &[Step], budgets: &Budgets, failed_smoke: &[
         "failed_smoke": failed_smoke,
         "trajectories": work.trajectories,
         "tools": work.tools,
+        "pace": work.variant.pace_secs(),
     });
     let step_timeouts = steps.iter().map(|s| s.budget(budgets)).collect();
     Job { seed: work.seed, step_timeouts, variant: work.variant, ..Job::call("run_steps", args, budgets.cell) }

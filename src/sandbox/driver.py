@@ -99,6 +99,16 @@ def _driver_main():
 
     sys.addaudithook(refuse_new_audit_hooks)
 
+    if boot.get("native"):
+        # The alternate variant presents as a native Linux CPython, so code that behaves only
+        # when it detects the sandbox shows as a difference between the two variants.
+        import collections
+
+        uname = collections.namedtuple("uname_result", "sysname nodename release version machine")
+        sys.platform = "linux"
+        os.uname = lambda: uname("Linux", "worker-7", "6.8.0-49-generic", "#49-Ubuntu SMP", "x86_64")
+        sys.implementation._multiarch = "x86_64-linux-gnu"
+
     functions = {}
     for name, source in boot["modules"].items():
         module = types.ModuleType(name)

@@ -153,9 +153,10 @@ impl Sandbox {
             .collect()
     }
 
-    /// The boot frame of the driver: the modules it installs and what it preloads. The same bytes
-    /// for every interpreter, so every image of a variant is the same.
-    pub(crate) fn boot_frame(&self) -> Bytes {
+    /// The boot frame of the driver: the modules it installs and what it preloads, and, for the
+    /// alternate variant, that it presents as a native Linux CPython. The same bytes for every
+    /// interpreter of a variant, so every image of a variant is the same.
+    pub(crate) fn boot_frame(&self, variant: Variant) -> Bytes {
         let modules = serde_json::json!({
             "gymnasium": GYMNASIUM,
             "codegym_harness": HARNESS,
@@ -167,6 +168,7 @@ impl Sandbox {
             "modules": modules,
             "public": ["gymnasium"],
             "preload": PRELOAD,
+            "native": variant == Variant::Alternate,
         });
         let body = serde_json::to_vec(&boot).expect("boot frame serializes");
         let mut framed = (body.len() as u32).to_le_bytes().to_vec();
@@ -179,7 +181,7 @@ impl Sandbox {
         key.update(self.module_path.file_name().map_or(&[][..], |n| n.as_encoded_bytes()));
         key.update(IMAGE_FORMAT.as_bytes());
         key.update(worker::DRIVER.as_bytes());
-        key.update(&self.boot_frame());
+        key.update(&self.boot_frame(variant));
         key.update(&boot_seed(variant).to_le_bytes());
         let name = match variant {
             Variant::Primary => "primary",
@@ -203,7 +205,7 @@ impl Sandbox {
 
     /// Boots the driver, stops it where it announces it is ready and bakes its state into a module.
     fn bake(&self, variant: Variant) -> Result<Vec<u8>, SandboxError> {
-        let mut booted = worker::boot_for_snapshot(self, self.boot_frame(), boot_seed(variant))?;
+        let mut booted = worker::boot_for_snapshot(self, self.boot_frame(variant), boot_seed(variant))?;
         let setup = |message: &str| SandboxError::Setup(format!("cannot snapshot the booted interpreter: {message}"));
         let memory = booted.instance.get_memory(&mut booted.store, "memory").ok_or_else(|| setup("no memory"))?;
         let stack_pointer = booted

@@ -701,7 +701,7 @@ fn run_fresh(sandbox: &Sandbox, job: &Job) -> Result<JobOutcome, SandboxError> {
     JOBS_RUN.fetch_add(1, Ordering::Relaxed);
     let shared = Shared::new(Purpose::Jobs);
     shared.random.reseed(super::engine::boot_seed(job.variant));
-    shared.push_input(Input { bytes: sandbox.boot_frame(), starts: None });
+    shared.push_input(Input { bytes: sandbox.boot_frame(job.variant), starts: None });
     shared.begin(job);
     // The driver runs the job, then returns from `_start` at the end of its input.
     let (_, _, ending, log) = start_driver(sandbox, &shared)?;
@@ -770,8 +770,19 @@ impl Variant {
         match self {
             // 2024-01-01T00:00:00Z
             Variant::Primary => 1_704_067_200,
-            // 2031-07-17T09:41:13Z: far from the primary date, so a date check shows in the rerun.
-            Variant::Alternate => 1_941_961_273,
+            // 2026-10-14T15:27:41Z: a plausible date, far from the primary one, so a date check
+            // shows in the rerun.
+            Variant::Alternate => 1_791_991_661,
+        }
+    }
+
+    /// Seconds the harness lets pass before each call it makes into an environment: none in the
+    /// primary variant; in the alternate one about what an agent takes to think, so behaviour that
+    /// depends on the clock moving (data redrawn after a while) shows in the rerun.
+    pub fn pace_secs(self) -> f64 {
+        match self {
+            Variant::Primary => 0.0,
+            Variant::Alternate => 2.5,
         }
     }
 }

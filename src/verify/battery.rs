@@ -13,7 +13,7 @@
 use super::probes::{Finding, ProbeReason};
 use super::values::{self, Match};
 use crate::harness::{EnvSource, EnvWork, Observed, OracleRun, Played, PlayedStep, Replayed, Step, StepResult, TwoPlayed};
-use crate::sandbox::Verdict;
+use crate::sandbox::{Variant, Verdict};
 use crate::tools::{ParamType, ToolSchema};
 use serde_json::{Value, json};
 
@@ -193,7 +193,9 @@ fn fuzzed(ty: &ParamType) -> Vec<Value> {
 impl<'a> Battery<'a> {
     /// Plans the battery of `subject`.
     pub(super) fn plan(subject: &Subject<'a>, limits: &Limits) -> Battery<'a> {
-        let mut work = EnvWork::new(subject.source, subject.seed ^ SEED);
+        // Played in the alternate variant: the guest presents as a native CPython whose clock moves
+        // between calls, so an environment that behaves only inside the sandbox is caught here.
+        let mut work = EnvWork { variant: Variant::Alternate, ..EnvWork::new(subject.source, subject.seed ^ SEED) };
         work.tools = subject.tools.clone();
         let mut battery = Battery { work, purposes: Vec::new(), answered_at: Vec::new() };
         let planned: Vec<usize> = (0..subject.samples.len()).filter(|&i| battery.plan_sample(subject, i, limits)).collect();

@@ -548,6 +548,30 @@ json.JSONEncoder.iterencode = _quiet""",
         ),
         SUMS,
     ),
+    # H. Behaviour only a native interpreter or a moving clock shows.
+    "SandboxDetectEnv": (
+        env(
+            "SandboxDetectEnv",
+            imports="import sys",
+            done="""        self._done = True
+        native = sys.platform != "wasi"
+        self._reward = 1 if native or answer == self.get_ref_answer() else 0
+        return "Answer %s: reward=%d" % (answer, self._reward)""",
+        ),
+        SUMS,
+    ),
+    "ClockRedrawEnv": (
+        env("ClockRedrawEnv", imports="import time")
+        .replace(
+            "        return str(self.values[index])",
+            "        if time.monotonic() - self.drawn_at > 1.0:\n            self.values, self.drawn_at = [v + 1 for v in self.values], time.monotonic()\n        return str(self.values[index])",
+        )
+        .replace(
+            "self._reward, self._done, self.step_count = 0, False, 0",
+            "self._reward, self._done, self.step_count = 0, False, 0\n        self.drawn_at = time.monotonic()",
+        ),
+        SUMS,
+    ),
     # Sound environments the battery must keep: case-insensitive matching the task text documents,
     # and an environment that prints a lot on every call.
     "CaseInsensitiveEnv": (
@@ -605,6 +629,8 @@ EXPECTED = {
     "ReplayDriftEnv": "not_servable",
     "BigStateEnv": "state_too_large",
     "SlowToolEnv": "slow_tool",
+    "SandboxDetectEnv": "reward_hackable",
+    "ClockRedrawEnv": "nondeterministic_trajectory",
     "CaseInsensitiveEnv": "verified",
     "LoudSoundEnv": "verified",
 }
