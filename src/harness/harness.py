@@ -71,6 +71,11 @@ def emit_partial(value):
     raise RuntimeError("emit_partial is only available inside the codegym sandbox")
 
 
+def host_call(value):
+    """Replaced by the sandbox driver at boot."""
+    raise RuntimeError("host_call is only available inside the codegym sandbox")
+
+
 class _Pace:
     """Seconds of (virtual) time that pass before each call into an environment, as between an
     agent's calls: set per job by the host (0 in the primary variant)."""
@@ -676,6 +681,83 @@ def two_episodes(source, env_name, first_config, first_actions, config, actions,
     cls = _env_class(source, env_name)
     _play(cls.from_env_str(first_config), tools, first_actions)
     return {"fresh": fresh, "second": _play(cls.from_env_str(config), tools, actions)}
+
+
+# Oracles as agents. A solver runs in an interpreter where no environment was ever built
+# (`agent_solve`); each call it makes goes to the host, which counts it, refuses a name that is not
+# a tool, and relays the rest to the environment held in another interpreter (`episode_start`,
+# `episode_step`). No frame, `gc` referent, module global, closure or class attribute leads from
+# the solver to the environment: they are in different interpreters.
+
+
+class _Episode:
+    """The environment an interpreter holds for relayed calls."""
+
+    __slots__ = ("env",)
+
+
+_episode = _Episode()
+_episode.env = None
+
+
+def episode_start(source, env_name, config, pace=0.0):
+    """Builds the environment relayed calls go to; returns its tools (`func_mapping`)."""
+    _pace.seconds = pace
+    _episode.env = _build(source, env_name, config)
+    return {"tools": _tools_of(_episode.env)}
+
+
+def episode_step(action):
+    """One relayed call: what it showed, the flag `step` returned, the reward and done flag as
+    `codegym serve` reads them, and the environment's own call count."""
+    env = _episode.env
+    saved = _sys.stdout, _sys.stderr
+    _sys.stdout = _sys.stderr = _DISCARD
+    try:
+        outcome = _call(env, action)
+    finally:
+        _sys.stdout, _sys.stderr = saved
+    flag = outcome[0] if isinstance(outcome, tuple) and len(outcome) == 2 else None
+    count = getattr(env, "step_count", None)
+    return {
+        "observation": message_of(outcome),
+        "flag": bool(flag) if flag is not None else None,
+        "reward": reward_of(env),
+        "done": done_of(env),
+        "env_calls": count if isinstance(count, int) and not isinstance(count, bool) else None,
+    }
+
+
+def _relayed(action):
+    """A solver's `step`: the call goes to the host; the reply is what the environment showed."""
+    text = action if isinstance(action, str) else _dumps(action)
+    reply = host_call({"action": text})
+    if "error" in reply:
+        raise RuntimeError(reply["error"])
+    flag = reply.get("flag")
+    return reply["observation"] if flag is None else (flag, reply["observation"])
+
+
+def agent_solve(source, env_name, solver=None):
+    """Runs an oracle as an agent: the environment's own `solve` (or a candidate's), with a
+    `self` that has only `step`, each call relayed by the host. Returns what `solve` returned."""
+    cls = _env_class(source, env_name)
+    if solver is None:
+        solve = cls.solve
+    else:
+        namespace = dict(cls.reset.__globals__)
+        exec(compile(solver, "<solver>", "exec"), namespace)
+        solve = namespace.get("solve")
+        if not callable(solve):
+            raise LookupError("the solver source defines no function named solve")
+    guarded, reads = _step_only(_relayed)
+    saved = _sys.stdout, _sys.stderr
+    _sys.stdout = _sys.stderr = _DISCARD
+    try:
+        message = str(solve(guarded))
+    finally:
+        _sys.stdout, _sys.stderr = saved
+    return {"message": message[:2000], "reads": sorted(set(reads))}
 
 
 class _Discard:

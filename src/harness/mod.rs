@@ -6,12 +6,20 @@
 //! (a pass must show in the trajectory it came with). Knows the CodeGym environment contract; knows
 //! nothing of tables or the LLM.
 
+mod agent;
+
+pub use agent::{AgentCell, AgentResult, run_agent_oracles};
+
 use crate::reasons::Reason;
 use crate::sandbox::{ExecMode, Job, JobOutcome, JobReporter, Limits, Sandbox, SandboxError, Variant, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// Trajectories keep this many (action, observation) pairs, plus always the last one (as
+/// `harness.py`'s `TRAJECTORY_LIMIT`).
+const TRAJECTORY_LIMIT: usize = 4096;
 
 /// An environment's source and class name.
 #[derive(Debug, Clone, Copy)]

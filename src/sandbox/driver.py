@@ -7,6 +7,8 @@
 #   {"nonce", "mode": "call", "function", "args"}).
 #   guest -> host: a job's own prints go to fd 1 / fd 2 as they happen; its result follows on fd 1 as
 #   MARKER + the job's nonce + ":" + 10-digit length + ":" + JSON ({"exit_code", "result", "error"}).
+#   A job may ask the host something the same way ({"call": value}); the host's reply is the next
+#   frame on stdin ({"reply": value}).
 #   A job of many steps may first hand over partial results the same way ({"partial": value}); each
 #   one restarts the job's time and output budgets, so they bound every step. A job that fails says
 #   so at once ({"failing": true}), before any of its own code runs again. The host believes one
@@ -92,6 +94,14 @@ def _driver_main():
             stream.flush()
         write_frame({"partial": value})
 
+    def host_call(value):
+        """Asks the host (a relayed call, say) and waits for its reply."""
+        write_frame({"call": value})
+        reply = read_frame()
+        if reply is None or "reply" not in reply:
+            raise RuntimeError("the host did not answer")
+        return reply["reply"]
+
     # Adding an audit hook is permanent in CPython; refusing the event keeps jobs from installing one.
     def refuse_new_audit_hooks(event, _args):
         if event == "sys.addaudithook":
@@ -118,6 +128,7 @@ def _driver_main():
         exec(compile(source, module.__file__, "exec"), module.__dict__)
         if name not in boot["public"]:
             module.emit_partial = emit_partial
+            module.host_call = host_call
             functions.update(
                 (key, value)
                 for key, value in vars(module).items()

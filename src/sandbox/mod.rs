@@ -43,7 +43,7 @@ mod image;
 pub(crate) use engine::WORKER_STACK_BYTES;
 pub use engine::{ENGINE_FINGERPRINT, Sandbox};
 pub use image::ImageError;
-pub use worker::Interpreter;
+pub use worker::{HostCalls, Interpreter};
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

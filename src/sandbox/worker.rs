@@ -108,7 +108,13 @@ pub(crate) struct Shared {
     memory_base: AtomicUsize,
     pub(crate) clock: VirtualClock,
     random: JobRandom,
+    /// Answers the host calls of the job in flight (`{"call": value}` frames), when it takes any.
+    calls: Mutex<Option<HostCalls>>,
 }
+
+/// What answers a job's host calls: each call's value in, the reply out. It runs on the job's
+/// thread while the guest waits for the reply (it may run jobs on other interpreters).
+pub type HostCalls = Box<dyn FnMut(serde_json::Value) -> serde_json::Value + Send>;
 
 /// `memory_base` before the first job.
 const UNSET: usize = usize::MAX;
@@ -129,6 +135,7 @@ impl Shared {
             memory_base: AtomicUsize::new(UNSET),
             clock: VirtualClock::default(),
             random: JobRandom::new(0),
+            calls: Mutex::new(None),
         })
     }
 
@@ -209,6 +216,26 @@ impl Shared {
     }
 
     fn write_output(&self, fd: u8, bytes: &[u8]) -> Result<(), StreamError> {
+        let mut calls = Vec::new();
+        self.scan_output(fd, bytes, &mut calls)?;
+        for call in calls {
+            self.answer(call);
+        }
+        Ok(())
+    }
+
+    /// A host call of the job: the reply goes to the guest's input, where it waits for it. Made
+    /// with no lock held, since answering may take a while.
+    fn answer(&self, call: serde_json::Value) {
+        let reply = match self.calls.lock().unwrap().as_mut() {
+            Some(answer) => answer(call),
+            None => serde_json::json!({"error": "this job takes no host calls"}),
+        };
+        let body = serde_json::to_vec(&serde_json::json!({ "reply": reply })).expect("JSON values serialize");
+        self.push_input(Input { bytes: frame(&body), starts: None });
+    }
+
+    fn scan_output(&self, fd: u8, bytes: &[u8], calls: &mut Vec<serde_json::Value>) -> Result<(), StreamError> {
         let mut io = self.io.lock().unwrap();
         let Io { job, boot_log, .. } = &mut *io;
         let Some(job) = job else {
@@ -254,6 +281,7 @@ impl Shared {
                             job.scanned = 0;
                         }
                         Frame::Failing { .. } => job.failing = true,
+                        Frame::Call { call } => calls.push(call),
                         other => job.result = Some(other),
                     }
                 }
@@ -382,6 +410,9 @@ enum Frame {
     Failing {
         #[allow(dead_code)]
         failing: bool,
+    },
+    Call {
+        call: serde_json::Value,
     },
     Ready(Ready),
     Unreadable,
@@ -661,6 +692,14 @@ impl Interpreter {
     /// Whether the interpreter can run another job (no job of it ended in a trap).
     pub fn usable(&self) -> bool {
         self.usable
+    }
+
+    /// Runs one job on this interpreter, its host calls answered by `calls`.
+    pub fn run_with_calls(&mut self, job: &Job, calls: HostCalls) -> JobOutcome {
+        *self.shared.calls.lock().unwrap() = Some(calls);
+        let outcome = self.run(job);
+        self.shared.calls.lock().unwrap().take();
+        outcome
     }
 
     /// Runs one job on this interpreter.

@@ -511,7 +511,17 @@ impl Battery<'_> {
         if start >= honest {
             return;
         }
-        let leak = steps.iter().position(|s| !s.done && !s.refused && shows(sample_ref, &s.observation));
+        // A tool whose own calls showed the oracle the answer computes it: a call of it showing the
+        // answer is the agent's work, not a leak.
+        let computes: Vec<Option<String>> = sample_ref.run.trajectory[..self.answered_at[sample]]
+            .iter()
+            .filter(|(_, observation)| shows(sample_ref, observation))
+            .map(|(action, _)| tool_of(action))
+            .collect();
+        let leaks = |s: &&PlayedStep| {
+            !s.done && !s.refused && !computes.contains(&tool_of(&s.action)) && shows(sample_ref, &s.observation)
+        };
+        let leak = steps.iter().position(|s| leaks(&s));
         if let Some(at) = leak {
             let detail = format!(
                 "the answer {} shows at call {} of the policy \"{policy}\", {}: {:?}",

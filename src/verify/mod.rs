@@ -22,7 +22,7 @@ mod values;
 
 use crate::dataset::{self, Dataset, DatasetError, ShardSelection, Table};
 use crate::harness::{self, Budgets, EnvSource, EnvWork, ModuleChecks, OracleRun, ProbeEvidence, RefAnswer, SelfTest, Step};
-use crate::sandbox::{ExecMode, JobOutcome, JobReporter, Limits, Sandbox, SandboxError, Variant};
+use crate::sandbox::{ExecMode, JobOutcome, JobReporter, Limits, Sandbox, SandboxError, Variant, Verdict};
 use crate::tables::{ENV_PENDING, EnvironmentRow, OracleCandidateRow, TaskConfigRow};
 pub(crate) use curate::curate;
 use curate::{checked, curate_all};
@@ -41,10 +41,6 @@ pub const VERIFIED: &str = crate::reasons::Reason::Verified.as_str();
 /// Bumped whenever a check changes what it accepts: part of [`VerifySettings::verifier`], so a
 /// rebuild re-verifies what an older verifier passed.
 const CHECKS_VERSION: &str = "verify-checks-v3";
-
-/// How the harness marks the oracle cells of a candidate that failed its smoke test (not run,
-/// not recorded).
-const SKIPPED: &str = "skipped:";
 
 /// The method's constants, as configurable defaults.
 #[derive(Debug, Clone)]
@@ -219,8 +215,8 @@ enum Target {
     Alternate(usize),
 }
 
-/// The work of one environment: the steps in the primary interpreter, and the determinism rerun
-/// in the alternate one; what each step is for, and which environment it is.
+/// The work of one environment in the first round: what each step is for, and which environment
+/// it is. Its oracle cells are played as agents afterwards ([`run_oracles`]).
 struct Plan<'a> {
     work: Vec<EnvWork<'a>>,
     targets: Vec<Vec<Target>>,
@@ -228,10 +224,8 @@ struct Plan<'a> {
 }
 
 /// Per environment of `chunk`: the module checks, the smoke test of each extra oracle candidate,
-/// then per configuration its reference answer, one oracle cell per candidate (0: the
-/// environment's own `solve`) and the probe; and the environment's own oracle on every
-/// configuration again in the alternate interpreter. Configurations in `skip` (over the size
-/// cap) do not run.
+/// then per configuration its reference answer and the probe. Configurations in `skip` (over the
+/// size cap) do not run.
 fn plan<'a>(
     chunk: &[usize],
     envs: &'a [EnvironmentRow],
@@ -254,36 +248,83 @@ fn plan<'a>(
             work.steps.push(Step::SmokeTest { solver });
             targets.push(Target::Smoke(candidate.candidate));
         }
-        let mut rerun = EnvWork { variant: Variant::Alternate, ..EnvWork::new(source, seed ^ 0x0a17_e2a7_e5ee_d000) };
-        let mut rerun_targets = Vec::new();
         let own = configs_of.get(&env.env_id).map_or(&[][..], Vec::as_slice);
         for &config in own.iter().filter(|&&c| !skip(&configs[c])) {
             let at = work.configs.len();
             work.configs.push(&configs[config].config);
             work.steps.push(Step::RefAnswer { config: at });
             targets.push(Target::RefAnswer(config));
-            work.steps.push(Step::Oracle { config: at, solver: None });
-            targets.push(Target::Oracle(config, 0));
-            for (solver, candidate) in extra.iter().enumerate() {
-                work.steps.push(Step::Oracle { config: at, solver: Some(solver) });
-                targets.push(Target::Oracle(config, candidate.candidate));
-            }
             work.steps.push(Step::Probe { config: at });
             targets.push(Target::Probe(config));
-            rerun.configs.push(&configs[config].config);
-            rerun.steps.push(Step::Oracle { config: at, solver: None });
-            rerun_targets.push(Target::Alternate(config));
         }
         plan.work.push(work);
         plan.targets.push(targets);
         plan.env_of.push(env_index);
-        if !rerun.steps.is_empty() {
-            plan.work.push(rerun);
-            plan.targets.push(rerun_targets);
-            plan.env_of.push(env_index);
-        }
     }
     plan
+}
+
+/// The seed of an environment's oracle rerun in the alternate interpreter.
+const RERUN_SEED: u64 = 0x0a17_e2a7_e5ee_d000;
+
+/// Plays the oracle cells of `chunk` as agents ([`harness::run_agent_oracles`]): per configuration
+/// the environment's own `solve` and every candidate that passed its smoke test, and the own
+/// `solve` again in the alternate interpreter (the determinism check). Their results go into
+/// `found`; returns how many cells ran.
+#[allow(clippy::too_many_arguments)]
+fn run_oracles(
+    sandbox: &Sandbox,
+    chunk: &[usize],
+    envs: &[EnvironmentRow],
+    configs: &[TaskConfigRow],
+    configs_of: &BTreeMap<String, Vec<usize>>,
+    candidates: &[OracleCandidateRow],
+    found: &mut ChunkResults,
+    settings: &VerifySettings,
+    skip: &dyn Fn(&TaskConfigRow) -> bool,
+) -> Result<usize, SandboxError> {
+    let mut cells = Vec::new();
+    let mut targets = Vec::new();
+    for &env_index in chunk {
+        let env = &envs[env_index];
+        let source = EnvSource { code: &env.env_code, name: &env.env_name };
+        let seed = harness::seed_for(&env.env_id);
+        let tools = found.checks.get(&env_index).and_then(|c| c.description.as_ref().ok()).map(|d| d.tools.as_slice());
+        let eligible = found.eligible.get(&env_index).map_or(&[0][..], Vec::as_slice);
+        let solvers: Vec<(i32, Option<&str>)> = std::iter::once((0, None))
+            .chain(
+                candidates
+                    .iter()
+                    .filter(|c| c.env_id == env.env_id && eligible.contains(&c.candidate))
+                    .map(|c| (c.candidate, Some(c.solver.as_str()))),
+            )
+            .collect();
+        let own = configs_of.get(&env.env_id).map_or(&[][..], Vec::as_slice);
+        for &config in own.iter().filter(|&&c| !skip(&configs[c])) {
+            let cell = |solver, variant, seed| harness::AgentCell {
+                env: source,
+                config: &configs[config].config,
+                solver,
+                tools,
+                seed,
+                variant,
+            };
+            for &(candidate, solver) in &solvers {
+                cells.push(cell(solver, Variant::Primary, seed));
+                targets.push(Target::Oracle(config, candidate));
+            }
+            cells.push(cell(None, Variant::Alternate, seed ^ RERUN_SEED));
+            targets.push(Target::Alternate(config));
+        }
+    }
+    let results = harness::run_agent_oracles(sandbox, &cells, settings.cell, settings.threads)?;
+    let count = cells.len();
+    drop(cells);
+    for (target, result) in targets.into_iter().zip(results) {
+        *found.step_ms.entry("oracle").or_default() += result.duration_ms;
+        found.record_agent(target, result);
+    }
+    Ok(count)
 }
 
 /// Passes an environment's completion on when the last of its work items (its own steps, and its
@@ -361,21 +402,26 @@ impl ChunkResults {
                 self.smoke.push((envs[env].env_id.clone(), candidate, verdict));
             }
             Target::RefAnswer(config) => self.configs.entry(config).or_default().ref_answer = Some(result.parse()),
-            Target::Oracle(_, _) if result.value.as_ref().is_err_and(|e| e.starts_with(SKIPPED)) => {}
-            Target::Oracle(config, candidate) => self.configs.entry(config).or_default().oracles.push(Cell {
-                candidate,
-                run: result.parse(),
-                verdict: result.verdict,
-                duration_ms: result.duration_ms,
-            }),
             Target::Probe(config) => {
                 let evidence = result.parse().map_err(|e| result.failure().unwrap_or(e));
                 self.configs.entry(config).or_default().probe = Some(evidence);
             }
+            Target::Oracle(..) | Target::Alternate(_) => unreachable!("oracle cells are played as agents"),
+        }
+    }
+
+    /// An oracle cell played as an agent.
+    fn record_agent(&mut self, target: Target, result: harness::AgentResult) {
+        let harness::AgentResult { run, verdict, duration_ms } = result;
+        match target {
+            Target::Oracle(config, candidate) => {
+                self.configs.entry(config).or_default().oracles.push(Cell { candidate, run, verdict, duration_ms })
+            }
             Target::Alternate(config) => {
-                let run = result.parse().map_err(|e| result.failure().unwrap_or(e));
+                let run = run.map_err(|why| if verdict == Verdict::Ok { why } else { format!("{}: {why}", verdict.as_str()) });
                 self.configs.entry(config).or_default().alternate = Some(run);
             }
+            _ => unreachable!("only oracle cells are played as agents"),
         }
     }
 }
@@ -452,6 +498,8 @@ fn verify_shard(
         let mut found = ChunkResults::gather(&plan, &outcomes, &envs);
         drop(outcomes);
         drop(plan);
+        let candidates = &stored.candidates;
+        summary.steps += run_oracles(sandbox, chunk, &envs, &configs, &configs_of, candidates, &mut found, settings, &too_large)?;
         summary.steps += run_battery(sandbox, chunk, &envs, &configs, &configs_of, &mut found, settings)?;
         for (kind, ms) in std::mem::take(&mut found.step_ms) {
             *summary.step_ms.entry(kind).or_default() += ms;

@@ -153,6 +153,11 @@ pub(crate) fn compare(value: &Value, right: &Value, task_text: &str) -> Match {
     if value == right {
         return Match::Exact;
     }
+    if let (Value::Bool(b), Value::Number(n)) | (Value::Number(n), Value::Bool(b)) = (value, right)
+        && n.as_f64() == Some(if *b { 1.0 } else { 0.0 })
+    {
+        return Match::Equivalent("a boolean for 1 or 0, which Python compares equal");
+    }
     if let (Value::Number(_) | Value::String(_), Value::Number(_)) | (Value::Number(_), Value::String(_)) = (value, right)
         && let (Some(a), Some(b)) = (as_number(value), as_number(right))
         && same_number(a, b)
@@ -222,6 +227,8 @@ mod tests {
         assert!(matches!(compare(&json!(5.0), &json!(5), ""), Match::Equivalent(_)));
         assert!(matches!(compare(&json!("5"), &json!(5), ""), Match::Equivalent(_)));
         assert_eq!(compare(&json!([5]), &json!(5), ""), Match::Wrong);
+        assert!(matches!(compare(&json!(true), &json!(1), ""), Match::Equivalent(_)));
+        assert_eq!(compare(&json!(true), &json!(2), ""), Match::Wrong);
         assert_eq!(compare(&json!("nan"), &json!(5.5), ""), Match::Wrong);
         assert_eq!(compare(&json!("ABC"), &json!("abc"), "Return the word."), Match::Wrong);
         assert!(matches!(compare(&json!("ABC"), &json!("abc"), "Matching is case-insensitive."), Match::Equivalent(_)));

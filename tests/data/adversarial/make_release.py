@@ -496,6 +496,40 @@ json.JSONEncoder.iterencode = _quiet""",
         .replace("    def Done(self, answer):", "    def Peek(self):\n        return str(sum(self.values))\n\n    def Done(self, answer):"),
         SUMS,
     ),
+    # F. Oracles that reach the environment without reading `self`: unsolvable with the tools.
+    "GlobalPeekEnv": (
+        env(
+            "GlobalPeekEnv",
+            prelude="_LIVE = []",
+            solve="""        for _ in range(10):
+            call("Observe")
+        return call("Done", answer=sum(_LIVE[-1].values))""",
+        ).replace("        self.values = list(options.get(\"values\", []))", "        self.values = list(options.get(\"values\", []))\n        _LIVE.append(self)"),
+        SUMS,
+    ),
+    "GcPeekEnv": (
+        env(
+            "GcPeekEnv",
+            imports="import gc",
+            solve="""        for _ in range(10):
+            call("Observe")
+        live = [o for o in gc.get_objects() if type(o).__name__ == "GcPeekEnv"]
+        return call("Done", answer=sum(live[0].values))""",
+        ),
+        SUMS,
+    ),
+    "ClosurePeekEnv": (
+        env(
+            "ClosurePeekEnv",
+            solve="""        for _ in range(10):
+            call("Observe")
+        step = self.step
+        cells = [c.cell_contents for c in (step.__closure__ or ())]
+        env = next((getattr(c, "env") for c in cells if hasattr(c, "env")), self)
+        return call("Done", answer=sum(env.values))""",
+        ),
+        SUMS,
+    ),
     # G. A call count the environment reports about itself (curation must use its own).
     "SelfCountEnv": (
         env("SelfCountEnv").replace("        self.step_count += 1\n", "        self.step_count += 10\n"),
@@ -625,6 +659,9 @@ EXPECTED = {
     "CacheLeakEnv": "answer_leaked",
     "ClassLogEnv": "answer_leaked",
     "UndocumentedOracleEnv": "undocumented_tool",
+    "GlobalPeekEnv": "oracle_failed",
+    "GcPeekEnv": "oracle_failed",
+    "ClosurePeekEnv": "oracle_failed",
     "SelfCountEnv": "verified",
     "ReplayDriftEnv": "not_servable",
     "BigStateEnv": "state_too_large",

@@ -1,0 +1,234 @@
+//! Oracles as agents: a solver's `solve` runs in an interpreter of its own, where no environment
+//! was ever built, and each call it makes comes to the host (`host_call` in the sandbox driver).
+//! The host counts it, refuses a name that is not a documented tool (it counts, and never reaches
+//! the environment, as `codegym serve` refuses it), and relays the rest to the environment held
+//! in a second interpreter. No frame, `gc` referent, module global, closure or class attribute
+//! leads from the solver to the environment, and the call counts curation uses are the host's.
+
+use super::{EnvSource, OracleRun, TRAJECTORY_LIMIT};
+use crate::sandbox::{HostCalls, Job, JobOutcome, Limits, Sandbox, SandboxError, Variant, Verdict, WORKER_STACK_BYTES};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, mpsc};
+
+/// One oracle cell played as an agent.
+#[derive(Debug, Clone)]
+pub struct AgentCell<'a> {
+    pub env: EnvSource<'a>,
+    pub config: &'a str,
+    /// A candidate's `def solve(self)` source; `None` runs the environment's own `solve`.
+    pub solver: Option<&'a str>,
+    /// The documented tools; `None` takes the environment's `func_mapping` as it was built.
+    pub tools: Option<&'a [String]>,
+    pub seed: u64,
+    pub variant: Variant,
+}
+
+/// How one agent cell ended.
+#[derive(Debug, Clone)]
+pub struct AgentResult {
+    /// The run, or why there is none (the limit that ended it, the environment failing).
+    pub run: Result<OracleRun, String>,
+    pub verdict: Verdict,
+    pub duration_ms: u64,
+}
+
+/// What the host saw of the calls an agent made.
+#[derive(Default)]
+struct Trace {
+    calls: i64,
+    tool_calls: BTreeMap<String, i64>,
+    trajectory: Vec<(String, String)>,
+    last: Option<(String, String)>,
+    refused: Vec<String>,
+    reward: f64,
+    env_calls: Option<i64>,
+    /// The environment's call that failed (its verdict and why): later calls get an error.
+    failure: Option<(Verdict, String)>,
+}
+
+impl Trace {
+    fn record(&mut self, action: &str, observation: &str) {
+        let pair = (action.to_string(), observation.to_string());
+        if self.trajectory.len() < TRAJECTORY_LIMIT {
+            self.trajectory.push(pair.clone());
+        }
+        self.last = Some(pair);
+    }
+
+    fn into_run(mut self, message: String, error: Option<String>) -> OracleRun {
+        if let Some(last) = self.last.take()
+            && self.trajectory.last() != Some(&last)
+        {
+            self.trajectory.push(last);
+        }
+        OracleRun {
+            passed: error.is_none() && message.contains("reward=1"),
+            message,
+            oracle_calls: self.calls,
+            traced_calls: self.calls,
+            env_calls: self.env_calls,
+            reward: Some(self.reward),
+            refused: self.refused,
+            error,
+            tool_calls: self.tool_calls,
+            trajectory: self.trajectory,
+        }
+    }
+}
+
+fn tool_name(action: &str) -> Option<String> {
+    serde_json::from_str::<Value>(action).ok()?.get("name")?.as_str().map(String::from)
+}
+
+fn failure(outcome: &JobOutcome) -> String {
+    outcome.detail.clone().unwrap_or_else(|| format!("ended with the verdict {}", outcome.verdict.as_str()))
+}
+
+/// The host's side of one agent cell: relays each call to `env`, an interpreter holding the
+/// built environment.
+fn relay(
+    mut env: crate::sandbox::Interpreter,
+    tools: Vec<String>,
+    trace: Arc<Mutex<Trace>>,
+    cell: &AgentCell,
+    limits: Limits,
+) -> impl FnMut(Value) -> Value {
+    let (seed, variant) = (cell.seed, cell.variant);
+    move |call: Value| {
+        let action = call.get("action").and_then(Value::as_str).unwrap_or("").to_string();
+        let mut trace = trace.lock().unwrap();
+        trace.calls += 1;
+        let name = tool_name(&action);
+        *trace.tool_calls.entry(name.clone().unwrap_or_else(|| "<malformed>".into())).or_default() += 1;
+        if let Some((_, why)) = &trace.failure {
+            return json!({ "error": why });
+        }
+        if let Some(name) = name.filter(|n| !tools.contains(n)) {
+            let observation = format!("Error: unknown tool `{name}`. The tools are: {}.", tools.join(", "));
+            trace.refused.push(name);
+            trace.record(&action, &observation);
+            return json!({ "observation": observation, "flag": false });
+        }
+        let job =
+            Job { seed: seed ^ trace.calls as u64, variant, ..Job::call("episode_step", json!({ "action": action }), limits) };
+        let outcome = env.run(&job);
+        match outcome.result.clone().filter(|_| outcome.verdict == Verdict::Ok) {
+            Some(reply) => {
+                let observation = reply.get("observation").and_then(Value::as_str).unwrap_or("").to_string();
+                trace.reward = reply.get("reward").and_then(Value::as_f64).unwrap_or(0.0);
+                trace.env_calls = reply.get("env_calls").and_then(Value::as_i64);
+                trace.record(&action, &observation);
+                reply
+            }
+            None => {
+                let why = failure(&outcome);
+                trace.failure = Some((outcome.verdict, why.clone()));
+                json!({ "error": why })
+            }
+        }
+    }
+}
+
+/// Serves the relayed calls of one cell on a thread of their own: the solver's call arrives
+/// inside one of its WASI writes, where the environment's interpreter cannot be entered on the
+/// same thread. Returns the solver's side, which ends the thread when dropped.
+fn serve_calls<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    mut answer: impl FnMut(Value) -> Value + Send + 'scope,
+) -> HostCalls {
+    let (to_env, calls) = mpsc::channel::<Value>();
+    let (replies, from_env) = mpsc::channel::<Value>();
+    std::thread::Builder::new()
+        .name("codegym-agent-env".into())
+        .stack_size(WORKER_STACK_BYTES)
+        .spawn_scoped(scope, move || {
+            for call in calls {
+                if replies.send(answer(call)).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawn an agent's environment thread");
+    Box::new(move |call| {
+        let gone = || json!({ "error": "the environment's interpreter is gone" });
+        if to_env.send(call).is_err() {
+            return gone();
+        }
+        from_env.recv().unwrap_or_else(|_| gone())
+    })
+}
+
+/// Plays one cell: the environment built in one interpreter, the solver run in another.
+fn play(sandbox: &Sandbox, cell: &AgentCell, limits: Limits) -> Result<AgentResult, SandboxError> {
+    let started = std::time::Instant::now();
+    let elapsed = || started.elapsed().as_millis() as u64;
+    let job = |function: &str, args: Value| Job { seed: cell.seed, variant: cell.variant, ..Job::call(function, args, limits) };
+    let mut env = sandbox.interpreter(cell.variant)?;
+    let args = json!({
+        "source": cell.env.code,
+        "env_name": cell.env.name,
+        "config": cell.config,
+        "pace": cell.variant.pace_secs(),
+    });
+    let built = env.run(&job("episode_start", args));
+    let Some(reply) = built.result.as_ref().filter(|_| built.verdict == Verdict::Ok) else {
+        return Ok(AgentResult { run: Err(failure(&built)), verdict: built.verdict, duration_ms: elapsed() });
+    };
+    let tools = match cell.tools {
+        Some(tools) => tools.to_vec(),
+        None => serde_json::from_value(reply["tools"].clone()).unwrap_or_default(),
+    };
+    let trace = Arc::new(Mutex::new(Trace::default()));
+    let mut solver = sandbox.interpreter(cell.variant)?;
+    let args = json!({ "source": cell.env.code, "env_name": cell.env.name, "solver": cell.solver });
+    let solved = std::thread::scope(|scope| {
+        let calls = serve_calls(scope, relay(env, tools, trace.clone(), cell, limits));
+        solver.run_with_calls(&job("agent_solve", args), calls)
+    });
+    let trace = std::mem::take(&mut *trace.lock().unwrap());
+    let (run, verdict) = match (&trace.failure, solved.verdict) {
+        (Some((verdict, why)), _) if *verdict != Verdict::Ok => (Err(why.clone()), *verdict),
+        (_, Verdict::Ok) => {
+            let message = solved.result.as_ref().and_then(|r| r["message"].as_str()).unwrap_or("").to_string();
+            (Ok(trace.into_run(message, None)), Verdict::Ok)
+        }
+        (_, Verdict::Error) => (Ok(trace.into_run(String::new(), Some(failure(&solved)))), Verdict::Ok),
+        (_, verdict) => (Err(failure(&solved)), verdict),
+    };
+    Ok(AgentResult { run, verdict, duration_ms: elapsed() })
+}
+
+/// Plays every cell, on `threads` worker threads; results in cell order.
+pub fn run_agent_oracles(
+    sandbox: &Sandbox,
+    cells: &[AgentCell],
+    limits: Limits,
+    threads: usize,
+) -> Result<Vec<AgentResult>, SandboxError> {
+    let queue = Mutex::new((0..cells.len()).collect::<VecDeque<_>>());
+    let results = Mutex::new(vec![None; cells.len()]);
+    let failures = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.clamp(1, cells.len().max(1)))
+            .map(|i| {
+                let (queue, results) = (&queue, &results);
+                std::thread::Builder::new()
+                    .name(format!("codegym-agent-{i}"))
+                    .stack_size(WORKER_STACK_BYTES)
+                    .spawn_scoped(scope, move || -> Result<(), SandboxError> {
+                        loop {
+                            let Some(index) = queue.lock().unwrap().pop_front() else { return Ok(()) };
+                            let result = play(sandbox, &cells[index], limits)?;
+                            results.lock().unwrap()[index] = Some(result);
+                        }
+                    })
+                    .expect("spawn an agent worker thread")
+            })
+            .collect();
+        workers.into_iter().filter_map(|w| w.join().expect("agent worker panicked").err()).collect::<Vec<_>>()
+    });
+    if let Some(failure) = failures.into_iter().next() {
+        return Err(failure);
+    }
+    Ok(results.into_inner().unwrap().into_iter().map(|r| r.expect("every cell was played")).collect())
+}
