@@ -221,7 +221,8 @@ impl Server {
     }
 
     /// Stops listening, closes every session (their connections are told why), lets running
-    /// steps finish, stops the sandbox threads and writes the last of the recording.
+    /// steps finish, stops the sandbox threads, writes the last of the recording and merges the
+    /// parts this server appended to it.
     pub fn shutdown(self) -> Result<Stopped, ServeError> {
         let _ = self.stop.send(true);
         let sessions_closed = self.pool.counts().0;
@@ -232,7 +233,7 @@ impl Server {
             }
         });
         let rows_recorded = match self.pool.recorder() {
-            Some(recorder) => recorder.flush()?,
+            Some(recorder) => recorder.finish()?,
             None => 0,
         };
         self.runtime.shutdown_timeout(Duration::from_secs(2));
