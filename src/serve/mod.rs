@@ -10,7 +10,9 @@
 //!                                          [pool]            sessions; live interpreters (bounded,
 //!                                            |                LRU eviction); idle sessions as
 //!                                            |                pickled state
-//!                               sandbox threads (large stacks) -> interpreters (session.py)
+//!                                        [workers]           sandbox threads (large stacks): a
+//!                                            |                prompt lane and a slow lane
+//!                                  interpreters (session.py)
 //!                                            |
 //!                                        [record]            --record DIR: the `episodes` table
 //! ```
@@ -26,6 +28,7 @@ mod pool;
 mod record;
 mod rest;
 mod tools;
+mod workers;
 
 pub use catalog::{Catalog, ConfigRef, ResolveError, Skipped};
 pub use pool::{CallError, PoolSettings, Protocol, StepError};

@@ -841,3 +841,40 @@ fn two_servers_recording_into_one_directory_keep_every_step_of_both() {
         "DuckDB reads the same table by glob"
     );
 }
+
+#[test]
+fn a_session_is_answered_while_four_others_spin_to_the_step_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let misbehaving = with_misbehaving(data.path());
+    // Two threads, fewer than the sessions that spin: with one queue over them, every call
+    // waited for a spinning one to end.
+    let served = Served::start(data.path(), &["--threads", "2", "--step-timeout-ms", "20000"]);
+    let replay = replays(sample_build()).remove(0);
+    runtime().block_on(async {
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut spinning = Vec::new();
+        for config in &misbehaving {
+            let mut ws = connect(&served.openenv).await;
+            let reset = ask(&mut ws, json!({ "type": "reset", "data": { "config_id": config } })).await;
+            assert_eq!(reset["type"], "observation", "{reset}");
+            let ended = ended.clone();
+            spinning.push(tokio::spawn(async move {
+                let answer = step(&mut ws, "Spin", json!({ "n": 13 })).await;
+                ended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                answer
+            }));
+        }
+        assert_eq!(spinning.len(), 4);
+        // Not an assertion: gives the spinning calls time to take the threads before ours comes.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        replay_ws(served.openenv.clone(), replay).await;
+        assert_eq!(
+            ended.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "a whole episode of another session waited for a spinning call to end"
+        );
+        for spin in spinning {
+            assert_eq!(spin.await.unwrap()["data"]["observation"]["error"], "timeout");
+        }
+    });
+}
