@@ -164,7 +164,7 @@ pub fn owner() -> String {
 
 /// The outcome of one try at taking a lease.
 enum Attempt {
-    Taken(Lease, Option<LeaseEvent>),
+    Taken(Box<Lease>, Option<LeaseEvent>),
     Held(Held),
     /// Another taker changed the file between our read and our write: look again.
     Raced,
@@ -231,7 +231,7 @@ impl Dataset {
                     if let Some(event) = &event {
                         tell(event);
                     }
-                    return Ok(lease);
+                    return Ok(*lease);
                 }
                 Attempt::Held(held) => {
                     if !told {
@@ -251,7 +251,7 @@ impl Dataset {
         let token = new_token(shard);
         loop {
             match self.take(shard, &token)? {
-                Attempt::Taken(lease, _) => return Ok(Some(lease)),
+                Attempt::Taken(lease, _) => return Ok(Some(*lease)),
                 Attempt::Held(_) => return Ok(None),
                 Attempt::Raced => {}
             }
@@ -270,7 +270,9 @@ impl Dataset {
             },
         };
         // `None`: another taker won the race.
-        Ok(taken.map_or(Attempt::Raced, |event| Attempt::Taken(Lease::start(self.clone(), shard, token.to_string()), event)))
+        Ok(taken.map_or(Attempt::Raced, |event| {
+            Attempt::Taken(Box::new(Lease::start(self.clone(), shard, token.to_string())), event)
+        }))
     }
 
     /// Runs `work` on each of `shards` in turn, each under its lease (`stage` names who waits or

@@ -5,25 +5,32 @@
 //! fixed set of threads, a few such calls take every thread and every other session waits behind
 //! them: 4 sessions spinning to a 10 s limit made another session's 9 ms step take 13-30 s. So
 //! calls go into two lanes:
-//! - the *prompt* lane, for sessions whose last call was quick. It has `threads` threads ready at
-//!   all times: a call that runs past [`SLOW_CALL`] stops counting against them (a watcher
+//! - the *prompt* lane, for sessions whose last call was not slow. It has `threads` threads ready
+//!   at all times: a call that runs past [`OVERDUE_AFTER`] stops counting against them (a watcher
 //!   notices, and starts a thread in its place), and the thread it ran on ends with it once the
-//!   lane has its `threads` again. A session's first slow call therefore delays others by at most
-//!   [`SLOW_CALL`], never by its whole run.
+//!   lane has its `threads` again. A session's first long call therefore delays others by at
+//!   most [`OVERDUE_AFTER`], never by its whole run.
 //! - the *slow* lane, for sessions whose last call ran past [`SLOW_CALL`]: `threads` threads of
 //!   its own, in FIFO order. Slow sessions wait for each other there, and the prompt lane's
 //!   threads keep their share of the CPU.
 //!
-//! A session moves back to the prompt lane as soon as one of its calls is quick again.
+//! The two thresholds differ on purpose: replacing a thread is cheap, so it happens early; moving
+//! a session to the slow lane makes it wait behind the slow ones, so only a call that is slow by
+//! any measure (not an episode start on a busy machine) does that. A session moves back to the
+//! prompt lane as soon as one of its calls is quick again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// A call that runs longer than this is slow: it stops holding a prompt thread's place, and its
-/// session's next call goes to the slow lane. Well above a step's few milliseconds, and above
-/// an episode start (a new interpreter, the module run), so a sound session stays prompt.
-pub const SLOW_CALL: Duration = Duration::from_millis(250);
+/// A prompt call running longer than this gives up its thread's place to a new thread: well
+/// above a step's few milliseconds, and short enough that a call that will spin to the timeout
+/// delays nobody noticeably.
+pub const OVERDUE_AFTER: Duration = Duration::from_millis(50);
+
+/// A call that ran longer than this sends its session's next call to the slow lane: far above
+/// any sound step or episode start, far below a step timeout.
+pub const SLOW_CALL: Duration = Duration::from_secs(1);
 
 pub(crate) type Task = Box<dyn FnOnce() + Send>;
 
@@ -68,7 +75,7 @@ enum Slot {
     Idle,
     /// Running a call started at this instant.
     Running(Instant),
-    /// Running a call that went past [`SLOW_CALL`]: another thread took its place.
+    /// Running a call that went past [`OVERDUE_AFTER`]: another thread took its place.
     Overdue,
 }
 
@@ -206,7 +213,7 @@ impl Shared {
         }
     }
 
-    /// Marks prompt calls that run past [`SLOW_CALL`] overdue and starts a thread in the place
+    /// Marks prompt calls that run past [`OVERDUE_AFTER`] overdue and starts a thread in the place
     /// of each, sleeping until the next call would go overdue.
     fn watch_prompt(self: Arc<Self>) {
         let workers = Workers { shared: self.clone() };
@@ -217,7 +224,7 @@ impl Shared {
             let mut overdue = Vec::new();
             for (&number, slot) in &state.prompt_threads {
                 if let Slot::Running(started) = *slot {
-                    let due = started + SLOW_CALL;
+                    let due = started + OVERDUE_AFTER;
                     if due <= now {
                         overdue.push(number);
                     } else {
