@@ -286,19 +286,30 @@ impl Dataset {
     /// The rows of `table` in `shard` as Arrow batches with exactly the table's schema (none when
     /// the shard has no file).
     pub fn read_shard_batches(&self, table: Table, shard: u32) -> Result<Vec<RecordBatch>, DatasetError> {
-        self.read_files(table, &self.shard_files(table, shard)?)
+        Ok(self.read_shard_files(table, shard)?.1)
+    }
+
+    /// `shard`'s files and their rows, read together. A file listed but gone before it is read
+    /// was merged away, and the merge's result was written first: the shard is listed and read
+    /// again, so no row is missed.
+    pub(crate) fn read_shard_files(&self, table: Table, shard: u32) -> Result<(Vec<String>, Vec<RecordBatch>), DatasetError> {
+        loop {
+            let files = self.shard_files(table, shard)?;
+            if let Some(batches) = self.read_files(table, &files)? {
+                return Ok((files, batches));
+            }
+        }
     }
 
     /// The rows of `files` (relative paths of `table`'s files) as Arrow batches with exactly the
-    /// table's schema; a file gone since it was listed (compacted away) holds none.
-    pub(crate) fn read_files(&self, table: Table, files: &[String]) -> Result<Vec<RecordBatch>, DatasetError> {
+    /// table's schema; `None` when one of them is gone.
+    pub(crate) fn read_files(&self, table: Table, files: &[String]) -> Result<Option<Vec<RecordBatch>>, DatasetError> {
         let mut batches = Vec::new();
         for relative in files {
-            if let Some(bytes) = self.store.get(relative)? {
-                batches.extend(reader::conformed_batches(table, bytes, &self.store.describe(relative))?);
-            }
+            let Some(bytes) = self.store.get(relative)? else { return Ok(None) };
+            batches.extend(reader::conformed_batches(table, bytes, &self.store.describe(relative))?);
         }
-        Ok(batches)
+        Ok(Some(batches))
     }
 
     /// The rows of `table` in `shard`, as `R` (whose fields are a subset of the columns).
@@ -405,9 +416,8 @@ impl Dataset {
     /// Merges `rows` into `table`'s file for `shard`: a new row replaces the stored row with the
     /// same key, other stored rows are kept (their columns too, even ones `R` does not carry).
     pub fn upsert_shard<R: Serialize>(&self, table: Table, shard: u32, rows: &[R]) -> Result<writer::WriteSummary, DatasetError> {
-        let stored = self.shard_files(table, shard)?;
-        let mut batches = vec![writer::rows_to_batch(table, rows)?];
-        batches.extend(self.read_files(table, &stored)?);
+        let (stored, batches) = self.read_shard_files(table, shard)?;
+        let batches: Vec<RecordBatch> = std::iter::once(writer::rows_to_batch(table, rows)?).chain(batches).collect();
         self.replace_shard(table, shard, &batches, writer::Order::Key, &stored)
     }
 

@@ -14,9 +14,9 @@
 //! Guest code runs on the calling thread's stack, so sandbox calls run on dedicated threads with
 //! large stacks ([`super::workers`]: a prompt lane for sessions whose calls are quick and a slow
 //! lane for the others, so a few sessions that run to the step timeout never hold the rest back);
-//! the network side awaits their answers and never runs guest code. Within a session calls run one at a time (a second call while one runs
-//! is refused, not queued); what `state`, `is_done` and `reward` read is kept beside the session
-//! ([`Summary`]), so they never wait for a step.
+//! the network side awaits their answers and never runs guest code. Within a session calls run
+//! one at a time (a second call while one runs is refused, not queued); what `state`, `is_done`
+//! and `reward` read is kept beside the session ([`Summary`]), so they never wait for a step.
 
 use super::catalog::{Catalog, ConfigRef, ResolveError, ServedConfig, ServedEnv};
 use super::record::{EpisodeRow, Recorder};
@@ -412,24 +412,24 @@ impl Pool {
             Some(reference) => Some(self.inner.catalog.resolve(reference)?),
             None => None,
         };
-        let (inner, session) = (self.inner.clone(), session.clone());
-        self.inner.call(&session.clone(), move || inner.start(&session, config, seed, label)).await
+        let (inner, moved) = (self.inner.clone(), session.clone());
+        self.inner.call(session, move || inner.start(&moved, config, seed, label)).await
     }
 
     /// Runs one action of the session's episode.
     pub async fn step(&self, session: &Arc<Session>, action: Action) -> Result<Reply, CallError> {
-        let (inner, session) = (self.inner.clone(), session.clone());
-        self.inner.call(&session.clone(), move || inner.step(&session, action)).await
+        let (inner, moved) = (self.inner.clone(), session.clone());
+        self.inner.call(session, move || inner.step(&moved, action)).await
     }
 
     /// Ends the session's episode (it keeps its configuration for a later reset).
     pub async fn stop(&self, session: &Arc<Session>) -> Result<(), CallError> {
-        let (inner, session) = (self.inner.clone(), session.clone());
+        let (inner, moved) = (self.inner.clone(), session.clone());
         self.inner
-            .call(&session.clone(), move || {
-                let mut work = inner.lock(&session)?;
+            .call(session, move || {
+                let mut work = inner.lock(&moved)?;
                 (work.episode, work.interpreter) = (None, None);
-                inner.settle(&session, &mut work);
+                inner.settle(&moved, &mut work);
                 Ok(())
             })
             .await
