@@ -161,13 +161,13 @@ impl Dataset {
     /// Merges `table`'s files of `shard` as `how` says, under the shard's lease; when another
     /// process holds the lease, leaves the shard to it. New parts are named by `appender`.
     pub fn compact(&self, table: Table, shard: u32, how: Compaction, appender: &Appender) -> Result<Compacted, DatasetError> {
+        // Most calls find nothing to merge: they learn it from a listing, without the lease.
+        if !self.has_work(table, shard, how)? {
+            return Ok(Compacted::Merged(0));
+        }
         let Some(_lease) = self.try_lease(shard)? else { return Ok(Compacted::Busy) };
         match how {
             Compaction::Full => {
-                let listed = self.shard_files(table, shard)?;
-                if listed.len() <= 1 && listed.iter().all(|f| *f == Dataset::part(table, shard)) {
-                    return Ok(Compacted::Merged(0));
-                }
                 let (files, batches) = self.read_shard_files(table, shard)?;
                 self.replace_shard(table, shard, &batches, Order::Key, &files)?;
                 Ok(Compacted::Merged(files.len()))
@@ -187,6 +187,14 @@ impl Dataset {
                 Ok(Compacted::Merged(merged))
             }
         }
+    }
+
+    /// Whether merging `shard` as `how` says would merge anything.
+    fn has_work(&self, table: Table, shard: u32, how: Compaction) -> Result<bool, DatasetError> {
+        Ok(match how {
+            Compaction::Full => self.shard_files(table, shard)?.iter().any(|file| *file != Dataset::part(table, shard)),
+            Compaction::Tiered => self.full_level(table, shard)?.is_some(),
+        })
     }
 
     /// The lowest level of `shard` with [`FAN_IN`] parts or more, and those parts.
