@@ -9,7 +9,8 @@
 //! until its lease expires. Every write of a shard checks first that this process still holds
 //! its lease ([`Dataset::check_lease`]): a writer whose lease ran out or was taken over stops
 //! with [`DatasetError::LeaseLost`] and writes nothing more. `codegym finalize` refuses to run
-//! while any shard is leased.
+//! while any shard is leased. Work that may as well be left to the holder (merging a recording's
+//! parts) takes the lease with [`Dataset::try_lease`], which never waits.
 
 use super::{Dataset, DatasetError};
 use serde::{Deserialize, Serialize};
