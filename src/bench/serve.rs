@@ -5,6 +5,9 @@
 //! end with reward 1 on both sides. Three measurements:
 //! - steps per second at saturation: N sessions replaying with no pause (episode starts included);
 //! - step latency (p50, p99) with sessions that pause between steps, as agents generating text do;
+//! - the same latency while hostile sessions spin every step to the 10 s timeout (an environment
+//!   of our own, `serve_hostile_env.py`, served beside the dataset's), the neighbours a policy
+//!   writing endless loops makes;
 //! - memory of many idle sessions: the server process's resident memory once they are started,
 //!   and once their interpreters have been given back.
 //!
@@ -23,6 +26,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const BASELINE: &str = include_str!("serve_baseline.py");
+const HOSTILE_ENV: &str = include_str!("serve_hostile_env.py");
+const HOSTILE_NAME: &str = "SpinEnv";
+const HOSTILE_ID: &str = "bench-hostile";
+const HOSTILE_CONFIG: &str = "SpinEnv@{}";
 
 /// Resolved settings of `codegym bench serve`.
 #[derive(Debug, Clone)]
@@ -34,11 +41,14 @@ pub struct ServeBenchSettings {
     pub pause: Duration,
     pub paced_for: Duration,
     pub idle_sessions: usize,
+    /// Sessions spinning every step to the timeout beside the paced ones (0: not measured).
+    pub hostile_sessions: usize,
     pub python: String,
     pub threads: usize,
 }
 
 /// One kept configuration and its oracle's actions.
+#[derive(Clone)]
 struct Episode {
     env_id: String,
     /// `{code_id}__{EnvName}@{json}`: unambiguous, as exports name it.
@@ -65,7 +75,8 @@ pub fn serve(settings: &ServeBenchSettings) -> Result<()> {
         settings.python, settings.threads
     );
 
-    let server = start_server(&sandbox, settings, settings.sessions.max(settings.paced_sessions) + 16, Duration::from_secs(30))?;
+    let max_live = settings.sessions.max(settings.paced_sessions) + settings.hostile_sessions + 16;
+    let server = start_server(&sandbox, settings, &settings.data, max_live, Duration::from_secs(30))?;
     let rest = Rest::new(server.codegym_addr);
     let (ours, rewarded) = client.block_on(saturate(&rest, &episodes, settings))?;
     let base = baseline(
@@ -94,21 +105,17 @@ pub fn serve(settings: &ServeBenchSettings) -> Result<()> {
         &episodes,
         json!({ "mode": "paced", "sessions": settings.paced_sessions, "pause": settings.pause.as_secs_f64(), "seconds": settings.paced_for.as_secs_f64() }),
     )?;
-    let base: Vec<f64> =
-        base["latencies"].as_array().into_iter().flatten().filter_map(|l| l.as_f64()).map(|s| s * 1000.0).collect();
-    println!(
-        "latency, {} sessions pausing {} ms, {} s: codegym p50 {:.1} ms, p99 {:.1} ms ({} steps); baseline p50 {:.1} ms, p99 {:.1} ms ({} steps) (target p99 < 50 ms)",
+    let label = format!(
+        "latency, {} sessions pausing {} ms, {} s",
         settings.paced_sessions,
         settings.pause.as_millis(),
-        settings.paced_for.as_secs(),
-        percentile(&ours, 0.5),
-        percentile(&ours, 0.99),
-        ours.len(),
-        percentile(&base, 0.5),
-        percentile(&base, 0.99),
-        base.len()
+        settings.paced_for.as_secs()
     );
+    print_latencies(&label, &ours, &base);
 
+    if settings.hostile_sessions > 0 {
+        hostile(&client, &sandbox, settings, &envs, &episodes, max_live)?;
+    }
     if settings.idle_sessions > 0 {
         idle(&client, &sandbox, settings, &envs, &episodes)?;
     }
@@ -145,13 +152,14 @@ fn workload(location: &str) -> Result<(BTreeMap<String, (String, String)>, Vec<E
 fn start_server(
     sandbox: &Arc<crate::sandbox::Sandbox>,
     settings: &ServeBenchSettings,
+    data: &str,
     max_live: usize,
     interpreter_idle: Duration,
 ) -> Result<Server> {
     let loopback = "127.0.0.1:0".parse().expect("a socket address");
     let pool = PoolSettings {
         threads: settings.threads,
-        max_sessions: settings.idle_sessions + settings.sessions + settings.paced_sessions + 16,
+        max_sessions: settings.idle_sessions + settings.sessions + settings.paced_sessions + settings.hostile_sessions + 16,
         max_live,
         max_steps: 512,
         limits: crate::sandbox::Limits { timeout: Duration::from_secs(10), ..Default::default() },
@@ -162,7 +170,7 @@ fn start_server(
         interpreter_idle,
     };
     let serve = ServeSettings {
-        data: settings.data.clone(),
+        data: data.to_string(),
         addr: loopback,
         codegym_addr: loopback,
         all_configs: false,
@@ -287,6 +295,117 @@ async fn paced(rest: &Rest, episodes: &Arc<Vec<Episode>>, settings: &ServeBenchS
     Ok(latencies)
 }
 
+/// Prints the p50 and p99 of our step latencies (sorted, ms) beside the baseline's (its answer).
+fn print_latencies(label: &str, ours: &[f64], base: &Value) {
+    let base: Vec<f64> =
+        base["latencies"].as_array().into_iter().flatten().filter_map(|l| l.as_f64()).map(|s| s * 1000.0).collect();
+    println!(
+        "{label}: codegym p50 {:.1} ms, p99 {:.1} ms ({} steps); baseline p50 {:.1} ms, p99 {:.1} ms ({} steps) (target p99 < 50 ms)",
+        percentile(ours, 0.5),
+        percentile(ours, 0.99),
+        ours.len(),
+        percentile(&base, 0.5),
+        percentile(&base, 0.99),
+        base.len()
+    );
+}
+
+/// Step latency of the paced sessions while `hostile_sessions` others spin every step to the
+/// timeout, on a server that serves the hostile environment beside the dataset's, and the
+/// baseline's with as many hostile sessions among its workers.
+fn hostile(
+    client: &tokio::runtime::Runtime,
+    sandbox: &Arc<crate::sandbox::Sandbox>,
+    settings: &ServeBenchSettings,
+    envs: &BTreeMap<String, (String, String)>,
+    episodes: &Arc<Vec<Episode>>,
+    max_live: usize,
+) -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let location = data.path().to_str().context("the temporary directory's path is not UTF-8")?;
+    let spin = with_hostile_env(sandbox, &settings.data, location)?;
+    let server = start_server(sandbox, settings, location, max_live, Duration::from_secs(30))?;
+    let rest = Rest::new(server.codegym_addr);
+    let ours = client.block_on(async {
+        let until = Instant::now() + settings.paced_for;
+        let spinning: Vec<_> = (0..settings.hostile_sessions)
+            .map(|_| {
+                let (rest, spin) = (rest.clone(), spin.clone());
+                tokio::spawn(async move {
+                    let instance = rest.instance().await?;
+                    rest.start(&instance, &spin).await?;
+                    while Instant::now() < until {
+                        rest.step(&instance, &spin.actions[0]).await?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        let latencies = paced(&rest, episodes, settings).await?;
+        for spinning in spinning {
+            spinning.await??;
+        }
+        anyhow::Ok(latencies)
+    })?;
+    server.shutdown()?;
+    let mut envs = envs.clone();
+    envs.insert(HOSTILE_ID.into(), (HOSTILE_NAME.into(), HOSTILE_ENV.into()));
+    let base = baseline(
+        settings,
+        &envs,
+        episodes,
+        json!({ "mode": "paced", "sessions": settings.paced_sessions, "pause": settings.pause.as_secs_f64(), "seconds": settings.paced_for.as_secs_f64(),
+                "hostile": settings.hostile_sessions, "hostile_episode": [HOSTILE_ID, HOSTILE_CONFIG, spin.actions] }),
+    )?;
+    let label = format!(
+        "latency beside {} hostile sessions (every step spins to the 10 s timeout), {} sessions pausing {} ms, {} s",
+        settings.hostile_sessions,
+        settings.paced_sessions,
+        settings.pause.as_millis(),
+        settings.paced_for.as_secs()
+    );
+    print_latencies(&label, &ours, &base);
+    Ok(())
+}
+
+/// Writes a dataset at `location` serving what `source` serves plus the hostile environment
+/// (described in the sandbox, as verification would), and returns its episode: one `Spin`.
+fn with_hostile_env(sandbox: &crate::sandbox::Sandbox, source: &str, location: &str) -> Result<Episode> {
+    let from = Dataset::open_existing(source)?;
+    let mut envs: Vec<EnvironmentRow> = from.read_table(Table::Environments)?;
+    let mut configs: Vec<TaskConfigRow> = from.read_table(Table::TaskConfigs)?;
+    let job = crate::sandbox::Job::call(
+        "describe",
+        json!({ "source": HOSTILE_ENV, "env_name": HOSTILE_NAME }),
+        crate::sandbox::Limits::default(),
+    );
+    let described = sandbox.run(job)?;
+    let described = described.result.with_context(|| format!("the hostile environment: {:?}", described.detail))?;
+    let tools: Vec<String> = serde_json::from_value(described["tools"].clone())?;
+    envs.push(EnvironmentRow {
+        status: crate::verify::VERIFIED.into(),
+        servable: Some(true),
+        tool_count: tools.len() as i32,
+        tools,
+        tool_docs: described["tool_docs"].as_str().unwrap_or_default().into(),
+        ..EnvironmentRow::pending(HOSTILE_ID.into(), "bench".into(), "hostile".into(), HOSTILE_NAME.into(), HOSTILE_ENV.into())
+    });
+    configs.push(TaskConfigRow {
+        kept: true,
+        ..TaskConfigRow::pending(HOSTILE_ID, HOSTILE_NAME, HOSTILE_CONFIG.into(), "easy", None)
+    });
+    let code_ids = naming::code_ids(envs.iter().map(Named::from));
+    let to = Dataset::open(location, Some(from.shards()))?;
+    to.upsert(Table::Environments, envs, |env| to.shard_of(&env.env_id))?;
+    to.upsert(Table::TaskConfigs, configs, |config| to.shard_of(&config.env_id))?;
+    Ok(Episode {
+        env_id: HOSTILE_ID.into(),
+        env_str: naming::env_str(&code_ids[HOSTILE_ID], HOSTILE_NAME, HOSTILE_CONFIG),
+        config: HOSTILE_CONFIG.into(),
+        actions: vec![r#"{"name": "Spin", "parameters": {}}"#.into()],
+    })
+}
+
 /// Resident memory of `idle_sessions` started sessions, before and after their interpreters are
 /// given back; and the baseline process's holding as many environments.
 fn idle(
@@ -298,7 +417,7 @@ fn idle(
 ) -> Result<()> {
     let interpreter_idle = Duration::from_secs(2);
     let before = rss_mb();
-    let server = start_server(sandbox, settings, crate::serve::DEFAULT_MAX_LIVE, interpreter_idle)?;
+    let server = start_server(sandbox, settings, &settings.data, crate::serve::DEFAULT_MAX_LIVE, interpreter_idle)?;
     let rest = Rest::new(server.codegym_addr);
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));

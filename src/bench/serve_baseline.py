@@ -9,7 +9,8 @@
 #
 # Input (stdin): {"mode": "saturate" | "paced" | "idle", "workers", "sessions", "steps",
 # "pause", "seconds", "timeout", "envs": {env_id: [env_name, source]},
-# "episodes": [[env_id, config, [action, ...]], ...]}. Output (stdout): one JSON object.
+# "episodes": [[env_id, config, [action, ...]], ...], and for "paced" optionally "hostile" (a
+# count of sessions replaying "hostile_episode" without pause)}. Output (stdout): one JSON object.
 import json
 import multiprocessing
 import pickle
@@ -100,16 +101,23 @@ def saturate(job, classes, worker):
 def paced(job, classes, worker):
     count = job["sessions"] // job["workers"]
     sessions = [Session(classes, job["episodes"], worker + i * job["workers"]) for i in range(count)]
+    # Hostile neighbours (every step spins to the timeout) share the workers, never pause, and are
+    # not measured.
+    hostile = [Session(classes, [job["hostile_episode"]], 0) for i in range(job.get("hostile", 0)) if i % job["workers"] == worker]
+    everyone = sessions + hostile
     started = time.monotonic()
-    due = [started + job["pause"] * i / count for i in range(count)]
+    due = [started + job["pause"] * i / count for i in range(count)] + [started] * len(hostile)
     latencies = []
     while time.monotonic() - started < job["seconds"]:
-        i = min(range(count), key=due.__getitem__)
+        i = min(range(len(everyone)), key=due.__getitem__)
         time.sleep(max(0.0, due[i] - time.monotonic()))
-        sessions[i].step(job["timeout"])
+        everyone[i].step(job["timeout"])
         done = time.monotonic()
-        latencies.append(done - due[i])
-        due[i] = done + job["pause"]
+        if i < count:
+            latencies.append(done - due[i])
+            due[i] = done + job["pause"]
+        else:
+            due[i] = done
     return {"latencies": latencies}
 
 

@@ -359,7 +359,8 @@ pub enum BenchCommand {
     /// pyarrow + pandas script writing the same files.
     Export(BenchExportArgs),
     /// `codegym serve` vs. the release's mechanism (a forked process per step): steps per second
-    /// at saturation, step latency with pausing agents, memory of idle sessions.
+    /// at saturation, step latency with pausing agents (alone and beside hostile sessions), memory
+    /// of idle sessions.
     Serve(BenchServeArgs),
 }
 
@@ -386,6 +387,10 @@ pub struct BenchServeArgs {
     /// Idle sessions whose memory is measured.
     #[arg(long, default_value_t = 10000)]
     pub idle_sessions: usize,
+    /// Sessions that spin every step to the 10 s timeout beside the paced ones, whose latency is
+    /// measured again (0 skips it).
+    #[arg(long, default_value_t = 4)]
+    pub hostile_sessions: usize,
     /// The Python of the baseline.
     #[arg(long, default_value = "python3")]
     pub python: String,

@@ -589,6 +589,7 @@ impl BenchServeArgs {
             pause: Duration::from_millis(self.pause_ms),
             paced_for: Duration::from_secs(self.paced_seconds.max(1)),
             idle_sessions: self.idle_sessions,
+            hostile_sessions: self.hostile_sessions,
             python: self.python,
             threads: threads(&self.run),
         }

@@ -1,10 +1,13 @@
 //! The sharded layout of a dataset, and the handle stages read and write it through.
 //!
 //! Every row belongs to one of a fixed number of virtual shards, stored in its `shard` column; each
-//! table is a flat folder with at most one file per shard, `<table>/part-NNNN.parquet`, replaced
-//! whole by every write (see `store`), so DuckDB, pyarrow, Polars, pandas and DataFusion read a
-//! table as one. A table with no rows at all holds one zero-row file instead ([`EMPTY_PART`]), so
-//! that every table folder exists and a glob over it finds the table's schema. The shard count is chosen when the dataset is created and recorded, with the
+//! table is a flat folder holding, per shard with rows, a base file `<table>/part-NNNN.parquet`,
+//! replaced whole by every write of the shard (see `store`), and the parts appended to it since
+//! (`part-NNNN-l<level>-<writer>-<seq>.parquet`, see [`super::parts`]; only `serve --record`
+//! appends), so DuckDB, pyarrow, Polars, pandas and DataFusion read a table as one by glob. A
+//! table with no rows at all holds one zero-row file instead ([`EMPTY_PART`]), so that every
+//! table folder exists and a glob over it finds the table's schema. The shard count is chosen
+//! when the dataset is created and recorded, with the
 //! schema version, in `manifest.json` at the root, written once even when several processes
 //! start together (a create-if-absent write). A dataset in the earlier single-file layout, or of
 //! the previous schema version, is migrated on first use (`migrate`).
@@ -13,6 +16,7 @@
 //! question, everything derived from a problem inherits it, an imported environment's is a hash
 //! of its `env_id`): this module only offers [`Dataset::shard_of`] and stamps the column.
 
+use super::parts::PartName;
 use super::store::Store;
 use super::{DatasetError, SCHEMA_VERSION, Table, reader, writer};
 use arrow::array::RecordBatch;
@@ -159,7 +163,7 @@ impl Dataset {
         let files = self.store.list(table.name())?;
         let empty_part = format!("{}/{EMPTY_PART}", table.name());
         let has_empty_part = files.iter().any(|name| name == EMPTY_PART);
-        let has_rows = files.iter().any(|name| part_number(name).is_some());
+        let has_rows = files.iter().any(|name| PartName::parse(name).is_some());
         if has_rows && has_empty_part {
             self.store.delete(&empty_part)?;
         } else if !has_rows && !files.iter().any(|name| name.ends_with(".parquet") && !name.starts_with('.')) {
@@ -238,16 +242,41 @@ impl Dataset {
 
     /// The shards of `table` that have a file.
     pub fn shards_with(&self, table: Table) -> Result<Vec<u32>, DatasetError> {
-        Ok(self.store.list(table.name())?.iter().filter_map(|name| part_number(name)).collect())
+        let mut shards: Vec<u32> =
+            self.store.list(table.name())?.iter().filter_map(|name| PartName::parse(name)).map(|p| p.shard).collect();
+        shards.dedup();
+        Ok(shards)
+    }
+
+    /// The files (relative paths) that hold `table`'s rows of `shard`: its base file and the
+    /// parts appended to it (see [`super::parts`]), by name.
+    pub fn shard_files(&self, table: Table, shard: u32) -> Result<Vec<String>, DatasetError> {
+        let names = self.store.list(table.name())?;
+        Ok(names
+            .into_iter()
+            .filter(|name| PartName::parse(name).is_some_and(|p| p.shard == shard))
+            .map(|name| format!("{}/{name}", table.name()))
+            .collect())
+    }
+
+    /// Every file (relative path) that holds rows of `table`, shard by shard.
+    fn table_files(&self, table: Table) -> Result<Vec<String>, DatasetError> {
+        let names = self.store.list(table.name())?;
+        Ok(names
+            .into_iter()
+            .filter(|name| PartName::parse(name).is_some())
+            .map(|name| format!("{}/{name}", table.name()))
+            .collect())
     }
 
     /// The rows of `table` in the shards `selection` names, from the files' footers (no row is
     /// decoded): the total of a progress bar over them.
     pub fn row_count(&self, table: Table, selection: ShardSelection) -> Result<u64, DatasetError> {
         let mut rows = 0;
-        for shard in self.shards_with(table)?.into_iter().filter(|&s| selection.includes(s)) {
-            let relative = Dataset::part(table, shard);
-            if let Some(bytes) = self.store.get(&relative)? {
+        for relative in self.table_files(table)? {
+            let in_selection =
+                PartName::parse(relative.rsplit('/').next().unwrap_or_default()).is_some_and(|p| selection.includes(p.shard));
+            if let Some(bytes) = self.store.get(&relative)?.filter(|_| in_selection) {
                 rows += reader::footer_rows(bytes, &self.store.describe(&relative))?;
             }
         }
@@ -257,9 +286,30 @@ impl Dataset {
     /// The rows of `table` in `shard` as Arrow batches with exactly the table's schema (none when
     /// the shard has no file).
     pub fn read_shard_batches(&self, table: Table, shard: u32) -> Result<Vec<RecordBatch>, DatasetError> {
-        let relative = Dataset::part(table, shard);
-        let Some(bytes) = self.store.get(&relative)? else { return Ok(Vec::new()) };
-        reader::conformed_batches(table, bytes, &self.store.describe(&relative))
+        Ok(self.read_shard_files(table, shard)?.1)
+    }
+
+    /// `shard`'s files and their rows, read together. A file listed but gone before it is read
+    /// was merged away, and the merge's result was written first: the shard is listed and read
+    /// again, so no row is missed.
+    pub(crate) fn read_shard_files(&self, table: Table, shard: u32) -> Result<(Vec<String>, Vec<RecordBatch>), DatasetError> {
+        loop {
+            let files = self.shard_files(table, shard)?;
+            if let Some(batches) = self.read_files(table, &files)? {
+                return Ok((files, batches));
+            }
+        }
+    }
+
+    /// The rows of `files` (relative paths of `table`'s files) as Arrow batches with exactly the
+    /// table's schema; `None` when one of them is gone.
+    pub(crate) fn read_files(&self, table: Table, files: &[String]) -> Result<Option<Vec<RecordBatch>>, DatasetError> {
+        let mut batches = Vec::new();
+        for relative in files {
+            let Some(bytes) = self.store.get(relative)? else { return Ok(None) };
+            batches.extend(reader::conformed_batches(table, bytes, &self.store.describe(relative))?);
+        }
+        Ok(Some(batches))
     }
 
     /// The rows of `table` in `shard`, as `R` (whose fields are a subset of the columns).
@@ -291,8 +341,7 @@ impl Dataset {
     /// Streams `columns` of `table` in batches of at most `batch_rows` rows, shard by shard (see
     /// [`reader::TableScan`]): for tables too large to hold.
     pub fn scan(&self, table: Table, columns: &[&str], batch_rows: usize) -> Result<reader::TableScan, DatasetError> {
-        let parts = self.shards_with(table)?.into_iter().map(|shard| Dataset::part(table, shard)).collect();
-        reader::TableScan::new(table, columns, batch_rows, self.store.clone(), parts)
+        reader::TableScan::new(table, columns, batch_rows, self.store.clone(), self.table_files(table)?)
     }
 
     /// Replaces `table`'s file for `shard` with `rows` (deduplicated by key, first occurrence
@@ -302,8 +351,9 @@ impl Dataset {
         self.write_shard_batches(table, shard, &[batch], writer::Order::Key)
     }
 
-    /// Replaces `table`'s file for `shard` with `batches`, in `order`; no rows removes the file
-    /// (and leaves the table its zero-row file when it was the last).
+    /// Replaces `table`'s files for `shard` (its base file and the parts appended so far) with
+    /// one file of `batches`, in `order`; no rows removes them (and leaves the table its zero-row
+    /// file when they were the last).
     pub fn write_shard_batches(
         &self,
         table: Table,
@@ -311,15 +361,36 @@ impl Dataset {
         batches: &[RecordBatch],
         order: writer::Order,
     ) -> Result<writer::WriteSummary, DatasetError> {
+        let replaced = self.shard_files(table, shard)?;
+        self.replace_shard(table, shard, batches, order, &replaced)
+    }
+
+    /// Writes `batches` as `shard`'s base file and then removes the appended parts among
+    /// `replaced` (the files the batches were read from, or all of the shard's): a part appended
+    /// since they were listed stays. A crash between the two leaves rows twice, never none, and
+    /// the next merge of the shard keeps one of each key.
+    pub(crate) fn replace_shard(
+        &self,
+        table: Table,
+        shard: u32,
+        batches: &[RecordBatch],
+        order: writer::Order,
+        replaced: &[String],
+    ) -> Result<writer::WriteSummary, DatasetError> {
         let relative = Dataset::part(table, shard);
         let encoded = writer::encode(table, shard, batches, order)?;
         self.check_lease(shard)?;
         if encoded.rows == 0 {
             self.store.delete(&relative)?;
-            self.tidy_empty_part(table)?;
         } else {
             self.store.put(&relative, encoded.bytes.clone())?;
             self.store.delete(&format!("{}/{EMPTY_PART}", table.name()))?;
+        }
+        for part in replaced.iter().filter(|part| **part != relative) {
+            self.store.delete(part)?;
+        }
+        if encoded.rows == 0 {
+            self.tidy_empty_part(table)?;
         }
         Ok(writer::WriteSummary {
             table,
@@ -345,9 +416,9 @@ impl Dataset {
     /// Merges `rows` into `table`'s file for `shard`: a new row replaces the stored row with the
     /// same key, other stored rows are kept (their columns too, even ones `R` does not carry).
     pub fn upsert_shard<R: Serialize>(&self, table: Table, shard: u32, rows: &[R]) -> Result<writer::WriteSummary, DatasetError> {
-        let mut batches = vec![writer::rows_to_batch(table, rows)?];
-        batches.extend(self.read_shard_batches(table, shard)?);
-        self.write_shard_batches(table, shard, &batches, writer::Order::Key)
+        let (stored, batches) = self.read_shard_files(table, shard)?;
+        let batches: Vec<RecordBatch> = std::iter::once(writer::rows_to_batch(table, rows)?).chain(batches).collect();
+        self.replace_shard(table, shard, &batches, writer::Order::Key, &stored)
     }
 
     /// Merges `rows` into `table`, each into the shard `shard` gives it.
@@ -376,12 +447,6 @@ pub fn shard_of(key: &str, shards: u32) -> u32 {
         std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key("codegym shard v1"));
     let hash = HASHER.clone().update(key.as_bytes()).finalize();
     (u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes")) % u64::from(shards)) as u32
-}
-
-/// The shard number of a part file name (`part-0042.parquet`).
-fn part_number(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
-    (digits.len() == 4).then(|| digits.parse().ok()).flatten()
 }
 
 fn read_manifest(store: &Store) -> Result<Option<Manifest>, DatasetError> {
@@ -434,9 +499,6 @@ mod tests {
         assert!(selection.includes(4) && !selection.includes(3));
         assert!("3/3".parse::<ShardSelection>().is_err());
         assert!("x".parse::<ShardSelection>().unwrap_err().contains("i/N"));
-        assert_eq!(part_number("part-0042.parquet"), Some(42));
-        assert_eq!(part_number("part-00000.parquet"), None);
-        assert_eq!(part_number(".part-0042.parquet.1.tmp"), None);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! until its lease expires. Every write of a shard checks first that this process still holds
 //! its lease ([`Dataset::check_lease`]): a writer whose lease ran out or was taken over stops
 //! with [`DatasetError::LeaseLost`] and writes nothing more. `codegym finalize` refuses to run
-//! while any shard is leased.
+//! while any shard is leased. Work that may as well be left to the holder (merging a recording's
+//! parts) takes the lease with [`Dataset::try_lease`], which never waits.
 
 use super::{Dataset, DatasetError};
 use serde::{Deserialize, Serialize};
@@ -162,6 +163,19 @@ pub fn owner() -> String {
     format!("{host}:{}", std::process::id())
 }
 
+/// The outcome of one try at taking a lease.
+enum Attempt {
+    Taken(Box<Lease>, Option<LeaseEvent>),
+    Held(Held),
+    /// Another taker changed the file between our read and our write: look again.
+    Raced,
+}
+
+/// A token no other taking of a lease shares.
+fn new_token(shard: u32) -> String {
+    crate::ids::content_id("lease", &[&owner(), &shard.to_string(), &format!("{:?}", SystemTime::now())])
+}
+
 /// A lease file as found: free to take (with who had it, if it was taken from someone), or held.
 enum Found {
     Free(Option<LeaseEvent>),
@@ -210,35 +224,56 @@ impl Dataset {
     /// Takes the lease on `shard`, waiting while a live holder has it; `tell` hears of the wait
     /// (once) and of a takeover.
     pub fn lease(&self, shard: u32, tell: &dyn Fn(&LeaseEvent)) -> Result<Lease, DatasetError> {
-        let token = crate::ids::content_id("lease", &[&owner(), &shard.to_string(), &format!("{:?}", SystemTime::now())]);
+        let token = new_token(shard);
         let mut told = false;
         loop {
-            let ours = LeaseFile::ours(&token).bytes();
-            let taken = match self.store.get_versioned(&relative(shard))? {
-                None => self.store.put_if_absent(&relative(shard), ours)?.then_some(None),
-                // A file that does not parse is a torn or foreign write: nobody's lease.
-                Some((bytes, version)) => match LeaseFile::parse(&bytes).map_or(Found::Free(None), |f| f.found(shard)) {
-                    Found::Free(event) => self.store.replace_if(&relative(shard), ours, &version)?.then_some(event),
-                    Found::Held(held) => {
-                        if !told {
-                            tell(&LeaseEvent::Waiting(held.clone()));
-                            told = true;
-                        }
-                        std::thread::sleep(
-                            Duration::from_secs(1).min(Duration::from_secs(held.expires_at.saturating_sub(now()))),
-                        );
-                        None
+            match self.take(shard, &token)? {
+                Attempt::Taken(lease, event) => {
+                    if let Some(event) = &event {
+                        tell(event);
                     }
-                },
-            };
-            // `None`: another taker won the race, or a live holder has it; look again.
-            if let Some(event) = taken {
-                if let Some(event) = &event {
-                    tell(event);
+                    return Ok(*lease);
                 }
-                return Ok(Lease::start(self.clone(), shard, token));
+                Attempt::Held(held) => {
+                    if !told {
+                        tell(&LeaseEvent::Waiting(held.clone()));
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_secs(1).min(Duration::from_secs(held.expires_at.saturating_sub(now()))));
+                }
+                Attempt::Raced => {}
             }
         }
+    }
+
+    /// Takes the lease on `shard` if nobody live holds it; `None` (at once) when somebody does.
+    /// For work that may as well be left to the holder (compacting what it is compacting).
+    pub fn try_lease(&self, shard: u32) -> Result<Option<Lease>, DatasetError> {
+        let token = new_token(shard);
+        loop {
+            match self.take(shard, &token)? {
+                Attempt::Taken(lease, _) => return Ok(Some(*lease)),
+                Attempt::Held(_) => return Ok(None),
+                Attempt::Raced => {}
+            }
+        }
+    }
+
+    /// One try at taking the lease on `shard` with `token`.
+    fn take(&self, shard: u32, token: &str) -> Result<Attempt, DatasetError> {
+        let ours = LeaseFile::ours(token).bytes();
+        let taken = match self.store.get_versioned(&relative(shard))? {
+            None => self.store.put_if_absent(&relative(shard), ours)?.then_some(None),
+            // A file that does not parse is a torn or foreign write: nobody's lease.
+            Some((bytes, version)) => match LeaseFile::parse(&bytes).map_or(Found::Free(None), |f| f.found(shard)) {
+                Found::Free(event) => self.store.replace_if(&relative(shard), ours, &version)?.then_some(event),
+                Found::Held(held) => return Ok(Attempt::Held(held)),
+            },
+        };
+        // `None`: another taker won the race.
+        Ok(taken.map_or(Attempt::Raced, |event| {
+            Attempt::Taken(Box::new(Lease::start(self.clone(), shard, token.to_string())), event)
+        }))
     }
 
     /// Runs `work` on each of `shards` in turn, each under its lease (`stage` names who waits or

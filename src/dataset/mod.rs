@@ -1,8 +1,8 @@
 //! The dataset: a folder or an object-store prefix holding one folder of Parquet files per table.
 //!
-//! This module owns the sharded layout (`DIR/<table>/part-NNNN.parquet`, one file per virtual
-//! shard with rows, a zero-row `part-empty.parquet` in a table with none, and `manifest.json`;
-//! see [`layout`]), where the files live ([`store`]: a local folder
+//! This module owns the sharded layout (`DIR/<table>/part-NNNN.parquet`, one base file per virtual
+//! shard with rows, parts appended beside it by `serve --record` ([`parts`]), a zero-row
+//! `part-empty.parquet` in a table with none, and `manifest.json`; see [`layout`]), where the files live ([`store`]: a local folder
 //! or `s3://`, `gs://`, `az://`), leases on shards for concurrent writers ([`lease`]), the table
 //! catalogue ([`Table`]), the column types (read from `schemas/<table>.json`, the single source of
 //! truth, by [`schema`]), and the two directions of conversion between serde row structs and
@@ -13,7 +13,8 @@
 //!
 //! Guarantees:
 //! - a shard's file is replaced whole (a rename locally, a single PUT remotely), so a crash
-//!   leaves the old or the new file, never a torn one;
+//!   leaves the old or the new file, never a torn one; an appended part is created once under a
+//!   name of its own and never replaced;
 //! - rows are deduplicated by the table's key (first occurrence wins) and sorted by it (except
 //!   where their order means something), and the Parquet writer is configured without
 //!   timestamps, so the same rows give byte-identical files;
@@ -24,6 +25,7 @@ mod error;
 pub mod layout;
 pub mod lease;
 mod migrate;
+pub mod parts;
 pub mod reader;
 pub mod schema;
 mod store;
@@ -34,6 +36,7 @@ use std::str::FromStr;
 
 pub use error::DatasetError;
 pub use layout::{DEFAULT_SHARDS, Dataset, EMPTY_PART, Manifest, ShardSelection, shard_of};
+pub use parts::{Appender, Compacted, Compaction};
 pub use reader::{TableScan, read_file_batches, read_parquet_rows, read_rows_file};
 pub use schema::{ColumnSpec, ColumnType, SCHEMA_VERSION, SCHEMA_VERSION_KEY, TableSpec};
 pub use store::{bytes_written, local_path};

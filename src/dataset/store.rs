@@ -46,7 +46,7 @@ pub fn bytes_written() -> u64 {
     WRITTEN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-fn count_written(bytes: usize) {
+pub(crate) fn count_written(bytes: usize) {
     WRITTEN.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
 }
 

@@ -10,7 +10,9 @@
 //!                                          [pool]            sessions; live interpreters (bounded,
 //!                                            |                LRU eviction); idle sessions as
 //!                                            |                pickled state
-//!                               sandbox threads (large stacks) -> interpreters (session.py)
+//!                                        [workers]           sandbox threads (large stacks): a
+//!                                            |                prompt lane and a slow lane
+//!                                  interpreters (session.py)
 //!                                            |
 //!                                        [record]            --record DIR: the `episodes` table
 //! ```
@@ -26,6 +28,7 @@ mod pool;
 mod record;
 mod rest;
 mod tools;
+mod workers;
 
 pub use catalog::{Catalog, ConfigRef, ResolveError, Skipped};
 pub use pool::{CallError, PoolSettings, Protocol, StepError};
@@ -221,7 +224,8 @@ impl Server {
     }
 
     /// Stops listening, closes every session (their connections are told why), lets running
-    /// steps finish, stops the sandbox threads and writes the last of the recording.
+    /// steps finish, stops the sandbox threads, writes the last of the recording and merges the
+    /// parts this server appended to it.
     pub fn shutdown(self) -> Result<Stopped, ServeError> {
         let _ = self.stop.send(true);
         let sessions_closed = self.pool.counts().0;
@@ -232,7 +236,7 @@ impl Server {
             }
         });
         let rows_recorded = match self.pool.recorder() {
-            Some(recorder) => recorder.flush()?,
+            Some(recorder) => recorder.finish()?,
             None => 0,
         };
         self.runtime.shutdown_timeout(Duration::from_secs(2));

@@ -11,14 +11,16 @@
 //! traps or raises costs its interpreter and nothing else: the session keeps the state it had
 //! before the step, and the client gets an error observation.
 //!
-//! Guest code runs on the calling thread's stack, so sandbox calls run on `threads` dedicated
-//! threads with large stacks, fed through a queue; the network side awaits their answers and
-//! never runs guest code. Within a session calls run one at a time (a second call while one runs
-//! is refused, not queued); what `state`, `is_done` and `reward` read is kept beside the session
-//! ([`Summary`]), so they never wait for a step.
+//! Guest code runs on the calling thread's stack, so sandbox calls run on dedicated threads with
+//! large stacks ([`super::workers`]: a prompt lane for sessions whose calls are quick and a slow
+//! lane for the others, so a few sessions that run to the step timeout never hold the rest back);
+//! the network side awaits their answers and never runs guest code. Within a session calls run
+//! one at a time (a second call while one runs is refused, not queued); what `state`, `is_done`
+//! and `reward` read is kept beside the session ([`Summary`]), so they never wait for a step.
 
 use super::catalog::{Catalog, ConfigRef, ResolveError, ServedConfig, ServedEnv};
 use super::record::{EpisodeRow, Recorder};
+use super::workers::{Lane, SLOW_CALL, Task, Workers};
 use crate::harness::seed_for;
 use crate::sandbox::{Interpreter, Job, JobOutcome, Limits, Sandbox, SandboxError, Variant, Verdict, WORKER_STACK_BYTES};
 use serde::Deserialize;
@@ -26,7 +28,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Limits of the pool, resolved from the command line.
@@ -247,6 +249,8 @@ pub struct Session {
     last_used: AtomicU64,
     has_interpreter: AtomicBool,
     closed: AtomicBool,
+    /// Whether its last call ran past [`SLOW_CALL`]: its next call waits in the slow lane.
+    slow: AtomicBool,
     /// Wakes the connection that owns the session when the pool closes it (idle, shutdown).
     pub closing: tokio::sync::Notify,
 }
@@ -304,8 +308,6 @@ struct Report {
     state: String,
 }
 
-type Task = Box<dyn FnOnce() + Send>;
-
 /// The sessions and the threads that run them.
 #[derive(Clone)]
 pub struct Pool {
@@ -318,8 +320,7 @@ struct Inner {
     settings: PoolSettings,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     live: Arc<AtomicUsize>,
-    queue: Mutex<Option<mpsc::Sender<Task>>>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    workers: Workers,
     recorder: Option<Recorder>,
     started: Instant,
 }
@@ -327,30 +328,14 @@ struct Inner {
 impl Pool {
     /// Starts the pool's threads.
     pub fn new(sandbox: Arc<Sandbox>, catalog: Arc<Catalog>, settings: PoolSettings, recorder: Option<Recorder>) -> Pool {
-        let (sender, receiver) = mpsc::channel::<Task>();
-        let receiver = Arc::new(Mutex::new(receiver));
-        let threads = (0..settings.threads.max(1))
-            .map(|i| {
-                let receiver = receiver.clone();
-                std::thread::Builder::new()
-                    .name(format!("codegym-serve-{i}"))
-                    .stack_size(WORKER_STACK_BYTES)
-                    .spawn(move || {
-                        while let Ok(task) = { receiver.lock().unwrap().recv() } {
-                            task();
-                        }
-                    })
-                    .expect("spawn a serve worker thread")
-            })
-            .collect();
+        let workers = Workers::new(settings.threads, WORKER_STACK_BYTES);
         let inner = Inner {
             sandbox,
             catalog,
             settings,
             sessions: Mutex::new(HashMap::new()),
             live: Arc::new(AtomicUsize::new(0)),
-            queue: Mutex::new(Some(sender)),
-            threads: Mutex::new(threads),
+            workers,
             recorder,
             started: Instant::now(),
         };
@@ -390,6 +375,7 @@ impl Pool {
             last_used: AtomicU64::new(self.inner.now_ms()),
             has_interpreter: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            slow: AtomicBool::new(false),
             closing: tokio::sync::Notify::new(),
         });
         sessions.insert(session.id.clone(), session.clone());
@@ -426,24 +412,24 @@ impl Pool {
             Some(reference) => Some(self.inner.catalog.resolve(reference)?),
             None => None,
         };
-        let (inner, session) = (self.inner.clone(), session.clone());
-        self.inner.call(move || inner.start(&session, config, seed, label)).await
+        let (inner, moved) = (self.inner.clone(), session.clone());
+        self.inner.call(session, move || inner.start(&moved, config, seed, label)).await
     }
 
     /// Runs one action of the session's episode.
     pub async fn step(&self, session: &Arc<Session>, action: Action) -> Result<Reply, CallError> {
-        let (inner, session) = (self.inner.clone(), session.clone());
-        self.inner.call(move || inner.step(&session, action)).await
+        let (inner, moved) = (self.inner.clone(), session.clone());
+        self.inner.call(session, move || inner.step(&moved, action)).await
     }
 
     /// Ends the session's episode (it keeps its configuration for a later reset).
     pub async fn stop(&self, session: &Arc<Session>) -> Result<(), CallError> {
-        let (inner, session) = (self.inner.clone(), session.clone());
+        let (inner, moved) = (self.inner.clone(), session.clone());
         self.inner
-            .call(move || {
-                let mut work = inner.lock(&session)?;
+            .call(session, move || {
+                let mut work = inner.lock(&moved)?;
                 (work.episode, work.interpreter) = (None, None);
-                inner.settle(&session, &mut work);
+                inner.settle(&moved, &mut work);
                 Ok(())
             })
             .await
@@ -479,10 +465,7 @@ impl Pool {
         for session in &sessions {
             self.close(session);
         }
-        drop(self.inner.queue.lock().unwrap().take());
-        for thread in std::mem::take(&mut *self.inner.threads.lock().unwrap()) {
-            let _ = thread.join();
-        }
+        self.inner.workers.shutdown();
     }
 }
 
@@ -499,19 +482,29 @@ impl Inner {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// Runs a quick task (giving an interpreter back) on a pool thread.
     fn spawn(&self, task: Task) {
-        if let Some(queue) = self.queue.lock().unwrap().as_ref() {
-            let _ = queue.send(task);
-        }
+        self.workers.submit(Lane::Prompt, task);
     }
 
-    /// Runs `f` on a pool thread and awaits its answer.
-    async fn call<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T, CallError> + Send + 'static) -> Result<T, CallError> {
+    /// Runs `f`, a call of `session`, on a pool thread in the session's lane and awaits its
+    /// answer; how long it ran decides the lane of the session's next call.
+    async fn call<T: Send + 'static>(
+        &self,
+        session: &Arc<Session>,
+        f: impl FnOnce() -> Result<T, CallError> + Send + 'static,
+    ) -> Result<T, CallError> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        {
-            let queue = self.queue.lock().unwrap();
-            let queue = queue.as_ref().ok_or(CallError::ShuttingDown)?;
-            queue.send(Box::new(move || drop(sender.send(f())))).map_err(|_| CallError::ShuttingDown)?;
+        let lane = if session.slow.load(Ordering::Relaxed) { Lane::Slow } else { Lane::Prompt };
+        let timed = session.clone();
+        let task: Task = Box::new(move || {
+            let started = Instant::now();
+            let answer = f();
+            timed.slow.store(started.elapsed() > SLOW_CALL, Ordering::Relaxed);
+            drop(sender.send(answer));
+        });
+        if !self.workers.submit(lane, task) {
+            return Err(CallError::ShuttingDown);
         }
         receiver.await.map_err(|_| CallError::ShuttingDown)?
     }

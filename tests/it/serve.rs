@@ -10,7 +10,8 @@
 //!   keep their state and still reach reward 1;
 //! - bad input gets a clear error and nothing else; sessions restore from their pickled state
 //!   when interpreters are evicted or idle; idle sessions are reaped; a token guards the server;
-//!   SIGTERM stops it cleanly with the recording written.
+//!   SIGTERM stops it cleanly with the recording written; two servers recording into one
+//!   directory at once keep every step of both, as SQL and DuckDB read it.
 //!
 //! The Python clients need OpenEnv's client (`openenv-core`, in `tests/requirements.txt`, which
 //! `.ci/run` installs): without it those tests are skipped with a note, and fail under CI.
@@ -779,4 +780,101 @@ fn a_token_guards_the_server_and_sigterm_stops_it_with_the_recording_written() {
     for (row, stored) in rows[1..].iter().zip(&replay.observations) {
         assert_eq!((&row["protocol"], &row["verdict"], &row["observation"]), (&json!("codegym"), &json!("ok"), &json!(stored)));
     }
+}
+
+/// Replays `replay` through the CodeGym API of the server at `addr`: every observation as stored.
+async fn replay_rest(http: &reqwest::Client, addr: &str, replay: &Replay) {
+    let instance = post(http, addr, "/get_instance", json!({})).await["instance_id"].clone();
+    post(http, addr, "/start", json!({ "instance_id": instance, "env_str": replay.env_str })).await;
+    for (action, stored) in replay.actions.iter().zip(&replay.observations) {
+        let answer = post(http, addr, "/step", json!({ "instance_id": instance, "action": action })).await;
+        assert_eq!(answer["observation"], json!(stored), "{}: {action}: {answer}", replay.config);
+    }
+}
+
+#[test]
+fn two_servers_recording_into_one_directory_keep_every_step_of_both() {
+    let record = tempfile::tempdir().unwrap();
+    let to = record.path().to_str().unwrap();
+    let servers = [Served::start(sample_build(), &["--record", to]), Served::start(sample_build(), &["--record", to])];
+    let replays = replays(sample_build());
+    let http = http_client();
+    runtime().block_on(async {
+        // Two rounds on each server at once, with a flush of both in between (every 5 s), so
+        // each appends to the table while the other's parts are there.
+        for round in 0..2 {
+            let mut episodes = Vec::new();
+            for served in &servers {
+                for replay in &replays {
+                    let (http, addr, replay) = (http.clone(), served.codegym.clone(), replay.clone());
+                    episodes.push(tokio::spawn(async move { replay_rest(&http, &addr, &replay).await }));
+                }
+            }
+            for episode in episodes {
+                episode.await.unwrap();
+            }
+            if round == 0 {
+                tokio::time::sleep(Duration::from_secs(6)).await;
+            }
+        }
+    });
+    let mut servers = servers;
+    let stopping: Vec<_> = servers.iter_mut().map(|s| s.child.id()).collect();
+    Command::new("kill").arg("-TERM").args(stopping.iter().map(u32::to_string)).status().unwrap();
+    for served in &mut servers {
+        let status = served.terminate();
+        assert!(status.success(), "codegym serve exited with {status}: {}", served.stderr());
+    }
+    let steps: usize = replays.iter().map(|r| r.actions.len() + 1).sum::<usize>() * 4;
+    let rows = sql_rows(record.path(), "SELECT episode_id, count(*) AS n, max(step) AS last FROM episodes GROUP BY episode_id");
+    assert_eq!(rows.len(), replays.len() * 4, "every episode of both servers: {rows:?}");
+    assert_eq!(rows.iter().map(|r| r["n"].as_u64().unwrap() as usize).sum::<usize>(), steps, "every step, each once");
+    assert!(rows.iter().all(|r| r["n"].as_i64().unwrap() == r["last"].as_i64().unwrap() + 1), "{rows:?}");
+    let Some(python) = test_python(&["duckdb"]) else { return };
+    let glob = record.path().join("episodes/*.parquet");
+    let script = "import duckdb, sys; print(duckdb.connect().execute(f\"SELECT count(*), count(DISTINCT (episode_id, step)) FROM '{sys.argv[1]}'\").fetchone())";
+    let output = Command::new(python).args(["-c", script, glob.to_str().unwrap()]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("({steps}, {steps})"),
+        "DuckDB reads the same table by glob"
+    );
+}
+
+#[test]
+fn a_session_is_answered_while_four_others_spin_to_the_step_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let misbehaving = with_misbehaving(data.path());
+    // Two threads, fewer than the sessions that spin: with one queue over them, every call
+    // waited for a spinning one to end.
+    let served = Served::start(data.path(), &["--threads", "2", "--step-timeout-ms", "20000"]);
+    let replay = replays(sample_build()).remove(0);
+    runtime().block_on(async {
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut spinning = Vec::new();
+        for config in &misbehaving {
+            let mut ws = connect(&served.openenv).await;
+            let reset = ask(&mut ws, json!({ "type": "reset", "data": { "config_id": config } })).await;
+            assert_eq!(reset["type"], "observation", "{reset}");
+            let ended = ended.clone();
+            spinning.push(tokio::spawn(async move {
+                let answer = step(&mut ws, "Spin", json!({ "n": 13 })).await;
+                ended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                answer
+            }));
+        }
+        assert_eq!(spinning.len(), 4);
+        // Not an assertion: gives the spinning calls time to take the threads before ours comes.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        replay_ws(served.openenv.clone(), replay).await;
+        assert_eq!(
+            ended.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "a whole episode of another session waited for a spinning call to end"
+        );
+        for spin in spinning {
+            assert_eq!(spin.await.unwrap()["data"]["observation"]["error"], "timeout");
+        }
+    });
 }
