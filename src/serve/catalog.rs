@@ -21,6 +21,8 @@ pub struct ServedEnv {
     /// `{code_id}__{EnvName}`: the unambiguous name of the environment.
     pub long_name: String,
     pub source: String,
+    /// The problem statement the agent solves (`environments.task_text`; empty when absent).
+    pub task_text: String,
     /// Tools in `func_mapping` order, with what MCP lists of them.
     pub tools: Vec<ToolSpec>,
     /// The module's bytecode, marshalled, once a session has compiled it (`session.py`): later
@@ -160,6 +162,7 @@ impl Catalog {
             env_name: env.env_name.clone(),
             long_name,
             source: env.env_code.clone(),
+            task_text: env.task_text.clone().unwrap_or_default(),
             tools: tools::from_schemas(
                 &env.tools,
                 &crate::tools::stored_or_computed(env.tool_schemas.as_deref(), &env.tool_docs),

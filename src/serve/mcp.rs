@@ -1,23 +1,46 @@
-//! OpenEnv's MCP endpoint: JSON-RPC 2.0 over `POST /mcp`, and over a WebSocket session as
-//! `{"type": "mcp", "data": REQUEST}`. A request that cannot be served still gets a JSON-RPC
-//! error object (over HTTP with status 200), as OpenEnv answers.
+//! OpenEnv's MCP endpoint, as MCP clients and OpenEnv's own speak it: JSON-RPC 2.0 over
+//! `POST /mcp`, and over a WebSocket session as `{"type": "mcp", "data": REQUEST}`. A request
+//! that cannot be served still gets a JSON-RPC error object (over HTTP with status 200), as
+//! OpenEnv answers; a notification (no `id`) gets no answer (HTTP 202).
 //!
-//! Methods, as OpenEnv 0.3.0 defines them:
-//! - `tools/list` lists an environment's tools from its agent-facing docs: the WebSocket
-//!   session's, or the one `params` names (`session_id`, `config_id`, `env_str` or `env_name`);
-//! - `tools/call` (`name`, `arguments`) is one step of a session's episode: the WebSocket
-//!   session's, or `params.session_id`'s;
-//! - `openenv/session/create` opens a session over HTTP and starts an episode of `config_id` or
-//!   `env_str` (with `seed` and `episode_id` as a reset takes them); `openenv/session/close`
-//!   closes one.
+//! Methods:
+//! - `initialize` answers the protocol version, the `tools` capability and the instructions;
+//!   over HTTP with `?config_id=` or `?env_str=` in the URL it also opens a session and starts an
+//!   episode of that configuration, whose id comes back in the `Mcp-Session-Id` header (MCP's
+//!   Streamable HTTP sessions): later requests carrying the header work on that session;
+//!   `notifications/initialized` and `ping` are accepted; `DELETE /mcp` with the header closes
+//!   the session;
+//! - `tools/list` lists an environment's tools from its agent-facing docs: the caller's session's
+//!   (the WebSocket's, the `Mcp-Session-Id` header's, or `params.session_id`'s), or the one
+//!   `params` names (`config_id`, `env_str` or `env_name`);
+//! - `tools/call` (`name`, `arguments`) is one step of the caller's session's episode;
+//! - `openenv/session/create` opens a session over HTTP, and starts an episode of `config_id` or
+//!   `env_str` when given (with `seed` and `episode_id` as a reset takes them; the answer then
+//!   holds the first observation); without one, a WebSocket attaches to it (`/ws?session_id=`)
+//!   and resets it, as OpenEnv 0.10's MCP client does. `openenv/session/close` closes one.
+//!
+//! Hand-written rather than built on the Rust MCP SDK (`rmcp`): the same handler must answer
+//! inside OpenEnv's WebSocket messages and carry OpenEnv's `openenv/session/*` methods, which the
+//! SDK's transports do not, and the surface is five methods.
 
 use super::App;
+use super::briefing;
 use super::catalog::ConfigRef;
-use super::openenv::step_data;
+use super::openenv::Form;
 use super::pool::{Access, Action, CallError, Protocol, Session};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Json, Response};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
+
+/// MCP's session header (Streamable HTTP).
+const SESSION_HEADER: &str = "mcp-session-id";
+/// The MCP protocol versions this server speaks; the first is answered to a client asking for
+/// another.
+const PROTOCOL_VERSIONS: [&str; 3] = ["2025-06-18", "2025-03-26", "2024-11-05"];
 
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
@@ -48,24 +71,136 @@ impl From<CallError> for RpcError {
     }
 }
 
-/// Answers one JSON-RPC request (the raw body); `session` is the WebSocket session it came on.
-pub(super) async fn answer(app: &App, body: &[u8], session: Option<&Arc<Session>>) -> Value {
+/// `POST /mcp`: the caller's session is the one its `Mcp-Session-Id` header names, if any.
+pub(super) async fn endpoint(State(app): State<App>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+    let named = headers.get(SESSION_HEADER).map(|id| id.to_str().unwrap_or_default().to_string());
+    let own = match named.as_deref().map(|id| by_id(&app, id)) {
+        Some(Ok(session)) => Some(session),
+        // MCP: an unknown session gets 404, and the client starts a new one.
+        Some(Err(RpcError(_, message, _))) => return (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response(),
+        None => None,
+    };
+    let opened = match own {
+        None if is_initialize(&body) => match open_from_query(&app, &uri).await {
+            Ok(opened) => opened,
+            Err(error) => return Json(response(request_id(&body), Err(error))).into_response(),
+        },
+        _ => None,
+    };
+    let session = own.or(opened.clone());
+    let Some(answer) = answer(&app, &body, session.as_ref(), Transport::Http).await else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let mut response = Json(answer).into_response();
+    if let Some(session) = opened.and_then(|s| HeaderValue::from_str(&s.id).ok()) {
+        response.headers_mut().insert(SESSION_HEADER, session);
+    }
+    response
+}
+
+/// `DELETE /mcp`: MCP's end of the session its `Mcp-Session-Id` header names.
+pub(super) async fn end_session(State(app): State<App>, headers: HeaderMap) -> Response {
+    let named = headers.get(SESSION_HEADER).and_then(|id| id.to_str().ok()).unwrap_or_default();
+    match by_id(&app, named) {
+        Ok(session) => {
+            app.pool.close(&session);
+            StatusCode::OK.into_response()
+        }
+        Err(RpcError(_, message, _)) => (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response(),
+    }
+}
+
+fn is_initialize(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|request| request["method"] == "initialize")
+}
+
+fn request_id(body: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(body).map(|request| request["id"].clone()).unwrap_or(Value::Null)
+}
+
+/// The session an HTTP `initialize` opens when its URL names a configuration, with its episode
+/// started.
+async fn open_from_query(app: &App, uri: &Uri) -> Result<Option<Arc<Session>>, RpcError> {
+    let query: Map<String, Value> = uri
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key.to_string(), Value::from(percent_decoded(value))))
+        .collect();
+    let Some(reference) = config_ref(&query) else { return Ok(None) };
+    Ok(Some(open_started(app, reference, None, None).await?.0))
+}
+
+/// `%XX` escapes and `+` of a URL query value decoded (an `env_str` holds JSON).
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where a request came from: a WebSocket session cannot be closed over MCP (its socket closes
+/// it), an HTTP one can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Transport {
+    Http,
+    Socket,
+}
+
+/// Answers one JSON-RPC message (the raw body); `session` is the caller's own session (the
+/// WebSocket's, or the one its `Mcp-Session-Id` header names). `None` for a notification.
+pub(super) async fn answer(app: &App, body: &[u8], session: Option<&Arc<Session>>, via: Transport) -> Option<Value> {
     let request: Value = match serde_json::from_slice(body) {
         Ok(request) => request,
-        Err(_) => return response(Value::Null, Err(RpcError::new(PARSE_ERROR, "Parse error"))),
+        Err(_) => return Some(response(Value::Null, Err(RpcError::new(PARSE_ERROR, "Parse error")))),
     };
+    let notification = request.get("id").is_none();
     let (id, method, params) = match checked(request) {
         Ok(parts) => parts,
-        Err(error) => return response(Value::Null, Err(error)),
+        Err(error) => return Some(response(Value::Null, Err(error))),
     };
     let result = match method.as_str() {
+        "initialize" => Ok(initialize(&params)),
+        "ping" => Ok(json!({})),
         "tools/list" => tools_list(app, &params, session),
         "tools/call" => tools_call(app, &params, raw_arguments(body), session).await,
-        "openenv/session/create" => create(app, &params, session).await,
-        "openenv/session/close" => close(app, &params, session),
+        "openenv/session/create" => create(app, &params, session, via).await,
+        "openenv/session/close" => close(app, &params, session, via),
+        notified if notified.starts_with("notifications/") => Ok(Value::Null),
         other => Err(RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {other}"))),
     };
-    response(id, result)
+    // JSON-RPC: a notification gets no answer, even an error.
+    (!notification).then(|| response(id, result))
+}
+
+/// The answer to `initialize`: the client's protocol version when this server speaks it.
+fn initialize(params: &Map<String, Value>) -> Value {
+    let asked = text_param(params, "protocolVersion");
+    let version = PROTOCOL_VERSIONS.into_iter().find(|v| Some(*v) == asked).unwrap_or(PROTOCOL_VERSIONS[0]);
+    json!({
+        "protocolVersion": version,
+        "capabilities": { "tools": { "listChanged": false } },
+        "serverInfo": { "name": "codegym", "version": env!("CARGO_PKG_VERSION") },
+        "instructions": briefing::instructions(),
+    })
 }
 
 fn response(id: Value, result: Result<Value, RpcError>) -> Value {
@@ -131,8 +266,7 @@ fn tools_list(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session>>
             let session = session_of(app, params, own).map_err(|_| {
                 RpcError::new(INVALID_PARAMS, "tools/list needs an environment: session_id, config_id, env_str or env_name")
             })?;
-            let config_id = session.summary().config_id.ok_or(CallError::NoEpisode)?;
-            catalog.resolve(&ConfigRef::Id(config_id)).map_err(CallError::from)?.env.clone()
+            app.episode_env(&session)?
         }
     };
     Ok(json!({ "tools": env.tools }))
@@ -165,27 +299,25 @@ async fn tools_call(
     Ok(json!({
         "content": [{ "type": "text", "text": reply.observation }],
         "isError": reply.error.is_some(),
-        "structuredContent": step_data(&reply),
+        "structuredContent": Form::Step.of(&reply),
     }))
 }
 
-async fn create(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session>>) -> Result<Value, RpcError> {
-    if let Some(session) = own {
-        return Ok(json!({ "session_id": session.id }));
-    }
-    let reference =
-        config_ref(params).ok_or_else(|| RpcError::new(INVALID_PARAMS, "openenv/session/create needs config_id or env_str"))?;
-    let seed =
-        params.get("seed").map(|s| s.as_u64().ok_or_else(|| RpcError::new(INVALID_PARAMS, "`seed` must be an integer >= 0")));
-    let seed = seed.transpose()?;
-    let label = text_param(params, "episode_id").map(String::from);
+/// Opens an HTTP session and starts an episode of `reference` in it: the session and the first
+/// observation. A session whose episode fails to start is closed again.
+async fn open_started(
+    app: &App,
+    reference: ConfigRef,
+    seed: Option<u64>,
+    label: Option<String>,
+) -> Result<(Arc<Session>, Value), RpcError> {
     let session = app.pool.open(Protocol::OpenEnv, Access::Id)?;
-    match app.pool.start(&session, Some(reference), seed, label).await {
-        Ok(reply) => {
-            let mut data = step_data(&reply);
-            data["session_id"] = session.id.clone().into();
-            Ok(data)
-        }
+    let started = match app.pool.start(&session, Some(reference), seed, label).await {
+        Ok(reply) => app.episode_env(&session).map(|env| serde_json::to_value(Form::Reset.first(&reply, &env))),
+        Err(error) => Err(error),
+    };
+    match started {
+        Ok(first) => Ok((session, first.expect("observations serialize"))),
         Err(error) => {
             app.pool.close(&session);
             Err(error.into())
@@ -193,10 +325,27 @@ async fn create(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session
     }
 }
 
-fn close(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session>>) -> Result<Value, RpcError> {
+async fn create(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session>>, via: Transport) -> Result<Value, RpcError> {
+    if let (Some(session), Transport::Socket) = (own, via) {
+        return Ok(json!({ "session_id": session.id }));
+    }
+    let seed =
+        params.get("seed").map(|s| s.as_u64().ok_or_else(|| RpcError::new(INVALID_PARAMS, "`seed` must be an integer >= 0")));
+    let seed = seed.transpose()?;
+    let label = text_param(params, "episode_id").map(String::from);
+    let Some(reference) = config_ref(params) else {
+        // No configuration yet: the client resets the session over a WebSocket attached to it.
+        return Ok(json!({ "session_id": app.pool.open(Protocol::OpenEnv, Access::Id)?.id }));
+    };
+    let (session, mut first) = open_started(app, reference, seed, label).await?;
+    first["session_id"] = session.id.clone().into();
+    Ok(first)
+}
+
+fn close(app: &App, params: &Map<String, Value>, own: Option<&Arc<Session>>, via: Transport) -> Result<Value, RpcError> {
     let id = text_param(params, "session_id")
         .ok_or_else(|| RpcError::new(INVALID_PARAMS, "Invalid params - 'session_id' is required"))?;
-    if own.is_some_and(|s| s.id == id) {
+    if via == Transport::Socket && own.is_some_and(|s| s.id == id) {
         return Err(RpcError::new(INVALID_REQUEST, "Cannot close active WebSocket-managed session via MCP method"));
     }
     app.pool.close(&by_id(app, id)?);

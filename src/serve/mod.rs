@@ -18,9 +18,11 @@
 //! ```
 //! [`catalog`] decides what is served (verified environments whose state survives pickling, their
 //! kept configurations) and resolves the names clients use; [`tools`] turns the tool schemas
-//! verification stored into MCP tool descriptions. [`Server`] binds both addresses, checks the
+//! verification stored into MCP tool descriptions; [`briefing`] is what the first observation of
+//! an episode tells the agent (task, instructions, tools). [`Server`] binds both addresses, checks the
 //! token, reaps idle sessions, flushes the recording, and shuts all of it down in order.
 
+mod briefing;
 mod catalog;
 mod mcp;
 mod openenv;
@@ -133,6 +135,14 @@ pub(crate) struct App {
     pool: Pool,
     /// Turns true when the server stops (open WebSocket sessions end).
     stopping: watch::Receiver<bool>,
+}
+
+impl App {
+    /// The environment of the session's episode (or of its last one).
+    fn episode_env(&self, session: &pool::Session) -> Result<Arc<catalog::ServedEnv>, CallError> {
+        let config_id = session.summary().config_id.ok_or(CallError::NoEpisode)?;
+        Ok(self.pool.catalog().resolve(&ConfigRef::Id(config_id))?.env.clone())
+    }
 }
 
 /// A running server.

@@ -4,21 +4,24 @@
 //! | endpoint | body | answer |
 //! |---|---|---|
 //! | `/get_instance` | `{}` | `{"instance_id"}` |
-//! | `/start` | `{"instance_id", "env_str", "seed"?}` | `{"observation"}` |
+//! | `/start` | `{"instance_id", "env_str", "seed"?}` | `{"task", "instructions", "instructions_version", "available_tools", "observation"}` |
 //! | `/step` | `{"instance_id", "action": "<JSON text of {\"name\", \"parameters\"}>"}` | `{"observation", "reward", "done"}` |
 //! | `/is_done` | `{"instance_id"}` | `{"done"}` |
 //! | `/reward` | `{"instance_id"}` | `{"reward"}` |
-//! | `/reset` | `{"instance_id"}` | `{"observation"}` (the same configuration and seed again) |
+//! | `/reset` | `{"instance_id"}` | as `/start` (the same configuration and seed again) |
 //! | `/stop` | `{"instance_id"}` | `{}` (ends the episode) |
 //! | `/release_instance` | `{"instance_id"}` | `{}` (closes the instance) |
 //!
-//! An instance is a session of the pool. Errors are `{"error": "..."}` with a 4xx status (400 bad
+//! `/start` and `/reset` open with the briefing ([`super::briefing`]: the task text, the
+//! instructions, the tools); `observation` is the environment's own first text, as the release
+//! answers it. An instance is a session of the pool. Errors are `{"error": "..."}` with a 4xx status (400 bad
 //! input, 404 unknown instance or configuration, 409 a call that does not fit the episode, 413 too
 //! large, 422 an environment that fails to start, 429 at capacity), or 5xx when the server fails.
 //! Unknown fields of a body are ignored.
 
+use super::briefing::Briefing;
 use super::catalog::{ConfigRef, ResolveError};
-use super::pool::{Access, Action, CallError, Protocol, Session};
+use super::pool::{Access, Action, CallError, Protocol, Reply, Session};
 use super::{App, MAX_BODY_BYTES};
 use axum::Router;
 use axum::body::Bytes;
@@ -133,10 +136,22 @@ async fn get_instance(State(app): State<App>, Body(_): Body<Value>) -> Result<Js
     Ok(Json(json!({ "instance_id": session.id })))
 }
 
-async fn start(State(app): State<App>, Body(body): Body<Start>) -> Result<Json<Value>, RestError> {
+async fn start(State(app): State<App>, Body(body): Body<Start>) -> Result<Response, RestError> {
     let session = instance(&app, &body.instance_id)?;
     let reply = app.pool.start(&session, Some(ConfigRef::EnvStr(body.env_str)), body.seed, None).await?;
-    Ok(Json(json!({ "observation": reply.observation })))
+    first_observation(&app, &session, &reply)
+}
+
+/// The answer to `/start` and `/reset`: the briefing first, then the environment's text.
+fn first_observation(app: &App, session: &Session, reply: &Reply) -> Result<Response, RestError> {
+    #[derive(serde::Serialize)]
+    struct Started<'a> {
+        #[serde(flatten)]
+        briefing: Briefing<'a>,
+        observation: &'a str,
+    }
+    let env = app.episode_env(session)?;
+    Ok(Json(Started { briefing: Briefing::of(&env), observation: &reply.observation }).into_response())
 }
 
 async fn step(State(app): State<App>, Body(body): Body<Step>) -> Result<Json<Value>, RestError> {
@@ -160,10 +175,10 @@ async fn reward(State(app): State<App>, Body(body): Body<Instance>) -> Result<Js
     Ok(Json(json!({ "reward": episode_summary(&app, &body.instance_id)?.reward })))
 }
 
-async fn reset(State(app): State<App>, Body(body): Body<Instance>) -> Result<Json<Value>, RestError> {
+async fn reset(State(app): State<App>, Body(body): Body<Instance>) -> Result<Response, RestError> {
     let session = instance(&app, &body.instance_id)?;
     let reply = app.pool.start(&session, None, None, None).await?;
-    Ok(Json(json!({ "observation": reply.observation })))
+    first_observation(&app, &session, &reply)
 }
 
 async fn stop(State(app): State<App>, Body(body): Body<Instance>) -> Result<Json<Value>, RestError> {

@@ -16,7 +16,7 @@
 //! The Python clients need OpenEnv's client (`openenv-core`, in `tests/requirements.txt`, which
 //! `.ci/run` installs): without it those tests are skipped with a note, and fail under CI.
 
-use crate::util::{codegym, dataset, repo, sample_build, sandbox, sql_rows, test_python};
+use crate::util::{Venv, codegym, dataset, repo, sample_build, sandbox, sql_rows, test_python, venv_python};
 use codegym::dataset::Table;
 use codegym::naming::{self, Named};
 use codegym::sandbox::{Job, Limits};
@@ -129,6 +129,9 @@ struct Replay {
     observations: Vec<String>,
     /// A near miss of the oracle's answer, of its type: Done with it must get 0.
     wrong_answer: Value,
+    /// The environment's task text and tool names: what the first observation must show.
+    task: String,
+    tools: Vec<String>,
 }
 
 fn replays(data: &Path) -> Vec<Replay> {
@@ -136,10 +139,12 @@ fn replays(data: &Path) -> Vec<Replay> {
     let envs: Vec<EnvironmentRow> = data.read_table(Table::Environments).unwrap();
     let configs: Vec<TaskConfigRow> = data.read_table(Table::TaskConfigs).unwrap();
     let code_ids = naming::code_ids(envs.iter().map(Named::from));
+    let env_of = |id: &str| envs.iter().find(|e| e.env_id == id).unwrap();
     configs
         .iter()
         .filter(|c| c.kept)
         .map(|c| {
+            let env = env_of(&c.env_id);
             let pairs: Vec<(String, String)> = serde_json::from_str(c.oracle_trajectory.as_deref().unwrap()).unwrap();
             let done: Value = serde_json::from_str(&pairs.last().unwrap().0).unwrap();
             Replay {
@@ -149,6 +154,8 @@ fn replays(data: &Path) -> Vec<Replay> {
                 actions: pairs.iter().map(|(a, _)| a.clone()).collect(),
                 observations: pairs.iter().map(|(_, o)| o.clone()).collect(),
                 wrong_answer: near_miss(&done["parameters"]["answer"]),
+                task: env.task_text.clone().unwrap(),
+                tools: env.tools.clone(),
             }
         })
         .collect()
@@ -317,12 +324,19 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-#[test]
-fn openenv_validate_passes_and_its_client_replays_every_kept_configuration() {
-    let Some(python) = test_python(&["openenv"]) else { return };
+/// `openenv validate` of `venv`'s OpenEnv passes against the server, its GenericEnvClient replays
+/// every kept configuration (each reset observation opening with the task, the instructions and
+/// the tools), and its MCPToolClient lists and calls the tools of one configuration of every
+/// environment to reward 1.
+fn openenv_clients_pass(venv: Venv, validate_args: &[&str]) {
+    let Some(python) = venv_python(venv, &["openenv.core.mcp_client"]) else { return };
     let served = Served::start(sample_build(), &[]);
     let url = format!("http://{}", served.openenv);
-    let validate = Command::new(Path::new(&python).with_file_name("openenv")).args(["validate", "--url", &url]).output().unwrap();
+    let validate = Command::new(Path::new(&python).with_file_name("openenv"))
+        .args(["validate", "--url", &url])
+        .args(validate_args)
+        .output()
+        .unwrap();
     let report = String::from_utf8_lossy(&validate.stdout);
     assert!(validate.status.success(), "openenv validate failed:\n{report}\n{}", String::from_utf8_lossy(&validate.stderr));
     let report: Value = serde_json::from_str(&report).unwrap();
@@ -336,6 +350,82 @@ fn openenv_validate_passes_and_its_client_replays_every_kept_configuration() {
     assert_eq!(summary["wrong_done_zero"].as_u64(), Some(replays.len() as u64), "{summary}");
     assert_eq!(summary["deterministic"], true);
     assert!(replays.len() >= 300, "the sample build keeps {} configurations", replays.len());
+
+    let one_each = one_per_environment(replays);
+    let workload = write_json(scratch.path(), "one-each.json", &one_each);
+    let summary = run_client(&python, "openenv_mcp_client.py", &[&url, workload.to_str().unwrap()]);
+    assert_eq!(summary["rewarded"].as_u64(), Some(one_each.len() as u64), "{summary}");
+}
+
+#[test]
+fn legacy_openenv_core_validates_and_its_generic_and_mcp_clients_replay_the_sample_build() {
+    openenv_clients_pass(Venv::Tests, &[]);
+}
+
+#[test]
+fn current_openenv_validates_and_its_generic_and_mcp_clients_replay_the_sample_build() {
+    openenv_clients_pass(Venv::OpenEnv, &["--json"]);
+}
+
+/// The first kept configuration of each environment whose task text no other environment
+/// shares (a scripted policy tells episodes apart by their task).
+fn one_per_environment(replays: Vec<Replay>) -> Vec<Replay> {
+    let mut envs = std::collections::HashSet::new();
+    let first: Vec<Replay> =
+        replays.into_iter().filter(|r| envs.insert(r.env_str.split('@').next().unwrap().to_string())).collect();
+    let mut tasks = std::collections::HashMap::new();
+    for replay in &first {
+        *tasks.entry(replay.task.clone()).or_insert(0) += 1;
+    }
+    first.into_iter().filter(|r| tasks[&r.task] == 1).collect()
+}
+
+/// The official MCP Python SDK, over Streamable HTTP, as any MCP client connects: `initialize`
+/// on a URL naming the configuration, `tools/list` without a selector, `tools/call` to reward 1.
+#[test]
+fn an_mcp_sdk_client_initializes_lists_and_calls_the_tools_of_every_environment() {
+    let Some(python) = venv_python(Venv::OpenEnv, &["mcp.client.streamable_http"]) else { return };
+    let served = Served::start(sample_build(), &[]);
+    let one_each = one_per_environment(replays(sample_build()));
+    let scratch = tempfile::tempdir().unwrap();
+    let workload = write_json(scratch.path(), "one-each.json", &one_each);
+    let url = format!("http://{}", served.openenv);
+    let summary = run_client(&python, "mcp_sdk_client.py", &[&url, workload.to_str().unwrap()]);
+    assert_eq!(summary["rewarded"].as_u64(), Some(one_each.len() as u64), "{summary}");
+    assert!(one_each.len() >= 20, "{} environments", one_each.len());
+}
+
+/// OpenEnv's harness layer, the one TRL's OpenEnv harness drives (TRL itself needs torch, which
+/// the tests do not install: see README), rolls out one configuration of every environment with
+/// its MCP tool-calling loop, the model a scripted policy answering with tool calls: each earns
+/// reward 1, and the model's first turn holds the task text and is offered the tools.
+#[test]
+fn openenv_harness_rolls_out_every_environment_with_tool_calls_to_reward_1() {
+    let Some(python) = venv_python(Venv::OpenEnv, &["openenv.core.harness", "openai"]) else { return };
+    let served = Served::start(sample_build(), &[]);
+    let one_each = one_per_environment(replays(sample_build()));
+    let scratch = tempfile::tempdir().unwrap();
+    let workload = write_json(scratch.path(), "one-each.json", &one_each);
+    let url = format!("http://{}", served.openenv);
+    let summary = run_client(&python, "harness_rollout.py", &[&url, workload.to_str().unwrap()]);
+    assert_eq!(summary["rewarded"].as_u64(), Some(one_each.len() as u64), "{summary}");
+    assert_eq!(summary["first_turns_checked"].as_u64(), Some(one_each.len() as u64), "{summary}");
+}
+
+/// verifiers' OpenEnv environment rolls out one configuration of every environment, its model a
+/// scripted policy that replays the oracle: each earns reward 1, and the model's first turn holds
+/// the task text (first in the observation) and the tools.
+#[test]
+fn verifiers_openenv_environment_rolls_out_every_environment_to_reward_1() {
+    let Some(python) = venv_python(Venv::Verifiers, &["verifiers.v1.tasksets.openenv", "openai"]) else { return };
+    let served = Served::start(sample_build(), &[]);
+    let one_each = one_per_environment(replays(sample_build()));
+    let scratch = tempfile::tempdir().unwrap();
+    let workload = write_json(scratch.path(), "one-each.json", &one_each);
+    let url = format!("http://{}", served.openenv);
+    let summary = run_client(&python, "verifiers_rollout.py", &[&url, workload.to_str().unwrap()]);
+    assert_eq!(summary["rewarded"].as_u64(), Some(one_each.len() as u64), "{summary}");
+    assert_eq!(summary["first_turns_checked"].as_u64(), Some(one_each.len() as u64), "{summary}");
 }
 
 /// The verl export of a dataset, its tool module configured with `--server-url`, rolls out one
@@ -596,6 +686,84 @@ fn mcp_lists_and_calls_tools_over_http_and_the_websocket() {
         let called = ask(&mut ws, json!({ "type": "mcp", "data": call })).await;
         assert_eq!(called["data"]["result"]["content"][0]["text"], json!(replay.observations[0]), "{called}");
         assert_eq!(ask(&mut ws, json!({ "type": "state" })).await["data"]["step_count"], 1, "an MCP call is a step");
+    });
+}
+
+/// MCP's handshake and sessions over HTTP (initialize, a notification, `Mcp-Session-Id`, DELETE),
+/// OpenEnv's MCP actions as WebSocket steps, a WebSocket attached to an HTTP session, and
+/// `/schema` naming the tools.
+#[test]
+fn mcp_handshake_sessions_and_openenv_mcp_actions_work_as_clients_send_them() {
+    let served = Served::start(sample_build(), &[]);
+    let replay = replays(sample_build()).remove(0);
+    let first: Value = serde_json::from_str(&replay.actions[0]).unwrap();
+    let http = http_client();
+    let base = format!("http://{}/mcp", served.openenv);
+    runtime().block_on(async {
+        let send = |url: String, session: Option<String>, body: Value| {
+            let mut request = http.post(url).body(body.to_string());
+            if let Some(session) = session {
+                request = request.header("Mcp-Session-Id", session);
+            }
+            request.send()
+        };
+        let rpc = |id: u64, method: &str, params: Value| json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        let url = format!("{base}?config_id={}", replay.config_id);
+        let response = send(url, None, rpc(1, "initialize", json!({ "protocolVersion": "2025-03-26" }))).await.unwrap();
+        let session = response.headers()["mcp-session-id"].to_str().unwrap().to_string();
+        let initialized: Value = response.bytes().await.map(|b| serde_json::from_slice::<Value>(&b).unwrap()).unwrap();
+        assert_eq!(initialized["result"]["protocolVersion"], "2025-03-26", "{initialized}");
+        assert_eq!(initialized["result"]["capabilities"]["tools"], json!({ "listChanged": false }), "{initialized}");
+        let notified = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+        let notified = send(base.clone(), Some(session.clone()), notified).await.unwrap();
+        assert_eq!(notified.status().as_u16(), 202, "a notification gets no answer");
+        assert!(notified.bytes().await.unwrap().is_empty());
+        let listed: Value = send(base.clone(), Some(session.clone()), rpc(2, "tools/list", json!({}))).await.unwrap().bytes().await.map(|b| serde_json::from_slice::<Value>(&b).unwrap()).unwrap();
+        let names: Vec<&str> = listed["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        assert_eq!(names, replay.tools, "{listed}");
+        let call = rpc(3, "tools/call", json!({ "name": first["name"], "arguments": first["parameters"] }));
+        let called: Value = send(base.clone(), Some(session.clone()), call).await.unwrap().bytes().await.map(|b| serde_json::from_slice::<Value>(&b).unwrap()).unwrap();
+        assert_eq!(called["result"]["content"][0]["text"], json!(replay.observations[0]), "{called}");
+        let other = json!({ "jsonrpc": "2.0", "id": 4, "method": "initialize", "params": { "protocolVersion": "1999-01-01" } });
+        let other: Value = send(base.clone(), None, other).await.unwrap().bytes().await.map(|b| serde_json::from_slice::<Value>(&b).unwrap()).unwrap();
+        assert_eq!(other["result"]["protocolVersion"], "2025-06-18", "an unknown version gets ours: {other}");
+        let deleted = http.delete(&base).header("Mcp-Session-Id", &session).send().await.unwrap();
+        assert_eq!(deleted.status().as_u16(), 200);
+        let gone = send(base.clone(), Some(session.clone()), rpc(5, "tools/list", json!({}))).await.unwrap();
+        assert_eq!(gone.status().as_u16(), 404, "a closed MCP session is gone");
+
+        // OpenEnv 0.10's MCP client: a session created without a configuration, a WebSocket
+        // attached to it that resets it, tools called over HTTP by its id.
+        let created: Value = send(base.clone(), None, rpc(6, "openenv/session/create", json!({}))).await.unwrap().bytes().await.map(|b| serde_json::from_slice::<Value>(&b).unwrap()).unwrap();
+        let id = created["result"]["session_id"].as_str().unwrap().to_string();
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/ws?session_id={id}", served.openenv)).await.unwrap();
+        let reset = ask(&mut ws, json!({ "type": "reset", "data": { "config_id": replay.config_id } })).await;
+        // (The order of its members, task first, is checked by the Python clients: a Value sorts.)
+        assert_eq!(reset["data"]["observation"]["task"], json!(replay.task), "{reset}");
+        let call = rpc(7, "tools/call", json!({ "session_id": id, "name": first["name"], "arguments": first["parameters"] }));
+        let called: Value = send(base.clone(), None, call).await.unwrap().bytes().await.map(|b| serde_json::from_slice::<Value>(&b).unwrap()).unwrap();
+        assert_eq!(called["result"]["content"][0]["text"], json!(replay.observations[0]), "{called}");
+        assert_eq!(ask(&mut ws, json!({ "type": "state" })).await["data"]["step_count"], 1, "one session");
+        // OpenEnv's MCP actions as steps (openenv-core 0.3's MCP client).
+        let tools = ask(&mut ws, json!({ "type": "step", "data": { "type": "list_tools" } })).await;
+        assert_eq!(tools["data"]["observation"]["tools"].as_array().unwrap().len(), replay.tools.len(), "{tools}");
+        let call = json!({ "type": "step", "data": { "type": "call_tool", "tool_name": first["name"], "arguments": first["parameters"] } });
+        let called = ask(&mut ws, call).await;
+        assert_eq!(called["data"]["observation"]["tool_name"], first["name"], "{called}");
+        let observed = &called["data"]["observation"];
+        assert!(observed["result"].is_string() && observed["result"] == observed["text"], "{called}");
+        assert_eq!(called["data"]["observation"]["error"], Value::Null, "{called}");
+        let unknown = ask(&mut ws, json!({ "type": "step", "data": { "type": "call_tool", "tool_name": "NoSuchTool" } })).await;
+        assert_eq!(unknown["data"]["observation"]["error"]["error_type"], "tool_not_found", "{unknown}");
+        drop(ws);
+        // The attached session outlives its socket; its HTTP creator closes it.
+        let closed: Value = send(base.clone(), None, rpc(8, "openenv/session/close", json!({ "session_id": id }))).await.unwrap().bytes().await.map(|b| serde_json::from_slice::<Value>(&b).unwrap()).unwrap();
+        assert_eq!(closed["result"]["closed"], true, "{closed}");
+
+        let schema: Value = http.get(format!("http://{}/schema", served.openenv)).send().await.unwrap().bytes().await.map(|b| serde_json::from_slice::<Value>(&b).unwrap()).unwrap();
+        let named = schema["action"]["properties"]["name"]["enum"].as_array().unwrap();
+        assert!(replay.tools.iter().all(|tool| named.contains(&json!(tool))), "{schema}");
     });
 }
 

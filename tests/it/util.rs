@@ -120,18 +120,53 @@ pub fn table_bytes(data: &Path, table: &str) -> Vec<u8> {
     files.iter().flat_map(|f| std::fs::read(f).unwrap()).collect()
 }
 
+/// The Python environments `.ci/run` builds, one per requirements file (their packages cannot
+/// share one: see tests/requirements-openenv.txt and tests/requirements-verifiers.txt).
+#[derive(Debug, Clone, Copy)]
+pub enum Venv {
+    /// tests/requirements.txt: the export tests' consumers and the legacy `openenv-core`.
+    Tests,
+    /// tests/requirements-openenv.txt: the current `openenv`.
+    OpenEnv,
+    /// tests/requirements-verifiers.txt: verifiers with its OpenEnv extra.
+    Verifiers,
+}
+
+impl Venv {
+    /// The variable that names its interpreter, and where `.ci/run` builds it.
+    fn location(self) -> (&'static str, &'static str) {
+        match self {
+            Venv::Tests => ("CODEGYM_TEST_PYTHON", "target/test-venv"),
+            Venv::OpenEnv => ("CODEGYM_TEST_OPENENV_PYTHON", "target/test-venv-openenv"),
+            Venv::Verifiers => ("CODEGYM_TEST_VERIFIERS_PYTHON", "target/test-venv-verifiers"),
+        }
+    }
+}
+
 /// The Python that has the export tests' consumers (`CODEGYM_TEST_PYTHON`, which `.ci/run` points
 /// at its virtual environment, else `python3`), when it can import every one of `modules`. When it
 /// cannot, the test fails under CI (`CI` set) and is skipped, with a note, elsewhere.
 pub fn test_python(modules: &[&str]) -> Option<String> {
-    let python = std::env::var("CODEGYM_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    venv_python(Venv::Tests, modules)
+}
+
+/// The interpreter of `venv` (its variable, else where `.ci/run` builds it, else `python3` for
+/// [`Venv::Tests`]), when it can import every one of `modules`; as [`test_python`] otherwise.
+pub fn venv_python(venv: Venv, modules: &[&str]) -> Option<String> {
+    let (var, dir) = venv.location();
+    let built = repo().join(dir).join("bin/python");
+    let fallback = match venv {
+        Venv::Tests => "python3".to_string(),
+        _ => built.to_string_lossy().into_owned(),
+    };
+    let python = std::env::var(var).unwrap_or(fallback);
     let probe = Command::new(&python).arg("-c").arg(format!("import {}", modules.join(", "))).output();
     let missing = match probe {
         Ok(output) if output.status.success() => return Some(python),
         Ok(output) => String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("").to_string(),
         Err(e) => e.to_string(),
     };
-    not_installed(format!("`{python}` cannot import {modules:?} ({missing}); run .ci/run, or set CODEGYM_TEST_PYTHON"))
+    not_installed(format!("`{python}` cannot import {modules:?} ({missing}); run .ci/run, or set {var}"))
 }
 
 /// The Azure Blob Storage emulator (Azurite) that `.ci/run` installs with npm under

@@ -1,15 +1,27 @@
-# Drives `codegym serve` with OpenEnv's own Python client (openenv-core's GenericEnvClient, over
-# WS /ws): every episode of the workload replays its stored oracle trajectory and must see the
-# stored observations and end with reward 1; a wrong Done must get 0 and end the episode, after
+# Drives `codegym serve` with OpenEnv's own Python client (GenericEnvClient of openenv-core 0.3 or
+# openenv 0.10, over WS /ws): every reset observation opens with the task text, then the
+# instructions and the episode's tools; every episode of the workload replays its stored oracle
+# trajectory and must see the stored observations and end with reward 1; a wrong Done must get 0 and end the episode, after
 # which a step is refused; the same configuration, seed and actions give the same observations.
 #
 # Usage: python openenv_client.py URL WORKLOAD.json   (workload: [{config_id, actions,
-# observations, wrong_answer}]). Prints one JSON summary; exits non-zero on the first mismatch.
+# observations, wrong_answer, task, tools}]). Prints one JSON summary; exits non-zero on the first mismatch.
 import asyncio
 import json
 import sys
 
 from openenv.core.generic_client import GenericEnvClient
+
+
+def check_briefing(observation, episode):
+    """The first observation: the task text first, then the instructions and the tools."""
+    assert list(observation)[:4] == ["task", "instructions", "instructions_version", "available_tools"], list(observation)
+    assert observation["task"] == episode["task"], (observation["task"], episode["task"])
+    assert "`Done`" in observation["instructions"], observation["instructions"]
+    tools = observation["available_tools"]
+    assert [tool["name"] for tool in tools] == episode["tools"], (tools, episode["tools"])
+    assert all(tool["inputSchema"]["type"] == "object" for tool in tools), tools
+    assert isinstance(observation["text"], str), observation
 
 
 def as_step(action):
@@ -24,6 +36,7 @@ async def replay(url, episode, seed=None):
             reset["seed"] = seed
         result = await env.reset(**reset)
         assert result.done is False, result
+        check_briefing(result.observation, episode)
         observations = []
         for action in episode["actions"]:
             result = await env.step(as_step(action))

@@ -1,11 +1,12 @@
 # Drives `codegym serve`'s CodeGym REST API the way a release-style rollout client does, with
-# nothing but urllib: get an instance, start an env_str, step the stored oracle actions (JSON text),
+# nothing but urllib: get an instance, start an env_str (its answer opens with the task text, then
+# the instructions and the tools, then the environment's own `observation`), step the stored oracle actions (JSON text),
 # read is_done and reward, reset, submit a wrong answer, stop and release. Every episode must see
 # the stored observations and end with reward 1; a wrong Done gets 0; a step after Done is refused
 # with a 4xx and an {"error"} body.
 #
 # Usage: python rest_client.py URL WORKLOAD.json   (workload: [{env_str, actions, observations,
-# wrong_answer}]). Prints one JSON summary; exits non-zero on the first mismatch.
+# wrong_answer, task, tools}]). Prints one JSON summary; exits non-zero on the first mismatch.
 import json
 import sys
 import urllib.error
@@ -32,7 +33,11 @@ def refused(base, path, body):
 
 def episode_run(base, episode):
     instance = post(base, "/get_instance", {})["instance_id"]
-    first = post(base, "/start", {"instance_id": instance, "env_str": episode["env_str"]})["observation"]
+    started = post(base, "/start", {"instance_id": instance, "env_str": episode["env_str"]})
+    assert list(started) == ["task", "instructions", "instructions_version", "available_tools", "observation"], started
+    assert started["task"] == episode["task"], (started["task"], episode["task"])
+    assert [tool["name"] for tool in started["available_tools"]] == episode["tools"], started["available_tools"]
+    first = started["observation"]
     assert post(base, "/is_done", {"instance_id": instance}) == {"done": False}
     for i, action in enumerate(episode["actions"]):
         answer = post(base, "/step", {"instance_id": instance, "action": action})
@@ -42,7 +47,7 @@ def episode_run(base, episode):
     assert post(base, "/reward", {"instance_id": instance}) == {"reward": 1.0}
     code, message = refused(base, "/step", {"instance_id": instance, "action": episode["actions"][-1]})
     assert code == 409 and "the episode is over" in message, (code, message)
-    assert post(base, "/reset", {"instance_id": instance}) == {"observation": first}
+    assert post(base, "/reset", {"instance_id": instance}) == started
     done = json.dumps({"name": "Done", "parameters": {"answer": episode["wrong_answer"]}})
     answer = post(base, "/step", {"instance_id": instance, "action": done})
     assert answer["done"] is True and answer["reward"] == 0.0, answer
