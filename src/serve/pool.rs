@@ -894,6 +894,30 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_runs_from_the_last_call_or_renewal_and_no_lease_never_runs_out() {
+        let session = Session {
+            id: "s".into(),
+            protocol: Protocol::CodeGym,
+            access: Access::Id,
+            work: Mutex::new(Work::default()),
+            summary: Mutex::new(Summary::default()),
+            last_used: AtomicU64::new(1_000),
+            lease_ms: AtomicU64::new(0),
+            renewed: AtomicU64::new(0),
+            has_interpreter: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            closing: tokio::sync::Notify::new(),
+        };
+        assert!(!session.lease_expired(u64::MAX), "without a lease only the idle timeout applies");
+        session.lease_ms.store(500, Ordering::Relaxed);
+        assert!(!session.lease_expired(1_499));
+        assert!(session.lease_expired(1_500), "a lease after the last call");
+        session.renewed.store(2_000, Ordering::Relaxed);
+        assert!(!session.lease_expired(2_499), "a renewal starts it again");
+        assert!(session.lease_expired(2_500));
+    }
+
+    #[test]
     fn actions_are_checked_before_they_reach_an_environment() {
         let action = Action::from_text(r#"{"name": "Observe", "parameters": {}}"#.into(), 100).unwrap();
         assert_eq!(action.name, "Observe");
