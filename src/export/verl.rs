@@ -52,7 +52,8 @@ pub fn step_tool() -> ToolSchema {
 }
 
 /// `tool_config.yaml`: verl's tool list with `codegym_step` (YAML, the schema as a JSON flow
-/// mapping, which YAML reads as it is).
+/// mapping, which YAML reads as it is), and the tool's settings (`codegym_tool.py` says what each
+/// does).
 pub fn tool_config(server_url: &str) -> String {
     let schema = serde_json::json!({"type": "function", "function": step_tool()});
     format!(
@@ -65,11 +66,22 @@ pub fn tool_config(server_url: &str) -> String {
              config:\n      \
                type: native\n      \
                server_url: {url}\n      \
+               # The server's --token; when null, the variable {token_env} is read.\n      \
+               token: null\n      \
                timeout_s: 60\n      \
-               max_sessions: 4096\n    \
+               # The server frees the instances of a rollout this long after its trainer stops\n      \
+               # renewing them (a crashed worker); the tool renews every third of it.\n      \
+               lease_s: 60\n      \
+               # Stop the rollout on a server failure, rather than count it in codegym_error.\n      \
+               fail_on_server_error: false\n      \
+               # actor_rollout_ref.rollout.multi_turn's limits of the same name: the episode is\n      \
+               # released right after the last turn the rollout may take.\n      \
+               max_assistant_turns: null\n      \
+               max_user_turns: null\n    \
              tool_schema: {schema}\n",
         version = env!("CARGO_PKG_VERSION"),
         url = serde_json::Value::from(server_url),
+        token_env = crate::env::CODEGYM_SERVE_TOKEN,
     )
 }
 

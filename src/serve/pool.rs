@@ -247,6 +247,12 @@ pub struct Session {
     summary: Mutex<Summary>,
     /// Milliseconds since the pool started, at the last call.
     last_used: AtomicU64,
+    /// The session's lease in milliseconds (0: none, the idle timeout alone applies): past it
+    /// without a call or a renewal, the session is closed. A client that renews while its user
+    /// lives (the verl tool while its rollout runs) gets its sessions back soon after it is gone.
+    lease_ms: AtomicU64,
+    /// Milliseconds since the pool started, at the last renewal of the lease.
+    renewed: AtomicU64,
     has_interpreter: AtomicBool,
     closed: AtomicBool,
     /// Whether its last call ran past [`SLOW_CALL`]: its next call waits in the slow lane.
@@ -262,6 +268,15 @@ impl Session {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the lease ran out by `now` (milliseconds since the pool started). A renewal is
+    /// kept apart from `last_used`, so a renewed session still gives its interpreter back when
+    /// idle and stays first in line for eviction.
+    fn lease_expired(&self, now: u64) -> bool {
+        let lease = self.lease_ms.load(Ordering::Relaxed);
+        let alive = self.last_used.load(Ordering::Relaxed).max(self.renewed.load(Ordering::Relaxed));
+        lease > 0 && now.saturating_sub(alive) >= lease
     }
 }
 
@@ -373,6 +388,8 @@ impl Pool {
             work: Mutex::new(Work::default()),
             summary: Mutex::new(Summary::default()),
             last_used: AtomicU64::new(self.inner.now_ms()),
+            lease_ms: AtomicU64::new(0),
+            renewed: AtomicU64::new(0),
             has_interpreter: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             slow: AtomicBool::new(false),
@@ -387,6 +404,20 @@ impl Pool {
     pub fn by_id(&self, id: &str, protocol: Protocol) -> Option<Arc<Session>> {
         let session = self.inner.sessions.lock().unwrap().get(id).cloned()?;
         (session.access == Access::Id && session.protocol == protocol).then_some(session)
+    }
+
+    /// Gives `session` a lease (see [`Session`]) of at least a second and at most the idle
+    /// timeout; returns the lease granted.
+    pub fn lease(&self, session: &Session, lease: Duration) -> Duration {
+        let lease = lease.clamp(Duration::from_secs(1), self.inner.settings.idle_timeout.max(Duration::from_secs(1)));
+        session.lease_ms.store(lease.as_millis() as u64, Ordering::Relaxed);
+        self.renew(session);
+        lease
+    }
+
+    /// Renews the session's lease.
+    pub fn renew(&self, session: &Session) {
+        session.renewed.store(self.inner.now_ms(), Ordering::Relaxed);
     }
 
     /// Closes a session: it leaves the pool at once; its interpreter is released by a pool
@@ -435,9 +466,9 @@ impl Pool {
             .await
     }
 
-    /// Closes sessions unused for `idle_timeout` and releases the interpreters of sessions unused
-    /// for `interpreter_idle` (a session whose call is running is in use). Returns how many
-    /// sessions it closed.
+    /// Closes sessions unused for `idle_timeout` or past their lease, and releases the
+    /// interpreters of sessions unused for `interpreter_idle` (a session whose call is running is
+    /// in use). Returns how many sessions it closed.
     pub fn reap(&self) -> usize {
         let now = self.inner.now_ms();
         let (idle, interpreter_idle) =
@@ -449,7 +480,7 @@ impl Pool {
             if matches!(session.work.try_lock(), Err(TryLockError::WouldBlock)) {
                 continue;
             }
-            if unused >= idle {
+            if unused >= idle || session.lease_expired(now) {
                 self.close(&session);
                 closed += 1;
             } else if unused >= interpreter_idle && session.has_interpreter.load(Ordering::Relaxed) {
@@ -853,6 +884,30 @@ mod tests {
         assert!(!names.contains(Verdict::Ok.as_str()), "`ok` is the verdict of a step that ran");
         assert_eq!(StepError::of(Verdict::Ok), StepError::Error);
         assert_eq!(StepError::of(Verdict::OutputLimit).as_str(), "output_limit");
+    }
+
+    #[test]
+    fn a_lease_runs_from_the_last_call_or_renewal_and_no_lease_never_runs_out() {
+        let session = Session {
+            id: "s".into(),
+            protocol: Protocol::CodeGym,
+            access: Access::Id,
+            work: Mutex::new(Work::default()),
+            summary: Mutex::new(Summary::default()),
+            last_used: AtomicU64::new(1_000),
+            lease_ms: AtomicU64::new(0),
+            renewed: AtomicU64::new(0),
+            has_interpreter: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            closing: tokio::sync::Notify::new(),
+        };
+        assert!(!session.lease_expired(u64::MAX), "without a lease only the idle timeout applies");
+        session.lease_ms.store(500, Ordering::Relaxed);
+        assert!(!session.lease_expired(1_499));
+        assert!(session.lease_expired(1_500), "a lease after the last call");
+        session.renewed.store(2_000, Ordering::Relaxed);
+        assert!(!session.lease_expired(2_499), "a renewal starts it again");
+        assert!(session.lease_expired(2_500));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! | endpoint | body | answer |
 //! |---|---|---|
-//! | `/get_instance` | `{}` | `{"instance_id"}` |
+//! | `/get_instance` | `{"lease_s"?}` | `{"instance_id", "lease_s"?}` |
 //! | `/start` | `{"instance_id", "env_str", "seed"?}` | `{"task", "instructions", "instructions_version", "available_tools", "observation"}` |
 //! | `/step` | `{"instance_id", "action": "<JSON text of {\"name\", \"parameters\"}>"}` | `{"observation", "reward", "done"}` |
 //! | `/is_done` | `{"instance_id"}` | `{"done"}` |
@@ -11,6 +11,12 @@
 //! | `/reset` | `{"instance_id"}` | as `/start` (the same configuration and seed again) |
 //! | `/stop` | `{"instance_id"}` | `{}` (ends the episode) |
 //! | `/release_instance` | `{"instance_id"}` | `{}` (closes the instance) |
+//! | `/renew` | `{"instance_ids": [...]}` | `{"unknown": [...]}` (renews their leases; the ids it no longer has) |
+//!
+//! An instance is closed after the server's idle timeout without a call (3 h by default). A client
+//! that asks for a lease (`lease_s`, at least 1 s and at most the idle timeout) keeps it by calling
+//! or renewing within every lease, and loses it soon after it stops: the verl tool renews the
+//! instances of its running rollouts, so those of a crashed trainer are freed within a lease.
 //!
 //! `/start` and `/reset` open with the briefing ([`super::briefing`]: the task text, the
 //! instructions, the tools); `observation` is the environment's own first text, as the release
@@ -33,8 +39,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 
-const ENDPOINTS: &str = "/get_instance, /start, /step, /is_done, /reward, /reset, /stop, /release_instance";
+const ENDPOINTS: &str = "/get_instance, /start, /step, /is_done, /reward, /reset, /stop, /release_instance, /renew";
 
 pub(super) fn router(app: App) -> Router {
     Router::new()
@@ -46,6 +53,7 @@ pub(super) fn router(app: App) -> Router {
         .route("/reset", post(reset))
         .route("/stop", post(stop))
         .route("/release_instance", post(release_instance))
+        .route("/renew", post(renew))
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(unknown_endpoint)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -105,6 +113,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 }
 
 #[derive(Deserialize)]
+struct GetInstance {
+    lease_s: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Renew {
+    instance_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
 struct Instance {
     instance_id: String,
 }
@@ -131,9 +149,15 @@ fn instance(app: &App, id: &str) -> Result<Arc<Session>, RestError> {
     })
 }
 
-async fn get_instance(State(app): State<App>, Body(_): Body<Value>) -> Result<Json<Value>, RestError> {
+async fn get_instance(State(app): State<App>, Body(body): Body<GetInstance>) -> Result<Json<Value>, RestError> {
     let session = app.pool.open(Protocol::CodeGym, Access::Id)?;
-    Ok(Json(json!({ "instance_id": session.id })))
+    Ok(Json(match body.lease_s {
+        Some(lease) => {
+            let granted = app.pool.lease(&session, Duration::from_secs(lease));
+            json!({ "instance_id": session.id, "lease_s": granted.as_secs() })
+        }
+        None => json!({ "instance_id": session.id }),
+    }))
 }
 
 async fn start(State(app): State<App>, Body(body): Body<Start>) -> Result<Response, RestError> {
@@ -189,4 +213,21 @@ async fn stop(State(app): State<App>, Body(body): Body<Instance>) -> Result<Json
 async fn release_instance(State(app): State<App>, Body(body): Body<Instance>) -> Result<Json<Value>, RestError> {
     app.pool.close(&instance(&app, &body.instance_id)?);
     Ok(Json(json!({})))
+}
+
+/// Renews the leases of the instances named; answers those it does not have (released, expired
+/// or never handed out), so the client learns which episodes it lost.
+async fn renew(State(app): State<App>, Body(body): Body<Renew>) -> Json<Value> {
+    let unknown: Vec<&String> = body
+        .instance_ids
+        .iter()
+        .filter(|id| match app.pool.by_id(id, Protocol::CodeGym) {
+            Some(session) => {
+                app.pool.renew(&session);
+                false
+            }
+            None => true,
+        })
+        .collect();
+    Json(json!({ "unknown": unknown }))
 }

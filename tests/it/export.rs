@@ -226,7 +226,7 @@ fn check_schemas(python: &str, data: &Path, dir: &Path) -> i64 {
 
 #[test]
 fn tool_schemas_are_json_schema_2020_12_and_the_tool_config_is_what_verl_reads() {
-    let Some(python) = test_python(&["jsonschema", "yaml", "pyarrow"]) else { return };
+    let Some(python) = test_python(&["jsonschema", "yaml", "pyarrow", "aiohttp"]) else { return };
     let dir = tempfile::tempdir().unwrap();
     let typed = check_schemas(&python, sample_build(), &dir.path().join("samples"));
     assert!(typed > 10, "types come from the docs: {typed} typed parameters");
@@ -237,10 +237,10 @@ fn tool_schemas_are_json_schema_2020_12_and_the_tool_config_is_what_verl_reads()
 }
 
 /// A protocol test: the tool class against a stub of `codegym serve`'s CodeGym API, which records
-/// every request (the end-to-end test against the real server is in `serve.rs`).
+/// every request (verl's own agent loop drives the real server in `verl.rs`).
 #[test]
 fn protocol_the_verl_tool_keeps_one_session_per_rollout_across_per_call_create_and_release() {
-    let Some(python) = test_python(&["yaml", "pyarrow"]) else { return };
+    let Some(python) = test_python(&["yaml", "pyarrow", "aiohttp"]) else { return };
     let data = sample_build();
     let dir = tempfile::tempdir().unwrap();
     let verl = export(data, "verl", dir.path(), &["--server-url", "http://127.0.0.1:1"]);

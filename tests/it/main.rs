@@ -17,3 +17,4 @@ mod scale;
 mod serve;
 mod sql;
 mod util;
+mod verl;

@@ -30,11 +30,11 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A running `codegym serve`, killed when dropped.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     /// `host:port` of OpenEnv and of the CodeGym API.
-    openenv: String,
-    codegym: String,
+    pub(crate) openenv: String,
+    pub(crate) codegym: String,
     /// What it printed before it was ready.
     banner: Vec<String>,
     stderr: PathBuf,
@@ -42,7 +42,7 @@ struct Served {
 }
 
 impl Served {
-    fn start(data: &Path, extra: &[&str]) -> Served {
+    pub(crate) fn start(data: &Path, extra: &[&str]) -> Served {
         let scratch = tempfile::tempdir().unwrap();
         let stderr = scratch.path().join("stderr");
         let mut child = codegym()
@@ -82,7 +82,7 @@ impl Served {
     }
 
     /// Sends SIGTERM and waits for the exit.
-    fn terminate(&mut self) -> ExitStatus {
+    pub(crate) fn terminate(&mut self) -> ExitStatus {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -94,7 +94,7 @@ impl Served {
         }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 }
@@ -107,7 +107,7 @@ impl Drop for Served {
 }
 
 /// Runs a client script of `tests/data/serve` and returns the JSON summary it prints.
-fn run_client(python: &str, script: &str, args: &[&str]) -> Value {
+pub(crate) fn run_client(python: &str, script: &str, args: &[&str]) -> Value {
     let output = Command::new(python).arg(repo().join("tests/data/serve").join(script)).args(args).output().unwrap();
     assert!(
         output.status.success(),
@@ -120,13 +120,13 @@ fn run_client(python: &str, script: &str, args: &[&str]) -> Value {
 
 /// A kept configuration and its stored oracle trajectory.
 #[derive(Debug, Clone, serde::Serialize)]
-struct Replay {
-    config_id: String,
+pub(crate) struct Replay {
+    pub(crate) config_id: String,
     /// `{code_id}__{EnvName}@{json}`, and `EnvName@{json}` as stored.
     env_str: String,
-    config: String,
-    actions: Vec<String>,
-    observations: Vec<String>,
+    pub(crate) config: String,
+    pub(crate) actions: Vec<String>,
+    pub(crate) observations: Vec<String>,
     /// A near miss of the oracle's answer, of its type: Done with it must get 0.
     wrong_answer: Value,
     /// The environment's task text and tool names: what the first observation must show.
@@ -134,7 +134,7 @@ struct Replay {
     tools: Vec<String>,
 }
 
-fn replays(data: &Path) -> Vec<Replay> {
+pub(crate) fn replays(data: &Path) -> Vec<Replay> {
     let data = dataset(data);
     let envs: Vec<EnvironmentRow> = data.read_table(Table::Environments).unwrap();
     let configs: Vec<TaskConfigRow> = data.read_table(Table::TaskConfigs).unwrap();
@@ -182,7 +182,7 @@ fn near_miss(right: &Value) -> Value {
     }
 }
 
-fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> PathBuf {
+pub(crate) fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_vec(value).unwrap()).unwrap();
     path
@@ -315,12 +315,12 @@ async fn misbehave_ws(addr: String, config_id: String, first: i64, tool: &'stati
 }
 
 /// An HTTP client (reqwest wants a TLS crypto provider installed even for plain HTTP).
-fn http_client() -> reqwest::Client {
+pub(crate) fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
@@ -426,32 +426,6 @@ fn verifiers_openenv_environment_rolls_out_every_environment_to_reward_1() {
     let summary = run_client(&python, "verifiers_rollout.py", &[&url, workload.to_str().unwrap()]);
     assert_eq!(summary["rewarded"].as_u64(), Some(one_each.len() as u64), "{summary}");
     assert_eq!(summary["first_turns_checked"].as_u64(), Some(one_each.len() as u64), "{summary}");
-}
-
-/// The verl export of a dataset, its tool module configured with `--server-url`, rolls out one
-/// configuration of every environment at once through the real server, each earning reward 1
-/// (and a wrong Done 0), with verl's create/execute/release around every call.
-#[test]
-fn the_verl_tool_of_an_export_rolls_out_oracles_through_the_server() {
-    let Some(python) = test_python(&["yaml", "pyarrow"]) else { return };
-    let served = Served::start(sample_build(), &[]);
-    let scratch = tempfile::tempdir().unwrap();
-    let out = scratch.path().join("verl");
-    let url = format!("http://{}", served.codegym);
-    let data = sample_build().to_str().unwrap();
-    crate::util::run_ok(&["export", "--data", data, "--format", "verl", "--out", out.to_str().unwrap(), "--server-url", &url]);
-    let mut workload = std::collections::BTreeMap::new();
-    let mut envs = std::collections::HashSet::new();
-    for replay in replays(sample_build()) {
-        if envs.insert(replay.config.split_once('@').unwrap().0.to_string()) {
-            workload.insert(replay.config_id, replay.actions);
-        }
-    }
-    let workload_file = write_json(scratch.path(), "workload.json", &workload);
-    let summary = crate::export::consumer(&python, &[], "rollouts", &[&out, &workload_file]);
-    assert_eq!(summary["rewarded"].as_u64(), Some(workload.len() as u64), "{summary}");
-    assert_eq!(summary["wrong_zero"].as_u64(), Some(3), "{summary}");
-    assert!(workload.len() >= 20, "one configuration of each of the sample's environments: {}", workload.len());
 }
 
 #[test]
@@ -849,7 +823,7 @@ fn a_step_that_grows_the_state_past_the_cap_fails_and_the_session_keeps_its_last
 }
 
 /// A CodeGym API call that must succeed.
-async fn post(http: &reqwest::Client, addr: &str, path: &str, body: Value) -> Value {
+pub(crate) async fn post(http: &reqwest::Client, addr: &str, path: &str, body: Value) -> Value {
     let response = http.post(format!("http://{addr}{path}")).body(body.to_string()).send().await.unwrap();
     let status = response.status();
     let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
