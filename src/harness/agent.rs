@@ -6,7 +6,7 @@
 //! leads from the solver to the environment, and the call counts curation uses are the host's.
 
 use super::{EnvSource, OracleRun, TRAJECTORY_LIMIT};
-use crate::sandbox::{HostCalls, Job, JobOutcome, Limits, Sandbox, SandboxError, Variant, Verdict, WORKER_STACK_BYTES};
+use crate::sandbox::{HostCalls, Interpreter, Job, JobOutcome, Limits, Sandbox, SandboxError, Variant, Verdict, WORKER_STACK_BYTES};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, mpsc};
@@ -87,13 +87,13 @@ fn failure(outcome: &JobOutcome) -> String {
 
 /// The host's side of one agent cell: relays each call to `env`, an interpreter holding the
 /// built environment.
-fn relay(
-    mut env: crate::sandbox::Interpreter,
+fn relay<'e>(
+    env: &'e mut Interpreter,
     tools: Vec<String>,
     trace: Arc<Mutex<Trace>>,
     cell: &AgentCell,
     limits: Limits,
-) -> impl FnMut(Value) -> Value {
+) -> impl FnMut(Value) -> Value + 'e {
     let (seed, variant) = (cell.seed, cell.variant);
     move |call: Value| {
         let action = call.get("action").and_then(Value::as_str).unwrap_or("").to_string();
@@ -159,12 +159,27 @@ fn serve_calls<'scope>(
     })
 }
 
+/// The two interpreters of a run of cells: one holds the environment, the other runs the solver.
+/// The cells of one environment, solver and variant share them (each cell builds its environment
+/// and executes its solver's module anew); a cell that costs one its interpreter gets a new one.
+struct Pair {
+    env: Option<Interpreter>,
+    solver: Option<Interpreter>,
+}
+
+fn usable<'s>(slot: &'s mut Option<Interpreter>, sandbox: &Sandbox, variant: Variant) -> Result<&'s mut Interpreter, SandboxError> {
+    if slot.as_ref().is_none_or(|i| !i.usable()) {
+        *slot = Some(sandbox.interpreter(variant)?);
+    }
+    Ok(slot.as_mut().expect("set above"))
+}
+
 /// Plays one cell: the environment built in one interpreter, the solver run in another.
-fn play(sandbox: &Sandbox, cell: &AgentCell, limits: Limits) -> Result<AgentResult, SandboxError> {
+fn play(sandbox: &Sandbox, pair: &mut Pair, cell: &AgentCell, limits: Limits) -> Result<AgentResult, SandboxError> {
     let started = std::time::Instant::now();
     let elapsed = || started.elapsed().as_millis() as u64;
     let job = |function: &str, args: Value| Job { seed: cell.seed, variant: cell.variant, ..Job::call(function, args, limits) };
-    let mut env = sandbox.interpreter(cell.variant)?;
+    let env = usable(&mut pair.env, sandbox, cell.variant)?;
     let args = json!({
         "source": cell.env.code,
         "env_name": cell.env.name,
@@ -180,7 +195,7 @@ fn play(sandbox: &Sandbox, cell: &AgentCell, limits: Limits) -> Result<AgentResu
         None => serde_json::from_value(reply["tools"].clone()).unwrap_or_default(),
     };
     let trace = Arc::new(Mutex::new(Trace::default()));
-    let mut solver = sandbox.interpreter(cell.variant)?;
+    let solver = usable(&mut pair.solver, sandbox, cell.variant)?;
     let args = json!({ "source": cell.env.code, "env_name": cell.env.name, "solver": cell.solver });
     let solved = std::thread::scope(|scope| {
         let calls = serve_calls(scope, relay(env, tools, trace.clone(), cell, limits));
@@ -199,14 +214,27 @@ fn play(sandbox: &Sandbox, cell: &AgentCell, limits: Limits) -> Result<AgentResu
     Ok(AgentResult { run, verdict, duration_ms: elapsed() })
 }
 
-/// Plays every cell, on `threads` worker threads; results in cell order.
+/// Whether two cells share interpreters: the same environment, solver and variant.
+fn same_run(a: &AgentCell, b: &AgentCell) -> bool {
+    std::ptr::eq(a.env.code, b.env.code) && a.solver == b.solver && a.variant == b.variant
+}
+
+/// Plays every cell, on `threads` worker threads; results in cell order. Consecutive cells of
+/// one environment, solver and variant run on one pair of interpreters.
 pub fn run_agent_oracles(
     sandbox: &Sandbox,
     cells: &[AgentCell],
     limits: Limits,
     threads: usize,
 ) -> Result<Vec<AgentResult>, SandboxError> {
-    let queue = Mutex::new((0..cells.len()).collect::<VecDeque<_>>());
+    let mut runs: VecDeque<std::ops::Range<usize>> = VecDeque::new();
+    for (i, cell) in cells.iter().enumerate() {
+        match runs.back_mut() {
+            Some(run) if same_run(&cells[run.start], cell) => run.end = i + 1,
+            _ => runs.push_back(i..i + 1),
+        }
+    }
+    let queue = Mutex::new(runs);
     let results = Mutex::new(vec![None; cells.len()]);
     let failures = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads.clamp(1, cells.len().max(1)))
@@ -217,9 +245,12 @@ pub fn run_agent_oracles(
                     .stack_size(WORKER_STACK_BYTES)
                     .spawn_scoped(scope, move || -> Result<(), SandboxError> {
                         loop {
-                            let Some(index) = queue.lock().unwrap().pop_front() else { return Ok(()) };
-                            let result = play(sandbox, &cells[index], limits)?;
-                            results.lock().unwrap()[index] = Some(result);
+                            let Some(run) = queue.lock().unwrap().pop_front() else { return Ok(()) };
+                            let mut pair = Pair { env: None, solver: None };
+                            for index in run {
+                                let result = play(sandbox, &mut pair, &cells[index], limits)?;
+                                results.lock().unwrap()[index] = Some(result);
+                            }
                         }
                     })
                     .expect("spawn an agent worker thread")

@@ -299,21 +299,25 @@ fn run_oracles(
                     .map(|c| (c.candidate, Some(c.solver.as_str()))),
             )
             .collect();
-        let own = configs_of.get(&env.env_id).map_or(&[][..], Vec::as_slice);
-        for &config in own.iter().filter(|&&c| !skip(&configs[c])) {
-            let cell = |solver, variant, seed| harness::AgentCell {
-                env: source,
-                config: &configs[config].config,
-                solver,
-                tools,
-                seed,
-                variant,
-            };
-            for &(candidate, solver) in &solvers {
-                cells.push(cell(solver, Variant::Primary, seed));
+        let own: Vec<usize> =
+            configs_of.get(&env.env_id).map_or(&[][..], Vec::as_slice).iter().copied().filter(|&c| !skip(&configs[c])).collect();
+        let cell = |config: usize, solver, variant, seed| harness::AgentCell {
+            env: source,
+            config: &configs[config].config,
+            solver,
+            tools,
+            seed,
+            variant,
+        };
+        // The cells of one solver and variant in a row: they share a pair of interpreters.
+        for &(candidate, solver) in &solvers {
+            for &config in &own {
+                cells.push(cell(config, solver, Variant::Primary, seed));
                 targets.push(Target::Oracle(config, candidate));
             }
-            cells.push(cell(None, Variant::Alternate, seed ^ RERUN_SEED));
+        }
+        for &config in &own {
+            cells.push(cell(config, None, Variant::Alternate, seed ^ RERUN_SEED));
             targets.push(Target::Alternate(config));
         }
     }

@@ -164,6 +164,12 @@ pub(crate) fn compare(value: &Value, right: &Value, task_text: &str) -> Match {
     {
         return Match::Equivalent("the same number as another type");
     }
+    if let Value::String(text) = value
+        && !right.is_string()
+        && serde_json::from_str::<Value>(text.trim()).is_ok_and(|parsed| compare(&parsed, right, task_text) != Match::Wrong)
+    {
+        return Match::Equivalent("the right answer as JSON text");
+    }
     if let (Value::String(a), Value::String(b)) = (value, right) {
         let says = |words: &[&str]| words.iter().any(|w| task_text.to_lowercase().contains(w));
         let case = says(&[
@@ -228,6 +234,9 @@ mod tests {
         assert!(matches!(compare(&json!("5"), &json!(5), ""), Match::Equivalent(_)));
         assert_eq!(compare(&json!([5]), &json!(5), ""), Match::Wrong);
         assert!(matches!(compare(&json!(true), &json!(1), ""), Match::Equivalent(_)));
+        assert!(matches!(compare(&json!("[1,0]"), &json!([1, 0]), ""), Match::Equivalent(_)));
+        assert!(matches!(compare(&json!("true"), &json!(true), ""), Match::Equivalent(_)));
+        assert_eq!(compare(&json!("[1]"), &json!([1, 0]), ""), Match::Wrong);
         assert_eq!(compare(&json!(true), &json!(2), ""), Match::Wrong);
         assert_eq!(compare(&json!("nan"), &json!(5.5), ""), Match::Wrong);
         assert_eq!(compare(&json!("ABC"), &json!("abc"), "Return the word."), Match::Wrong);
