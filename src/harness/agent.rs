@@ -6,7 +6,9 @@
 //! leads from the solver to the environment, and the call counts curation uses are the host's.
 
 use super::{EnvSource, OracleRun, TRAJECTORY_LIMIT};
-use crate::sandbox::{HostCalls, Interpreter, Job, JobOutcome, Limits, Sandbox, SandboxError, Variant, Verdict, WORKER_STACK_BYTES};
+use crate::sandbox::{
+    HostCalls, Interpreter, Job, JobOutcome, Limits, Sandbox, SandboxError, Variant, Verdict, WORKER_STACK_BYTES,
+};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, mpsc};
@@ -85,17 +87,58 @@ fn failure(outcome: &JobOutcome) -> String {
     outcome.detail.clone().unwrap_or_else(|| format!("ended with the verdict {}", outcome.verdict.as_str()))
 }
 
-/// The host's side of one agent cell: relays each call to `env`, an interpreter holding the
-/// built environment.
-fn relay<'e>(
-    env: &'e mut Interpreter,
+/// What the environment's thread tells the solver's side.
+enum FromEnv {
+    /// The environment is built: its tools (`func_mapping`).
+    Ready(Vec<String>),
+    /// The answer to one relayed call.
+    Answer(Value),
+    /// The environment's job ended (it failed to build, a call hit a limit, or it was told to stop).
+    Ended(JobOutcome),
+}
+
+/// Runs the environment of one cell on a thread of its own (the solver's calls arrive inside one
+/// of its WASI writes, where another interpreter cannot be entered on the same thread): one job,
+/// `episode_serve`, that asks the host for each call. Returns where its messages arrive and where
+/// the calls go; dropping the latter stops the job.
+fn serve_environment<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    env: &'scope mut Interpreter,
+    job: Job,
+) -> (mpsc::Receiver<FromEnv>, mpsc::Sender<String>) {
+    let (to_solver, from_env) = mpsc::channel::<FromEnv>();
+    let (to_env, actions) = mpsc::channel::<String>();
+    let answers = to_solver.clone();
+    let calls: HostCalls = Box::new(move |call: Value| {
+        let message = match call.get("tools") {
+            Some(tools) => FromEnv::Ready(serde_json::from_value(tools.clone()).unwrap_or_default()),
+            None => FromEnv::Answer(call),
+        };
+        if answers.send(message).is_err() {
+            return json!({ "stop": true });
+        }
+        actions.recv().map_or_else(|_| json!({ "stop": true }), |action| json!({ "action": action }))
+    });
+    std::thread::Builder::new()
+        .name("codegym-agent-env".into())
+        .stack_size(WORKER_STACK_BYTES)
+        .spawn_scoped(scope, move || {
+            let outcome = env.serve_calls(&job, calls);
+            let _ = to_solver.send(FromEnv::Ended(outcome));
+        })
+        .expect("spawn an agent's environment thread");
+    (from_env, to_env)
+}
+
+/// The solver's side of one cell: counts each call, refuses a name that is not a tool, and hands
+/// the rest to the environment's thread.
+fn relay(
     tools: Vec<String>,
     trace: Arc<Mutex<Trace>>,
-    cell: &AgentCell,
-    limits: Limits,
-) -> impl FnMut(Value) -> Value + 'e {
-    let (seed, variant) = (cell.seed, cell.variant);
-    move |call: Value| {
+    from_env: mpsc::Receiver<FromEnv>,
+    to_env: mpsc::Sender<String>,
+) -> HostCalls {
+    Box::new(move |call: Value| {
         let action = call.get("action").and_then(Value::as_str).unwrap_or("").to_string();
         let mut trace = trace.lock().unwrap();
         trace.calls += 1;
@@ -110,52 +153,29 @@ fn relay<'e>(
             trace.record(&action, &observation);
             return json!({ "observation": observation, "flag": false });
         }
-        let job =
-            Job { seed: seed ^ trace.calls as u64, variant, ..Job::call("episode_step", json!({ "action": action }), limits) };
-        let outcome = env.run(&job);
-        match outcome.result.clone().filter(|_| outcome.verdict == Verdict::Ok) {
-            Some(reply) => {
+        let answer = match to_env.send(action.clone()) {
+            Ok(()) => from_env.recv().ok(),
+            Err(_) => None,
+        };
+        let failed = |verdict: Verdict, why: String, trace: &mut Trace| {
+            trace.failure = Some((verdict, why.clone()));
+            json!({ "error": why })
+        };
+        match answer {
+            Some(FromEnv::Answer(reply)) if reply.get("raised").is_some() => {
+                let why = reply["raised"].as_str().unwrap_or("the environment raised").to_string();
+                failed(Verdict::Error, why, &mut trace)
+            }
+            Some(FromEnv::Answer(reply)) => {
                 let observation = reply.get("observation").and_then(Value::as_str).unwrap_or("").to_string();
                 trace.reward = reply.get("reward").and_then(Value::as_f64).unwrap_or(0.0);
                 trace.env_calls = reply.get("env_calls").and_then(Value::as_i64);
                 trace.record(&action, &observation);
                 reply
             }
-            None => {
-                let why = failure(&outcome);
-                trace.failure = Some((outcome.verdict, why.clone()));
-                json!({ "error": why })
-            }
+            Some(FromEnv::Ended(outcome)) => failed(outcome.verdict, failure(&outcome), &mut trace),
+            Some(FromEnv::Ready(_)) | None => failed(Verdict::Error, "the environment's interpreter is gone".into(), &mut trace),
         }
-    }
-}
-
-/// Serves the relayed calls of one cell on a thread of their own: the solver's call arrives
-/// inside one of its WASI writes, where the environment's interpreter cannot be entered on the
-/// same thread. Returns the solver's side, which ends the thread when dropped.
-fn serve_calls<'scope>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
-    mut answer: impl FnMut(Value) -> Value + Send + 'scope,
-) -> HostCalls {
-    let (to_env, calls) = mpsc::channel::<Value>();
-    let (replies, from_env) = mpsc::channel::<Value>();
-    std::thread::Builder::new()
-        .name("codegym-agent-env".into())
-        .stack_size(WORKER_STACK_BYTES)
-        .spawn_scoped(scope, move || {
-            for call in calls {
-                if replies.send(answer(call)).is_err() {
-                    return;
-                }
-            }
-        })
-        .expect("spawn an agent's environment thread");
-    Box::new(move |call| {
-        let gone = || json!({ "error": "the environment's interpreter is gone" });
-        if to_env.send(call).is_err() {
-            return gone();
-        }
-        from_env.recv().unwrap_or_else(|_| gone())
     })
 }
 
@@ -167,43 +187,46 @@ struct Pair {
     solver: Option<Interpreter>,
 }
 
-fn usable<'s>(slot: &'s mut Option<Interpreter>, sandbox: &Sandbox, variant: Variant) -> Result<&'s mut Interpreter, SandboxError> {
+fn usable<'s>(
+    slot: &'s mut Option<Interpreter>,
+    sandbox: &Sandbox,
+    variant: Variant,
+) -> Result<&'s mut Interpreter, SandboxError> {
     if slot.as_ref().is_none_or(|i| !i.usable()) {
         *slot = Some(sandbox.interpreter(variant)?);
     }
     Ok(slot.as_mut().expect("set above"))
 }
 
-/// Plays one cell: the environment built in one interpreter, the solver run in another.
+/// Plays one cell: the environment served from one interpreter, the solver run in another.
 fn play(sandbox: &Sandbox, pair: &mut Pair, cell: &AgentCell, limits: Limits) -> Result<AgentResult, SandboxError> {
     let started = std::time::Instant::now();
     let elapsed = || started.elapsed().as_millis() as u64;
     let job = |function: &str, args: Value| Job { seed: cell.seed, variant: cell.variant, ..Job::call(function, args, limits) };
-    let env = usable(&mut pair.env, sandbox, cell.variant)?;
-    let args = json!({
-        "source": cell.env.code,
-        "env_name": cell.env.name,
-        "config": cell.config,
-        "pace": cell.variant.pace_secs(),
-    });
-    let built = env.run(&job("episode_start", args));
-    let Some(reply) = built.result.as_ref().filter(|_| built.verdict == Verdict::Ok) else {
-        return Ok(AgentResult { run: Err(failure(&built)), verdict: built.verdict, duration_ms: elapsed() });
-    };
-    let tools = match cell.tools {
-        Some(tools) => tools.to_vec(),
-        None => serde_json::from_value(reply["tools"].clone()).unwrap_or_default(),
-    };
+    let serve = job(
+        "episode_serve",
+        json!({ "source": cell.env.code, "env_name": cell.env.name, "config": cell.config, "pace": cell.variant.pace_secs() }),
+    );
+    let solve = job("agent_solve", json!({ "source": cell.env.code, "env_name": cell.env.name, "solver": cell.solver }));
     let trace = Arc::new(Mutex::new(Trace::default()));
+    let env = usable(&mut pair.env, sandbox, cell.variant)?;
     let solver = usable(&mut pair.solver, sandbox, cell.variant)?;
-    let args = json!({ "source": cell.env.code, "env_name": cell.env.name, "solver": cell.solver });
     let solved = std::thread::scope(|scope| {
-        let calls = serve_calls(scope, relay(env, tools, trace.clone(), cell, limits));
-        solver.run_with_calls(&job("agent_solve", args), calls)
+        let (from_env, to_env) = serve_environment(scope, env, serve);
+        let tools = match from_env.recv() {
+            Ok(FromEnv::Ready(built)) => cell.tools.map_or(built, <[String]>::to_vec),
+            Ok(FromEnv::Ended(outcome)) => return Err(Box::new(outcome)),
+            _ => return Err(Box::new(unread("the environment's interpreter is gone"))),
+        };
+        Ok(solver.run_with_calls(&solve, relay(tools, trace.clone(), from_env, to_env)))
     });
+    let solved = match solved {
+        Ok(solved) => solved,
+        Err(built) => return Ok(AgentResult { run: Err(failure(&built)), verdict: built.verdict, duration_ms: elapsed() }),
+    };
     let trace = std::mem::take(&mut *trace.lock().unwrap());
     let (run, verdict) = match (&trace.failure, solved.verdict) {
-        (Some((verdict, why)), _) if *verdict != Verdict::Ok => (Err(why.clone()), *verdict),
+        (Some((verdict, why)), _) if *verdict != Verdict::Ok && *verdict != Verdict::Error => (Err(why.clone()), *verdict),
         (_, Verdict::Ok) => {
             let message = solved.result.as_ref().and_then(|r| r["message"].as_str()).unwrap_or("").to_string();
             (Ok(trace.into_run(message, None)), Verdict::Ok)
@@ -212,6 +235,20 @@ fn play(sandbox: &Sandbox, pair: &mut Pair, cell: &AgentCell, limits: Limits) ->
         (_, verdict) => (Err(failure(&solved)), verdict),
     };
     Ok(AgentResult { run, verdict, duration_ms: elapsed() })
+}
+
+/// The outcome of an environment job that vanished without a word.
+fn unread(detail: &str) -> JobOutcome {
+    JobOutcome {
+        verdict: Verdict::Error,
+        exit_code: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        result: None,
+        partials: Vec::new(),
+        detail: Some(detail.to_string()),
+        duration_ms: 0,
+    }
 }
 
 /// Whether two cells share interpreters: the same environment, solver and variant.

@@ -707,6 +707,20 @@ def episode_start(source, env_name, config, pace=0.0):
     return {"tools": _tools_of(_episode.env)}
 
 
+def episode_serve(source, env_name, config, pace=0.0):
+    """Holds the environment of one agent cell for the whole cell: says it is ready (with its
+    tools), then asks the host for each relayed call and answers it, until the host says stop. A
+    call that raises is answered with what it raised."""
+    reply = host_call(episode_start(source, env_name, config, pace))
+    while "action" in reply:
+        try:
+            answer = episode_step(reply["action"])
+        except Exception as failure:
+            answer = {"raised": _error_text(failure)}
+        reply = host_call(answer)
+    return {}
+
+
 def episode_step(action):
     """One relayed call: what it showed, the flag `step` returned, the reward and done flag as
     `codegym serve` reads them, and the environment's own call count."""

@@ -110,6 +110,9 @@ pub(crate) struct Shared {
     random: JobRandom,
     /// Answers the host calls of the job in flight (`{"call": value}` frames), when it takes any.
     calls: Mutex<Option<HostCalls>>,
+    /// Whether each answered call restarts the job's time budget (a job that serves calls: the
+    /// time it waits for the next one is not its own).
+    calls_restart_budget: AtomicBool,
 }
 
 /// What answers a job's host calls: each call's value in, the reply out. It runs on the job's
@@ -136,6 +139,7 @@ impl Shared {
             clock: VirtualClock::default(),
             random: JobRandom::new(0),
             calls: Mutex::new(None),
+            calls_restart_budget: AtomicBool::new(false),
         })
     }
 
@@ -233,6 +237,12 @@ impl Shared {
         };
         let body = serde_json::to_vec(&serde_json::json!({ "reply": reply })).expect("JSON values serialize");
         self.push_input(Input { bytes: frame(&body), starts: None });
+        if self.calls_restart_budget.load(Ordering::Relaxed) {
+            let budget = self.io.lock().unwrap().job.as_ref().map(|job| job.limits.timeout);
+            if let Some(budget) = budget {
+                self.set_budget(budget);
+            }
+        }
     }
 
     fn scan_output(&self, fd: u8, bytes: &[u8], calls: &mut Vec<serde_json::Value>) -> Result<(), StreamError> {
@@ -694,11 +704,24 @@ impl Interpreter {
         self.usable
     }
 
-    /// Runs one job on this interpreter, its host calls answered by `calls`.
+    /// Runs one job on this interpreter, its host calls answered by `calls`; the job's time
+    /// budget covers the whole job, the calls' answers included.
     pub fn run_with_calls(&mut self, job: &Job, calls: HostCalls) -> JobOutcome {
+        self.run_answering(job, calls, false)
+    }
+
+    /// Runs a job that serves calls (it asks the host for each one): every answer restarts the
+    /// job's time budget, so it bounds each call, not the time spent waiting for the next.
+    pub fn serve_calls(&mut self, job: &Job, calls: HostCalls) -> JobOutcome {
+        self.run_answering(job, calls, true)
+    }
+
+    fn run_answering(&mut self, job: &Job, calls: HostCalls, restart_budget: bool) -> JobOutcome {
         *self.shared.calls.lock().unwrap() = Some(calls);
+        self.shared.calls_restart_budget.store(restart_budget, Ordering::Relaxed);
         let outcome = self.run(job);
         self.shared.calls.lock().unwrap().take();
+        self.shared.calls_restart_budget.store(false, Ordering::Relaxed);
         outcome
     }
 

@@ -898,6 +898,7 @@ mod tests {
             lease_ms: AtomicU64::new(0),
             renewed: AtomicU64::new(0),
             has_interpreter: AtomicBool::new(false),
+            slow: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             closing: tokio::sync::Notify::new(),
         };
