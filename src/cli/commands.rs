@@ -459,12 +459,6 @@ fn serve(args: ServeArgs) -> Result<()> {
     for (env_name, detail) in &skipped.not_servable {
         printer.status(format!("  not servable: {env_name}: {detail}"));
     }
-    if skipped.unprobed > 0 {
-        printer.status(format!(
-            "  {} environments were verified before servability was probed (run `codegym verify --all` to probe them)",
-            skipped.unprobed
-        ));
-    }
     printer.announce("codegym serve: ready; SIGINT or SIGTERM stops it");
     server.wait_for_signal();
     let stopped = server.shutdown()?;

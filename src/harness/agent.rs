@@ -216,7 +216,7 @@ fn play(sandbox: &Sandbox, pair: &mut Pair, cell: &AgentCell, limits: Limits) ->
         let tools = match from_env.recv() {
             Ok(FromEnv::Ready(built)) => cell.tools.map_or(built, <[String]>::to_vec),
             Ok(FromEnv::Ended(outcome)) => return Err(Box::new(outcome)),
-            _ => return Err(Box::new(unread("the environment's interpreter is gone"))),
+            _ => return Err(Box::new(JobOutcome::not_run("the environment's interpreter is gone"))),
         };
         Ok(solver.run_with_calls(&solve, relay(tools, trace.clone(), from_env, to_env)))
     });
@@ -235,20 +235,6 @@ fn play(sandbox: &Sandbox, pair: &mut Pair, cell: &AgentCell, limits: Limits) ->
         (_, verdict) => (Err(failure(&solved)), verdict),
     };
     Ok(AgentResult { run, verdict, duration_ms: elapsed() })
-}
-
-/// The outcome of an environment job that vanished without a word.
-fn unread(detail: &str) -> JobOutcome {
-    JobOutcome {
-        verdict: Verdict::Error,
-        exit_code: None,
-        stdout: String::new(),
-        stderr: String::new(),
-        result: None,
-        partials: Vec::new(),
-        detail: Some(detail.to_string()),
-        duration_ms: 0,
-    }
 }
 
 /// Whether two cells share interpreters: the same environment, solver and variant.

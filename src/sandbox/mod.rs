@@ -160,6 +160,22 @@ pub struct JobOutcome {
     pub duration_ms: u64,
 }
 
+impl JobOutcome {
+    /// The outcome of a job that never ran (`detail` says why).
+    pub fn not_run(detail: impl Into<String>) -> JobOutcome {
+        JobOutcome {
+            verdict: Verdict::Error,
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            result: None,
+            partials: Vec::new(),
+            detail: Some(detail.into()),
+            duration_ms: 0,
+        }
+    }
+}
+
 /// One step's result of a many-step job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Partial {

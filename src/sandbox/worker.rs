@@ -745,16 +745,7 @@ impl Interpreter {
 
 /// The outcome of a job whose frame the guest never read (its interpreter was already lost).
 fn unread_job(ending: &Ending) -> JobOutcome {
-    JobOutcome {
-        verdict: Verdict::Error,
-        exit_code: None,
-        stdout: String::new(),
-        stderr: String::new(),
-        result: None,
-        partials: Vec::new(),
-        detail: Some(format!("the job never started: the interpreter {}", ending.describe())),
-        duration_ms: 0,
-    }
+    JobOutcome::not_run(format!("the job never started: the interpreter {}", ending.describe()))
 }
 
 /// Runs `job` in a whole new interpreter process: the driver boots from scratch, runs the job and

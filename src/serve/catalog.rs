@@ -93,13 +93,12 @@ fn hint(known: &[String]) -> String {
 /// What start-up skipped, to say so.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Skipped {
-    /// Verified environments whose state does not survive a pickle round trip, with why.
+    /// Verified environments that cannot be served as they are played live, with why: their
+    /// state does not survive a pickle round trip, or an older verifier never replayed a session
+    /// through it (re-verifying decides).
     pub not_servable: Vec<(String, String)>,
     /// Their configurations that would have been served.
     pub not_servable_configs: usize,
-    /// Verified environments whose pickle round trip was never probed (verified by an older
-    /// verifier): served, but a session may fail to be kept.
-    pub unprobed: usize,
 }
 
 /// The environments and configurations a server serves.
@@ -113,6 +112,20 @@ pub struct Catalog {
     by_name: HashMap<String, Vec<usize>>,
     by_long_name: HashMap<String, usize>,
     pub skipped: Skipped,
+}
+
+/// Why a verified environment is not served, if it is not.
+fn not_servable_because(env: &EnvironmentRow) -> Option<String> {
+    if env.servable == Some(false) {
+        return Some(env.serve_detail.clone().unwrap_or_else(|| "its state does not survive pickling".into()));
+    }
+    if !crate::verify::replays_serving(env.verifier.as_deref()) {
+        let by = env.verifier.as_deref().map_or("an unknown verifier".to_string(), |v| format!("`{v}`"));
+        return Some(format!(
+            "verified by {by}, which never replayed a session through its pickled state; run `codegym verify` to re-verify it"
+        ));
+    }
+    None
 }
 
 impl Catalog {
@@ -130,13 +143,11 @@ impl Catalog {
         let mut index_of: HashMap<&str, usize> = HashMap::new();
         let mut not_servable: HashMap<&str, usize> = HashMap::new();
         for env in envs.iter().filter(|e| e.status == VERIFIED) {
-            if env.servable == Some(false) {
-                let detail = env.serve_detail.clone().unwrap_or_else(|| "its state does not survive pickling".into());
+            if let Some(detail) = not_servable_because(env) {
                 catalog.skipped.not_servable.push((env.env_name.clone(), detail));
                 not_servable.insert(&env.env_id, 0);
                 continue;
             }
-            catalog.skipped.unprobed += usize::from(env.servable.is_none());
             index_of.insert(&env.env_id, catalog.envs.len());
             catalog.add_env(env, &code_ids[&env.env_id]);
         }
@@ -288,6 +299,7 @@ mod tests {
         EnvironmentRow {
             status: VERIFIED.into(),
             servable: Some(true),
+            verifier: Some(crate::verify::VerifySettings::default().verifier()),
             tools: vec!["Observe".into(), "Done".into()],
             ..EnvironmentRow::pending(id.into(), "s".into(), source_id.into(), name.into(), "code".into())
         }
@@ -303,6 +315,7 @@ mod tests {
             env("e2", "cf_2", "SumEnv"),
             env("e3", "cf_3", "MaxEnv"),
             EnvironmentRow { servable: Some(false), serve_detail: Some("a generator".into()), ..env("e4", "cf_4", "GenEnv") },
+            EnvironmentRow { verifier: Some("verify-checks-v2+0123456789ab".into()), ..env("e5", "cf_5", "OldEnv") },
         ];
         let configs = [
             config("e1", "SumEnv", r#"{"a": [1, 2], "b": 3}"#),
@@ -310,6 +323,7 @@ mod tests {
             config("e3", "MaxEnv", r#"{"xs": [4]}"#),
             TaskConfigRow { kept: false, ..config("e3", "MaxEnv", r#"{"xs": [5]}"#) },
             config("e4", "GenEnv", "{}"),
+            config("e5", "OldEnv", "{}"),
         ];
         Catalog::new(&envs, &configs, false)
     }
@@ -351,7 +365,9 @@ mod tests {
         assert!(resolve("MaxEnv@{xs}").contains("not JSON"));
         assert!(catalog.resolve(&ConfigRef::Id("nope".into())).unwrap_err().to_string().contains("unknown config_id"));
         assert!(resolve(r#"MaxEnv@{"xs": [4.0]}"#).contains("no served configuration"), "a float is not the int");
-        assert_eq!(catalog.skipped.not_servable, vec![("GenEnv".to_string(), "a generator".to_string())]);
-        assert_eq!(catalog.skipped.not_servable_configs, 1);
+        assert_eq!(catalog.skipped.not_servable[0], ("GenEnv".to_string(), "a generator".to_string()));
+        let (old, why) = &catalog.skipped.not_servable[1];
+        assert!(old == "OldEnv" && why.contains("verify-checks-v2") && why.contains("re-verify"), "{why}");
+        assert_eq!(catalog.skipped.not_servable_configs, 2);
     }
 }

@@ -42,6 +42,17 @@ pub const VERIFIED: &str = crate::reasons::Reason::Verified.as_str();
 /// rebuild re-verifies what an older verifier passed.
 const CHECKS_VERSION: &str = "verify-checks-v3";
 
+/// The first version of the checks whose serving replay decides servability.
+const SERVING_REPLAY_SINCE: u32 = 3;
+
+/// Whether an environment stamped with `verifier` was verified by checks that replay a session
+/// through its pickled state, as `codegym serve` holds it, and keep it only when that is faithful.
+/// An older stamp (or none) did not: `serve` refuses such an environment until it is re-verified.
+pub fn replays_serving(verifier: Option<&str>) -> bool {
+    let version = verifier.and_then(|v| v.strip_prefix("verify-checks-v")).map(|v| v.split(['+', '-']).next().unwrap_or(""));
+    version.and_then(|v| v.parse::<u32>().ok()).is_some_and(|v| v >= SERVING_REPLAY_SINCE)
+}
+
 /// The method's constants, as configurable defaults.
 #[derive(Debug, Clone)]
 pub struct VerifySettings {
@@ -826,6 +837,15 @@ mod tests {
         let mut forged = run(true).unwrap();
         forged.trajectory = vec![("Done".into(), "reward=0".into())];
         assert_eq!(CellVerdict::of(&Ok(forged), Verdict::Ok), CellVerdict::Contradiction);
+    }
+
+    #[test]
+    fn only_a_verifier_that_replays_sessions_decides_servability() {
+        assert!(replays_serving(Some(&VerifySettings::default().verifier())));
+        assert!(replays_serving(Some("verify-checks-v12+abc")));
+        assert!(!replays_serving(Some("verify-checks-v2+abc")));
+        assert!(!replays_serving(Some("something else")));
+        assert!(!replays_serving(None));
     }
 
     #[test]
