@@ -385,6 +385,7 @@ fn with_hostile_env(sandbox: &crate::sandbox::Sandbox, source: &str, location: &
     envs.push(EnvironmentRow {
         status: crate::verify::VERIFIED.into(),
         servable: Some(true),
+        verifier: Some(crate::verify::VerifySettings::default().verifier()),
         tool_count: tools.len() as i32,
         tools,
         tool_docs: described["tool_docs"].as_str().unwrap_or_default().into(),

@@ -202,9 +202,11 @@ fn with_misbehaving(dir: &Path) -> Vec<String> {
         sandbox().run(Job::call("describe", json!({ "source": source, "env_name": MISBEHAVING }), Limits::default())).unwrap();
     let described = described.result.unwrap_or_else(|| panic!("describe failed: {:?}", described.detail));
     let tools: Vec<String> = serde_json::from_value(described["tools"].clone()).unwrap();
+    // Planted as verified by the current verifier: what it does wrong is for the server to survive.
     envs.push(EnvironmentRow {
         status: "verified".into(),
         servable: Some(true),
+        verifier: Some(codegym::verify::VerifySettings::default().verifier()),
         tool_count: tools.len() as i32,
         tools,
         tool_docs: described["tool_docs"].as_str().unwrap().into(),
