@@ -79,10 +79,6 @@ impl Trace {
     }
 }
 
-fn tool_name(action: &str) -> Option<String> {
-    serde_json::from_str::<Value>(action).ok()?.get("name")?.as_str().map(String::from)
-}
-
 fn failure(outcome: &JobOutcome) -> String {
     outcome.detail.clone().unwrap_or_else(|| format!("ended with the verdict {}", outcome.verdict.as_str()))
 }
@@ -142,13 +138,13 @@ fn relay(
         let action = call.get("action").and_then(Value::as_str).unwrap_or("").to_string();
         let mut trace = trace.lock().unwrap();
         trace.calls += 1;
-        let name = tool_name(&action);
+        let name = super::action_tool(&action);
         *trace.tool_calls.entry(name.clone().unwrap_or_else(|| "<malformed>".into())).or_default() += 1;
         if let Some((_, why)) = &trace.failure {
             return json!({ "error": why });
         }
         if let Some(name) = name.filter(|n| !tools.contains(n)) {
-            let observation = format!("Error: unknown tool `{name}`. The tools are: {}.", tools.join(", "));
+            let observation = super::unknown_tool(&name, &tools);
             trace.refused.push(name);
             trace.record(&action, &observation);
             return json!({ "observation": observation, "flag": false });

@@ -87,11 +87,11 @@ _pace = _Pace()
 _pace.seconds = 0.0
 
 
-def _call(env, action):
-    """One call into the environment, after the pause an agent's call comes after."""
+def _call(step, action):
+    """One call into an environment (its `step`), after the pause an agent's call comes after."""
     if _pace.seconds:
         _sleep(_pace.seconds)
-    return env.step(action)
+    return step(action)
 
 
 class _Compiled:
@@ -248,9 +248,7 @@ class _Tracer:
         else:
             if name == "Done" and self.keep_before_done and self.before_done is None and self.copy_error is None:
                 self._keep()
-            if _pace.seconds:
-                _sleep(_pace.seconds)
-            outcome = self.step(action)
+            outcome = _call(self.step, action)
             self.reward, self.done = reward_of(self.env), done_of(self.env)
         pair = [action if isinstance(action, str) else repr(action), _message(outcome)]
         if len(self.trajectory) < TRAJECTORY_LIMIT:
@@ -598,12 +596,11 @@ def _play(env, tools, actions):
             break
         name = action_name(action)
         refused = name is not None and name not in tools
-        observation = unknown_tool(name, tools) if refused else message_of(_call(env, action))
+        observation = unknown_tool(name, tools) if refused else message_of(_call(env.step, action))
         steps.append(
             {
                 "action": action,
                 "observation": observation[:OBSERVATION_LIMIT],
-                "chars": len(observation),
                 "reward": reward_of(env),
                 "done": done_of(env),
                 "refused": refused,
@@ -685,52 +682,32 @@ def two_episodes(source, env_name, first_config, first_actions, config, actions,
 
 # Oracles as agents. A solver runs in an interpreter where no environment was ever built
 # (`agent_solve`); each call it makes goes to the host, which counts it, refuses a name that is not
-# a tool, and relays the rest to the environment held in another interpreter (`episode_start`,
-# `episode_step`). No frame, `gc` referent, module global, closure or class attribute leads from
+# a tool, and relays the rest to the environment held in another interpreter (`episode_serve`).
+# No frame, `gc` referent, module global, closure or class attribute leads from
 # the solver to the environment: they are in different interpreters.
-
-
-class _Episode:
-    """The environment an interpreter holds for relayed calls."""
-
-    __slots__ = ("env",)
-
-
-_episode = _Episode()
-_episode.env = None
-
-
-def episode_start(source, env_name, config, pace=0.0):
-    """Builds the environment relayed calls go to; returns its tools (`func_mapping`)."""
-    _pace.seconds = pace
-    _episode.env = _build(source, env_name, config)
-    return {"tools": _tools_of(_episode.env)}
 
 
 def episode_serve(source, env_name, config, pace=0.0):
     """Holds the environment of one agent cell for the whole cell: says it is ready (with its
     tools), then asks the host for each relayed call and answers it, until the host says stop. A
     call that raises is answered with what it raised."""
-    reply = host_call(episode_start(source, env_name, config, pace))
+    _pace.seconds = pace
+    env = _build(source, env_name, config)
+    reply = host_call({"tools": _tools_of(env)})
     while "action" in reply:
         try:
-            answer = episode_step(reply["action"])
+            with _Quiet():
+                answer = _relayed_call(env, reply["action"])
         except Exception as failure:
             answer = {"raised": _error_text(failure)}
         reply = host_call(answer)
     return {}
 
 
-def episode_step(action):
+def _relayed_call(env, action):
     """One relayed call: what it showed, the flag `step` returned, the reward and done flag as
     `codegym serve` reads them, and the environment's own call count."""
-    env = _episode.env
-    saved = _sys.stdout, _sys.stderr
-    _sys.stdout = _sys.stderr = _DISCARD
-    try:
-        outcome = _call(env, action)
-    finally:
-        _sys.stdout, _sys.stderr = saved
+    outcome = _call(env.step, action)
     flag = outcome[0] if isinstance(outcome, tuple) and len(outcome) == 2 else None
     count = getattr(env, "step_count", None)
     return {
@@ -765,12 +742,8 @@ def agent_solve(source, env_name, solver=None):
         if not callable(solve):
             raise LookupError("the solver source defines no function named solve")
     guarded, reads = _step_only(_relayed)
-    saved = _sys.stdout, _sys.stderr
-    _sys.stdout = _sys.stderr = _DISCARD
-    try:
+    with _Quiet():
         message = str(solve(guarded))
-    finally:
-        _sys.stdout, _sys.stderr = saved
     return {"message": message[:2000], "reads": sorted(set(reads))}
 
 
@@ -786,6 +759,22 @@ class _Discard:
 
 
 _DISCARD = _Discard()
+
+
+class _Quiet:
+    """While it is entered, what the code under check prints goes nowhere (`_Discard`)."""
+
+    __slots__ = ("saved",)
+
+    def __enter__(self):
+        self.saved = _sys.stdout, _sys.stderr
+        _sys.stdout = _sys.stderr = _DISCARD
+
+    def __exit__(self, *_exc):
+        _sys.stdout, _sys.stderr = self.saved
+        return False
+
+
 # The steps that capture what the module prints themselves.
 _PRINTING_STEPS = ("module", "self_test", "smoke_test")
 

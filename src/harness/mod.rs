@@ -21,6 +21,18 @@ use std::time::Duration;
 /// `harness.py`'s `TRAJECTORY_LIMIT`).
 const TRAJECTORY_LIMIT: usize = 4096;
 
+/// The tool an action (the JSON text of `{"name", "parameters"}`) calls, when it names one.
+pub fn action_tool(action: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(action).ok()?.get("name")?.as_str().map(String::from)
+}
+
+/// What a call to a name that is not one of `tools` shows: the call counts and never reaches the
+/// environment (the same text as `episode.py`'s `unknown_tool`, which the guest side shows).
+pub fn unknown_tool<S: AsRef<str>>(name: &str, tools: &[S]) -> String {
+    let tools: Vec<&str> = tools.iter().map(AsRef::as_ref).collect();
+    format!("Error: unknown tool `{name}`. The tools are: {}.", tools.join(", "))
+}
+
 /// An environment's source and class name.
 #[derive(Debug, Clone, Copy)]
 pub struct EnvSource<'a> {

@@ -418,8 +418,8 @@ enum Frame {
         error: Option<String>,
     },
     Failing {
-        #[allow(dead_code)]
-        failing: bool,
+        #[serde(rename = "failing")]
+        _failing: bool,
     },
     Call {
         call: serde_json::Value,

@@ -649,7 +649,7 @@ impl Inner {
         let started = Instant::now();
         let env = &episode.config.env;
         let (mut reply, detail) = if !env.has_tool(&action.name) {
-            let message = format!("Error: unknown tool `{}`. The tools are: {}.", action.name, env.tool_names().join(", "));
+            let message = crate::harness::unknown_tool(&action.name, &env.tool_names());
             (self.failed(episode, message, StepError::UnknownTool), None)
         } else {
             if interpreter.is_none() {

@@ -12,7 +12,9 @@
 
 use super::probes::{Finding, ProbeReason};
 use super::values::{self, Match};
-use crate::harness::{EnvSource, EnvWork, Observed, OracleRun, Played, PlayedStep, Replayed, Step, StepResult, TwoPlayed};
+use crate::harness::{
+    EnvSource, EnvWork, Observed, OracleRun, Played, PlayedStep, Replayed, Step, StepResult, TwoPlayed, action_tool,
+};
 use crate::sandbox::{Variant, Verdict};
 use crate::tools::{ParamType, ToolSchema};
 use serde_json::{Value, json};
@@ -95,10 +97,6 @@ pub(super) struct Battery<'a> {
 /// The text of an action.
 fn action(name: &str, parameters: Value) -> String {
     json!({"name": name, "parameters": parameters}).to_string()
-}
-
-fn tool_of(action: &str) -> Option<String> {
-    serde_json::from_str::<Value>(action).ok()?.get("name")?.as_str().map(String::from)
 }
 
 /// A wrong answer of the right answer's type.
@@ -217,7 +215,7 @@ impl<'a> Battery<'a> {
     fn plan_sample(&mut self, subject: &Subject<'a>, index: usize, limits: &Limits) -> bool {
         let sample = &subject.samples[index];
         let actions: Vec<String> = sample.run.trajectory.iter().map(|(a, _)| a.clone()).collect();
-        let Some(answered_at) = actions.iter().position(|a| tool_of(a).as_deref() == Some("Done")) else {
+        let Some(answered_at) = actions.iter().position(|a| action_tool(a).as_deref() == Some("Done")) else {
             self.answered_at.push(usize::MAX);
             return false;
         };
@@ -263,7 +261,7 @@ impl<'a> Battery<'a> {
         let mut tools: Vec<&String> = subject.tools.iter().filter(|t| *t != "Done").collect();
         tools.extend(subject.tools.iter().filter(|t| *t == "Done"));
         for tool in tools {
-            let used = run.trajectory.iter().map(|(a, _)| a).find(|a| tool_of(a).as_deref() == Some(tool.as_str()));
+            let used = run.trajectory.iter().map(|(a, _)| a).find(|a| action_tool(a).as_deref() == Some(tool.as_str()));
             let sent = used.cloned().unwrap_or_else(|| action(tool, plain_arguments(subject, tool)));
             self.push(Step::TimingCall { action: sent.clone() }, Purpose::TimingCall { tool: tool.clone(), sent });
         }
@@ -414,7 +412,7 @@ fn cut(text: &str, chars: usize) -> &str {
 /// After an answer, the reward the message states and the one a trainer reads must agree.
 fn check_rewards(steps: &[PlayedStep], outcome: &mut Outcome) {
     let disagrees = |step: &&PlayedStep| {
-        let answered = step.done || tool_of(&step.action).as_deref() == Some("Done");
+        let answered = step.done || action_tool(&step.action).as_deref() == Some("Done");
         answered && stated(&step.observation).is_some_and(|says| says != (step.reward == 1.0))
     };
     if let Some(step) = steps.iter().find(disagrees) {
@@ -516,10 +514,10 @@ impl Battery<'_> {
         let computes: Vec<Option<String>> = sample_ref.run.trajectory[..self.answered_at[sample]]
             .iter()
             .filter(|(_, observation)| shows(sample_ref, observation))
-            .map(|(action, _)| tool_of(action))
+            .map(|(action, _)| action_tool(action))
             .collect();
         let leaks = |s: &&PlayedStep| {
-            !s.done && !s.refused && !computes.contains(&tool_of(&s.action)) && shows(sample_ref, &s.observation)
+            !s.done && !s.refused && !computes.contains(&action_tool(&s.action)) && shows(sample_ref, &s.observation)
         };
         let leak = steps.iter().position(|s| leaks(&s));
         if let Some(at) = leak {
