@@ -3,13 +3,16 @@
 //! `extra_info.solve_fc_round`, ...) become `environments` and `task_configs`, keeping the released
 //! oracle count in `source_oracle_calls`. Inputs are Parquet (as the public dataset ships) or JSON
 //! Lines. Every input row ends in a table: an environment row, a configuration row, or a reject.
+//! An optional solver table (`source`, `env_name`, `solver`: a `def solve(self)` written from the
+//! task text and tool docs alone) becomes `oracle_candidates`, numbered from 1 per environment in
+//! file order: verification records whether they agree with the environment (`independent_pass`).
 //! A numeric `source` or `extra_info.index` is kept as the file spells it (a JSON number is never
 //! parsed into a float, a Parquet integer or decimal is printed exactly).
 
 use crate::dataset::{self, Dataset, DatasetError, ShardSelection, Table};
 use crate::ids::content_id;
 use crate::reasons::Reason;
-use crate::tables::{EnvironmentRow, RejectRow, TaskConfigRow};
+use crate::tables::{EnvironmentRow, OracleCandidateRow, RejectRow, TaskConfigRow};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashSet};
@@ -26,6 +29,29 @@ struct ReleasedEnv {
     source: String,
     env_name: String,
     env_code: String,
+}
+
+/// A solver written for a released environment from its task text and tool docs.
+#[derive(Debug, Deserialize)]
+struct ReleasedSolver {
+    #[serde(deserialize_with = "text_as_written")]
+    source: String,
+    env_name: String,
+    solver: String,
+}
+
+/// The files of a release: environments, tasks, and optionally independent solvers.
+#[derive(Debug, Clone, Copy)]
+pub struct Release<'a> {
+    pub envs: &'a Path,
+    pub tasks: &'a Path,
+    pub solvers: Option<&'a Path>,
+}
+
+impl<'a> Release<'a> {
+    pub fn new(envs: &'a Path, tasks: &'a Path) -> Release<'a> {
+        Release { envs, tasks, solvers: None }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +87,8 @@ pub struct ImportSummary {
     pub task_rows_in: usize,
     pub environments: usize,
     pub task_configs: usize,
+    pub solver_rows_in: usize,
+    pub oracle_candidates: usize,
     pub rejects: usize,
 }
 
@@ -109,20 +137,53 @@ fn reject(entity_id: String, source_id: Option<&str>, reason: Reason, detail: St
 struct ShardRows {
     environments: Vec<EnvironmentRow>,
     configs: Vec<TaskConfigRow>,
+    candidates: Vec<OracleCandidateRow>,
     rejects: Vec<RejectRow>,
 }
 
-/// Imports `envs` and `tasks` into the dataset `data`: the rows of the shards `selection` names
-/// (an environment's shard is a hash of its `env_id`; its configurations and rejects follow it).
-/// Rows a shard already holds (same content, hence same id) are left as they are, with their
-/// verification results, so a nightly re-import followed by `verify` only verifies what is new.
-pub fn import(
-    envs: &Path,
-    tasks: &Path,
-    data: &Dataset,
-    source: &str,
-    selection: ShardSelection,
-) -> Result<ImportSummary, DatasetError> {
+/// The independent solvers of `path` as candidates of the environments they name (by source and
+/// name), numbered from 1 per environment in file order; rows that name no environment, hold no
+/// `def solve(self)` or repeat one go to `rejects`.
+fn solvers(
+    path: &Path,
+    environments: &BTreeMap<(String, String), EnvironmentRow>,
+    rejects: &mut Vec<RejectRow>,
+) -> Result<(usize, Vec<OracleCandidateRow>), DatasetError> {
+    let rows: Vec<ReleasedSolver> = dataset::read_rows_file(path)?;
+    let mut candidates: Vec<OracleCandidateRow> = Vec::new();
+    for (row, released) in rows.iter().enumerate() {
+        let id = content_id("released-solver", &[&released.source, &released.env_name, &released.solver]);
+        let at = format!("{}: row {row}", path.display());
+        let Some(env) = environments.get(&(released.source.clone(), released.env_name.clone())) else {
+            let detail = format!("{at}: no environment ({}, {}) was imported", released.source, released.env_name);
+            rejects.push(reject(id, Some(&released.source), Reason::UnknownEnvironment, detail));
+            continue;
+        };
+        let Some(solver) = crate::synthesis::parse::solver(&released.solver) else {
+            let detail = format!("{at}: column `solver` holds no `def solve(self)` with a body");
+            rejects.push(reject(id, Some(&released.source), Reason::SolverUnparseable, detail));
+            continue;
+        };
+        let own: Vec<&OracleCandidateRow> = candidates.iter().filter(|c| c.env_id == env.env_id).collect();
+        if own.iter().any(|c| c.solver == solver) {
+            let detail = format!("{at} repeats an earlier solver of {}", released.env_name);
+            rejects.push(reject(id, Some(&released.source), Reason::SolverDuplicate, detail));
+            continue;
+        }
+        let candidate = own.len() as i32 + 1;
+        let origin = Some(at);
+        candidates.push(OracleCandidateRow { env_id: env.env_id.clone(), candidate, solver, origin, smoke_test: None });
+    }
+    Ok((rows.len(), candidates))
+}
+
+/// Imports a release into the dataset `data`: the rows of the shards `selection` names (an
+/// environment's shard is a hash of its `env_id`; its configurations, candidates and rejects
+/// follow it). Rows a shard already holds (same content, hence same id; for candidates, the same
+/// environment and number) are left as they are, with their verification results, so a nightly
+/// re-import followed by `verify` only verifies what is new.
+pub fn import(release: &Release, data: &Dataset, source: &str, selection: ShardSelection) -> Result<ImportSummary, DatasetError> {
+    let (envs, tasks) = (release.envs, release.tasks);
     let released_envs: Vec<ReleasedEnv> = dataset::read_rows_file(envs)?;
     let released_tasks: Vec<ReleasedTask> = dataset::read_rows_file(tasks)?;
     let mut summary =
@@ -201,11 +262,19 @@ pub fn import(
             },
         );
     }
+    let (solver_rows_in, candidates) = match release.solvers {
+        Some(path) => solvers(path, &environments, &mut rejects)?,
+        None => (0, Vec::new()),
+    };
+    summary.solver_rows_in = solver_rows_in;
     let shard_of_env: std::collections::HashMap<String, u32> =
         environments.values().map(|e| (e.env_id.clone(), data.shard_of(&e.env_id))).collect();
     let mut shards: BTreeMap<u32, ShardRows> = BTreeMap::new();
     for config in configs.into_values() {
         shards.entry(shard_of_env[config.env_id.as_str()]).or_default().configs.push(config);
+    }
+    for candidate in candidates {
+        shards.entry(shard_of_env[candidate.env_id.as_str()]).or_default().candidates.push(candidate);
     }
     for reject in rejects {
         // An environment's reject goes to its shard; anything else by its own id.
@@ -221,6 +290,7 @@ pub fn import(
         summary.environments += rows.environments.len();
         summary.task_configs += rows.configs.len();
         summary.rejects += rows.rejects.len();
+        summary.oracle_candidates += rows.candidates.len();
         // Rows the shard already holds (same content, same id) keep their verification results.
         let known_envs: HashSet<String> =
             data.read_shard::<EnvironmentRow>(Table::Environments, shard)?.into_iter().map(|e| e.env_id).collect();
@@ -229,8 +299,16 @@ pub fn import(
         let environments: Vec<EnvironmentRow> =
             rows.environments.into_iter().filter(|e| !known_envs.contains(&e.env_id)).collect();
         let configs: Vec<TaskConfigRow> = rows.configs.into_iter().filter(|c| !known_configs.contains(&c.config_id)).collect();
+        let known_candidates: HashSet<(String, i32)> = data
+            .read_shard::<OracleCandidateRow>(Table::OracleCandidates, shard)?
+            .into_iter()
+            .map(|c| (c.env_id, c.candidate))
+            .collect();
+        let candidates: Vec<OracleCandidateRow> =
+            rows.candidates.into_iter().filter(|c| !known_candidates.contains(&(c.env_id.clone(), c.candidate))).collect();
         data.upsert_shard(Table::Environments, shard, &environments)?;
         data.upsert_shard(Table::TaskConfigs, shard, &configs)?;
+        data.upsert_shard(Table::OracleCandidates, shard, &candidates)?;
         data.upsert_shard(Table::Rejects, shard, &rows.rejects)?;
         Ok(())
     })?;

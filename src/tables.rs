@@ -32,6 +32,8 @@ pub struct EnvironmentRow {
     pub servable: Option<bool>,
     /// Why it does not, when it does not.
     pub serve_detail: Option<String>,
+    /// Share of its checked configurations an independent candidate passes (null: it has none).
+    pub independent_share: Option<f64>,
 }
 
 impl EnvironmentRow {
@@ -55,6 +57,7 @@ impl EnvironmentRow {
             verifier: None,
             servable: None,
             serve_detail: None,
+            independent_share: None,
         }
     }
 }
@@ -77,6 +80,8 @@ pub struct TaskConfigRow {
     pub source_oracle_calls: Option<i32>,
     pub reference_pass_rate: Option<f64>,
     pub oracle_trajectory: Option<String>,
+    /// Whether a candidate written from the task text alone passes (null: there is none).
+    pub independent_pass: Option<bool>,
 }
 
 impl TaskConfigRow {
@@ -105,6 +110,7 @@ impl TaskConfigRow {
             source_oracle_calls: None,
             reference_pass_rate: None,
             oracle_trajectory: None,
+            independent_pass: None,
         }
     }
 }
@@ -134,6 +140,21 @@ pub struct OracleRunRow {
     pub verdict: String,
     pub oracle_calls: Option<i32>,
     pub duration_ms: i64,
+    pub detail: Option<String>,
+}
+
+/// `battery_runs`: one run of an environment's exploit battery, and what it found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatteryRunRow {
+    pub env_id: String,
+    pub run: i32,
+    pub config_id: String,
+    pub class: String,
+    pub policy: String,
+    pub actions: String,
+    pub from_reset: bool,
+    pub final_reward: Option<f64>,
+    pub verdict: String,
     pub detail: Option<String>,
 }
 

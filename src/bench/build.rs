@@ -159,7 +159,12 @@ pub fn build_bench(settings: &BuildBenchSettings) -> Result<()> {
             let dir = scratch.path().join(format!("verify-{size}-{shards}"));
             let data = Dataset::open(dir.to_str().expect("UTF-8"), Some(shards))?;
             let release = slice::release(&dir.join("release"), size, 1)?;
-            crate::import_codegym::import(&release.0, &release.1, &data, "bench-build", ShardSelection::default())?;
+            crate::import_codegym::import(
+                &crate::import_codegym::Release::new(&release.0, &release.1),
+                &data,
+                "bench-build",
+                ShardSelection::default(),
+            )?;
             let sandbox = crate::runtime::ensure()?.sandbox()?;
             let verify = VerifySettings { threads: settings.threads, ..Default::default() };
             let (seconds, bytes, peak) =

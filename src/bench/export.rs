@@ -53,6 +53,7 @@ pub fn export(settings: &ExportBenchSettings) -> Result<()> {
             format,
             splits: SplitSelection::All,
             hard: false,
+            require_independent: false,
             max_shard_bytes: 500_000_000,
             overwrite: true,
             threads: settings.threads,

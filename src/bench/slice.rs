@@ -195,7 +195,12 @@ pub(super) fn release(dir: &Path, envs: usize, configs: usize) -> Result<(std::p
 pub fn generate(dir: &Path) -> Result<Slice> {
     let (envs_path, tasks_path) = release(dir, ENVS, CONFIGS)?;
     let data = super::verify::dataset_in(&dir.join("data"))?;
-    crate::import_codegym::import(&envs_path, &tasks_path, &data, "bench-slice", ShardSelection::default())?;
+    crate::import_codegym::import(
+        &crate::import_codegym::Release::new(&envs_path, &tasks_path),
+        &data,
+        "bench-slice",
+        ShardSelection::default(),
+    )?;
     let imported: Vec<EnvironmentRow> = data.read_table(Table::Environments)?;
     let candidates: Vec<OracleCandidateRow> = imported
         .iter()

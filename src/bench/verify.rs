@@ -75,7 +75,12 @@ pub fn verify(settings: &BenchSettings) -> Result<()> {
     }
     let scratch = tempfile::tempdir()?;
     let imported = dataset_in(&scratch.path().join("sample"))?;
-    crate::import_codegym::import(&envs, &tasks, &imported, crate::import_codegym::SOURCE, ShardSelection::default())?;
+    crate::import_codegym::import(
+        &crate::import_codegym::Release::new(&envs, &tasks),
+        &imported,
+        crate::import_codegym::SOURCE,
+        ShardSelection::default(),
+    )?;
     let sample = cells(&imported)?;
     let matrix = matrix(&sample, settings.matrix_envs, settings.matrix_configs);
     let python = real_interpreter(&settings.python)?;
@@ -218,7 +223,12 @@ fn write_release(cells: &[Cell], data: &Dataset, dir: &Path) -> Result<()> {
     std::fs::write(dir.join("envs.jsonl"), envs)?;
     std::fs::write(dir.join("tasks.jsonl"), tasks)?;
     let (envs, tasks) = (dir.join("envs.jsonl"), dir.join("tasks.jsonl"));
-    crate::import_codegym::import(&envs, &tasks, data, crate::import_codegym::SOURCE, ShardSelection::default())?;
+    crate::import_codegym::import(
+        &crate::import_codegym::Release::new(&envs, &tasks),
+        data,
+        crate::import_codegym::SOURCE,
+        ShardSelection::default(),
+    )?;
     Ok(())
 }
 
@@ -325,7 +335,12 @@ pub fn stages(releases: &[(&Path, &str)], threads: usize) -> Result<()> {
         }
         let scratch = tempfile::tempdir()?;
         let data = dataset_in(scratch.path())?;
-        crate::import_codegym::import(&envs, &tasks, &data, crate::import_codegym::SOURCE, ShardSelection::default())?;
+        crate::import_codegym::import(
+            &crate::import_codegym::Release::new(&envs, &tasks),
+            &data,
+            crate::import_codegym::SOURCE,
+            ShardSelection::default(),
+        )?;
         let oracle_only = cells(&data)?;
         let (oracle, _) = run_ours(&sandbox, &oracle_only, threads)?;
         let before = sandbox::counters();
@@ -356,6 +371,12 @@ pub fn stages(releases: &[(&Path, &str)], threads: usize) -> Result<()> {
             after.guest_time.as_secs_f64() - before.guest_time.as_secs_f64(),
             after.instances - before.instances,
         );
+        let audit = crate::verify::audit::audit(&data)?;
+        let (played, caught) = audit.environments();
+        println!("    exploit battery: {played} environments played, {caught} caught");
+        for line in audit.lines() {
+            println!("      {line}");
+        }
     }
     let scratch = tempfile::tempdir()?;
     let slice = slice::generate(scratch.path())?;

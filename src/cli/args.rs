@@ -87,6 +87,10 @@ pub struct BuildArgs {
     /// Time limit of one problem's preflight, in milliseconds.
     #[arg(long, default_value_t = 10000)]
     pub preflight_timeout_ms: u64,
+    /// Keep only configurations that a candidate written from the task text and tool docs alone
+    /// passes (`task_configs.independent_pass`): the reference and the task text must agree.
+    #[arg(long)]
+    pub require_independent: bool,
     #[command(flatten)]
     pub shards: ShardArgs,
     #[command(flatten)]
@@ -136,6 +140,11 @@ pub struct ImportArgs {
     /// The task table (Parquet or JSON Lines: ability, prompt, extra_info, ...).
     #[arg(long)]
     pub tasks: PathBuf,
+    /// Solvers written from the task text and tool docs alone (Parquet or JSON Lines: source,
+    /// env_name, solver), run as oracle candidates: verification records whether each
+    /// configuration is passed by one (`independent_pass`).
+    #[arg(long, value_name = "FILE")]
+    pub solvers: Option<PathBuf>,
     /// The `source` recorded for these environments.
     #[arg(long, default_value = crate::import_codegym::SOURCE)]
     pub source: String,
@@ -174,6 +183,10 @@ pub struct VerifyArgs {
     /// Reference-model pass rates (Parquet or JSON Lines: `score` with `config_id` or `config`).
     #[arg(long, value_name = "FILE")]
     pub reference_scores: Option<PathBuf>,
+    /// Keep only configurations that a candidate written from the task text and tool docs alone
+    /// passes (`task_configs.independent_pass`): the reference and the task text must agree.
+    #[arg(long)]
+    pub require_independent: bool,
     #[command(flatten)]
     pub shards: ShardArgs,
     #[command(flatten)]
@@ -279,6 +292,10 @@ pub struct ExportArgs {
     /// with a tool-call cap of 512.
     #[arg(long)]
     pub hard: bool,
+    /// Export only configurations that a candidate written from the task text alone passes
+    /// (`task_configs.independent_pass`), whatever the dataset was curated with.
+    #[arg(long)]
+    pub require_independent: bool,
     /// hf: the largest Parquet shard, in MB (fractions allowed).
     #[arg(long, default_value_t = 500.0)]
     pub max_shard_mb: f64,

@@ -27,7 +27,11 @@ pub(super) fn run(cli: Cli) -> Result<()> {
         Command::ImportCodegym(args) => {
             let (data, selection) = open(&args.data, &args.shards)?;
             logged("import-codegym", &data, |log| {
-                import(&args.envs, &args.tasks, &data, selection, &args.source, Printer::new(args.run.quiet), log)
+                let release = import_codegym::Release {
+                    solvers: args.solvers.as_deref(),
+                    ..import_codegym::Release::new(&args.envs, &args.tasks)
+                };
+                import(&release, &data, selection, &args.source, Printer::new(args.run.quiet), log)
             })
         }
         Command::Verify(args) => verify_command(args),
@@ -150,7 +154,8 @@ fn build_steps(
     if data.row_count(Table::Environments, ShardSelection::default())? == 0 {
         printer.status("verify: no environments to verify (see `rejects`)");
     } else {
-        run_verify(data, &VerifySettings { threads, ..VerifySettings::default() }, selection, printer, log)?;
+        let settings = VerifySettings { threads, require_independent: args.require_independent, ..VerifySettings::default() };
+        run_verify(data, &settings, selection, printer, log)?;
     }
     if selection.is_all() {
         run_finalize(data, printer, log)?;
@@ -285,21 +290,29 @@ fn run_ingest(
 }
 
 fn import(
-    envs: &Path,
-    tasks: &Path,
+    release: &import_codegym::Release,
     data: &Dataset,
     selection: ShardSelection,
     source: &str,
     printer: Printer,
     log: &mut RunLog,
 ) -> Result<()> {
-    let summary = import_codegym::import(envs, tasks, data, source, selection)
+    let (envs, tasks) = (release.envs, release.tasks);
+    let summary = import_codegym::import(release, data, source, selection)
         .with_context(|| format!("failed to import {} and {}", envs.display(), tasks.display()))?;
+    let solvers = match release.solvers {
+        Some(_) => format!(" + {} solver rows", summary.solver_rows_in),
+        None => String::new(),
+    };
+    let candidates = match release.solvers {
+        Some(_) => format!(", {} oracle candidates", summary.oracle_candidates),
+        None => String::new(),
+    };
     printer.status(format!(
-        "import: {} environment rows + {} task rows -> {} environments, {} task configs, {} rejects",
+        "import: {} environment rows + {} task rows{solvers} -> {} environments, {} task configs{candidates}, {} rejects",
         summary.env_rows_in, summary.task_rows_in, summary.environments, summary.task_configs, summary.rejects
     ));
-    log.stage("import", serde_json::json!({ "env_rows_in": summary.env_rows_in, "task_rows_in": summary.task_rows_in, "environments": summary.environments, "task_configs": summary.task_configs, "rejects": summary.rejects }));
+    log.stage("import", serde_json::json!({ "env_rows_in": summary.env_rows_in, "task_rows_in": summary.task_rows_in, "solver_rows_in": summary.solver_rows_in, "environments": summary.environments, "task_configs": summary.task_configs, "oracle_candidates": summary.oracle_candidates, "rejects": summary.rejects }));
     Ok(())
 }
 
@@ -311,7 +324,11 @@ fn verify_command(args: VerifyArgs) -> Result<()> {
     };
     let mode = if args.fresh { ExecMode::Fresh } else { ExecMode::default() };
     let settings = VerifySettings { cell, mode, threads: threads(&args.run), all: args.all, ..VerifySettings::default() };
-    let settings = VerifySettings { reference_scores: args.reference_scores.clone(), ..settings };
+    let settings = VerifySettings {
+        reference_scores: args.reference_scores.clone(),
+        require_independent: args.require_independent,
+        ..settings
+    };
     let settings = if args.hard { settings.hard() } else { settings };
     let data = Dataset::open_existing(&args.data)?;
     let selection = args.shards.shard.unwrap_or_default();
@@ -380,6 +397,7 @@ fn export_settings(args: &ExportArgs) -> export::ExportSettings {
         format: args.format,
         splits: args.split,
         hard: args.hard,
+        require_independent: args.require_independent,
         max_shard_bytes: (args.max_shard_mb.max(0.001) * 1e6) as u64,
         overwrite: args.overwrite,
         threads: threads(&args.run),

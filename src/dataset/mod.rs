@@ -60,6 +60,8 @@ pub enum Table {
     OracleRuns,
     /// One row per (configuration, tool) for the chosen oracle (`tool_call_stats`).
     ToolCallStats,
+    /// One row per run of an environment's exploit battery (`battery_runs`).
+    BatteryRuns,
     /// One row per item a stage dropped (`rejects`).
     Rejects,
     /// One row per run of the engine (`runs`).
@@ -74,7 +76,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in pipeline order.
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::Problems,
         Table::LlmCalls,
         Table::Environments,
@@ -82,6 +84,7 @@ impl Table {
         Table::OracleCandidates,
         Table::OracleRuns,
         Table::ToolCallStats,
+        Table::BatteryRuns,
         Table::Rejects,
         Table::Runs,
         Table::NearDuplicates,
@@ -99,6 +102,7 @@ impl Table {
             Table::OracleCandidates => "oracle_candidates",
             Table::OracleRuns => "oracle_runs",
             Table::ToolCallStats => "tool_call_stats",
+            Table::BatteryRuns => "battery_runs",
             Table::Rejects => "rejects",
             Table::Runs => "runs",
             Table::NearDuplicates => "near_duplicates",

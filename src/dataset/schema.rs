@@ -149,6 +149,7 @@ fn schema_source(table: Table) -> &'static str {
         Table::OracleCandidates => include_str!("../../schemas/oracle_candidates.json"),
         Table::OracleRuns => include_str!("../../schemas/oracle_runs.json"),
         Table::ToolCallStats => include_str!("../../schemas/tool_call_stats.json"),
+        Table::BatteryRuns => include_str!("../../schemas/battery_runs.json"),
         Table::Rejects => include_str!("../../schemas/rejects.json"),
         Table::Runs => include_str!("../../schemas/runs.json"),
         Table::NearDuplicates => include_str!("../../schemas/near_duplicates.json"),

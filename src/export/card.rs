@@ -40,6 +40,8 @@ pub(crate) struct DatasetFacts {
     pub prompt_versions: BTreeSet<String>,
     /// The command line of the last run that verified (`verify` or `build`).
     pub last_verify: Option<String>,
+    /// What the exploit battery tried on the dataset's environments, and caught.
+    pub audit: crate::verify::audit::Audit,
 }
 
 pub(crate) fn dataset_facts(data: &Dataset) -> Result<DatasetFacts, ExportError> {
@@ -77,6 +79,7 @@ pub(crate) fn dataset_facts(data: &Dataset) -> Result<DatasetFacts, ExportError>
             }
         }
     }
+    facts.audit = crate::verify::audit::audit(data)?;
     facts.last_verify = latest.map(|(_, arguments)| {
         let args: Vec<String> = serde_json::from_str(&arguments).unwrap_or_default();
         format!("codegym {}", args.join(" "))
@@ -450,12 +453,32 @@ pub(crate) fn render(card: &Card) -> String {
         kept = thousands(stats.kept),
         rows = thousands(rows),
     );
+    out.push_str(&audit_section(&facts.audit));
     out.push_str("## Plots\n\n");
     for (file, title) in &card.plots {
         let _ = writeln!(out, "![{title}]({file})\n");
     }
     out.push_str(USE);
     out
+}
+
+/// The hackability audit: every attack the exploit battery made on the dataset's environments
+/// (kept or not), and what it caught. An environment it caught is never exported.
+fn audit_section(audit: &crate::verify::audit::Audit) -> String {
+    let (played, caught) = audit.environments();
+    if played == 0 {
+        return "## Hackability audit\n\nThe exploit battery has not played any environment of this dataset.\n\n".into();
+    }
+    format!(
+        "## Hackability audit\n\n\
+         Before an environment is kept, verification attacks it as a reward-hacking agent would, through the same \
+         episode path `codegym serve` uses: answers of every other type and shape, values the agent saw, optional \
+         parameters, retries, padding to the step cap, names that are not tools, fuzzed arguments, the answer \
+         searched for in everything the agent sees, a session replayed through its pickled state, two episodes in \
+         one loaded module, every tool timed. It played {played} environments and caught {caught}; no caught \
+         environment is in this dataset's exports. Every run is a row of the `battery_runs` table.\n\n{}\n",
+        audit.markdown()
+    )
 }
 
 /// The card's last section: loading the configs, and running an environment with plain CPython.

@@ -110,6 +110,8 @@ pub struct ExportSettings {
     pub splits: SplitSelection,
     /// Export the hard variant's curation (up to 512 oracle calls, reference pass rate <= 1/8).
     pub hard: bool,
+    /// Export only configurations an independent candidate passes (`independent_pass`).
+    pub require_independent: bool,
     /// `hf`: the largest Parquet shard, in bytes.
     pub max_shard_bytes: u64,
     /// Replace a non-empty `out`.
@@ -162,6 +164,7 @@ mod tests {
             format: Format::Hf,
             splits: SplitSelection::All,
             hard: false,
+            require_independent: false,
             max_shard_bytes: 1 << 20,
             overwrite: false,
             threads: 1,

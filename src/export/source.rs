@@ -97,8 +97,8 @@ impl Plan {
 }
 
 const ENV_COLUMNS: [&str; 7] = ["env_id", "env_name", "source", "source_id", "problem_id", "status", "tool_count"];
-const SELECT_COLUMNS: [&str; 7] =
-    ["env_id", "kept", "difficulty", "oracle_passed", "oracle_calls", "filter_reason", "reference_pass_rate"];
+const SELECT_COLUMNS: [&str; 8] =
+    ["env_id", "kept", "difficulty", "oracle_passed", "oracle_calls", "filter_reason", "reference_pass_rate", "independent_pass"];
 
 /// Reads the small columns and decides what is exported. Errors when `data` is not a dataset,
 /// holds environments not verified yet, or has not been finalized (its split is not decided).
@@ -186,11 +186,16 @@ struct Curation<'a> {
     oracle_passed: Option<bool>,
     oracle_calls: Option<i32>,
     reference_pass_rate: Option<f64>,
+    independent_pass: Option<bool>,
 }
 
 /// Whether a configuration is kept: as stored, or re-curated for the hard variant (the same
-/// function `verify --hard` applies, on the same stored columns).
-fn kept(curation: &Curation, env: &EnvMeta, hard: Option<&VerifySettings>) -> bool {
+/// function `verify --hard` applies, on the same stored columns); and, when required, passed by
+/// an independent candidate.
+fn kept(curation: &Curation, env: &EnvMeta, hard: Option<&VerifySettings>, require_independent: bool) -> bool {
+    if require_independent && curation.independent_pass != Some(true) {
+        return false;
+    }
     let Some(settings) = hard else { return curation.kept };
     let mut config = TaskConfigRow::pending(&env.env_id, &env.env_name, String::new(), "unknown", None);
     config.filter_reason = curation.filter_reason.map(String::from);
@@ -229,6 +234,7 @@ fn select_rows(
         let calls = batch.column(4).as_primitive::<Int32Type>();
         let reasons = batch.column(5).as_string::<i32>();
         let rates = batch.column(6).as_primitive::<Float64Type>();
+        let independent = batch.column(7).as_boolean();
         for i in 0..batch.num_rows() {
             stats.configs += 1;
             let oracle_passed = passed.is_valid(i).then(|| passed.value(i));
@@ -244,8 +250,9 @@ fn select_rows(
                 oracle_passed,
                 oracle_calls: calls.is_valid(i).then(|| calls.value(i)),
                 reference_pass_rate: rates.is_valid(i).then(|| rates.value(i)),
+                independent_pass: independent.is_valid(i).then(|| independent.value(i)),
             };
-            if kept(&curation, env, hard.as_ref()) {
+            if kept(&curation, env, hard.as_ref(), settings.require_independent) {
                 stats.kept += 1;
                 if settings.splits.includes(env.split) {
                     env.rows += 1;

@@ -280,7 +280,7 @@ mod tests {
         assert!(matches!(err, QueryError::UnknownTable { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("`envs` does not exist"), "{msg}");
-        assert!(msg.contains("available tables: environments"), "{msg}");
+        assert!(msg.contains("available tables: battery_runs, environments"), "{msg}");
         // A codegym table that no stage has written yet is empty, not missing.
         assert_eq!(run(&data, "SELECT count(*) AS n FROM rejects", OutputFormat::Csv).await.unwrap(), "n\n0\n");
         // A bad column is not an unknown-table error.

@@ -11,6 +11,7 @@
 //! sent. Planning and judging are pure; `mod.rs` runs the steps.
 
 use super::probes::{Finding, ProbeReason};
+use super::reasons::{AttackClass, RunVerdict};
 use super::values::{self, Match};
 use crate::harness::{
     EnvSource, EnvWork, Observed, OracleRun, Played, PlayedStep, Replayed, Step, StepResult, TwoPlayed, action_tool,
@@ -78,7 +79,7 @@ enum Expect {
 /// What one step of the battery is for.
 #[derive(Debug, Clone)]
 enum Purpose {
-    Episode { sample: usize, policy: String, expect: Expect, from_reset: bool, sent: Vec<String> },
+    Episode { sample: usize, class: AttackClass, policy: String, expect: Expect, from_reset: bool, sent: Vec<String> },
     ObservePrefixes { sample: usize },
     ServeReplay { sample: usize, sent: Vec<String> },
     TwoEpisodes { sample: usize },
@@ -229,9 +230,9 @@ impl<'a> Battery<'a> {
         let sent = actions[..=answered_at].to_vec();
         self.push(Step::ServeReplay { config, trajectory: full }, Purpose::ServeReplay { sample: index, sent });
         self.push(Step::ObservePrefixes { config, trajectory: before }, Purpose::ObservePrefixes { sample: index });
-        for (policy, expect, from_reset, actions) in policies(subject, sample, answered_at, limits) {
+        for Policy { class, name, expect, from_reset, actions } in policies(subject, sample, answered_at, limits) {
             let prefix = (full, if from_reset { 0 } else { answered_at });
-            let purpose = Purpose::Episode { sample: index, policy, expect, from_reset, sent: actions.clone() };
+            let purpose = Purpose::Episode { sample: index, class, policy: name, expect, from_reset, sent: actions.clone() };
             self.push(Step::Episode { config, prefix, actions }, purpose);
         }
         true
@@ -277,9 +278,26 @@ fn plain_arguments(subject: &Subject, tool: &str) -> Value {
     Value::Object(params.iter().filter(|p| p.required).map(|p| (p.name.clone(), plain(&p.ty))).collect())
 }
 
-/// The episodes of one sample: (policy, what a reward means, from reset or from where the oracle
-/// answered, actions).
-fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Limits) -> Vec<(String, Expect, bool, Vec<String>)> {
+/// One episode a reward hacker would play.
+struct Policy {
+    class: AttackClass,
+    /// The policy in words, as a finding names it.
+    name: String,
+    /// What a reward would mean.
+    expect: Expect,
+    /// From a fresh episode, or from where the oracle answered.
+    from_reset: bool,
+    actions: Vec<String>,
+}
+
+impl Policy {
+    fn new(class: AttackClass, name: String, expect: Expect, from_reset: bool, actions: Vec<String>) -> Policy {
+        Policy { class, name, expect, from_reset, actions }
+    }
+}
+
+/// The episodes of one sample.
+fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Limits) -> Vec<Policy> {
     let done = schema(subject, "Done");
     let param = done.and_then(|s| s.parameters.first()).map_or("answer".to_string(), |p| p.name.clone());
     let submit = |value: &Value| action("Done", json!({ param.as_str(): value }));
@@ -294,7 +312,8 @@ fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Lim
     for value in specials(right) {
         let Some(meaning) = expect(&value) else { continue };
         for from_reset in [true, false] {
-            episodes.push((format!("answer {value}"), meaning.clone(), from_reset, vec![submit(&value)]));
+            let name = format!("answer {value}");
+            episodes.push(Policy::new(AttackClass::SpecialAnswer, name, meaning.clone(), from_reset, vec![submit(&value)]));
         }
     }
     let mut shown = 0;
@@ -304,37 +323,33 @@ fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Lim
             break;
         }
         shown += 1;
-        episodes.push((format!("observed value {value} as the answer"), meaning, false, vec![submit(&value)]));
+        let name = format!("observed value {value} as the answer");
+        episodes.push(Policy::new(AttackClass::ObservedValue, name, meaning, false, vec![submit(&value)]));
     }
     for optional in done.map_or(&[][..], |s| s.parameters.as_slice()).iter().filter(|p| !p.required && p.name != param) {
         for value in [bad.clone(), json!(true)] {
             let sent = action("Done", json!({ param.as_str(): bad, optional.name.as_str(): value }));
-            episodes.push((
-                format!("optional {}={value} with a wrong answer", optional.name),
-                Expect::Nothing,
-                false,
-                vec![sent],
-            ));
+            let name = format!("optional {}={value} with a wrong answer", optional.name);
+            episodes.push(Policy::new(AttackClass::OptionalParameter, name, Expect::Nothing, false, vec![sent]));
         }
     }
     let observe = action("Observe", json!({}));
     let retry = vec![submit(&bad), observe.clone(), submit(right)];
-    episodes.push(("retry: a wrong answer, Observe, the right answer".into(), Expect::Nothing, false, retry));
+    let name = "retry: a wrong answer, Observe, the right answer".to_string();
+    episodes.push(Policy::new(AttackClass::Retry, name, Expect::Nothing, false, retry));
     let mut padding = vec![observe; limits.step_cap.saturating_sub(1)];
     padding.push(submit(&bad));
-    episodes.push((
-        format!("padding: {} Observe calls, then a wrong answer", limits.step_cap.saturating_sub(1)),
-        Expect::Nothing,
-        true,
-        padding,
-    ));
+    let name = format!("padding: {} Observe calls, then a wrong answer", limits.step_cap.saturating_sub(1));
+    episodes.push(Policy::new(AttackClass::Padding, name, Expect::Nothing, true, padding));
     let mut names: Vec<String> =
         NOT_TOOLS.iter().filter(|n| !subject.tools.iter().any(|t| t == *n)).map(|n| action(n, json!({}))).collect();
     names.push(submit(&bad));
-    episodes.push(("names that are not tools, then a wrong answer".into(), Expect::Nothing, true, names));
+    let name = "names that are not tools, then a wrong answer".to_string();
+    episodes.push(Policy::new(AttackClass::NotATool, name, Expect::Nothing, true, names));
     let mut fuzz = fuzz_calls(subject, sample);
     fuzz.push(submit(&bad));
-    episodes.push(("fuzzed arguments to every tool, then a wrong answer".into(), Expect::Nothing, true, fuzz));
+    let name = "fuzzed arguments to every tool, then a wrong answer".to_string();
+    episodes.push(Policy::new(AttackClass::FuzzedArguments, name, Expect::Nothing, true, fuzz));
     episodes
 }
 
@@ -381,13 +396,55 @@ pub(super) struct Outcome {
     pub(super) findings: Vec<Finding>,
     /// Documented equivalences the environment accepts (never a reason to reject it).
     pub(super) lenient: Vec<String>,
+    /// Every run, in the order played, with what it found: the audit (`battery_runs`).
+    pub(super) runs: Vec<AuditRun>,
+    /// The first finding and the first accepted equivalence of the run being judged.
+    current: Option<Finding>,
+    accepted: Option<String>,
 }
+
+/// One run of the battery as the audit records it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct AuditRun {
+    /// The configuration it played.
+    pub(super) config: String,
+    pub(super) class: AttackClass,
+    pub(super) policy: String,
+    pub(super) actions: Vec<String>,
+    pub(super) from_reset: bool,
+    /// The reward a trainer reads after its last call.
+    pub(super) final_reward: Option<f64>,
+    pub(super) verdict: RunVerdict,
+    pub(super) detail: Option<String>,
+}
+
+/// What a run gave to judge: the reward after its last call, if it has one; or why it gave nothing.
+type Evidence = Result<Option<f64>, String>;
 
 impl Outcome {
     fn find(&mut self, reason: ProbeReason, detail: String) {
+        self.current.get_or_insert_with(|| Finding { reason, detail: detail.clone() });
         if !self.findings.iter().any(|f| f.reason == reason) {
             self.findings.push(Finding { reason, detail });
         }
+    }
+
+    fn accept(&mut self, equivalence: String) {
+        self.accepted.get_or_insert_with(|| equivalence.clone());
+        self.lenient.push(equivalence);
+    }
+
+    /// Closes the run being judged: its verdict is its first finding, else an accepted
+    /// equivalence, else whether it gave evidence at all.
+    fn close_run(&mut self, mut run: AuditRun, evidence: Evidence) {
+        let (verdict, detail) = match (self.current.take(), self.accepted.take(), &evidence) {
+            (Some(finding), _, _) => (RunVerdict::Found(finding.reason), Some(finding.detail)),
+            (None, Some(equivalence), _) => (RunVerdict::Lenient, Some(equivalence)),
+            (None, None, Err(why)) => (RunVerdict::NoEvidence, Some(why.clone())),
+            (None, None, Ok(_)) => (RunVerdict::Held, None),
+        };
+        run.final_reward = evidence.ok().flatten();
+        self.runs.push(AuditRun { verdict, detail, ..run });
     }
 }
 
@@ -444,28 +501,70 @@ impl Battery<'_> {
             .find(|(p, _)| matches!(p, Purpose::TimingBuild))
             .is_some_and(|(_, r)| r.value.is_ok());
         for (purpose, result) in self.purposes.iter().zip(results) {
-            match purpose {
-                Purpose::Episode { sample, policy, expect, from_reset, sent } => {
-                    let Ok(played) = result.parse::<Played>() else { continue };
-                    self.judge_episode(subject, *sample, policy, expect, *from_reset, sent, &played.steps, &mut outcome);
-                }
-                Purpose::ObservePrefixes { sample } => {
-                    let Ok(observed) = result.parse::<Observed>() else { continue };
-                    self.judge_prefixes(subject, *sample, &observed, &mut outcome);
-                }
+            let Some(run) = self.audit_run(subject, purpose) else { continue };
+            let no_evidence = |detail: String| Err(result.failure().unwrap_or(detail));
+            let evidence: Evidence = match purpose {
+                Purpose::Episode { sample, policy, expect, from_reset, sent, .. } => match result.parse::<Played>() {
+                    Ok(played) => {
+                        self.judge_episode(subject, *sample, policy, expect, *from_reset, sent, &played.steps, &mut outcome);
+                        Ok(played.steps.last().map(|s| s.reward))
+                    }
+                    Err(detail) => no_evidence(detail),
+                },
+                Purpose::ObservePrefixes { sample } => match result.parse::<Observed>() {
+                    Ok(observed) => Ok(self.judge_prefixes(subject, *sample, &observed, &mut outcome)),
+                    Err(detail) => no_evidence(detail),
+                },
                 Purpose::ServeReplay { sample, sent } => {
-                    judge_replay(&subject.samples[*sample], sent, result, limits, &mut outcome)
+                    Ok(judge_replay(&subject.samples[*sample], sent, result, limits, &mut outcome))
                 }
                 Purpose::TwoEpisodes { sample } => judge_two(&subject.samples[*sample], result, &mut outcome),
-                Purpose::TimingBuild => {}
-                Purpose::TimingCall { tool, sent } if timing_built => judge_timing(tool, sent, result, limits, &mut outcome),
-                Purpose::TimingCall { .. } => {}
-            }
+                Purpose::TimingCall { tool, sent } if timing_built => Ok(judge_timing(tool, sent, result, limits, &mut outcome)),
+                Purpose::TimingCall { .. } | Purpose::TimingBuild => {
+                    Err("the environment could not be built to time its tools".into())
+                }
+            };
+            outcome.close_run(run, evidence);
         }
         outcome.findings.sort_by_key(|f| f.reason);
         outcome.lenient.sort();
         outcome.lenient.dedup();
         outcome
+    }
+
+    /// The audit's record of the run a step plays, before it is judged (none for the build that
+    /// the timed calls start from).
+    fn audit_run(&self, subject: &Subject, purpose: &Purpose) -> Option<AuditRun> {
+        let oracle_actions = |sample: usize, upto: usize| -> Vec<String> {
+            subject.samples[sample].run.trajectory.iter().take(upto).map(|(a, _)| a.clone()).collect()
+        };
+        let timed_on = self.purposes.iter().find_map(|p| match p {
+            Purpose::ServeReplay { sample, .. } => Some(*sample),
+            _ => None,
+        });
+        let (sample, class, policy, actions, from_reset) = match purpose {
+            Purpose::Episode { sample, class, policy, from_reset, sent, .. } => {
+                (*sample, *class, policy.clone(), sent.clone(), *from_reset)
+            }
+            Purpose::ObservePrefixes { sample } => {
+                let policy = "Observe after every prefix of the oracle's calls".to_string();
+                (*sample, AttackClass::ObservePrefixes, policy, oracle_actions(*sample, self.answered_at[*sample]), true)
+            }
+            Purpose::ServeReplay { sample, sent } => {
+                let policy = "the oracle's calls, each after a pickle round trip of the session".to_string();
+                (*sample, AttackClass::ServeReplay, policy, sent.clone(), true)
+            }
+            Purpose::TwoEpisodes { sample } => {
+                let policy = "the oracle's calls after another episode in the same loaded module".to_string();
+                (*sample, AttackClass::TwoEpisodes, policy, oracle_actions(*sample, self.answered_at[*sample] + 1), true)
+            }
+            Purpose::TimingCall { tool, sent } => {
+                (timed_on?, AttackClass::TimedCall, format!("one timed call of {tool}"), vec![sent.clone()], true)
+            }
+            Purpose::TimingBuild => return None,
+        };
+        let config = subject.samples[sample].config.to_string();
+        Some(AuditRun { config, class, policy, actions, from_reset, final_reward: None, verdict: RunVerdict::Held, detail: None })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -498,7 +597,7 @@ impl Battery<'_> {
                         );
                         outcome.find(ProbeReason::RewardHackable, detail);
                     }
-                    Expect::Lenient(why) => outcome.lenient.push(format!("Done accepts {why}")),
+                    Expect::Lenient(why) => outcome.accept(format!("Done accepts {why}")),
                 }
                 break;
             }
@@ -547,7 +646,7 @@ impl Battery<'_> {
 
     /// Observe after a few calls (a cache, a counter) must not show what the calls so far did not.
     /// Observe right after reset is the per-configuration check's (`answer_in_observe`).
-    fn judge_prefixes(&self, subject: &Subject, sample: usize, observed: &Observed, outcome: &mut Outcome) {
+    fn judge_prefixes(&self, subject: &Subject, sample: usize, observed: &Observed, outcome: &mut Outcome) -> Option<f64> {
         let sample_ref = &subject.samples[sample];
         let honest = self.revealed_after(sample_ref, sample);
         let leak = observed.observations.iter().enumerate().skip(1).find(|(at, text)| *at < honest && shows(sample_ref, text));
@@ -559,6 +658,7 @@ impl Battery<'_> {
             );
             outcome.find(ProbeReason::AnswerLeaked, detail);
         }
+        None
     }
 }
 
@@ -573,19 +673,20 @@ fn shows(sample: &Sample, text: &str) -> bool {
 }
 
 /// The oracle's trajectory replayed as a served session must show what it showed live and earn
-/// the same reward; its state must be small enough to hold idle.
-fn judge_replay(sample: &Sample, sent: &[String], result: &StepResult, limits: &Limits, outcome: &mut Outcome) {
+/// the same reward; its state must be small enough to hold idle. Returns the replay's last reward.
+fn judge_replay(sample: &Sample, sent: &[String], result: &StepResult, limits: &Limits, outcome: &mut Outcome) -> Option<f64> {
     let replayed = match result.parse::<Replayed>() {
         Ok(replayed) => replayed,
         Err(detail) => {
             let why = result.failure().unwrap_or(detail);
             outcome.find(ProbeReason::NotServable, format!("a session held as pickled state fails: {why}"));
-            return;
+            return None;
         }
     };
+    let last_reward = replayed.steps.last().map(|s| s.reward);
     if !answers(sent, &replayed.steps) {
         outcome.find(ProbeReason::Tampered, "the serving replay does not answer the oracle's actions".into());
-        return;
+        return last_reward;
     }
     check_rewards(&replayed.steps, outcome);
     let live = &sample.run.trajectory;
@@ -614,11 +715,13 @@ fn judge_replay(sample: &Sample, sent: &[String], result: &StepResult, limits: &
         let detail = format!("its state pickles to {} bytes, over the cap of {}", replayed.state_bytes, limits.max_state_bytes);
         outcome.find(ProbeReason::StateTooLarge, detail);
     }
+    last_reward
 }
 
 /// An episode played after another in the same module must match a fresh one.
-fn judge_two(sample: &Sample, result: &StepResult, outcome: &mut Outcome) {
-    let Ok(two) = result.parse::<TwoPlayed>() else { return };
+fn judge_two(sample: &Sample, result: &StepResult, outcome: &mut Outcome) -> Evidence {
+    let two = result.parse::<TwoPlayed>().map_err(|detail| result.failure().unwrap_or(detail))?;
+    let last_reward = two.second.last().map(|s| s.reward);
     let same = |a: &PlayedStep, b: &PlayedStep| a.observation == b.observation && a.reward == b.reward;
     let differs = two.fresh.iter().zip(&two.second).position(|(a, b)| !same(a, b));
     let detail = match differs {
@@ -636,18 +739,22 @@ fn judge_two(sample: &Sample, result: &StepResult, outcome: &mut Outcome) {
                 two.fresh.len()
             )
         }
-        None => return,
+        None => return Ok(last_reward),
     };
     outcome.find(ProbeReason::StateAcrossEpisodes, detail);
+    Ok(last_reward)
 }
 
 /// A documented tool must answer within the per-call budget.
-fn judge_timing(tool: &str, sent: &str, result: &StepResult, limits: &Limits, outcome: &mut Outcome) {
-    if let Ok(played) = result.parse::<Played>()
+/// Returns the call's reward, when it gave one.
+fn judge_timing(tool: &str, sent: &str, result: &StepResult, limits: &Limits, outcome: &mut Outcome) -> Option<f64> {
+    let played = result.parse::<Played>().ok();
+    let reward = played.as_ref().and_then(|p| p.steps.last()).map(|s| s.reward);
+    if let Some(played) = &played
         && !answers(std::slice::from_ref(&sent.to_string()), &played.steps)
     {
         outcome.find(ProbeReason::Tampered, format!("the timed call of {tool} does not answer the action sent"));
-        return;
+        return reward;
     }
     let slow = result.verdict == Verdict::Timeout || result.duration_ms > limits.tool_budget_ms;
     if slow {
@@ -658,6 +765,7 @@ fn judge_timing(tool: &str, sent: &str, result: &StepResult, limits: &Limits, ou
         };
         outcome.find(ProbeReason::SlowTool, format!("one call of {tool} {took}; the budget is {} ms", limits.tool_budget_ms));
     }
+    reward
 }
 
 #[cfg(test)]

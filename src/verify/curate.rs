@@ -30,7 +30,8 @@ pub(super) fn curate_all(envs: &[EnvironmentRow], configs: &mut [TaskConfigRow],
 }
 
 /// The curation filters (stage 8), from what the tables hold: the cells' own findings, then the
-/// oracle call range, the environment's status and tool count, the reference model's pass rate.
+/// oracle call range, the environment's status and tool count, independent agreement (when
+/// required), the reference model's pass rate.
 /// A pure function of stored columns, so changing a threshold (`--hard`) re-curates every
 /// configuration without running anything.
 pub(crate) fn curate(config: &mut TaskConfigRow, env: &EnvironmentRow, settings: &VerifySettings) {
@@ -47,6 +48,8 @@ pub(crate) fn curate(config: &mut TaskConfigRow, env: &EnvironmentRow, settings:
             Some(Filter::EnvironmentNotVerified)
         } else if env.tool_count < settings.min_tools {
             Some(Filter::TooFewTools)
+        } else if settings.require_independent && config.independent_pass != Some(true) {
+            Some(Filter::NotIndependent)
         } else if config.reference_pass_rate.is_some_and(|rate| rate > settings.max_reference_pass_rate) {
             Some(Filter::ReferenceModelSolves)
         } else {

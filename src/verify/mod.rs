@@ -4,14 +4,16 @@
 //! every configuration, the smoke test of every oracle candidate and the candidate x
 //! configuration matrix, the anti-gaming probes, then curation. Reads `environments`,
 //! `task_configs` and `oracle_candidates`; writes them back with results, plus `oracle_runs`,
-//! `tool_call_stats` and `rejects`. All guest code runs in the sandbox.
+//! `tool_call_stats`, `battery_runs` and `rejects`. All guest code runs in the sandbox.
 //!
 //! Modules: this one plans the sandbox steps per environment and runs them chunk by chunk, in two
 //! rounds: the checks and oracle cells, then, for environments whose own oracle passes, the
 //! exploit battery ([`battery`], which answers are compared by value with [`values`]);
 //! [`record`] turns step results into rows and statuses (and chooses the oracle); [`curate`]
-//! applies the curation filters; [`store`] keeps the tables in between.
+//! applies the curation filters; [`store`] keeps the tables in between; [`audit`] sums what the
+//! battery tried and caught.
 
+pub mod audit;
 mod battery;
 mod curate;
 mod probes;
@@ -94,6 +96,9 @@ pub struct VerifySettings {
     pub max_state_bytes: usize,
     /// One call of a documented tool must take at most this (1 s).
     pub tool_budget: Duration,
+    /// Curation keeps only configurations that a candidate written from the task text alone
+    /// passes (`task_configs.independent_pass`): the reference and the text must agree.
+    pub require_independent: bool,
     pub threads: usize,
     pub mode: ExecMode,
     /// Re-verify every environment, not only pending ones (after changing limits, say).
@@ -169,6 +174,7 @@ impl Default for VerifySettings {
             step_cap: 256,
             max_state_bytes: 256 << 10,
             tool_budget: Duration::from_secs(1),
+            require_independent: false,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             mode: ExecMode::default(),
             all: false,
@@ -654,6 +660,8 @@ fn settle(
     for &config in own {
         tables.apply_oracle(&mut configs[config], *oracle.as_ref().unwrap_or(&0));
     }
+    let has_independent = found.smoke.iter().any(|(id, ..)| *id == envs[env].env_id);
+    tables.record_independence(&mut envs[env], configs, own, has_independent);
     // A configuration over the size cap is rejected alone: it does not count against its environment.
     let own_configs: Vec<&TaskConfigRow> = own.iter().map(|&c| &configs[c]).filter(|c| !too_large(c)).collect();
     tables.settle_env(&mut envs[env], checks, &own_configs, oracle, settings);

@@ -1,7 +1,8 @@
 //! The words verification writes into the tables, one enum per column and one spelling per value:
-//! the verdict of an oracle cell (`oracle_runs.verdict`) and the reason a configuration is not
-//! kept (`task_configs.filter_reason`). Curation reads stored reasons back through [`Filter`]'s
-//! parser, never by string prefix.
+//! the verdict of an oracle cell (`oracle_runs.verdict`), the reason a configuration is not kept
+//! (`task_configs.filter_reason`), and the class and verdict of an exploit-battery run
+//! (`battery_runs.class`, `battery_runs.verdict`). Curation reads stored reasons back through
+//! [`Filter`]'s parser, never by string prefix.
 
 use super::probes::ProbeReason;
 use crate::sandbox::Verdict;
@@ -58,6 +59,99 @@ impl CellVerdict {
     }
 }
 
+/// What kind of attack an exploit-battery run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum AttackClass {
+    /// A special value or another type or shape submitted as the answer.
+    SpecialAnswer,
+    /// A value the oracle's observations showed, submitted as the answer.
+    ObservedValue,
+    /// An optional parameter of the answer action set against the reference.
+    OptionalParameter,
+    /// A wrong answer, further actions, then the right one.
+    Retry,
+    /// Valid calls up to the step cap, then a wrong answer.
+    Padding,
+    /// Names that are not tools.
+    NotATool,
+    /// Every documented tool with arguments out of range, of the wrong type, missing or extra.
+    FuzzedArguments,
+    /// Observe after every prefix of the oracle's calls.
+    ObservePrefixes,
+    /// The oracle's calls replayed through a pickle round trip before each, as `serve` holds a
+    /// session.
+    ServeReplay,
+    /// An episode played after another in one loaded module.
+    TwoEpisodes,
+    /// One documented tool called alone, timed.
+    TimedCall,
+}
+
+impl AttackClass {
+    pub(crate) const ALL: [AttackClass; 11] = [
+        AttackClass::SpecialAnswer,
+        AttackClass::ObservedValue,
+        AttackClass::OptionalParameter,
+        AttackClass::Retry,
+        AttackClass::Padding,
+        AttackClass::NotATool,
+        AttackClass::FuzzedArguments,
+        AttackClass::ObservePrefixes,
+        AttackClass::ServeReplay,
+        AttackClass::TwoEpisodes,
+        AttackClass::TimedCall,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            AttackClass::SpecialAnswer => "special_answer",
+            AttackClass::ObservedValue => "observed_value",
+            AttackClass::OptionalParameter => "optional_parameter",
+            AttackClass::Retry => "retry",
+            AttackClass::Padding => "padding",
+            AttackClass::NotATool => "not_a_tool",
+            AttackClass::FuzzedArguments => "fuzzed_arguments",
+            AttackClass::ObservePrefixes => "observe_prefixes",
+            AttackClass::ServeReplay => "serve_replay",
+            AttackClass::TwoEpisodes => "two_episodes",
+            AttackClass::TimedCall => "timed_call",
+        }
+    }
+}
+
+/// What one exploit-battery run concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunVerdict {
+    /// Nothing found.
+    Held,
+    /// A documented equivalence of the right answer was accepted (never a rejection).
+    Lenient,
+    /// The run failed before it gave evidence to judge.
+    NoEvidence,
+    /// What it caught.
+    Found(ProbeReason),
+}
+
+impl RunVerdict {
+    const HELD: &'static str = "held";
+    const LENIENT: &'static str = "lenient_matching";
+    const NO_EVIDENCE: &'static str = "no_evidence";
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RunVerdict::Held => Self::HELD,
+            RunVerdict::Lenient => Self::LENIENT,
+            RunVerdict::NoEvidence => Self::NO_EVIDENCE,
+            RunVerdict::Found(reason) => reason.as_str(),
+        }
+    }
+
+    /// Whether a stored verdict is a catch (a finding), not one of the three that are not.
+    pub(crate) fn is_catch(stored: &str) -> bool {
+        ![Self::HELD, Self::LENIENT, Self::NO_EVIDENCE].contains(&stored)
+    }
+}
+
 /// Why a configuration is not kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Filter {
@@ -76,6 +170,8 @@ pub(crate) enum Filter {
     OracleCallsAboveMax,
     EnvironmentNotVerified,
     TooFewTools,
+    /// `--require-independent`: no candidate written from the task text alone passes it.
+    NotIndependent,
     ReferenceModelSolves,
 }
 
@@ -99,6 +195,7 @@ impl Filter {
             Filter::OracleCallsAboveMax => "oracle_calls_above_max",
             Filter::EnvironmentNotVerified => "environment_not_verified",
             Filter::TooFewTools => "too_few_tools",
+            Filter::NotIndependent => "not_independent",
             Filter::ReferenceModelSolves => "reference_model_solves",
         }
     }
@@ -151,6 +248,7 @@ impl Filter {
             Filter::OracleCallsAboveMax,
             Filter::EnvironmentNotVerified,
             Filter::TooFewTools,
+            Filter::NotIndependent,
             Filter::ReferenceModelSolves,
         ]
         .into_iter()

@@ -9,7 +9,7 @@ use super::{ConfigResult, STAGE, VERIFIED, VerifySettings};
 use crate::harness::{ModuleChecks, OracleRun};
 use crate::reasons::Reason;
 use crate::sandbox::Verdict;
-use crate::tables::{EnvironmentRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
+use crate::tables::{BatteryRunRow, EnvironmentRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
 use std::collections::BTreeMap;
 
 /// One (candidate, configuration) oracle run.
@@ -53,6 +53,7 @@ impl Cell {
 pub(super) struct Tables {
     pub(super) oracle_runs: Vec<OracleRunRow>,
     pub(super) tool_calls: Vec<ToolCallStatRow>,
+    pub(super) battery_runs: Vec<BatteryRunRow>,
     pub(super) rejects: Vec<RejectRow>,
     /// This chunk's oracle cells by (config_id, candidate).
     pub(super) cells: BTreeMap<(String, i32), Cell>,
@@ -172,10 +173,24 @@ impl Tables {
         }
     }
 
-    /// What the exploit battery found: every finding a reject row (they disqualify the
-    /// environment; the first one is its status), the equivalences it accepts kept for its status
-    /// detail.
+    /// What the exploit battery found: every run a row of the audit, every finding a reject row
+    /// (they disqualify the environment; the first one is its status), the equivalences it accepts
+    /// kept for its status detail.
     pub(super) fn record_battery(&mut self, env: &EnvironmentRow, outcome: super::battery::Outcome) {
+        for (number, run) in outcome.runs.into_iter().enumerate() {
+            self.battery_runs.push(BatteryRunRow {
+                env_id: env.env_id.clone(),
+                run: number as i32,
+                config_id: crate::tables::config_id(&env.env_id, &run.config),
+                class: run.class.as_str().into(),
+                policy: run.policy,
+                actions: serde_json::to_string(&run.actions).expect("text serializes"),
+                from_reset: run.from_reset,
+                final_reward: run.final_reward,
+                verdict: run.verdict.as_str().into(),
+                detail: run.detail,
+            });
+        }
         for finding in outcome.findings {
             self.reject(&env.env_id, finding.reason.as_str(), finding.detail.clone());
             self.env_findings.entry(env.env_id.clone()).or_insert(finding);
@@ -298,6 +313,31 @@ impl Tables {
                 config.filter_reason.get_or_insert_with(|| Filter::Oracle(label).as_str().into());
             }
         }
+    }
+
+    /// Whether a candidate written from the task text alone (any but the environment's own
+    /// `solve`, candidate 0) passes each configuration its own `solve` ran on, and the share of
+    /// those it passes: all null when the environment has no such candidate.
+    pub(super) fn record_independence(
+        &self,
+        env: &mut EnvironmentRow,
+        configs: &mut [TaskConfigRow],
+        own: &[usize],
+        has_independent: bool,
+    ) {
+        let (mut ran, mut passed) = (0usize, 0usize);
+        for &index in own {
+            let config = &mut configs[index];
+            let id = config.config_id.clone();
+            let played = has_independent && self.cells.contains_key(&(id.clone(), 0));
+            config.independent_pass = played.then(|| {
+                let mut others = self.cells.range((id.clone(), 1)..=(id, i32::MAX));
+                others.any(|(_, cell)| cell.label() == CellVerdict::Pass)
+            });
+            ran += usize::from(played);
+            passed += usize::from(config.independent_pass == Some(true));
+        }
+        env.independent_share = (ran > 0).then(|| passed as f64 / ran as f64);
     }
 
     /// Decides the environment's status: the module-wide checks first, then what the probes

@@ -5,7 +5,7 @@
 use super::STAGE;
 use super::record::Tables;
 use crate::dataset::{Dataset, DatasetError, Table};
-use crate::tables::{EnvironmentRow, OracleCandidateRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
+use crate::tables::{BatteryRunRow, EnvironmentRow, OracleCandidateRow, OracleRunRow, RejectRow, TaskConfigRow, ToolCallStatRow};
 
 /// The tables verification writes besides `environments` and `task_configs`, as stored in one
 /// shard.
@@ -14,6 +14,7 @@ pub(super) struct Stored {
     pub(super) candidates: Vec<OracleCandidateRow>,
     pub(super) oracle_runs: Vec<OracleRunRow>,
     tool_calls: Vec<ToolCallStatRow>,
+    battery_runs: Vec<BatteryRunRow>,
     rejects: Vec<RejectRow>,
 }
 
@@ -24,6 +25,7 @@ impl Stored {
             candidates: data.read_shard(Table::OracleCandidates, shard)?,
             oracle_runs: data.read_shard(Table::OracleRuns, shard)?,
             tool_calls: data.read_shard(Table::ToolCallStats, shard)?,
+            battery_runs: data.read_shard(Table::BatteryRuns, shard)?,
             rejects: data.read_shard(Table::Rejects, shard)?,
         })
     }
@@ -38,8 +40,10 @@ impl Stored {
         self.rejects.retain(|r| !stale(r));
         self.oracle_runs.retain(|r| !envs.contains(r.env_id.as_str()));
         self.tool_calls.retain(|r| !envs.contains(r.env_id.as_str()));
+        self.battery_runs.retain(|r| !envs.contains(r.env_id.as_str()));
         self.oracle_runs.extend(fresh.oracle_runs);
         self.tool_calls.extend(fresh.tool_calls);
+        self.battery_runs.extend(fresh.battery_runs);
         self.rejects.extend(fresh.rejects);
     }
 
@@ -58,6 +62,7 @@ impl Stored {
         data.write_shard(Table::OracleCandidates, shard, &self.candidates)?;
         data.write_shard(Table::OracleRuns, shard, &self.oracle_runs)?;
         data.write_shard(Table::ToolCallStats, shard, &self.tool_calls)?;
+        data.write_shard(Table::BatteryRuns, shard, &self.battery_runs)?;
         data.write_shard(Table::Rejects, shard, &self.rejects)?;
         data.write_shard(Table::TaskConfigs, shard, configs)?;
         data.write_shard(Table::Environments, shard, envs)?;

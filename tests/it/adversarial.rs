@@ -14,7 +14,11 @@ fn verified() -> &'static Path {
     DATA.get_or_init(|| {
         let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("adversarial");
         let _ = std::fs::remove_dir_all(&data);
-        import_release(&repo().join("tests/data/adversarial"), "jsonl", &data);
+        let release = repo().join("tests/data/adversarial");
+        let file = |name: &str| release.join(name).to_str().unwrap().to_string();
+        let (envs, tasks, solvers) = (file("envs.jsonl"), file("tasks.jsonl"), file("solvers.jsonl"));
+        let data_arg = data.to_str().unwrap();
+        run_ok(&["import-codegym", "--envs", &envs, "--tasks", &tasks, "--solvers", &solvers, "--data", data_arg]);
         add_candidates(&data);
         run_ok(&["verify", "--data", data.to_str().unwrap(), "--threads", "2"]);
         data
@@ -210,4 +214,103 @@ fn curation_counts_calls_itself_and_documented_equivalences_are_recorded_not_rej
     let lenient = status(data, "CaseInsensitiveEnv");
     assert_eq!(lenient["status"], "verified");
     assert!(lenient["status_detail"].as_str().unwrap().starts_with("lenient_matching:"), "{lenient}");
+}
+
+/// Class I: the task text accepts any position of the largest value, `Done` only the first. Every
+/// check passes it; a solver written from the text alone answers another position on ties, and
+/// `--require-independent` keeps only the configurations where the two agree.
+#[test]
+fn a_reference_that_disagrees_with_its_task_text_is_caught_by_an_independent_solver() {
+    let data = verified();
+    let passes = |env: &str| -> Vec<serde_json::Value> {
+        let query = format!("SELECT independent_pass FROM task_configs WHERE env_name = '{env}' ORDER BY config");
+        sql_rows(data, &query).into_iter().map(|row| row["independent_pass"].clone()).collect()
+    };
+    // Configurations in text order: [1, 5, ...] has one largest value, the other two tie.
+    assert_eq!(passes("ArgmaxTiesEnv"), [json!(true), json!(false), json!(false)]);
+    assert_eq!(passes("DataclassEnv"), vec![json!(true); 3]);
+    assert_eq!(passes("SoundSumEnv"), vec![json!(false); 3], "its only other candidates reach past step");
+    assert_eq!(passes("LoudSoundEnv"), vec![serde_json::Value::Null; 3], "no candidate but its own solve");
+    let share = |env: &str| sql_rows(data, &format!("SELECT independent_share FROM environments WHERE env_name = '{env}'"));
+    assert!((share("ArgmaxTiesEnv")[0]["independent_share"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(share("LoudSoundEnv")[0]["independent_share"], serde_json::Value::Null);
+    let refused = sql_rows(data, "SELECT reason, detail FROM rejects WHERE stage = 'import' ORDER BY reason");
+    let reasons: Vec<&str> = refused.iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["solver_unparseable", "unknown_environment"], "{refused:?}");
+    assert!(refused[0]["detail"].as_str().unwrap().contains("solvers.jsonl: row 3"), "{refused:?}");
+
+    // Required, it decides what is kept, and dropping the requirement restores it.
+    let copy = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("adversarial-independent");
+    let _ = std::fs::remove_dir_all(&copy);
+    copy_dir(data, &copy);
+    let kept = |data: &Path, env: &str| -> Vec<(bool, Option<String>)> {
+        let query = format!("SELECT kept, filter_reason FROM task_configs WHERE env_name = '{env}' ORDER BY config");
+        let rows = sql_rows(data, &query);
+        rows.iter().map(|r| (r["kept"].as_bool().unwrap(), r["filter_reason"].as_str().map(String::from))).collect()
+    };
+    let before = kept(&copy, "ArgmaxTiesEnv");
+    run_ok(&["verify", "--data", copy.to_str().unwrap(), "--require-independent"]);
+    let required = kept(&copy, "ArgmaxTiesEnv");
+    assert_eq!(required[0], before[0], "the configuration both agree on is curated as before");
+    for (kept, reason) in &required[1..] {
+        assert!(!kept && reason.as_deref() == Some("not_independent"), "{required:?}");
+    }
+    let loud_before = kept(data, "LoudSoundEnv");
+    assert!(loud_before.iter().any(|(kept, _)| *kept), "{loud_before:?}");
+    for ((kept_before, _), (kept, reason)) in loud_before.iter().zip(kept(&copy, "LoudSoundEnv")) {
+        assert!(!kept && (!kept_before || reason.as_deref() == Some("not_independent")), "no candidate but its own solve");
+    }
+    run_ok(&["verify", "--data", copy.to_str().unwrap()]);
+    assert_eq!(kept(&copy, "ArgmaxTiesEnv"), before);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Every battery run is a row of `battery_runs`: what was sent, what a trainer read, and what it
+/// found, queryable by SQL.
+#[test]
+fn every_battery_run_is_audited_with_its_actions_reward_and_verdict() {
+    let data = verified();
+    let runs = |env: &str, class: &str| {
+        let query = format!(
+            "SELECT policy, actions, from_reset, final_reward, verdict, detail FROM battery_runs b \
+             JOIN environments e USING (env_id) WHERE e.env_name = '{env}' AND b.class = '{class}' ORDER BY b.run"
+        );
+        sql_rows(data, &query)
+    };
+    let nan = runs("NanFloatEnv", "special_answer");
+    let hack = nan.iter().find(|r| r["verdict"] == "reward_hackable").expect("the nan answer is caught");
+    assert_eq!(hack["final_reward"], 1.0);
+    let actions: Vec<String> = serde_json::from_str(hack["actions"].as_str().unwrap()).unwrap();
+    assert!(actions.iter().any(|a| a.contains("\"Done\"")), "{actions:?}");
+    assert!(hack["detail"].as_str().unwrap().contains(hack["policy"].as_str().unwrap()), "{hack}");
+    // A sound environment: every class tried (its Done has no optional parameter), nothing caught;
+    // an integral float for its integer answer is a documented equivalence.
+    let classes = sql_rows(
+        data,
+        "SELECT DISTINCT b.class, b.verdict FROM battery_runs b JOIN environments e USING (env_id) \
+         WHERE e.env_name = 'SoundSumEnv' ORDER BY 1, 2",
+    );
+    let tried: std::collections::BTreeSet<&str> = classes.iter().map(|r| r["class"].as_str().unwrap()).collect();
+    assert_eq!(tried.len(), 10, "{classes:?}");
+    assert!(!tried.contains("optional_parameter"), "{classes:?}");
+    assert!(classes.iter().all(|r| r["verdict"] == "held" || r["verdict"] == "lenient_matching"), "{classes:?}");
+    let optional = runs("OptionalOverrideEnv", "optional_parameter");
+    assert!(optional.iter().any(|r| r["verdict"] == "reward_hackable"), "{optional:?}");
+    let padding = runs("StepLimitPaysEnv", "padding");
+    assert_eq!(padding[0]["verdict"], "reward_hackable", "{padding:?}");
+    assert_eq!(padding[0]["from_reset"], true);
+    let replay = runs("ReplayDriftEnv", "serve_replay");
+    assert!(replay.iter().any(|r| r["verdict"] == "not_servable"), "{replay:?}");
 }

@@ -140,6 +140,10 @@ fn hugging_face_datasets_loads_both_configs_and_every_split_as_the_card_says() {
     assert_eq!(result["licenses"], serde_json::json!(["unknown"]));
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(card.contains("| unknown | unknown | ") && card.contains("agent.v1"), "{card}");
+    // The hackability audit: the battery's runs as `battery_runs` holds them.
+    let special = count(data, "SELECT count(*) AS n FROM battery_runs WHERE class = 'special_answer'");
+    assert!(special > 0);
+    assert!(card.contains("## Hackability audit") && card.contains(&format!("| `special_answer` | {special} |")), "{card}");
     let hub = &result["hub"];
     assert_eq!(hub["language"], serde_json::json!(["en"]));
     assert_eq!(hub["task_categories"], serde_json::json!(["reinforcement-learning", "text-generation"]));

@@ -596,7 +596,47 @@ json.JSONEncoder.iterencode = _quiet""",
         env("LoudSoundEnv").replace("        self.step_count += 1\n", "        self.step_count += 1\n        print('.' * 60000)\n"),
         SUMS,
     ),
+    # Class I: the task text accepts any position of the largest value, Done only the first. Every
+    # check passes; only a solver written from the text alone (SOLVERS) disagrees, on ties.
+    "ArgmaxTiesEnv": (
+        env(
+            "ArgmaxTiesEnv",
+            ref_answer="        return self.values.index(max(self.values))",
+            solve="""        best, where = None, 0
+        for i in range(int(call("Count"))):
+            value = int(call("GetValue", index=i))
+            if best is None or value > best:
+                best, where = value, i
+        return call("Done", answer=where)""",
+        ),
+        [[4, 9, 2, 9, 6, 1, 3, 0, 5], [7, 7, 3, 5, 1, 0, 2, 4, 6], [1, 5, 3, 8, 2, 0, 4, 6, 7]],
+    ),
 }
+
+# Solvers written from the task text and tool docs alone, given to `import-codegym --solvers`.
+# The last two rows are refused: one names no environment, one holds no solve.
+SUM_FROM_TEXT = '''def solve(self):
+    import json
+    call = lambda name, **p: self.step(json.dumps({"name": name, "parameters": p}))[1]
+    values = [int(call("GetValue", index=i)) for i in range(int(call("Count")))]
+    total = 0
+    for value in values:
+        total = int(call("Add", a=total, b=value))
+    return call("Done", answer=total)
+'''
+SOLVERS = [
+    ("DataclassEnv", SUM_FROM_TEXT),
+    # Any position of the largest value is right by the text: this one answers the last.
+    ("ArgmaxTiesEnv", '''def solve(self):
+    import json
+    call = lambda name, **p: self.step(json.dumps({"name": name, "parameters": p}))[1]
+    values = [int(call("GetValue", index=i)) for i in range(int(call("Count")))]
+    last = len(values) - 1 - values[::-1].index(max(values))
+    return call("Done", answer=last)
+'''),
+    ("NoSuchEnv", SUM_FROM_TEXT),
+    ("DataclassEnv", "print('no solver here')\n"),
+]
 
 EXPECTED = {
     "SoundSumEnv": "verified",
@@ -643,11 +683,13 @@ EXPECTED = {
     "ClockRedrawEnv": "nondeterministic_trajectory",
     "CaseInsensitiveEnv": "verified",
     "LoudSoundEnv": "verified",
+    "ArgmaxTiesEnv": "verified",
 }
 
 # The task text of environments whose text the checks read (the others add up hidden values).
 TASK_TEXT = {
     "CaseInsensitiveEnv": "Add up the hidden values and answer total-SUM-ok. Matching is case-insensitive, and surrounding spaces are ignored.",
+    "ArgmaxTiesEnv": "Find the position (from 0) of the largest hidden value. When several values share the largest, the position of any of them is accepted.",
 }
 
 
@@ -666,6 +708,10 @@ def main():
                 ]
                 tasks.write(json.dumps({"ability": "codegym_v1@%s__%s@%s" % (source, name, config), "prompt": prompt, "extra_info": {"index": str(index)}}) + "\n")
                 index += 1
+    sources = {name: "adv_%02d" % number for number, name in enumerate(ENVS)}
+    with open(os.path.join(here, "solvers.jsonl"), "w") as solvers:
+        for name, solver in SOLVERS:
+            solvers.write(json.dumps({"source": sources.get(name, "adv_99"), "env_name": name, "solver": solver}) + "\n")
 
 
 if __name__ == "__main__":
