@@ -14,8 +14,8 @@
 
 use super::{real_interpreter, slice};
 use crate::dataset::{Dataset, ShardSelection, Table};
-use crate::harness::{self, Budgets, EnvSource, EnvWork, OracleRun, Step};
-use crate::sandbox::{self, ExecMode, Limits, Sandbox};
+use crate::harness::{self, AgentCell, EnvSource, OracleRun};
+use crate::sandbox::{self, ExecMode, Limits, Sandbox, Variant};
 use crate::tables::{EnvironmentRow, TaskConfigRow};
 use crate::verify::{VerifySettings, VerifySummary};
 use anyhow::{Context, Result, bail};
@@ -232,28 +232,31 @@ fn write_release(cells: &[Cell], data: &Dataset, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Our oracle cells alone: one job per environment with all its cells as steps, as `verify`
-/// schedules them. Returns the result and the share of worker time spent outside the guest.
+/// Our oracle cells alone, played as `verify` plays them: each environment's own `solve` as an
+/// agent in its own interpreter, every call relayed by the host to the environment's. Returns the
+/// result and the share of worker time spent outside the guest. The calls compared with the
+/// baseline are the environment's own `step_count`, which is what the baseline reads.
 fn run_ours(sandbox: &Sandbox, cells: &[Cell], threads: usize) -> Result<(SideResult, f64)> {
-    let mut work: Vec<EnvWork> = Vec::new();
-    for cell in cells {
-        let same = work.last().is_some_and(|w: &EnvWork| w.env.name == cell.env_name && w.env.code == cell.env_code);
-        if !same {
-            work.push(EnvWork::new(EnvSource { code: &cell.env_code, name: &cell.env_name }, 0));
-        }
-        let last = work.last_mut().expect("pushed above");
-        last.steps.push(Step::Oracle { config: last.configs.len(), solver: None });
-        last.configs.push(&cell.config);
-    }
+    let agents: Vec<AgentCell> = cells
+        .iter()
+        .map(|cell| AgentCell {
+            env: EnvSource { code: &cell.env_code, name: &cell.env_name },
+            config: &cell.config,
+            solver: None,
+            tools: None,
+            seed: 0,
+            variant: Variant::Primary,
+        })
+        .collect();
     let before = sandbox::counters();
     let started = Instant::now();
-    let results = harness::run_steps(sandbox, &work, &Budgets::method(Limits::default()), ExecMode::default(), threads, None)?;
+    let results = harness::run_agent_oracles(sandbox, &agents, Limits::default(), threads)?;
     let seconds = started.elapsed().as_secs_f64();
     let guest = sandbox::counters().guest_time - before.guest_time;
-    let outside = 1.0 - guest.as_secs_f64() / (seconds * threads.min(work.len()) as f64);
-    let runs: Vec<Option<OracleRun>> = results.iter().flatten().map(|r| r.parse::<OracleRun>().ok()).collect();
+    let outside = 1.0 - guest.as_secs_f64() / (seconds * threads.min(cells.len()).max(1) as f64);
+    let runs: Vec<Option<&OracleRun>> = results.iter().map(|r| r.run.as_ref().ok()).collect();
     let passed = runs.iter().flatten().filter(|r| r.passed).count();
-    let calls = runs.iter().map(|r| r.as_ref().map_or(-1, |r| r.oracle_calls)).collect();
+    let calls = runs.iter().map(|r| r.map_or(-1, |r| r.env_calls.unwrap_or(r.oracle_calls))).collect();
     Ok((SideResult { seconds, passed, calls }, outside.max(0.0)))
 }
 

@@ -176,17 +176,6 @@ def _tool_name(action):
 _message = message_of
 
 
-def _solver_function(env, solver_source):
-    """A candidate `def solve(self)` from its source text, compiled in a copy of the module's
-    namespace (as in the smoke test's splice, so it sees the module's imports)."""
-    namespace = dict(type(env).reset.__globals__)
-    exec(compile(solver_source, "<solver>", "exec"), namespace)
-    solve = namespace.get("solve")
-    if not callable(solve):
-        raise LookupError("the solver source defines no function named solve")
-    return solve
-
-
 def _step_only(step):
     """A `self` for a candidate solver: `step` and nothing else. `step` is a plain function (no
     `__self__` leading back to the environment); any other attribute read is refused, and recorded
@@ -266,46 +255,6 @@ class _Tracer:
         finally:
             if traced is not None:
                 env.__dict__["step"] = traced
-
-
-def _oracle_result(env, tracer, message):
-    trajectory = tracer.trajectory
-    if tracer.last is not None and (not trajectory or trajectory[-1] is not tracer.last):
-        trajectory = trajectory + [tracer.last]
-    env_calls = getattr(env, "step_count", None)
-    return {
-        "passed": "reward=1" in message,
-        "message": message[:2000],
-        "oracle_calls": tracer.calls,
-        "traced_calls": tracer.calls,
-        "env_calls": env_calls if isinstance(env_calls, int) and not isinstance(env_calls, bool) else None,
-        "reward": tracer.reward,
-        "done": tracer.done,
-        "refused": tracer.refused,
-        "tool_calls": tracer.tool_calls,
-        "trajectory": trajectory,
-    }
-
-
-def oracle(source, env_name, config, solver=None):
-    """Runs an oracle on one configuration; it passes iff the returned message contains `reward=1`.
-    A candidate `solver` gets a `self` with only `step`: a candidate that reads the hidden state
-    fails here instead of being chosen for the fewest calls."""
-    env = _build(source, env_name, config)
-    candidate = None if solver is None else _solver_function(env, solver)
-    tracer = _Tracer(env)
-    env.step = tracer
-    try:
-        if candidate is None:
-            message = str(env.solve())
-        else:
-            guarded, _reads = _step_only(lambda action: tracer(action))
-            message = str(candidate(guarded))
-    except Exception as failure:  # the calls it made so far (refused names among them) still count
-        result = _oracle_result(env, tracer, "")
-        result["error"] = _error_text(failure)
-        return result
-    return _oracle_result(env, tracer, message)
 
 
 def _tool_doc(name, method):
@@ -798,28 +747,21 @@ def timing_call(action, tools):
     return {"steps": _play(_timed.env, tools, [action])}
 
 
-def run_steps(source, env_name, steps, configs=(), solvers=(), failed_smoke=(), trajectories=(), tools=(), pace=0.0):
+def run_steps(source, env_name, steps, configs=(), solvers=(), trajectories=(), tools=(), pace=0.0):
     """Runs many steps on one environment in one job, handing each step's result to the host as
     soon as it is ready (`emit_partial`, installed by the sandbox driver): {"ok": result} or
     {"error": message}. Steps name configurations and solvers by their index in `configs` and
-    `solvers` (each is sent once however many steps use it). Oracle steps of a solver whose smoke
-    test failed (in this job, or in `failed_smoke`) are skipped ({"error": "skipped: ..."}).
-    A step is {"op": "module"} | {"op": "describe"} | {"op": "self_test"} | {"op": "contract"} |
-    {"op": "classes"} | {"op": "ref_answer", "config"} | {"op": "oracle", "config", "solver" or
-    None} | {"op": "smoke_test", "solver"} | {"op": "probe", "config"}, and the battery's steps,
+    `solvers` (each is sent once however many steps use it). A step is {"op": "module"} | {"op": "describe"} | {"op": "self_test"} | {"op": "contract"} |
+    {"op": "classes"} | {"op": "ref_answer", "config"} | {"op": "smoke_test", "solver"} | {"op": "probe", "config"}, and the battery's steps,
     whose actions the host wrote: {"op": "episode", "config", "prefix": [trajectory, length],
     "actions"} | {"op": "observe_prefixes", "config", "trajectory"} | {"op": "serve_replay",
     "config", "trajectory"} | {"op": "two_episodes", "first": [config, trajectory], "config",
     "trajectory"} | {"op": "timing_build", "config"} | {"op": "timing_call", "action"}, where a
     trajectory is an index into `trajectories` (lists of actions) and `tools` are the documented
     tools. One step failing does not stop the rest."""
-    failed_smoke = set(failed_smoke)
     _pace.seconds = pace
     for step in steps:
         op = step["op"]
-        if op == "oracle" and step.get("solver") in failed_smoke:
-            emit_partial({"error": "skipped: the candidate failed its smoke test"})
-            continue
         saved = _sys.stdout, _sys.stderr
         if op not in _PRINTING_STEPS:
             _sys.stdout = _sys.stderr = _DISCARD
@@ -838,12 +780,8 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), failed_smoke=(), 
                 value = find_env_classes(source)
             elif op == "ref_answer":
                 value = ref_answer(source, env_name, config)
-            elif op == "oracle":
-                value = oracle(source, env_name, config, solver)
             elif op == "smoke_test":
                 value = smoke_test(source, env_name, solver)
-                if not (value["exit_code"] == 0 and value["reward_1"] >= 2 and value["reward_0"] == 0):
-                    failed_smoke.add(step["solver"])
             elif op == "probe":
                 value = probe(source, env_name, config)
             elif op == "episode":

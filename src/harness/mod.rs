@@ -228,9 +228,6 @@ pub enum Step {
     Classes,
     /// The reference answer of a configuration ([`RefAnswer`]).
     RefAnswer { config: usize },
-    /// Run an oracle on a configuration ([`OracleRun`]); `solver` replaces the environment's own
-    /// `solve` when given.
-    Oracle { config: usize, solver: Option<usize> },
     /// The module's self-tests with a candidate `solve` spliced in ([`SelfTest`]): the smoke test
     /// of an oracle candidate.
     SmokeTest { solver: usize },
@@ -260,7 +257,6 @@ impl Step {
             Step::Module => "module",
             Step::Classes => "classes",
             Step::RefAnswer { .. } => "ref_answer",
-            Step::Oracle { .. } => "oracle",
             Step::SmokeTest { .. } => "smoke_test",
             Step::Probe { .. } => "probe",
             Step::Episode { .. } => "episode",
@@ -280,9 +276,7 @@ impl Step {
             | Step::ObservePrefixes { .. }
             | Step::ServeReplay { .. }
             | Step::TwoEpisodes { .. } => budgets.probe,
-            Step::RefAnswer { .. } | Step::Oracle { .. } | Step::TimingBuild { .. } | Step::TimingCall { .. } => {
-                budgets.cell.timeout
-            }
+            Step::RefAnswer { .. } | Step::TimingBuild { .. } | Step::TimingCall { .. } => budgets.cell.timeout,
         }
     }
 }
@@ -461,34 +455,20 @@ impl<'a> EnvWork<'a> {
 }
 
 /// Job: run `steps` of `work` in one interpreter. Each step's result comes back as a partial
-/// result; each step kind has its budget; a failing step does not stop the others. The oracle
-/// cells of the solvers in `failed_smoke` (their smoke test failed earlier) are skipped.
-fn steps_job(work: &EnvWork, steps: &[Step], budgets: &Budgets, failed_smoke: &[usize]) -> Job {
+/// result; each step kind has its budget; a failing step does not stop the others.
+fn steps_job(work: &EnvWork, steps: &[Step], budgets: &Budgets) -> Job {
     let args = json!({
         "source": work.env.code,
         "env_name": work.env.name,
         "steps": steps,
         "configs": work.configs,
         "solvers": work.solvers,
-        "failed_smoke": failed_smoke,
         "trajectories": work.trajectories,
         "tools": work.tools,
         "pace": work.variant.pace_secs(),
     });
     let step_timeouts = steps.iter().map(|s| s.budget(budgets)).collect();
     Job { seed: work.seed, step_timeouts, variant: work.variant, ..Job::call("run_steps", args, budgets.cell) }
-}
-
-/// The solvers among `steps` whose smoke test has a result in `results` and failed it.
-fn failed_smoke_tests(steps: &[Step], results: &[StepResult]) -> Vec<usize> {
-    steps
-        .iter()
-        .zip(results)
-        .filter_map(|(step, result)| match step {
-            Step::SmokeTest { solver } if !result.parse::<SelfTest>().is_ok_and(|run| run.smoke_passed()) => Some(*solver),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The results of the steps a job finished, and, when it ended early, the result of the step it
@@ -558,13 +538,7 @@ pub fn run_steps(
         reporter.on_skipped(work.len() - pending.len());
     }
     while !pending.is_empty() {
-        let jobs = pending
-            .iter()
-            .map(|&i| {
-                let (done, steps) = (&results[i], &work[i].steps);
-                steps_job(&work[i], &steps[done.len()..], budgets, &failed_smoke_tests(steps, done))
-            })
-            .collect();
+        let jobs = pending.iter().map(|&i| steps_job(&work[i], &work[i].steps[results[i].len()..], budgets)).collect();
         let given = pending.iter().map(|&i| (i, work[i].steps.len() - results[i].len())).collect();
         let finished = reporter.map(|reporter| WorkDone { reporter, given });
         let outcomes = sandbox.run_jobs(jobs, mode, threads, finished.as_ref().map(|f| f as &dyn JobReporter))?;

@@ -1,10 +1,11 @@
 //! The environment harness on one of our sample environments: tools and their agent-facing docs,
-//! the module's own self-tests, reference answers, oracle runs with per-tool counts and trajectory,
-//! candidate solvers, and a step that a limit ends without losing the steps after it.
+//! the module's own self-tests, reference answers, oracles played as agents with per-tool counts
+//! and trajectory, candidate solvers, and a step that a limit ends without losing the steps after
+//! it.
 
 use crate::util::{repo, sandbox};
-use codegym::harness::{self, Budgets, EnvSource, EnvWork, ModuleChecks, OracleRun, ProbeEvidence, RefAnswer, Step};
-use codegym::sandbox::{ExecMode, Limits, Verdict};
+use codegym::harness::{self, AgentCell, Budgets, EnvSource, EnvWork, ModuleChecks, OracleRun, ProbeEvidence, RefAnswer, Step};
+use codegym::sandbox::{ExecMode, Limits, Variant, Verdict};
 use std::time::Duration;
 
 fn sample_env() -> (String, String) {
@@ -34,17 +35,10 @@ fn run(
 fn steps_on_one_environment_return_typed_results() {
     let (name, code) = sample_env();
     assert_eq!(name, "MaxSubarraySumEnv");
-    let steps = vec![
-        Step::Module,
-        Step::RefAnswer { config: 0 },
-        Step::Oracle { config: 0, solver: None },
-        Step::Oracle { config: 0, solver: Some(0) },
-        Step::Oracle { config: 0, solver: Some(1) },
-        Step::RefAnswer { config: 1 },
-    ];
+    let steps = vec![Step::Module, Step::RefAnswer { config: 0 }, Step::SmokeTest { solver: 0 }, Step::RefAnswer { config: 1 }];
     let budgets = Budgets::method(Limits { timeout: Duration::from_millis(1500), ..Limits::default() });
-    let results = run(&code, &name, steps, vec![CONFIG, "OtherEnv@{}"], vec![WRONG_SOLVER, ENDLESS_SOLVER], budgets);
-    assert_eq!(results.len(), 6);
+    let results = run(&code, &name, steps, vec![CONFIG, "OtherEnv@{}"], vec![ENDLESS_SOLVER], budgets);
+    assert_eq!(results.len(), 4);
 
     let checks = ModuleChecks::from_result(&results[0]);
     assert_eq!(checks.failure(), None, "{checks:?}");
@@ -61,19 +55,38 @@ fn steps_on_one_environment_return_typed_results() {
     let answer: RefAnswer = results[1].parse().unwrap();
     assert_eq!((answer.answer.as_str(), answer.answer_json.as_deref()), ("23", Some("23")));
 
-    let run: OracleRun = results[2].parse().unwrap();
+    assert_eq!(results[2].verdict, Verdict::Timeout, "{:?}", results[2]);
+    assert_eq!(results[3].verdict, Verdict::Ok, "the step after a timed-out one still ran");
+    assert!(results[3].parse::<RefAnswer>().unwrap_err().contains("from_env_str returned None"), "{:?}", results[3]);
+}
+
+/// Oracles played as agents: the environment's own `solve` and candidates, each call counted by
+/// the host per tool with its trajectory; a wrong candidate fails, an endless one times out.
+#[test]
+fn oracles_are_played_as_agents_with_host_counted_calls() {
+    let (name, code) = sample_env();
+    let cell = |solver| AgentCell {
+        env: EnvSource { code: &code, name: &name },
+        config: CONFIG,
+        solver,
+        tools: None,
+        seed: 1,
+        variant: Variant::Primary,
+    };
+    let cells = [cell(None), cell(Some(WRONG_SOLVER)), cell(Some(ENDLESS_SOLVER))];
+    let limits = Limits { timeout: Duration::from_millis(1500), ..Limits::default() };
+    let results = harness::run_agent_oracles(&sandbox(), &cells, limits, 1).unwrap();
+
+    let run: &OracleRun = results[0].run.as_ref().unwrap();
     assert!(run.passed && run.contradiction().is_none(), "{run:?}");
     assert_eq!(run.oracle_calls, 27, "the released solve_fc_round of this configuration");
     assert_eq!(run.tool_calls.values().sum::<i64>(), run.oracle_calls);
     assert_eq!(run.trajectory.len() as i64, run.oracle_calls);
     assert!(run.trajectory.last().unwrap().1.contains("reward=1"));
 
-    let wrong: OracleRun = results[3].parse().unwrap();
+    let wrong = results[1].run.as_ref().unwrap();
     assert!(!wrong.passed && wrong.oracle_calls == 1, "{wrong:?}");
-
-    assert_eq!(results[4].verdict, Verdict::Timeout, "{:?}", results[4]);
-    assert_eq!(results[5].verdict, Verdict::Ok, "the step after a timed-out one still ran");
-    assert!(results[5].parse::<RefAnswer>().unwrap_err().contains("from_env_str returned None"), "{:?}", results[5]);
+    assert_eq!(results[2].verdict, Verdict::Timeout, "{:?}", results[2]);
 }
 
 #[test]
