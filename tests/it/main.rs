@@ -16,5 +16,6 @@ mod sandbox;
 mod scale;
 mod serve;
 mod sql;
+mod trl;
 mod util;
 mod verl;

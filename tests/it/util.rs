@@ -121,13 +121,14 @@ pub fn table_bytes(data: &Path, table: &str) -> Vec<u8> {
 }
 
 /// The Python environments `.ci/run` builds, one per requirements file (their packages cannot
-/// share one: see tests/requirements-openenv.txt and tests/requirements-verifiers.txt).
+/// share one: see tests/requirements-openenv-legacy.txt and tests/requirements-verifiers.txt).
 #[derive(Debug, Clone, Copy)]
 pub enum Venv {
-    /// tests/requirements.txt: the export tests' consumers and the legacy `openenv-core`.
+    /// tests/requirements.txt and tests/requirements-trainers.txt: the export tests' consumers,
+    /// the current `openenv`, verl and TRL.
     Tests,
-    /// tests/requirements-openenv.txt: the current `openenv`.
-    OpenEnv,
+    /// tests/requirements-openenv-legacy.txt: the legacy `openenv-core`.
+    OpenEnvLegacy,
     /// tests/requirements-verifiers.txt: verifiers with its OpenEnv extra.
     Verifiers,
 }
@@ -137,7 +138,7 @@ impl Venv {
     fn location(self) -> (&'static str, &'static str) {
         match self {
             Venv::Tests => ("CODEGYM_TEST_PYTHON", "target/test-venv"),
-            Venv::OpenEnv => ("CODEGYM_TEST_OPENENV_PYTHON", "target/test-venv-openenv"),
+            Venv::OpenEnvLegacy => ("CODEGYM_TEST_OPENENV_LEGACY_PYTHON", "target/test-venv-openenv-legacy"),
             Venv::Verifiers => ("CODEGYM_TEST_VERIFIERS_PYTHON", "target/test-venv-verifiers"),
         }
     }
