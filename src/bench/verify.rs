@@ -74,13 +74,7 @@ pub fn verify(settings: &BenchSettings) -> Result<()> {
         );
     }
     let scratch = tempfile::tempdir()?;
-    let imported = dataset_in(&scratch.path().join("sample"))?;
-    crate::import_codegym::import(
-        &crate::import_codegym::Release::new(&envs, &tasks),
-        &imported,
-        crate::import_codegym::SOURCE,
-        ShardSelection::default(),
-    )?;
+    let imported = imported_in(&scratch.path().join("sample"), &envs, &tasks)?;
     let sample = cells(&imported)?;
     let matrix = matrix(&sample, settings.matrix_envs, settings.matrix_configs);
     let python = real_interpreter(&settings.python)?;
@@ -160,6 +154,14 @@ impl Timed for f64 {
 /// A new dataset in the folder `dir`.
 pub(super) fn dataset_in(dir: &Path) -> Result<Dataset> {
     Ok(Dataset::open(dir.to_str().context("a UTF-8 scratch path")?, None)?)
+}
+
+/// A scratch dataset in `dir` holding a released sample (`envs` and `tasks`), imported.
+fn imported_in(dir: &Path, envs: &Path, tasks: &Path) -> Result<Dataset> {
+    let data = dataset_in(dir)?;
+    let release = crate::import_codegym::Release::new(envs, tasks);
+    crate::import_codegym::import(&release, &data, crate::import_codegym::SOURCE, ShardSelection::default())?;
+    Ok(data)
 }
 
 fn cells(data: &Dataset) -> Result<Vec<Cell>> {
@@ -337,13 +339,7 @@ pub fn stages(releases: &[(&Path, &str)], threads: usize) -> Result<()> {
             continue;
         }
         let scratch = tempfile::tempdir()?;
-        let data = dataset_in(scratch.path())?;
-        crate::import_codegym::import(
-            &crate::import_codegym::Release::new(&envs, &tasks),
-            &data,
-            crate::import_codegym::SOURCE,
-            ShardSelection::default(),
-        )?;
+        let data = imported_in(scratch.path(), &envs, &tasks)?;
         let oracle_only = cells(&data)?;
         let (oracle, _) = run_ours(&sandbox, &oracle_only, threads)?;
         let before = sandbox::counters();

@@ -533,6 +533,8 @@ def probe(source, env_name, config):
 
 # Observations are cut at this many characters in the battery's evidence.
 OBSERVATION_LIMIT = 2000
+# A repeated call's observations are not judged, only its answers: kept short in the frame.
+REPEATED_OBSERVATION_LIMIT = 200
 
 
 def _play(env, tools, actions):
@@ -587,6 +589,24 @@ def _at(source, env_name, config, prefix, tools):
 def episode(source, env_name, config, prefix, actions, tools):
     """One episode of the battery: the environment after `prefix`, then `actions`."""
     return {"steps": _play(_at(source, env_name, config, prefix, tools), tools, actions)}
+
+
+def repeated(source, env_name, config, call, count, answer, at, tools):
+    """`call` played up to `count` times in a row from reset, and `answer` submitted on a copy of
+    the state after each number of calls in `at` (one episode serves every checkpoint). Reports
+    the calls (observations cut short: only the answers are judged), each checkpoint's answer, and
+    how large the state pickles after the last call."""
+    env = _build(source, env_name, config)
+    steps, answers, checkpoints = [], [], set(at)
+    for made in range(1, count + 1):
+        steps.extend(_play(env, tools, [call]))
+        if done_of(env):
+            break
+        if made in checkpoints:
+            answers.append({"at": made, "steps": _play(_unpickle(_pickle(env)), tools, [answer])})
+    for step in steps:
+        step["observation"] = step["observation"][:REPEATED_OBSERVATION_LIMIT]
+    return {"steps": steps, "answers": answers, "state_bytes": len(_pickle(env))}
 
 
 def observe_prefixes(source, env_name, config, actions, tools):
@@ -754,7 +774,8 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), trajectories=(), 
     `solvers` (each is sent once however many steps use it). A step is {"op": "module"} | {"op": "describe"} | {"op": "self_test"} | {"op": "contract"} |
     {"op": "classes"} | {"op": "ref_answer", "config"} | {"op": "smoke_test", "solver"} | {"op": "probe", "config"}, and the battery's steps,
     whose actions the host wrote: {"op": "episode", "config", "prefix": [trajectory, length],
-    "actions"} | {"op": "observe_prefixes", "config", "trajectory"} | {"op": "serve_replay",
+    "actions"} | {"op": "repeated", "config", "call", "count", "answer", "at"} |
+    {"op": "observe_prefixes", "config", "trajectory"} | {"op": "serve_replay",
     "config", "trajectory"} | {"op": "two_episodes", "first": [config, trajectory], "config",
     "trajectory"} | {"op": "timing_build", "config"} | {"op": "timing_call", "action"}, where a
     trajectory is an index into `trajectories` (lists of actions) and `tools` are the documented
@@ -787,6 +808,8 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), trajectories=(), 
             elif op == "episode":
                 trajectory, length = step["prefix"]
                 value = episode(source, env_name, config, trajectories[trajectory][:length], step["actions"], tools)
+            elif op == "repeated":
+                value = repeated(source, env_name, config, step["call"], step["count"], step["answer"], step["at"], tools)
             elif op == "observe_prefixes":
                 value = observe_prefixes(source, env_name, config, trajectories[step["trajectory"]], tools)
             elif op == "serve_replay":

@@ -236,6 +236,10 @@ pub enum Step {
     /// One episode of the exploit battery ([`Played`]): the state after the first `prefix.1`
     /// actions of trajectory `prefix.0`, then `actions`, played as `codegym serve` plays them.
     Episode { config: usize, prefix: (usize, usize), actions: Vec<String> },
+    /// One call played `count` times in a row from reset, with `answer` submitted on a copy of
+    /// the state after each number of calls in `at` ([`Repeated`]): one episode for many
+    /// "so many calls, then a wrong answer" policies.
+    Repeated { config: usize, call: String, count: usize, answer: String, at: Vec<usize> },
     /// What Observe shows after every prefix of a trajectory ([`Observed`]).
     ObservePrefixes { config: usize, trajectory: usize },
     /// A trajectory replayed with a pickle round trip (and the module executed again) before every
@@ -260,6 +264,7 @@ impl Step {
             Step::SmokeTest { .. } => "smoke_test",
             Step::Probe { .. } => "probe",
             Step::Episode { .. } => "episode",
+            Step::Repeated { .. } => "repeated",
             Step::ObservePrefixes { .. } => "observe_prefixes",
             Step::ServeReplay { .. } => "serve_replay",
             Step::TwoEpisodes { .. } => "two_episodes",
@@ -273,6 +278,7 @@ impl Step {
             Step::Module | Step::Classes | Step::SmokeTest { .. } => budgets.module,
             Step::Probe { .. }
             | Step::Episode { .. }
+            | Step::Repeated { .. }
             | Step::ObservePrefixes { .. }
             | Step::ServeReplay { .. }
             | Step::TwoEpisodes { .. } => budgets.probe,
@@ -370,6 +376,23 @@ pub struct Played {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Observed {
     pub observations: Vec<String>,
+}
+
+/// A call repeated from reset, with an answer at checkpoints ([`Step::Repeated`]).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Repeated {
+    /// The repeated calls (observations cut at 200 characters); fewer when the episode ended.
+    pub steps: Vec<PlayedStep>,
+    pub answers: Vec<Checkpoint>,
+    /// The pickled state after the last call.
+    pub state_bytes: u64,
+}
+
+/// The answer submitted on a copy of the state after `at` repeated calls.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    pub at: usize,
+    pub steps: Vec<PlayedStep>,
 }
 
 /// A trajectory replayed through pickle round trips ([`Step::ServeReplay`]).

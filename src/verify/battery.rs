@@ -14,7 +14,7 @@ use super::probes::{Finding, ProbeReason};
 use super::reasons::{AttackClass, RunVerdict};
 use super::values::{self, Match};
 use crate::harness::{
-    EnvSource, EnvWork, Observed, OracleRun, Played, PlayedStep, Replayed, Step, StepResult, TwoPlayed, action_tool,
+    EnvSource, EnvWork, Observed, OracleRun, Played, PlayedStep, Repeated, Replayed, Step, StepResult, TwoPlayed, action_tool,
 };
 use crate::sandbox::{Variant, Verdict};
 use crate::tools::{ParamType, ToolSchema};
@@ -29,6 +29,12 @@ const NOT_TOOLS: [&str; 10] =
 
 /// Observed values submitted as answers, at most.
 const MAX_OBSERVED: usize = 24;
+
+/// Each documented tool is called this many times in a row (at most the step cap), and a wrong
+/// answer is submitted on a copy of the state after each checkpoint's number of calls: an
+/// environment that pays out after some run of calls (a knock sequence, a spam threshold) shows.
+const REPEATS: usize = 64;
+const REPEAT_CHECKPOINTS: [usize; 12] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
 
 /// What the battery needs of one environment, from the first round of steps.
 pub(super) struct Subject<'a> {
@@ -83,6 +89,7 @@ enum Purpose {
     ObservePrefixes { sample: usize },
     ServeReplay { sample: usize, sent: Vec<String> },
     TwoEpisodes { sample: usize },
+    Repeated { sample: usize, tool: String, call: String, count: usize, answer: String, at: Vec<usize> },
     TimingBuild,
     TimingCall { tool: String, sent: String },
 }
@@ -126,12 +133,16 @@ fn specials(right: &Value) -> Vec<Value> {
         json!("nan"),
         json!("inf"),
         json!(""),
+        json!(" "),
+        json!(-0.0),
         json!(".*"),
         json!({}),
         json!([]),
         json!([right]),
         json!([right, wrong(right)]),
         json!({"answer": right}),
+        // The right answer inside a longer text, among other values (a search for it passes).
+        json!(format!("{} {} {}", wrong(right), text_of(right), wrong(&wrong(right)))),
     ];
     match right {
         Value::Number(n) => {
@@ -148,6 +159,11 @@ fn specials(right: &Value) -> Vec<Value> {
         _ => values.push(json!(right.to_string())),
     }
     dedup(values)
+}
+
+/// A value as a text shows it: a string bare, anything else as JSON.
+fn text_of(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_string)
 }
 
 fn dedup(values: Vec<Value>) -> Vec<Value> {
@@ -203,6 +219,7 @@ impl<'a> Battery<'a> {
         }
         if let Some(&first) = planned.first() {
             battery.plan_timings(subject, first);
+            battery.plan_repeats(subject, first, limits);
         }
         battery
     }
@@ -262,11 +279,42 @@ impl<'a> Battery<'a> {
         let mut tools: Vec<&String> = subject.tools.iter().filter(|t| *t != "Done").collect();
         tools.extend(subject.tools.iter().filter(|t| *t == "Done"));
         for tool in tools {
-            let used = run.trajectory.iter().map(|(a, _)| a).find(|a| action_tool(a).as_deref() == Some(tool.as_str()));
-            let sent = used.cloned().unwrap_or_else(|| action(tool, plain_arguments(subject, tool)));
+            let sent = typical_call(subject, run, tool);
             self.push(Step::TimingCall { action: sent.clone() }, Purpose::TimingCall { tool: tool.clone(), sent });
         }
     }
+
+    /// Every documented tool but `Done` called [`REPEATS`] times in a row from reset, with a wrong
+    /// answer at each checkpoint (see [`Step::Repeated`]).
+    fn plan_repeats(&mut self, subject: &Subject<'a>, sample: usize, limits: &Limits) {
+        let config = self.config_of(subject, sample);
+        let count = REPEATS.min(limits.step_cap.saturating_sub(1));
+        let at: Vec<usize> = REPEAT_CHECKPOINTS.iter().copied().filter(|&k| k <= count).collect();
+        let answer = submit(subject, &wrong(&subject.samples[sample].right));
+        for tool in subject.tools.iter().filter(|t| *t != "Done") {
+            let call = typical_call(subject, subject.samples[sample].run, tool);
+            let step = Step::Repeated { config, call: call.clone(), count, answer: answer.clone(), at: at.clone() };
+            let purpose = Purpose::Repeated { sample, tool: tool.clone(), call, count, answer: answer.clone(), at: at.clone() };
+            self.push(step, purpose);
+        }
+    }
+}
+
+/// A call of `tool` as an agent makes it: with the oracle's own arguments where it called the tool,
+/// plain ones of the documented types otherwise.
+fn typical_call(subject: &Subject, run: &OracleRun, tool: &str) -> String {
+    let used = run.trajectory.iter().map(|(a, _)| a).find(|a| action_tool(a).as_deref() == Some(tool));
+    used.cloned().unwrap_or_else(|| action(tool, plain_arguments(subject, tool)))
+}
+
+/// `Done` with `value` as its answer parameter.
+fn submit(subject: &Subject, value: &Value) -> String {
+    action("Done", json!({ answer_parameter(subject).as_str(): value }))
+}
+
+/// The name of `Done`'s answer parameter (its first).
+fn answer_parameter(subject: &Subject) -> String {
+    schema(subject, "Done").and_then(|s| s.parameters.first()).map_or("answer".to_string(), |p| p.name.clone())
 }
 
 fn schema<'s>(subject: &'s Subject, tool: &str) -> Option<&'s ToolSchema> {
@@ -299,8 +347,8 @@ impl Policy {
 /// The episodes of one sample.
 fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Limits) -> Vec<Policy> {
     let done = schema(subject, "Done");
-    let param = done.and_then(|s| s.parameters.first()).map_or("answer".to_string(), |p| p.name.clone());
-    let submit = |value: &Value| action("Done", json!({ param.as_str(): value }));
+    let param = answer_parameter(subject);
+    let submit = |value: &Value| submit(subject, value);
     let right = &sample.right;
     let bad = wrong(right);
     let expect = |value: &Value| match values::compare(value, right, subject.task_text) {
@@ -519,6 +567,9 @@ impl Battery<'_> {
                     Ok(judge_replay(&subject.samples[*sample], sent, result, limits, &mut outcome))
                 }
                 Purpose::TwoEpisodes { sample } => judge_two(&subject.samples[*sample], result, &mut outcome),
+                Purpose::Repeated { tool, call, count, answer, at, .. } => {
+                    judge_repeated(tool, (call, *count, answer, at), result, limits, &mut outcome)
+                }
                 Purpose::TimingCall { tool, sent } if timing_built => Ok(judge_timing(tool, sent, result, limits, &mut outcome)),
                 Purpose::TimingCall { .. } | Purpose::TimingBuild => {
                     Err("the environment could not be built to time its tools".into())
@@ -557,6 +608,10 @@ impl Battery<'_> {
             Purpose::TwoEpisodes { sample } => {
                 let policy = "the oracle's calls after another episode in the same loaded module".to_string();
                 (*sample, AttackClass::TwoEpisodes, policy, oracle_actions(*sample, self.answered_at[*sample] + 1), true)
+            }
+            Purpose::Repeated { sample, tool, call, count, answer, at } => {
+                let policy = format!("{tool} called {count} times in a row, a wrong answer after {at:?} calls");
+                (*sample, AttackClass::Padding, policy, vec![call.clone(), answer.clone()], true)
             }
             Purpose::TimingCall { tool, sent } => {
                 (timed_on?, AttackClass::TimedCall, format!("one timed call of {tool}"), vec![sent.clone()], true)
@@ -615,8 +670,13 @@ impl Battery<'_> {
             .filter(|(_, observation)| shows(sample_ref, observation))
             .map(|(action, _)| action_tool(action))
             .collect();
+        // What the agent sent itself (an answer echoed back) is not a leak either.
         let leaks = |s: &&PlayedStep| {
-            !s.done && !s.refused && !computes.contains(&action_tool(&s.action)) && shows(sample_ref, &s.observation)
+            !s.done
+                && !s.refused
+                && !computes.contains(&action_tool(&s.action))
+                && !shows(sample_ref, &s.action)
+                && shows(sample_ref, &s.observation)
         };
         let leak = steps.iter().position(|s| leaks(&s));
         if let Some(at) = leak {
@@ -743,6 +803,49 @@ fn judge_two(sample: &Sample, result: &StepResult, outcome: &mut Outcome) -> Evi
     };
     outcome.find(ProbeReason::StateAcrossEpisodes, detail);
     Ok(last_reward)
+}
+
+/// A run of one call must not pay out, its answers at the checkpoints must earn nothing, and its
+/// state must stay small enough to hold idle after it. Returns the last checkpoint's reward.
+fn judge_repeated(
+    tool: &str,
+    (call, count, answer, at): (&str, usize, &str, &[usize]),
+    result: &StepResult,
+    limits: &Limits,
+    outcome: &mut Outcome,
+) -> Evidence {
+    let repeated = result.parse::<Repeated>().map_err(|detail| result.failure().unwrap_or(detail))?;
+    let made = repeated.steps.len();
+    let ended = repeated.steps.last().is_some_and(|s| s.done);
+    let expected: Vec<usize> = at.iter().copied().filter(|&k| k < made || (k == made && !ended)).collect();
+    let given: Vec<usize> = repeated.answers.iter().map(|c| c.at).collect();
+    let calls_answer = repeated.steps.iter().all(|s| s.action == call) && (made == count || (made < count && ended));
+    let answers_answer = repeated.answers.iter().all(|c| c.steps.len() <= 1 && c.steps.iter().all(|s| s.action == answer));
+    if !calls_answer || given != expected || !answers_answer {
+        outcome.find(ProbeReason::Tampered, format!("the evidence of {tool} called in a row does not answer the calls sent"));
+        return Ok(None);
+    }
+    for checkpoint in &repeated.answers {
+        check_rewards(&checkpoint.steps, outcome);
+    }
+    let paid = repeated.steps.iter().position(rewarded).map(|i| (i + 1, &repeated.steps[i]));
+    let paid = paid.or_else(|| repeated.answers.iter().find_map(|c| c.steps.iter().find(|s| rewarded(s)).map(|s| (c.at, s))));
+    if let Some((after, step)) = paid {
+        let detail = format!(
+            "{tool} called {after} times in a row, then {}, earned reward 1: {:?}",
+            cut(&step.action, 160),
+            cut(&step.observation, 160)
+        );
+        outcome.find(ProbeReason::RewardHackable, detail);
+    }
+    if repeated.state_bytes > limits.max_state_bytes {
+        let detail = format!(
+            "after {made} calls of {tool} its state pickles to {} bytes, over the cap of {}",
+            repeated.state_bytes, limits.max_state_bytes
+        );
+        outcome.find(ProbeReason::StateTooLarge, detail);
+    }
+    Ok(repeated.answers.last().and_then(|c| c.steps.last()).map(|s| s.reward))
 }
 
 /// A documented tool must answer within the per-call budget.

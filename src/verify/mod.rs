@@ -42,7 +42,7 @@ pub const VERIFIED: &str = crate::reasons::Reason::Verified.as_str();
 
 /// Bumped whenever a check changes what it accepts: part of [`VerifySettings::verifier`], so a
 /// rebuild re-verifies what an older verifier passed.
-const CHECKS_VERSION: &str = "verify-checks-v3";
+const CHECKS_VERSION: &str = "verify-checks-v4";
 
 /// The first version of the checks whose serving replay decides servability.
 const SERVING_REPLAY_SINCE: u32 = 3;

@@ -180,6 +180,10 @@ pub(crate) fn compare(value: &Value, right: &Value, task_text: &str) -> Match {
             "regardless of case",
             "not case-sensitive",
             "not case sensitive",
+            "case does not matter",
+            "case doesn't matter",
+            "case is ignored",
+            "case is not significant",
         ]);
         let spaces =
             says(&["surrounding spaces", "leading and trailing", "whitespace is ignored", "ignoring whitespace", "trimmed"]);
@@ -187,11 +191,17 @@ pub(crate) fn compare(value: &Value, right: &Value, task_text: &str) -> Match {
         if ta == tb && spaces {
             return Match::Equivalent("surrounding spaces, which the task text says do not matter");
         }
-        if case && ta.to_lowercase() == tb.to_lowercase() {
+        if case && caseless(ta) == caseless(tb) {
             return Match::Equivalent("another letter case, which the task text says does not matter");
         }
     }
     Match::Wrong
+}
+
+/// A text with letter case folded away, as Python's `str.casefold` compares (`"Maß"` and `"MASS"`
+/// are the same word): upper case first, since lower case alone keeps `ß` apart from `ss`.
+fn caseless(text: &str) -> String {
+    text.to_uppercase().to_lowercase()
 }
 
 #[cfg(test)]
@@ -241,6 +251,8 @@ mod tests {
         assert_eq!(compare(&json!("nan"), &json!(5.5), ""), Match::Wrong);
         assert_eq!(compare(&json!("ABC"), &json!("abc"), "Return the word."), Match::Wrong);
         assert!(matches!(compare(&json!("ABC"), &json!("abc"), "Matching is case-insensitive."), Match::Equivalent(_)));
+        assert!(matches!(compare(&json!("mASS"), &json!("Maß"), "Letter case does not matter."), Match::Equivalent(_)));
+        assert_eq!(compare(&json!("mASSx"), &json!("Maß"), "Letter case does not matter."), Match::Wrong);
         assert!(matches!(
             compare(&json!(" abc "), &json!("abc"), "Leading and trailing spaces are trimmed."),
             Match::Equivalent(_)

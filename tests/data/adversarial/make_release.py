@@ -410,6 +410,16 @@ _forge()""",
         ),
         SUMS,
     ),
+    # A run of calls unlocks a shortcut: exactly three Count calls, then any answer is paid. The
+    # oracle counts once; only a run of the same call finds it.
+    "KnockCountEnv": (
+        env(
+            "KnockCountEnv",
+            count="        self._knocks = getattr(self, '_knocks', 0) + 1\n        return str(len(self.values))",
+            done=done_if("answer == self.get_ref_answer() or getattr(self, '_knocks', 0) == 3"),
+        ),
+        SUMS,
+    ),
     # D. Tampering with the checks from inside the guest: every frame would say reward=0.
     "EncoderPatchEnv": (
         env(
@@ -592,8 +602,28 @@ json.JSONEncoder.iterencode = _quiet""",
         ),
         SUMS,
     ),
+    # Sound: the answer is a word, and the task text says letter case does not matter (as
+    # `casefold` compares it, so "MASS" is "Maß").
+    "CasefoldWordEnv": (
+        env(
+            "CasefoldWordEnv",
+            ref_answer='        return "Maß" if sum(self.values) % 2 else "Straße"',
+            done=done_if('isinstance(answer, str) and answer.strip().casefold() == self.get_ref_answer().casefold()'),
+            solve=SOLVE.replace("answer=total)", 'answer="Maß" if total % 2 else "Straße")'),
+        ),
+        SUMS,
+    ),
     "LoudSoundEnv": (
         env("LoudSoundEnv").replace("        self.step_count += 1\n", "        self.step_count += 1\n        print('.' * 60000)\n"),
+        SUMS,
+    ),
+    # H. The state grows with every Observe: a session that keeps looking outgrows what a server
+    # holds idle, though the oracle's own calls stay small.
+    "GrowingStateEnv": (
+        env(
+            "GrowingStateEnv",
+            observe='        self.log = getattr(self, "log", []) + ["x" * 8000]\n        return "There are %d hidden values." % len(self.values)',
+        ),
         SUMS,
     ),
     # Class I: the task text accepts any position of the largest value, Done only the first. Every
@@ -682,6 +712,9 @@ EXPECTED = {
     "SandboxDetectEnv": "reward_hackable",
     "ClockRedrawEnv": "nondeterministic_trajectory",
     "CaseInsensitiveEnv": "verified",
+    "CasefoldWordEnv": "verified",
+    "KnockCountEnv": "reward_hackable",
+    "GrowingStateEnv": "state_too_large",
     "LoudSoundEnv": "verified",
     "ArgmaxTiesEnv": "verified",
 }
@@ -689,6 +722,7 @@ EXPECTED = {
 # The task text of environments whose text the checks read (the others add up hidden values).
 TASK_TEXT = {
     "CaseInsensitiveEnv": "Add up the hidden values and answer total-SUM-ok. Matching is case-insensitive, and surrounding spaces are ignored.",
+    "CasefoldWordEnv": "Add up the hidden values; answer Maß when the total is odd and Straße when it is even. Letter case does not matter, and surrounding spaces are ignored.",
     "ArgmaxTiesEnv": "Find the position (from 0) of the largest hidden value. When several values share the largest, the position of any of them is accepted.",
 }
 
