@@ -49,6 +49,8 @@ from pickle import loads as _unpickle
 from inspect import getdoc as _getdoc
 from inspect import signature as _signature
 from time import sleep as _sleep
+from sys import setprofile as _setprofile
+from sys import settrace as _settrace
 from traceback import format_exception_only as _format_exception_only
 
 # The episode path's codec (episode.py, in front of this module): C code bound at boot.
@@ -64,6 +66,26 @@ TRAJECTORY_LIMIT = 4096
 
 # Modules the WASI build lacks (or cannot run: no threads, no processes, no sockets, no event loop).
 _UNSUPPORTED = ("asyncio", "threading", "multiprocessing", "subprocess", "socket", "concurrent", "ctypes", "select")
+
+
+# Hooks the code under check can install to run inside the harness's own frames (and edit its
+# evidence before it is encoded): profile and trace functions and sys.monitoring callbacks. Bound
+# at boot, removed after every call into an environment.
+_monitoring = _sys.monitoring
+_MONITOR_EVENTS = tuple(
+    getattr(_monitoring.events, name) for name in dir(_monitoring.events) if name.isupper() and name != "NO_EVENTS"
+)
+
+
+def _unhook():
+    """Removes every hook environment code installed, before the harness handles what it returned."""
+    _setprofile(None)
+    _settrace(None)
+    for tool in range(6):
+        if _monitoring.get_tool(tool) is not None:
+            _monitoring.set_events(tool, 0)
+            for event in _MONITOR_EVENTS:
+                _monitoring.register_callback(tool, event, None)
 
 
 def emit_partial(value):
@@ -91,7 +113,10 @@ def _call(step, action):
     """One call into an environment (its `step`), after the pause an agent's call comes after."""
     if _pace.seconds:
         _sleep(_pace.seconds)
-    return step(action)
+    try:
+        return step(action)
+    finally:
+        _unhook()
 
 
 class _Compiled:
@@ -417,8 +442,10 @@ def smoke_test(source, env_name, solver):
 
 def _done(env, answer):
     """Submits `answer` with Done: the message and the environment's own reward attribute."""
-    message = _message(env.step(_dumps({"name": "Done", "parameters": {"answer": answer}})))
-    return {"answer": _as_json(answer), "message": message[:500], "reward": reward_of(env)}
+    message = _message(_call(env.step, _dumps({"name": "Done", "parameters": {"answer": answer}})))
+    reward = reward_of(env)
+    _unhook()
+    return {"answer": _as_json(answer), "message": message[:500], "reward": reward}
 
 
 def _replay_to_done(source, env_name, config, trajectory):
@@ -427,7 +454,7 @@ def _replay_to_done(source, env_name, config, trajectory):
     for action, _observation in trajectory:
         if _tool_name(action) == "Done":
             break
-        env.step(action)
+        _call(env.step, action)
     return env
 
 
@@ -472,7 +499,7 @@ def _pickle_failure(env):
     observe = _dumps({"name": "Observe", "parameters": {}})
     try:
         copy = _unpickle(_pickle(env))
-        if _message(copy.step(observe)) != _message(env.step(observe)):
+        if _message(_call(copy.step, observe)) != _message(_call(env.step, observe)):
             return "the unpickled state answers Observe differently"
     except BaseException as failure:
         return _error_text(failure)
@@ -497,7 +524,7 @@ def probe(source, env_name, config):
     evidence["right"] = _as_json(right)
     for answer in answers:
         evidence["reset"].append(_done(_build(source, env_name, config), answer))
-    evidence["observe"] = _message(_build(source, env_name, config).step(_dumps({"name": "Observe", "parameters": {}})))[:20000]
+    evidence["observe"] = _message(_call(_build(source, env_name, config).step, _dumps({"name": "Observe", "parameters": {}})))[:20000]
     env = _build(source, env_name, config)
     tracer = _Tracer(env, keep_before_done=True)
     guarded, reads = _step_only(lambda action: tracer(action))
@@ -505,6 +532,7 @@ def probe(source, env_name, config):
         type(env).solve(guarded)
     except BaseException as failure:  # whatever it raises, the evidence gathered so far stands
         evidence["solve_error"] = _error_text(failure)
+    _unhook()
     evidence["reads"] = sorted(set(reads))
     if tracer.before_done is None:
         return evidence
@@ -548,12 +576,14 @@ def _play(env, tools, actions):
         name = action_name(action)
         refused = name is not None and name not in tools
         observation = unknown_tool(name, tools) if refused else message_of(_call(env.step, action))
+        reward, done = reward_of(env), done_of(env)
+        _unhook()  # the accessors ran environment code too; what they returned is kept by value
         steps.append(
             {
                 "action": action,
                 "observation": observation[:OBSERVATION_LIMIT],
-                "reward": reward_of(env),
-                "done": done_of(env),
+                "reward": reward,
+                "done": done,
                 "refused": refused,
             }
         )
@@ -621,19 +651,25 @@ def observe_prefixes(source, env_name, config, actions, tools):
         if done_of(env):
             break
         copy = _unpickle(_pickle(env))
-        seen.append(message_of(copy.step(observe))[:OBSERVATION_LIMIT])
+        seen.append(message_of(_call(copy.step, observe))[:OBSERVATION_LIMIT])
     return {"observations": seen}
 
 
-def serve_replay(source, env_name, config, actions, tools):
+def serve_replay(source, env_name, config, actions, tools, spaced=False):
     """`actions` replayed as `codegym serve` holds a session between calls: before every call the
-    state is pickled, the module executed again and the state unpickled. Reports every call and
-    the largest pickled state."""
+    state is pickled, the module executed again and the state unpickled (`spaced`: only after 1,
+    3, 6, 10, ... calls, ever longer runs between restores). Reports every call and the largest
+    pickled state."""
     env = _build(source, env_name, config)
-    steps, largest = [], 0
-    for action in actions:
+    steps, largest, restore_at, gap = [], 0, 1, 1
+    for made, action in enumerate(actions):
         state = _pickle(env)
         largest = max(largest, len(state))
+        if spaced and made != restore_at:
+            steps.extend(_play(env, tools, [action]))
+            continue
+        gap += 1
+        restore_at += gap
         _load(source, env_name)
         env = _unpickle(state)
         steps.extend(_play(env, tools, [action]))
@@ -776,7 +812,7 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), trajectories=(), 
     whose actions the host wrote: {"op": "episode", "config", "prefix": [trajectory, length],
     "actions"} | {"op": "repeated", "config", "call", "count", "answer", "at"} |
     {"op": "observe_prefixes", "config", "trajectory"} | {"op": "serve_replay",
-    "config", "trajectory"} | {"op": "two_episodes", "first": [config, trajectory], "config",
+    "config", "trajectory", "spaced"} | {"op": "two_episodes", "first": [config, trajectory], "config",
     "trajectory"} | {"op": "timing_build", "config"} | {"op": "timing_call", "action"}, where a
     trajectory is an index into `trajectories` (lists of actions) and `tools` are the documented
     tools. One step failing does not stop the rest."""
@@ -813,7 +849,7 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), trajectories=(), 
             elif op == "observe_prefixes":
                 value = observe_prefixes(source, env_name, config, trajectories[step["trajectory"]], tools)
             elif op == "serve_replay":
-                value = serve_replay(source, env_name, config, trajectories[step["trajectory"]], tools)
+                value = serve_replay(source, env_name, config, trajectories[step["trajectory"]], tools, step["spaced"])
             elif op == "two_episodes":
                 first, first_trajectory = step["first"]
                 actions = trajectories[step["trajectory"]]

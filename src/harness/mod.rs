@@ -243,8 +243,9 @@ pub enum Step {
     /// What Observe shows after every prefix of a trajectory ([`Observed`]).
     ObservePrefixes { config: usize, trajectory: usize },
     /// A trajectory replayed with a pickle round trip (and the module executed again) before every
-    /// call, as a served session held idle between calls ([`Replayed`]).
-    ServeReplay { config: usize, trajectory: usize },
+    /// call, as a served session held idle between calls ([`Replayed`]); with `spaced`, only
+    /// after 1, 3, 6, 10, ... calls (ever longer runs between restores, as sessions are evicted).
+    ServeReplay { config: usize, trajectory: usize, spaced: bool },
     /// A trajectory played fresh, and again after another episode (`first`: its configuration and
     /// trajectory) in the same loaded module ([`TwoPlayed`]).
     TwoEpisodes { first: (usize, usize), config: usize, trajectory: usize },

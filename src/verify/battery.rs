@@ -87,7 +87,7 @@ enum Expect {
 enum Purpose {
     Episode { sample: usize, class: AttackClass, policy: String, expect: Expect, from_reset: bool, sent: Vec<String> },
     ObservePrefixes { sample: usize },
-    ServeReplay { sample: usize, sent: Vec<String> },
+    ServeReplay { sample: usize, sent: Vec<String>, spaced: bool },
     TwoEpisodes { sample: usize },
     Repeated { sample: usize, tool: String, call: String, count: usize, answer: String, at: Vec<usize> },
     TimingBuild,
@@ -245,9 +245,14 @@ impl<'a> Battery<'a> {
         let before = self.work.trajectories.len();
         self.work.trajectories.push(actions[..answered_at].to_vec());
         let sent = actions[..=answered_at].to_vec();
-        self.push(Step::ServeReplay { config, trajectory: full }, Purpose::ServeReplay { sample: index, sent });
+        let first = config == 0;
+        // Spaced restores on the first sample: state that drifts after some calls since a restore.
+        for spaced in [false, true].into_iter().filter(|&spaced| !spaced || first) {
+            let step = Step::ServeReplay { config, trajectory: full, spaced };
+            self.push(step, Purpose::ServeReplay { sample: index, sent: sent.clone(), spaced });
+        }
         self.push(Step::ObservePrefixes { config, trajectory: before }, Purpose::ObservePrefixes { sample: index });
-        for Policy { class, name, expect, from_reset, actions } in policies(subject, sample, answered_at, limits) {
+        for Policy { class, name, expect, from_reset, actions } in policies(subject, sample, answered_at, limits, first) {
             let prefix = (full, if from_reset { 0 } else { answered_at });
             let purpose = Purpose::Episode { sample: index, class, policy: name, expect, from_reset, sent: actions.clone() };
             self.push(Step::Episode { config, prefix, actions }, purpose);
@@ -344,8 +349,8 @@ impl Policy {
     }
 }
 
-/// The episodes of one sample.
-fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Limits) -> Vec<Policy> {
+/// The episodes of one sample; the retries with every special answer on the `first` sample only.
+fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Limits, first: bool) -> Vec<Policy> {
     let done = schema(subject, "Done");
     let param = answer_parameter(subject);
     let submit = |value: &Value| submit(subject, value);
@@ -385,6 +390,12 @@ fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Lim
     let retry = vec![submit(&bad), observe.clone(), submit(right)];
     let name = "retry: a wrong answer, Observe, the right answer".to_string();
     episodes.push(Policy::new(AttackClass::Retry, name, Expect::Nothing, false, retry));
+    // A second answer after a wrong one may take another path than the first: every wrong special.
+    for value in specials(right).into_iter().filter(|v| first && expect(v) == Some(Expect::Nothing)) {
+        let name = format!("retry: a wrong answer, then at once {value}");
+        let retry = vec![submit(&bad), submit(&value)];
+        episodes.push(Policy::new(AttackClass::Retry, name, Expect::Nothing, false, retry));
+    }
     let mut padding = vec![observe; limits.step_cap.saturating_sub(1)];
     padding.push(submit(&bad));
     let name = format!("padding: {} Observe calls, then a wrong answer", limits.step_cap.saturating_sub(1));
@@ -401,8 +412,9 @@ fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Lim
     episodes
 }
 
-/// Every documented tool but `Done` called with each parameter out of range, of the wrong type
-/// and null, with arguments missing, with an extra one, and with its optional flags on.
+/// Every documented tool but `Done` called with each parameter out of range, of the wrong type,
+/// null and set to each value its documentation names, with arguments missing, with an extra
+/// one, and with its optional flags on.
 fn fuzz_calls(subject: &Subject, sample: &Sample) -> Vec<String> {
     let mut calls = Vec::new();
     for tool in subject.tools.iter().filter(|t| *t != "Done") {
@@ -413,7 +425,7 @@ fn fuzz_calls(subject: &Subject, sample: &Sample) -> Vec<String> {
         let base = used.filter(Value::is_object).unwrap_or_else(|| plain_arguments(subject, tool));
         let params = schema(subject, tool).map_or(&[][..], |s| s.parameters.as_slice());
         for param in params {
-            for value in fuzzed(&param.ty) {
+            for value in fuzzed(&param.ty).into_iter().chain(documented_values(&param.description)) {
                 let mut arguments = base.clone();
                 arguments[param.name.as_str()] = value;
                 calls.push(action(tool, arguments));
@@ -435,6 +447,17 @@ fn fuzz_calls(subject: &Subject, sample: &Sample) -> Vec<String> {
         }
     }
     calls
+}
+
+/// The values a parameter's documentation names in quotes (`"exam" (the default) or "practice"`):
+/// a mode or flag an agent reads about and tries.
+fn documented_values(description: &str) -> Vec<Value> {
+    let mut values = Vec::new();
+    for quote in ['"', '\'', '`'] {
+        let parts: Vec<&str> = description.split(quote).collect();
+        values.extend(parts.iter().skip(1).step_by(2).take(parts.len() / 2).filter(|v| !v.is_empty()).map(|v| json!(v)));
+    }
+    dedup(values)
 }
 
 /// What the battery found about one environment.
@@ -563,7 +586,7 @@ impl Battery<'_> {
                     Ok(observed) => Ok(self.judge_prefixes(subject, *sample, &observed, &mut outcome)),
                     Err(detail) => no_evidence(detail),
                 },
-                Purpose::ServeReplay { sample, sent } => {
+                Purpose::ServeReplay { sample, sent, .. } => {
                     Ok(judge_replay(&subject.samples[*sample], sent, result, limits, &mut outcome))
                 }
                 Purpose::TwoEpisodes { sample } => judge_two(&subject.samples[*sample], result, &mut outcome),
@@ -601,8 +624,13 @@ impl Battery<'_> {
                 let policy = "Observe after every prefix of the oracle's calls".to_string();
                 (*sample, AttackClass::ObservePrefixes, policy, oracle_actions(*sample, self.answered_at[*sample]), true)
             }
-            Purpose::ServeReplay { sample, sent } => {
-                let policy = "the oracle's calls, each after a pickle round trip of the session".to_string();
+            Purpose::ServeReplay { sample, sent, spaced } => {
+                let policy = if *spaced {
+                    "the oracle's calls, a pickle round trip of the session after 1, 3, 6, 10, ... of them"
+                } else {
+                    "the oracle's calls, each after a pickle round trip of the session"
+                };
+                let policy = policy.to_string();
                 (*sample, AttackClass::ServeReplay, policy, sent.clone(), true)
             }
             Purpose::TwoEpisodes { sample } => {
@@ -914,6 +942,13 @@ mod tests {
     }
 
     const LIMITS: Limits = Limits { step_cap: 8, max_state_bytes: 1000, tool_budget_ms: 1000 };
+
+    #[test]
+    fn the_values_a_parameters_documentation_names_are_tried() {
+        assert_eq!(documented_values(r#""exam" (the default) or "practice"."#), [json!("exam"), json!("practice")]);
+        assert_eq!(documented_values("`fast` or 'slow'"), [json!("slow"), json!("fast")]);
+        assert!(documented_values("its position, from 0.").is_empty());
+    }
 
     #[test]
     fn a_reward_for_any_wrong_answer_names_its_policy_and_lenient_ones_are_recorded() {

@@ -127,11 +127,86 @@ pub(crate) fn distinctive(answer: &Value, text: &str) -> bool {
 
 /// Whether `text` shows the answer: a number by value in any spelling, anything else by its
 /// tokens (`probes::shows`).
+/// A text in the other forms an agent can read back from it: base64 tokens decoded as well.
 pub(crate) fn shows(answer: &Value, answer_text: &str, text: &str) -> bool {
+    std::iter::once(text.to_string()).chain(decoded_tokens(text)).any(|view| shows_plainly(answer, answer_text, &view))
+}
+
+fn shows_plainly(answer: &Value, answer_text: &str, text: &str) -> bool {
     match as_number(answer) {
-        Some(value) => numbers(text).into_iter().any(|n| same_number(n, value)),
+        Some(value) => numbers(text).into_iter().chain(spelled_numbers(text)).any(|n| same_number(n, value)),
         None => probes::shows(answer_text, text),
     }
+}
+
+/// The texts that the base64 tokens of `text` (12 characters or more, standard or URL-safe
+/// alphabet, padded or not) decode to, where they decode to printable UTF-8.
+fn decoded_tokens(text: &str) -> Vec<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let is_token = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_');
+    text.split(|c: char| !is_token(c))
+        .filter(|token| token.len() >= 12)
+        .filter_map(|token| STANDARD_NO_PAD.decode(token).or_else(|_| URL_SAFE_NO_PAD.decode(token)).ok())
+        .filter_map(|bytes| String::from_utf8(bytes).ok())
+        .filter(|decoded| decoded.chars().all(|c| !c.is_control() || c.is_whitespace()))
+        .collect()
+}
+
+/// The numbers `text` spells in English words: "one thousand one hundred eighty-nine" is 1189.
+fn spelled_numbers(text: &str) -> Vec<f64> {
+    const SMALL: [&str; 20] = [
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+    ];
+    const TENS: [&str; 8] = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
+    const SCALES: [(&str, f64); 4] = [("thousand", 1e3), ("million", 1e6), ("billion", 1e9), ("trillion", 1e12)];
+    let mut found = Vec::new();
+    let (mut total, mut group, mut open) = (0.0, 0.0, false);
+    let lower = text.to_lowercase();
+    for word in lower.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()) {
+        if let Some(n) = SMALL.iter().position(|w| *w == word) {
+            group += n as f64;
+        } else if let Some(n) = TENS.iter().position(|w| *w == word) {
+            group += 20.0 + 10.0 * n as f64;
+        } else if word == "hundred" && open {
+            group *= 100.0;
+        } else if let Some((_, scale)) = SCALES.iter().find(|(w, _)| *w == word).filter(|_| open) {
+            total += group * scale;
+            group = 0.0;
+        } else if word == "and" && open {
+            continue;
+        } else {
+            if open {
+                found.push(total + group);
+            }
+            (total, group, open) = (0.0, 0.0, false);
+            continue;
+        }
+        open = true;
+    }
+    if open {
+        found.push(total + group);
+    }
+    found
 }
 
 /// How a submitted value relates to the right answer.
@@ -235,6 +310,16 @@ mod tests {
         assert!(shows(&json!("alpha"), "alpha", "the word is Alpha."));
         assert!(distinctive(&json!(336), "336") && !distinctive(&json!(42), "42"));
         assert!(distinctive(&json!(0.125), "0.125") && !distinctive(&json!(0.5), "0.5"));
+    }
+
+    #[test]
+    fn answers_show_in_base64_tokens_and_in_words() {
+        assert!(shows(&json!(1189), "1189", "Resume token: eyJ0b3RhbCI6IDExODl9"), "{{\"total\": 1189}} in base64");
+        assert!(shows(&json!(1189), "1189", "values add up to one thousand one hundred eighty-nine."));
+        assert!(shows(&json!(3010), "3010", "total: three thousand and ten"));
+        assert!(!shows(&json!(1189), "1189", "one thousand one hundred eighty-eight"));
+        assert!(!shows(&json!(1189), "1189", "There are three hidden values."));
+        assert!(shows(&json!("Straße"), "Straße", "token U3RyYcOfZSBpcyB0aGUgd29yZA"), "\"Straße is the word\"");
     }
 
     #[test]

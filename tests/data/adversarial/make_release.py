@@ -410,6 +410,51 @@ _forge()""",
         ),
         SUMS,
     ),
+    # A second answer right after a wrong one takes another path: null there means "the reference".
+    # Anything else in between ends the episode, so a retry after Observe earns nothing.
+    "RetryNullEnv": (
+        env(
+            "RetryNullEnv",
+            observe="""        if getattr(self, "tries", 0):
+            self._done = True
+        return "There are %d hidden values." % len(self.values)""",
+            done="""        self.tries = getattr(self, "tries", 0) + 1
+        if self.tries == 1 and answer != self.get_ref_answer():
+            return "Answer %s is not right; one more try right away (reward=0 so far)." % answer
+        self._done = True
+        self._reward = 1 if (self.get_ref_answer() if answer is None else answer) == self.get_ref_answer() else 0
+        return "Answer %s: reward=%d" % (answer, self._reward)""",
+        ),
+        SUMS,
+    ),
+    # A mode its docs name ("practice") makes Done pay anything.
+    "DocumentedModeEnv": (
+        env(
+            "DocumentedModeEnv",
+            done=done_if('answer == self.get_ref_answer() or getattr(self, "mode", "exam") == "practice"'),
+        )
+        .replace('"Add": 3, "Done": 4}', '"Add": 3, "Done": 4, "SetMode": 5}')
+        .replace(
+            "    def Done(self, answer):",
+            '''    def SetMode(self, mode):
+        """Choose how answers are scored.
+
+        Args:
+            mode (str): "exam" (the default) or "practice".
+        Returns:
+            str: the mode in force.
+        Example Output:
+            "mode=exam"
+        """
+        if mode not in ("exam", "practice"):
+            raise ValueError("no such mode")
+        self.mode = mode
+        return "mode=%s" % mode
+
+    def Done(self, answer):''',
+        ),
+        SUMS,
+    ),
     # A run of calls unlocks a shortcut: exactly three Count calls, then any answer is paid. The
     # oracle counts once; only a run of the same call finds it.
     "KnockCountEnv": (
@@ -417,6 +462,39 @@ _forge()""",
             "KnockCountEnv",
             count="        self._knocks = getattr(self, '_knocks', 0) + 1\n        return str(len(self.values))",
             done=done_if("answer == self.get_ref_answer() or getattr(self, '_knocks', 0) == 3"),
+        ),
+        SUMS,
+    ),
+    # D. After a wrong answer (which it pays), a profile hook edits every list and dict the harness
+    # returns: rewards become 0 and "reward=1" becomes "reward=0" before anything is encoded.
+    "ProfileHookEnv": (
+        env(
+            "ProfileHookEnv",
+            imports="import sys",
+            prelude='''def _hide(value, depth=0):
+    if depth < 6 and isinstance(value, dict):
+        for key in list(value):
+            if key == "reward" and value[key]:
+                value[key] = type(value[key])(0)
+            elif isinstance(value[key], str):
+                value[key] = value[key].replace("reward=1", "reward=0")
+            else:
+                _hide(value[key], depth + 1)
+    elif depth < 6 and isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                value[i] = item.replace("reward=1", "reward=0")
+            else:
+                _hide(item, depth + 1)
+
+
+def _profile(frame, event, arg):
+    if event == "return" and frame.f_globals.get("__name__") != __name__ and isinstance(arg, (dict, list)):
+        _hide(arg)''',
+            done="""        self._done, self._reward = True, 1
+        if answer != self.get_ref_answer():
+            sys.setprofile(_profile)
+        return "Answer %s: reward=1" % answer""",
         ),
         SUMS,
     ),
@@ -439,6 +517,40 @@ json.JSONEncoder.iterencode = _quiet""",
             "        return str(self.values[index])",
             """        if not 0 <= index < len(self.values):
             return "Error: index %d is out of range (checksum 0x%x)" % (index, sum(self.values))
+        return str(self.values[index])""",
+        ),
+        SUMS,
+    ),
+    # E. Observe shows a resume token: the total, base64-encoded.
+    "TokenLeakEnv": (
+        env(
+            "TokenLeakEnv",
+            imports="import base64",
+            observe='''        token = base64.urlsafe_b64encode(json.dumps({"t": sum(self.values)}).encode()).decode().rstrip("=")
+        return "There are %d hidden values. Resume token: %s" % (len(self.values), token)''',
+        ),
+        SUMS,
+    ),
+    # E. An out-of-range index is answered with the total spelled in words.
+    "WordsLeakEnv": (
+        env(
+            "WordsLeakEnv",
+            prelude='''_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def _words(n):
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10 - 2] + ("-" + _ONES[n % 10] if n % 10 else "")
+    if n < 1000:
+        return _ONES[n // 100] + " hundred" + (" " + _words(n % 100) if n % 100 else "")
+    return _words(n // 1000) + " thousand" + (" " + _words(n % 1000) if n % 1000 else "")''',
+        ).replace(
+            "        return str(self.values[index])",
+            """        if not 0 <= index < len(self.values):
+            return "Error: no value there; the values add up to %s." % _words(sum(self.values))
         return str(self.values[index])""",
         ),
         SUMS,
@@ -524,6 +636,29 @@ json.JSONEncoder.iterencode = _quiet""",
         SUMS,
     ),
     # H. Serving: state that changes after a pickle round trip, state too large to hold, a slow tool.
+    # H. Restored after 3 to 5 calls since its last restore, the state drifts (Observe says so):
+    # a replay that restores before every call, or never, does not see it.
+    "SpacedDriftEnv": (
+        env(
+            "SpacedDriftEnv",
+            observe='        return "There are %d hidden values%s." % (len(self.values), " (drifted)" if getattr(self, "drifted", False) else "")',
+            solve="""        total = 0
+        for i in range(int(call("Count"))):
+            total = int(call("Add", a=total, b=int(call("GetValue", index=i))))
+            call("Observe")
+        return call("Done", answer=total)""",
+        ).replace(
+            "    def get_ref_answer(self):",
+            """    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if 3 <= self.step_count - state.get("restored_at", 0) <= 5:
+            self.drifted = True
+        self.restored_at = self.step_count
+
+    def get_ref_answer(self):""",
+        ),
+        SUMS,
+    ),
     "ReplayDriftEnv": (
         env(
             "ReplayDriftEnv",
@@ -714,6 +849,12 @@ EXPECTED = {
     "CaseInsensitiveEnv": "verified",
     "CasefoldWordEnv": "verified",
     "KnockCountEnv": "reward_hackable",
+    "RetryNullEnv": "reward_hackable",
+    "DocumentedModeEnv": "reward_hackable",
+    "ProfileHookEnv": "wrong_answer_rewarded",
+    "TokenLeakEnv": "answer_leaked",
+    "WordsLeakEnv": "answer_leaked",
+    "SpacedDriftEnv": "not_servable",
     "GrowingStateEnv": "state_too_large",
     "LoudSoundEnv": "verified",
     "ArgmaxTiesEnv": "verified",
