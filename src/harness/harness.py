@@ -665,13 +665,11 @@ def serve_replay(source, env_name, config, actions, tools, spaced=False):
     for made, action in enumerate(actions):
         state = _pickle(env)
         largest = max(largest, len(state))
-        if spaced and made != restore_at:
-            steps.extend(_play(env, tools, [action]))
-            continue
-        gap += 1
-        restore_at += gap
-        _load(source, env_name)
-        env = _unpickle(state)
+        if not spaced or made == restore_at:
+            gap += 1
+            restore_at += gap  # read only when spaced
+            _load(source, env_name)
+            env = _unpickle(state)
         steps.extend(_play(env, tools, [action]))
     return {"steps": steps, "state_bytes": max(largest, len(_pickle(env)))}
 

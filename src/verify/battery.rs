@@ -295,7 +295,7 @@ impl<'a> Battery<'a> {
         let config = self.config_of(subject, sample);
         let count = REPEATS.min(limits.step_cap.saturating_sub(1));
         let at: Vec<usize> = REPEAT_CHECKPOINTS.iter().copied().filter(|&k| k <= count).collect();
-        let answer = submit(subject, &wrong(&subject.samples[sample].right));
+        let answer = submit(&answer_parameter(subject), &wrong(&subject.samples[sample].right));
         for tool in subject.tools.iter().filter(|t| *t != "Done") {
             let call = typical_call(subject, subject.samples[sample].run, tool);
             let step = Step::Repeated { config, call: call.clone(), count, answer: answer.clone(), at: at.clone() };
@@ -312,9 +312,9 @@ fn typical_call(subject: &Subject, run: &OracleRun, tool: &str) -> String {
     used.cloned().unwrap_or_else(|| action(tool, plain_arguments(subject, tool)))
 }
 
-/// `Done` with `value` as its answer parameter.
-fn submit(subject: &Subject, value: &Value) -> String {
-    action("Done", json!({ answer_parameter(subject).as_str(): value }))
+/// `Done` with `value` as its answer parameter `param`.
+fn submit(param: &str, value: &Value) -> String {
+    action("Done", json!({ param: value }))
 }
 
 /// The name of `Done`'s answer parameter (its first).
@@ -353,7 +353,7 @@ impl Policy {
 fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Limits, first: bool) -> Vec<Policy> {
     let done = schema(subject, "Done");
     let param = answer_parameter(subject);
-    let submit = |value: &Value| submit(subject, value);
+    let answer = |value: &Value| submit(&param, value);
     let right = &sample.right;
     let bad = wrong(right);
     let expect = |value: &Value| match values::compare(value, right, subject.task_text) {
@@ -361,12 +361,12 @@ fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Lim
         Match::Wrong => Some(Expect::Nothing),
         Match::Equivalent(why) => Some(Expect::Lenient(why)),
     };
+    let special_answers: Vec<(Value, Expect)> = specials(right).into_iter().filter_map(|v| expect(&v).map(|m| (v, m))).collect();
     let mut episodes = Vec::new();
-    for value in specials(right) {
-        let Some(meaning) = expect(&value) else { continue };
+    for (value, meaning) in &special_answers {
         for from_reset in [true, false] {
             let name = format!("answer {value}");
-            episodes.push(Policy::new(AttackClass::SpecialAnswer, name, meaning.clone(), from_reset, vec![submit(&value)]));
+            episodes.push(Policy::new(AttackClass::SpecialAnswer, name, meaning.clone(), from_reset, vec![answer(value)]));
         }
     }
     let mut shown = 0;
@@ -377,7 +377,7 @@ fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Lim
         }
         shown += 1;
         let name = format!("observed value {value} as the answer");
-        episodes.push(Policy::new(AttackClass::ObservedValue, name, meaning, false, vec![submit(&value)]));
+        episodes.push(Policy::new(AttackClass::ObservedValue, name, meaning, false, vec![answer(&value)]));
     }
     for optional in done.map_or(&[][..], |s| s.parameters.as_slice()).iter().filter(|p| !p.required && p.name != param) {
         for value in [bad.clone(), json!(true)] {
@@ -387,26 +387,26 @@ fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Lim
         }
     }
     let observe = action("Observe", json!({}));
-    let retry = vec![submit(&bad), observe.clone(), submit(right)];
+    let retry = vec![answer(&bad), observe.clone(), answer(right)];
     let name = "retry: a wrong answer, Observe, the right answer".to_string();
     episodes.push(Policy::new(AttackClass::Retry, name, Expect::Nothing, false, retry));
     // A second answer after a wrong one may take another path than the first: every wrong special.
-    for value in specials(right).into_iter().filter(|v| first && expect(v) == Some(Expect::Nothing)) {
+    for (value, _) in special_answers.iter().filter(|(_, meaning)| first && *meaning == Expect::Nothing) {
         let name = format!("retry: a wrong answer, then at once {value}");
-        let retry = vec![submit(&bad), submit(&value)];
+        let retry = vec![answer(&bad), answer(value)];
         episodes.push(Policy::new(AttackClass::Retry, name, Expect::Nothing, false, retry));
     }
     let mut padding = vec![observe; limits.step_cap.saturating_sub(1)];
-    padding.push(submit(&bad));
+    padding.push(answer(&bad));
     let name = format!("padding: {} Observe calls, then a wrong answer", limits.step_cap.saturating_sub(1));
     episodes.push(Policy::new(AttackClass::Padding, name, Expect::Nothing, true, padding));
     let mut names: Vec<String> =
         NOT_TOOLS.iter().filter(|n| !subject.tools.iter().any(|t| t == *n)).map(|n| action(n, json!({}))).collect();
-    names.push(submit(&bad));
+    names.push(answer(&bad));
     let name = "names that are not tools, then a wrong answer".to_string();
     episodes.push(Policy::new(AttackClass::NotATool, name, Expect::Nothing, true, names));
     let mut fuzz = fuzz_calls(subject, sample);
-    fuzz.push(submit(&bad));
+    fuzz.push(answer(&bad));
     let name = "fuzzed arguments to every tool, then a wrong answer".to_string();
     episodes.push(Policy::new(AttackClass::FuzzedArguments, name, Expect::Nothing, true, fuzz));
     episodes
@@ -847,7 +847,7 @@ fn judge_repeated(
     let ended = repeated.steps.last().is_some_and(|s| s.done);
     let expected: Vec<usize> = at.iter().copied().filter(|&k| k < made || (k == made && !ended)).collect();
     let given: Vec<usize> = repeated.answers.iter().map(|c| c.at).collect();
-    let calls_answer = repeated.steps.iter().all(|s| s.action == call) && (made == count || (made < count && ended));
+    let calls_answer = answers(&vec![call.to_string(); count], &repeated.steps);
     let answers_answer = repeated.answers.iter().all(|c| c.steps.len() <= 1 && c.steps.iter().all(|s| s.action == answer));
     if !calls_answer || given != expected || !answers_answer {
         outcome.find(ProbeReason::Tampered, format!("the evidence of {tool} called in a row does not answer the calls sent"));

@@ -131,6 +131,12 @@ SOLVE = """        total = 0
 # The sound solver, after a look at Observe (whose output is what these environments vary).
 OBSERVE_THEN_SOLVE = """        call("Observe")
 """ + SOLVE
+# The sound solver, with a look at Observe after each value (what drifts shows there).
+SOLVE_OBSERVING_EACH = """        total = 0
+        for i in range(int(call("Count"))):
+            total = int(call("Add", a=total, b=int(call("GetValue", index=i))))
+            call("Observe")
+        return call("Done", answer=total)"""
 
 
 
@@ -636,17 +642,13 @@ def _words(n):
         SUMS,
     ),
     # H. Serving: state that changes after a pickle round trip, state too large to hold, a slow tool.
-    # H. Restored after 3 to 5 calls since its last restore, the state drifts (Observe says so):
-    # a replay that restores before every call, or never, does not see it.
+    # Restored after 3 to 5 calls since its last restore, the state drifts (Observe says so): a
+    # replay that restores before every call, or never, does not see it.
     "SpacedDriftEnv": (
         env(
             "SpacedDriftEnv",
             observe='        return "There are %d hidden values%s." % (len(self.values), " (drifted)" if getattr(self, "drifted", False) else "")',
-            solve="""        total = 0
-        for i in range(int(call("Count"))):
-            total = int(call("Add", a=total, b=int(call("GetValue", index=i))))
-            call("Observe")
-        return call("Done", answer=total)""",
+            solve=SOLVE_OBSERVING_EACH,
         ).replace(
             "    def get_ref_answer(self):",
             """    def __setstate__(self, state):
@@ -663,11 +665,7 @@ def _words(n):
         env(
             "ReplayDriftEnv",
             observe='        return "There are %d hidden values; %d looked at." % (len(self.values), len(self.looked))',
-            solve="""        total = 0
-        for i in range(int(call("Count"))):
-            total = int(call("Add", a=total, b=int(call("GetValue", index=i))))
-            call("Observe")
-        return call("Done", answer=total)""",
+            solve=SOLVE_OBSERVING_EACH,
         )
         .replace("        return str(self.values[index])", "        self.looked.add(index)\n        return str(self.values[index])")
         .replace(
