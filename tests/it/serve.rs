@@ -40,6 +40,9 @@ pub(crate) struct Served {
     /// What it printed before it was ready.
     banner: Vec<String>,
     stderr: PathBuf,
+    /// The thread copying the server's stderr into the file: joined once the server exits, so
+    /// the file holds its last lines.
+    relay: Option<std::thread::JoinHandle<()>>,
     _scratch: tempfile::TempDir,
 }
 
@@ -59,7 +62,7 @@ impl Served {
         let (lines, ready) = std::sync::mpsc::channel();
         let piped = child.stderr.take().unwrap();
         let mut file = std::fs::File::create(&stderr).unwrap();
-        std::thread::spawn(move || {
+        let relay = std::thread::spawn(move || {
             for line in BufReader::new(piped).lines().map_while(Result::ok) {
                 let _ = writeln!(file, "{line}");
                 let _ = lines.send(line);
@@ -80,7 +83,7 @@ impl Served {
             }
             banner.push(line);
         }
-        Served { child, openenv, codegym: codegym_api, banner, stderr, _scratch: scratch }
+        Served { child, openenv, codegym: codegym_api, banner, stderr, relay: Some(relay), _scratch: scratch }
     }
 
     /// Sends SIGTERM and waits for the exit.
@@ -89,6 +92,9 @@ impl Served {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                if let Some(relay) = self.relay.take() {
+                    relay.join().unwrap();
+                }
                 return status;
             }
             assert!(Instant::now() < deadline, "codegym serve did not stop within 30 s of SIGTERM");
