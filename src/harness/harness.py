@@ -565,13 +565,15 @@ OBSERVATION_LIMIT = 2000
 REPEATED_OBSERVATION_LIMIT = 200
 
 
-def _play(env, tools, actions):
+def _play(env, tools, actions, until_done=True):
     """Drives `env` through `actions` as a served session: a name that is not a tool is refused
     (it counts as a call and never reaches the environment), and once the episode is done nothing
-    more runs. One record per call: the action, what it showed, the reward and done flag after it."""
+    more runs (unless `until_done` is false: an agent's calls after its answer still reach the
+    environment). One record per call: the action, what it showed, the reward and done flag after
+    it."""
     steps = []
     for action in actions:
-        if done_of(env):
+        if until_done and done_of(env):
             break
         name = action_name(action)
         refused = name is not None and name not in tools
@@ -619,6 +621,12 @@ def _at(source, env_name, config, prefix, tools):
 def episode(source, env_name, config, prefix, actions, tools):
     """One episode of the battery: the environment after `prefix`, then `actions`."""
     return {"steps": _play(_at(source, env_name, config, prefix, tools), tools, actions)}
+
+
+def replay(source, env_name, config, actions, tools):
+    """An agent's calls played again from reset, every one of them (after its answer too), as the
+    agent's relayed calls reached the environment: the determinism check's rerun."""
+    return {"steps": _play(_build(source, env_name, config), tools, actions, until_done=False)}
 
 
 def repeated(source, env_name, config, call, count, answer, at, tools):
@@ -805,15 +813,17 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), trajectories=(), 
     """Runs many steps on one environment in one job, handing each step's result to the host as
     soon as it is ready (`emit_partial`, installed by the sandbox driver): {"ok": result} or
     {"error": message}. Steps name configurations and solvers by their index in `configs` and
-    `solvers` (each is sent once however many steps use it). A step is {"op": "module"} | {"op": "describe"} | {"op": "self_test"} | {"op": "contract"} |
-    {"op": "classes"} | {"op": "ref_answer", "config"} | {"op": "smoke_test", "solver"} | {"op": "probe", "config"}, and the battery's steps,
-    whose actions the host wrote: {"op": "episode", "config", "prefix": [trajectory, length],
-    "actions"} | {"op": "repeated", "config", "call", "count", "answer", "at"} |
-    {"op": "observe_prefixes", "config", "trajectory"} | {"op": "serve_replay",
-    "config", "trajectory", "spaced"} | {"op": "two_episodes", "first": [config, trajectory], "config",
-    "trajectory"} | {"op": "timing_build", "config"} | {"op": "timing_call", "action"}, where a
-    trajectory is an index into `trajectories` (lists of actions) and `tools` are the documented
-    tools. One step failing does not stop the rest."""
+    `solvers` (each is sent once however many steps use it). A step is {"op": "module"} |
+    {"op": "describe"} | {"op": "self_test"} | {"op": "contract"} | {"op": "classes"} |
+    {"op": "ref_answer", "config"} | {"op": "smoke_test", "solver"} | {"op": "probe", "config"},
+    and the second round's steps, whose actions the host wrote: {"op": "replay", "config",
+    "trajectory"} | {"op": "episode", "config", "prefix": [trajectory, length], "actions"} |
+    {"op": "repeated", "config", "call", "count", "answer", "at"} | {"op": "observe_prefixes",
+    "config", "trajectory"} | {"op": "serve_replay", "config", "trajectory", "spaced"} |
+    {"op": "two_episodes", "first": [config, trajectory], "config", "trajectory"} |
+    {"op": "timing_build", "config"} | {"op": "timing_call", "action"}, where a trajectory is an
+    index into `trajectories` (lists of actions) and `tools` are the documented tools. One step
+    failing does not stop the rest."""
     _pace.seconds = pace
     for step in steps:
         op = step["op"]
@@ -842,6 +852,8 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), trajectories=(), 
             elif op == "episode":
                 trajectory, length = step["prefix"]
                 value = episode(source, env_name, config, trajectories[trajectory][:length], step["actions"], tools)
+            elif op == "replay":
+                value = replay(source, env_name, config, trajectories[step["trajectory"]], tools)
             elif op == "repeated":
                 value = repeated(source, env_name, config, step["call"], step["count"], step["answer"], step["at"], tools)
             elif op == "observe_prefixes":

@@ -19,7 +19,11 @@ use std::time::Duration;
 
 /// Trajectories keep this many (action, observation) pairs, plus always the last one (as
 /// `harness.py`'s `TRAJECTORY_LIMIT`).
-const TRAJECTORY_LIMIT: usize = 4096;
+pub const TRAJECTORY_LIMIT: usize = 4096;
+
+/// The battery's evidence cuts observations at this many characters (as `harness.py`'s
+/// `OBSERVATION_LIMIT`).
+pub const OBSERVATION_LIMIT: usize = 2000;
 
 /// The tool an action (the JSON text of `{"name", "parameters"}`) calls, when it names one.
 pub fn action_tool(action: &str) -> Option<String> {
@@ -236,6 +240,9 @@ pub enum Step {
     /// One episode of the exploit battery ([`Played`]): the state after the first `prefix.1`
     /// actions of trajectory `prefix.0`, then `actions`, played as `codegym serve` plays them.
     Episode { config: usize, prefix: (usize, usize), actions: Vec<String> },
+    /// An agent's calls played again from reset, after its answer too ([`Played`]): the rerun of
+    /// the determinism check.
+    Replay { config: usize, trajectory: usize },
     /// One call played `count` times in a row from reset, with `answer` submitted on a copy of
     /// the state after each number of calls in `at` ([`Repeated`]): one episode for many
     /// "so many calls, then a wrong answer" policies.
@@ -265,6 +272,7 @@ impl Step {
             Step::SmokeTest { .. } => "smoke_test",
             Step::Probe { .. } => "probe",
             Step::Episode { .. } => "episode",
+            Step::Replay { .. } => "replay",
             Step::Repeated { .. } => "repeated",
             Step::ObservePrefixes { .. } => "observe_prefixes",
             Step::ServeReplay { .. } => "serve_replay",
@@ -279,6 +287,7 @@ impl Step {
             Step::Module | Step::Classes | Step::SmokeTest { .. } => budgets.module,
             Step::Probe { .. }
             | Step::Episode { .. }
+            | Step::Replay { .. }
             | Step::Repeated { .. }
             | Step::ObservePrefixes { .. }
             | Step::ServeReplay { .. }

@@ -10,7 +10,7 @@
 //! trajectory, the tool schemas) and judges the evidence, which must answer exactly the actions
 //! sent. Planning and judging are pure; `mod.rs` runs the steps.
 
-use super::probes::{Finding, ProbeReason};
+use super::probes::{Finding, ProbeReason, cut_at as cut};
 use super::reasons::{AttackClass, RunVerdict};
 use super::values::{self, Match};
 use crate::harness::{
@@ -205,12 +205,17 @@ fn fuzzed(ty: &ParamType) -> Vec<Value> {
     vec![json!(-1), json!(1_000_000_000), wrong_type, Value::Null, json!([])]
 }
 
+/// The battery's work on an environment (`seed`: the environment's), with nothing in it yet. Played
+/// in the alternate variant: the guest presents as a native CPython whose clock moves between
+/// calls, so an environment that behaves only inside the sandbox is caught here.
+pub(super) fn work(source: EnvSource, seed: u64) -> EnvWork {
+    EnvWork { variant: Variant::Alternate, ..EnvWork::new(source, seed ^ SEED) }
+}
+
 impl<'a> Battery<'a> {
     /// Plans the battery of `subject`.
     pub(super) fn plan(subject: &Subject<'a>, limits: &Limits) -> Battery<'a> {
-        // Played in the alternate variant: the guest presents as a native CPython whose clock moves
-        // between calls, so an environment that behaves only inside the sandbox is caught here.
-        let mut work = EnvWork { variant: Variant::Alternate, ..EnvWork::new(subject.source, subject.seed ^ SEED) };
+        let mut work = work(subject.source, subject.seed);
         work.tools = subject.tools.clone();
         let mut battery = Battery { work, purposes: Vec::new(), answered_at: Vec::new() };
         let planned: Vec<usize> = (0..subject.samples.len()).filter(|&i| battery.plan_sample(subject, i, limits)).collect();
@@ -531,10 +536,6 @@ fn stated(observation: &str) -> Option<bool> {
         (false, true) => Some(false),
         _ => None,
     }
-}
-
-fn cut(text: &str, chars: usize) -> &str {
-    &text[..text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i)]
 }
 
 /// After an answer, the reward the message states and the one a trainer reads must agree.

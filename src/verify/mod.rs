@@ -23,8 +23,8 @@ mod store;
 mod values;
 
 use crate::dataset::{self, Dataset, DatasetError, ShardSelection, Table};
-use crate::harness::{self, Budgets, EnvSource, EnvWork, ModuleChecks, OracleRun, ProbeEvidence, RefAnswer, SelfTest, Step};
-use crate::sandbox::{ExecMode, JobOutcome, JobReporter, Limits, Sandbox, SandboxError, Variant, Verdict};
+use crate::harness::{self, Budgets, EnvSource, EnvWork, ModuleChecks, ProbeEvidence, RefAnswer, SelfTest, Step};
+use crate::sandbox::{ExecMode, JobOutcome, JobReporter, Limits, Sandbox, SandboxError, Variant};
 use crate::tables::{ENV_PENDING, EnvironmentRow, OracleCandidateRow, TaskConfigRow};
 pub(crate) use curate::curate;
 use curate::{checked, curate_all};
@@ -217,8 +217,8 @@ struct ConfigResult {
     oracles: Vec<Cell>,
     /// The probe's evidence, or why the probe did not finish (it then fails closed).
     probe: Option<Result<ProbeEvidence, String>>,
-    /// The environment's own oracle rerun in the alternate interpreter.
-    alternate: Option<Result<OracleRun, String>>,
+    /// The environment's own oracle's calls replayed in the alternate interpreter.
+    alternate: Option<Result<harness::Played, String>>,
 }
 
 /// What a step's result is for.
@@ -229,7 +229,6 @@ enum Target {
     RefAnswer(usize),
     Oracle(usize, i32),
     Probe(usize),
-    Alternate(usize),
 }
 
 /// The work of one environment in the first round: what each step is for, and which environment
@@ -281,13 +280,9 @@ fn plan<'a>(
     plan
 }
 
-/// The seed of an environment's oracle rerun in the alternate interpreter.
-const RERUN_SEED: u64 = 0x0a17_e2a7_e5ee_d000;
-
 /// Plays the oracle cells of `chunk` as agents ([`harness::run_agent_oracles`]): per configuration
-/// the environment's own `solve` and every candidate that passed its smoke test, and the own
-/// `solve` again in the alternate interpreter (the determinism check). Their results go into
-/// `found`; returns how many cells ran.
+/// the environment's own `solve` and every candidate that passed its smoke test. Their results go
+/// into `found`; returns how many cells ran.
 #[allow(clippy::too_many_arguments)]
 fn run_oracles(
     sandbox: &Sandbox,
@@ -318,24 +313,20 @@ fn run_oracles(
             .collect();
         let own: Vec<usize> =
             configs_of.get(&env.env_id).map_or(&[][..], Vec::as_slice).iter().copied().filter(|&c| !skip(&configs[c])).collect();
-        let cell = |config: usize, solver, variant, seed| harness::AgentCell {
+        let cell = |config: usize, solver| harness::AgentCell {
             env: source,
             config: &configs[config].config,
             solver,
             tools,
             seed,
-            variant,
+            variant: Variant::Primary,
         };
-        // The cells of one solver and variant in a row: they share a pair of interpreters.
+        // The cells of one solver in a row: they share a pair of interpreters.
         for &(candidate, solver) in &solvers {
             for &config in &own {
-                cells.push(cell(config, solver, Variant::Primary, seed));
+                cells.push(cell(config, solver));
                 targets.push(Target::Oracle(config, candidate));
             }
-        }
-        for &config in &own {
-            cells.push(cell(config, None, Variant::Alternate, seed ^ RERUN_SEED));
-            targets.push(Target::Alternate(config));
         }
     }
     let results = harness::run_agent_oracles(sandbox, &cells, settings.cell, settings.threads)?;
@@ -348,8 +339,8 @@ fn run_oracles(
     Ok(count)
 }
 
-/// Passes an environment's completion on when the last of its work items (its own steps, and its
-/// oracle's rerun in the alternate interpreter) has finished, so a bar counts environments.
+/// Passes an environment's completion on when the last of its work items has finished, so a bar
+/// counts environments.
 struct EnvironmentsDone<'a> {
     reporter: &'a dyn JobReporter,
     env_of: &'a [usize],
@@ -427,23 +418,15 @@ impl ChunkResults {
                 let evidence = result.parse().map_err(|e| result.failure().unwrap_or(e));
                 self.configs.entry(config).or_default().probe = Some(evidence);
             }
-            Target::Oracle(..) | Target::Alternate(_) => unreachable!("oracle cells are played as agents"),
+            Target::Oracle(..) => unreachable!("oracle cells are played as agents"),
         }
     }
 
     /// An oracle cell played as an agent.
     fn record_agent(&mut self, target: Target, result: harness::AgentResult) {
         let harness::AgentResult { run, verdict, duration_ms } = result;
-        match target {
-            Target::Oracle(config, candidate) => {
-                self.configs.entry(config).or_default().oracles.push(Cell { candidate, run, verdict, duration_ms })
-            }
-            Target::Alternate(config) => {
-                let run = run.map_err(|why| if verdict == Verdict::Ok { why } else { format!("{}: {why}", verdict.as_str()) });
-                self.configs.entry(config).or_default().alternate = Some(run);
-            }
-            _ => unreachable!("only oracle cells are played as agents"),
-        }
+        let Target::Oracle(config, candidate) = target else { unreachable!("only oracle cells are played as agents") };
+        self.configs.entry(config).or_default().oracles.push(Cell { candidate, run, verdict, duration_ms });
     }
 }
 
@@ -552,9 +535,11 @@ fn verify_shard(
     Ok(())
 }
 
-/// The exploit battery of every environment of `chunk` whose module checks hold and whose own
-/// oracle passes configurations with a JSON reference answer; its outcomes go into `found`.
-/// Returns the steps it ran.
+/// The second round, in the alternate variant, one job per environment of `chunk`: the
+/// determinism check's reruns (every configuration's own oracle calls replayed), then the exploit
+/// battery where it can be played (the module checks hold, and the own oracle passes
+/// configurations with a JSON reference answer). What they find goes into `found`. Returns the
+/// steps it ran.
 fn run_battery(
     sandbox: &Sandbox,
     chunk: &[usize],
@@ -565,26 +550,78 @@ fn run_battery(
     settings: &VerifySettings,
 ) -> Result<usize, SandboxError> {
     let limits = settings.battery_limits();
-    let subjects: Vec<(usize, battery::Subject)> =
+    let subjects: BTreeMap<usize, battery::Subject> =
         chunk.iter().filter_map(|&env| subject(env, envs, configs, configs_of, found, settings).map(|s| (env, s))).collect();
-    let batteries: Vec<battery::Battery> = subjects.iter().map(|(_, subject)| battery::Battery::plan(subject, &limits)).collect();
-    let work: Vec<EnvWork> = batteries.iter().map(|b| b.work.clone()).collect();
+    let mut plans = Vec::new();
+    for &env in chunk {
+        let battery = subjects.get(&env).map(|subject| battery::Battery::plan(subject, &limits));
+        let row = &envs[env];
+        let mut work = match &battery {
+            Some(battery) => battery.work.clone(),
+            None => battery::work(EnvSource { code: &row.env_code, name: &row.env_name }, harness::seed_for(&row.env_id)),
+        };
+        let own = configs_of.get(&row.env_id).map_or(&[][..], Vec::as_slice);
+        let reruns = plan_reruns(&mut work, env, own, configs, found);
+        if !work.steps.is_empty() {
+            plans.push((env, reruns, battery, work));
+        }
+    }
+    let work: Vec<EnvWork> = plans.iter().map(|(.., work)| work.clone()).collect();
     let results = harness::run_steps(sandbox, &work, &settings.budgets(), settings.mode, settings.threads, None)?;
-    let mut outcomes = Vec::new();
-    let mut step_ms: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for (((env, subject), battery), results) in subjects.iter().zip(&batteries).zip(&results) {
-        for (step, result) in battery.work.steps.iter().zip(results) {
+    let steps = work.iter().map(|w| w.steps.len()).sum();
+    drop(work);
+    let (mut replays, mut outcomes, mut step_ms) = (Vec::new(), Vec::new(), BTreeMap::<&'static str, u64>::new());
+    for ((env, reruns, battery, work), results) in plans.iter().zip(&results) {
+        for (step, result) in work.steps.iter().zip(results) {
             *step_ms.entry(step.kind()).or_default() += result.duration_ms;
         }
-        outcomes.push((*env, battery.judge(subject, results, &limits)));
+        let (rerun, rest) = results.split_at(reruns.len());
+        for (&config, result) in reruns.iter().zip(rerun) {
+            replays.push((config, result.parse().map_err(|e| result.failure().unwrap_or(e))));
+        }
+        if let (Some(battery), Some(subject)) = (battery, subjects.get(env)) {
+            outcomes.push((*env, battery.judge(subject, rest, &limits)));
+        }
     }
-    let steps = work.iter().map(|w| w.steps.len()).sum();
-    drop((work, batteries, subjects));
+    drop((plans, subjects));
+    for (config, replay) in replays {
+        found.configs.entry(config).or_default().alternate = Some(replay);
+    }
     found.battery.extend(outcomes);
     for (kind, ms) in step_ms {
         *found.step_ms.entry(kind).or_default() += ms;
     }
     Ok(steps)
+}
+
+/// Puts the determinism check's reruns of environment `env` first in `work`: per configuration
+/// whose own oracle ran, its calls replayed. Returns the configurations, in step order.
+fn plan_reruns<'a>(
+    work: &mut EnvWork<'a>,
+    env: usize,
+    own: &[usize],
+    configs: &'a [TaskConfigRow],
+    found: &ChunkResults,
+) -> Vec<usize> {
+    let Some(tools) = found.checks.get(&env).and_then(|c| c.description.as_ref().ok()).map(|d| &d.tools) else {
+        return Vec::new();
+    };
+    if work.tools.is_empty() {
+        work.tools = tools.clone();
+    }
+    let (mut reruns, mut steps) = (Vec::new(), Vec::new());
+    for &config in own {
+        let run = found.configs.get(&config).and_then(|r| r.oracles.iter().find(|cell| cell.candidate == 0));
+        let Some(Ok(run)) = run.map(|cell| &cell.run) else { continue };
+        let calls = &run.trajectory[..run.trajectory.len().min(harness::TRAJECTORY_LIMIT)];
+        let at = work.configs.len();
+        work.configs.push(&configs[config].config);
+        work.trajectories.push(calls.iter().map(|(action, _)| action.clone()).collect());
+        steps.push(Step::Replay { config: at, trajectory: work.trajectories.len() - 1 });
+        reruns.push(config);
+    }
+    work.steps.splice(0..0, steps);
+    reruns
 }
 
 /// What the battery needs of one environment, when it can be played: the module checks hold, and

@@ -5,7 +5,7 @@
 //! hidden state, behaviour that changes with the interpreter's hash secret or date, and probes
 //! that could not run (which fail closed). Pure functions; knows nothing of tables.
 
-use crate::harness::{OracleRun, ProbeEvidence, Submission};
+use crate::harness::{OBSERVATION_LIMIT, OracleRun, Played, ProbeEvidence, Submission, TRAJECTORY_LIMIT};
 
 /// Why a probe flagged a configuration or an environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -246,37 +246,50 @@ fn input_values(options: &str) -> Vec<String> {
 }
 
 fn cut(text: &str) -> &str {
-    &text[..text.char_indices().nth(100).map_or(text.len(), |(i, _)| i)]
+    cut_at(text, 100)
 }
 
-/// The determinism check: the environment's own oracle on one configuration in the primary
-/// interpreter and again in the alternate one (another hash secret, another date, another seed)
-/// must make the same calls, see the same observations and earn the same reward.
-pub(crate) fn compare_runs(primary: &Result<OracleRun, String>, alternate: &Result<OracleRun, String>) -> Option<Finding> {
-    let detail = match (primary, alternate) {
-        (Err(_), Err(_)) => return None,
-        (Ok(_), Err(failure)) => format!("the rerun failed where the first run did not: {failure}"),
-        (Err(failure), Ok(_)) => format!("the first run failed where the rerun did not: {failure}"),
-        (Ok(a), Ok(b)) if a.passed != b.passed => format!("the reward differs: {} then {}", reward(a), reward(b)),
-        (Ok(a), Ok(b)) => {
-            let at = a.trajectory.iter().zip(&b.trajectory).position(|(x, y)| x != y);
+/// The first `chars` characters of `text`.
+pub(super) fn cut_at(text: &str, chars: usize) -> &str {
+    &text[..text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i)]
+}
+
+/// The determinism check: the calls of the environment's own oracle on one configuration (played
+/// in the primary interpreter) played again in the alternate one (another hash secret, another
+/// date, a clock that moves, another seed) must show the same observations and earn the same
+/// reward. The rerun replays the oracle's actions rather than the oracle: where the environment
+/// strays, it shows at the first call that differs.
+pub(crate) fn compare_replay(primary: &Result<OracleRun, String>, rerun: &Result<Played, String>) -> Option<Finding> {
+    let Ok(primary) = primary else { return None };
+    let detail = match rerun {
+        Err(failure) => format!("the rerun failed where the first run did not: {failure}"),
+        Ok(rerun) => {
+            let calls = &primary.trajectory[..primary.trajectory.len().min(TRAJECTORY_LIMIT)];
+            let seen = |observation: &str| cut_at(observation, OBSERVATION_LIMIT).to_string();
+            let at = calls.iter().zip(&rerun.steps).position(|((_, a), b)| seen(a) != b.observation);
+            let final_reward = rerun.steps.last().map(|s| s.reward);
             match at {
                 Some(at) => format!(
                     "the runs differ at call {}: {:?} then {:?}",
                     at + 1,
-                    cut(&a.trajectory[at].1),
-                    cut(&b.trajectory[at].1)
+                    cut(&calls[at].1),
+                    cut(&rerun.steps[at].observation)
                 ),
-                None if a.trajectory.len() != b.trajectory.len() => {
-                    format!("the runs make {} and {} calls", a.trajectory.len(), b.trajectory.len())
+                None if calls.len() != rerun.steps.len() => {
+                    format!("the runs make {} and {} calls", calls.len(), rerun.steps.len())
                 }
+                None if calls.len() == primary.trajectory.len() && final_reward != primary.reward => format!(
+                    "the reward a trainer reads differs: {} then {}",
+                    primary.reward.unwrap_or(0.0),
+                    final_reward.unwrap_or(0.0)
+                ),
                 None => return None,
             }
         }
     };
     Some(finding(
         ProbeReason::NondeterministicTrajectory,
-        format!("{detail} (reran with another string-hash secret, start date and seed)"),
+        format!("{detail} (reran with another string-hash secret, start date, clock and seed)"),
     ))
 }
 
@@ -287,10 +300,6 @@ pub(crate) fn reward_read(run: &Result<OracleRun, String>) -> Option<Finding> {
     let read = run.reward.filter(|&reward| reward != 1.0)?;
     let detail = format!("the oracle's answer got {:?}, but the reward a trainer reads is {read}", cut(&run.message));
     Some(finding(ProbeReason::RewardInconsistent, detail))
-}
-
-fn reward(run: &OracleRun) -> &'static str {
-    if run.passed { "reward=1" } else { "reward=0" }
 }
 
 #[cfg(test)]
@@ -345,5 +354,34 @@ mod tests {
         let leaked: Vec<usize> = observe_leaks(&seen).into_iter().map(|(i, _)| i).collect();
         assert_eq!(leaked, [0, 1, 2]);
         assert!(observe_leaks(&seen[..2]).is_empty(), "too few configurations to tell");
+    }
+
+    #[test]
+    fn a_rerun_must_show_what_the_oracle_saw_and_read_the_same_reward() {
+        let step = |observation: &str, reward: f64| crate::harness::PlayedStep {
+            action: "{}".into(),
+            observation: observation.into(),
+            reward,
+            done: false,
+            refused: false,
+        };
+        let long = "x".repeat(OBSERVATION_LIMIT + 5);
+        let primary = Ok(OracleRun {
+            trajectory: vec![("{}".into(), "a".into()), ("{}".into(), long.clone())],
+            reward: Some(1.0),
+            ..Default::default()
+        });
+        let same = Played { steps: vec![step("a", 0.0), step(cut_at(&long, OBSERVATION_LIMIT), 1.0)] };
+        assert_eq!(compare_replay(&primary, &Ok(same)), None, "observations are compared as far as the rerun keeps them");
+        let strays = Played { steps: vec![step("b", 0.0), step(&long, 1.0)] };
+        let found = compare_replay(&primary, &Ok(strays)).unwrap();
+        assert_eq!(found.reason, ProbeReason::NondeterministicTrajectory);
+        assert!(found.detail.contains("differ at call 1"), "{}", found.detail);
+        let unpaid = Played { steps: vec![step("a", 0.0), step(cut_at(&long, OBSERVATION_LIMIT), 0.0)] };
+        assert!(compare_replay(&primary, &Ok(unpaid)).unwrap().detail.contains("reward a trainer reads differs"));
+        let short = Played { steps: vec![step("a", 0.0)] };
+        assert!(compare_replay(&primary, &Ok(short)).unwrap().detail.contains("make 2 and 1 calls"));
+        assert!(compare_replay(&primary, &Err("timeout".into())).unwrap().detail.contains("rerun failed"));
+        assert_eq!(compare_replay(&Err("no run".into()), &Err("timeout".into())), None, "nothing to compare with");
     }
 }

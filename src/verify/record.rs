@@ -97,7 +97,7 @@ impl Tables {
             let mut findings = result.probe.as_ref().map(|p| probes::judge(p, task_text)).unwrap_or_default();
             findings.extend(own.as_ref().and_then(probes::reward_read));
             if let (Some(primary), Some(alternate)) = (&own, &result.alternate) {
-                findings.extend(probes::compare_runs(primary, alternate));
+                findings.extend(probes::compare_replay(primary, alternate));
             }
             let evidence = result.probe.as_ref().and_then(|p| p.as_ref().ok());
             if let Some(evidence) = evidence {
