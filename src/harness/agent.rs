@@ -126,8 +126,8 @@ fn serve_environment<'scope>(
     (from_env, to_env)
 }
 
-/// The solver's side of one cell: counts each call, refuses a name that is not a tool, and hands
-/// the rest to the environment's thread.
+/// The solver's side of one cell: counts each call, refuses what `codegym serve` refuses (a
+/// malformed action, a name that is not a tool), and hands the rest to the environment's thread.
 fn relay(
     tools: Vec<String>,
     trace: Arc<Mutex<Trace>>,
@@ -143,9 +143,8 @@ fn relay(
         if let Some((_, why)) = &trace.failure {
             return json!({ "error": why });
         }
-        if let Some(name) = name.filter(|n| !tools.contains(n)) {
-            let observation = super::unknown_tool(&name, &tools);
-            trace.refused.push(name);
+        if let Some(observation) = super::refusal(&action, &tools) {
+            trace.refused.push(name.unwrap_or_else(|| "<malformed>".into()));
             trace.record(&action, &observation);
             return json!({ "observation": observation, "flag": false });
         }

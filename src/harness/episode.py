@@ -46,14 +46,21 @@ def json_encoder(sort_keys, item_separator, key_separator):
     return encode
 
 
+def _not_strict(constant):
+    raise _e_ValueError("%s is not JSON" % constant)
+
+
 _scan = _c_make_scanner(_EpisodeDecoder())
+# Strict JSON, as the host reads it: no NaN or Infinity.
+_scan_strict = _c_make_scanner(_EpisodeDecoder(parse_constant=_not_strict))
 
 
-def json_decode(text):
-    """The value of a JSON text (surrounding whitespace allowed), from the C scanner."""
+def json_decode(text, strict=False):
+    """The value of a JSON text (surrounding whitespace allowed), from the C scanner; with
+    `strict`, only what the host reads as JSON (no NaN or Infinity)."""
     stripped = text.strip(" \t\n\r")
     try:
-        value, end = _scan(stripped, 0)
+        value, end = (_scan_strict if strict else _scan)(stripped, 0)
     except _e_StopIteration:
         raise _e_ValueError("not JSON: %r" % text[:80])
     if end != _e_len(stripped):
@@ -90,6 +97,27 @@ def unknown_tool(name, tools):
     """The observation of a call to a name that is not a tool, as `codegym serve` answers it (the
     call counts as a step and never reaches the environment)."""
     return "Error: unknown tool `%s`. The tools are: %s." % (name, ", ".join(tools))
+
+
+MALFORMED = 'Error: malformed action; expected {"name": TOOL, "parameters": {...}}.'
+
+
+def refusal(action, tools):
+    """What `codegym serve` answers in the environment's place, or None when the action reaches
+    it: JSON that is not an object with a string `name` (and object `parameters`, when it has
+    any) is malformed; a name that is not one of `tools` is unknown. A text that is not strict
+    JSON is left to the environment's own parser (as the host's `refusal`)."""
+    if not _e_isinstance(action, str):
+        return MALFORMED
+    try:
+        call = json_decode(action, strict=True)
+    except _e_ValueError:
+        return None
+    if not _e_isinstance(call, dict) or not _e_isinstance(call.get("name"), str):
+        return MALFORMED
+    if "parameters" in call and not _e_isinstance(call["parameters"], dict):
+        return MALFORMED
+    return None if call["name"] in tools else unknown_tool(call["name"], tools)
 
 
 def action_name(action):

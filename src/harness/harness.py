@@ -98,6 +98,10 @@ def host_call(value):
     raise RuntimeError("host_call is only available inside the codegym sandbox")
 
 
+# The public functions of the driver's private modules, by name (set by the sandbox driver at boot).
+peers = {}
+
+
 class _Pace:
     """Seconds of (virtual) time that pass before each call into an environment, as between an
     agent's calls: set per job by the host (0 in the primary variant)."""
@@ -256,9 +260,10 @@ class _Tracer:
         name = _tool_name(action)
         self.tool_calls[name] = self.tool_calls.get(name, 0) + 1
         self.calls += 1
-        if name != "<malformed>" and name not in self.tools:
+        refused = refusal(action, self.tools)
+        if refused is not None:
             self.refused.append(name)
-            outcome = unknown_tool(name, self.tools)
+            outcome = refused
         else:
             if name == "Done" and self.keep_before_done and self.before_done is None and self.copy_error is None:
                 self._keep()
@@ -483,6 +488,8 @@ def _wrong_answers(right):
         candidates = ["codegym-wrong-answer"]
     if not (isinstance(right, (str, list, tuple, dict)) and len(right) == 0):
         candidates.append("")  # an empty input can have an empty answer: "" is then right
+    if right is not None:
+        candidates.append(None)  # a missing answer read with a default
     wrong, seen = [], set()
     for candidate in candidates:
         text = _as_json(candidate)
@@ -575,9 +582,8 @@ def _play(env, tools, actions, until_done=True):
     for action in actions:
         if until_done and done_of(env):
             break
-        name = action_name(action)
-        refused = name is not None and name not in tools
-        observation = unknown_tool(name, tools) if refused else message_of(_call(env.step, action))
+        refused = refusal(action, tools)
+        observation = refused if refused is not None else message_of(_call(env.step, action))
         reward, done = reward_of(env), done_of(env)
         _unhook()  # the accessors ran environment code too; what they returned is kept by value
         steps.append(
@@ -586,7 +592,7 @@ def _play(env, tools, actions, until_done=True):
                 "observation": observation[:OBSERVATION_LIMIT],
                 "reward": reward,
                 "done": done,
-                "refused": refused,
+                "refused": refused is not None,
             }
         )
     return steps
@@ -618,8 +624,11 @@ def _at(source, env_name, config, prefix, tools):
     return env
 
 
-def episode(source, env_name, config, prefix, actions, tools):
-    """One episode of the battery: the environment after `prefix`, then `actions`."""
+def episode(source, env_name, config, prefix, actions, tools, serve=False):
+    """One episode of the battery: the environment after `prefix`, then `actions`; with `serve`,
+    from reset through the functions `codegym serve` calls ([`served`])."""
+    if serve:
+        return {"steps": served(source, env_name, config, actions, tools)[0]}
     return {"steps": _play(_at(source, env_name, config, prefix, tools), tools, actions)}
 
 
@@ -629,14 +638,14 @@ def replay(source, env_name, config, actions, tools):
     return {"steps": _play(_build(source, env_name, config), tools, actions, until_done=False)}
 
 
-def repeated(source, env_name, config, call, count, answer, at, tools):
-    """`call` played up to `count` times in a row from reset, and `answer` submitted on a copy of
-    the state after each number of calls in `at` (one episode serves every checkpoint). Reports
-    the calls (observations cut short: only the answers are judged), each checkpoint's answer, and
-    how large the state pickles after the last call."""
+def repeated(source, env_name, config, calls, answer, at, tools):
+    """`calls` played in a row from reset, and `answer` submitted on a copy of the state after
+    each number of calls in `at` (one episode serves every checkpoint). Reports the calls
+    (observations cut short: only the answers are judged), each checkpoint's answer, and how large
+    the state pickles after the last call."""
     env = _build(source, env_name, config)
     steps, answers, checkpoints = [], [], set(at)
-    for made in range(1, count + 1):
+    for made, call in enumerate(calls, 1):
         steps.extend(_play(env, tools, [call]))
         if done_of(env):
             break
@@ -663,23 +672,77 @@ def observe_prefixes(source, env_name, config, actions, tools):
     return {"observations": seen}
 
 
-def serve_replay(source, env_name, config, actions, tools, spaced=False):
-    """`actions` replayed as `codegym serve` holds a session between calls: before every call the
-    state is pickled, the module executed again and the state unpickled (`spaced`: only after 1,
-    3, 6, 10, ... calls, ever longer runs between restores). Reports every call and the largest
-    pickled state."""
-    env = _build(source, env_name, config)
-    steps, largest, restore_at, gap = [], 0, 1, 1
+class _Served:
+    """The bytecode `codegym serve` runs the last environment served in this job from."""
+
+    __slots__ = ("source", "code")
+
+
+_served = _Served()
+_served.source = _served.code = None
+
+
+def _reseed():
+    """Module-level `random` from a new seed, as at the start of every job `codegym serve` runs."""
+    if "random" in _sys.modules:
+        _sys.modules["random"].seed()
+
+
+def served(source, env_name, config, actions, tools, restore_at=None):
+    """`actions` played through the functions `codegym serve` calls (the session module's), as a
+    served session: each call a job of its own (module-level `random` reseeded), its state pickled
+    after it; before the calls `restore_at` names (all of them when None), the module executed again
+    and the state unpickled, as after an eviction. A name `serve` refuses never reaches the
+    environment. Returns the calls and the largest pickled state (bytes)."""
+    start, restore, step = peers["session_start"], peers["session_restore"], peers["session_step"]
+    if _served.source != source:
+        _served.code = peers["session_compile"](source, env_name)
+        _served.source = source
+    try:
+        report = start(_served.code, env_name, config, OBSERVATION_LIMIT)
+    finally:
+        _unhook()
+    steps, largest = [], _state_bytes(report)
     for made, action in enumerate(actions):
-        state = _pickle(env)
-        largest = max(largest, len(state))
-        if not spaced or made == restore_at:
-            gap += 1
-            restore_at += gap  # read only when spaced
-            _load(source, env_name)
-            env = _unpickle(state)
-        steps.extend(_play(env, tools, [action]))
-    return {"steps": steps, "state_bytes": max(largest, len(_pickle(env)))}
+        if report["done"]:
+            break
+        refused = refusal(action, tools)
+        if refused is None:
+            try:
+                if restore_at is None or made in restore_at:
+                    # Restored after an eviction, in another interpreter: modules anew too.
+                    peers["fresh_public_modules"]()
+                    restore(_served.code, env_name, report["state"])
+                _reseed()
+                report = step(action, OBSERVATION_LIMIT)
+            finally:
+                _unhook()
+            largest = max(largest, _state_bytes(report))
+        observation = report["observation"] if refused is None else refused
+        steps.append(
+            {"action": action, "observation": observation, "reward": report["reward"], "done": report["done"], "refused": refused is not None}
+        )
+    return steps, largest
+
+
+def _state_bytes(report):
+    """The size of the pickled state a session report carries (base64)."""
+    state = report["state"]
+    return len(state) * 3 // 4 - len(state) + len(state.rstrip("="))
+
+
+def serve_replay(source, env_name, config, actions, tools, spaced=False):
+    """`actions` replayed as `codegym serve` holds a session between calls ([`served`]): restored
+    before every call (`spaced`: only after 1, 3, 6, 10, ... calls, ever longer runs between
+    restores). Reports every call and the largest pickled state."""
+    restore_at = None
+    if spaced:
+        restore_at, at, gap = set(), 1, 2
+        while at < len(actions):
+            restore_at.add(at)
+            at, gap = at + gap, gap + 1
+    steps, largest = served(source, env_name, config, actions, tools, restore_at)
+    return {"steps": steps, "state_bytes": largest}
 
 
 def two_episodes(source, env_name, first_config, first_actions, config, actions, tools):
@@ -817,8 +880,8 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), trajectories=(), 
     {"op": "describe"} | {"op": "self_test"} | {"op": "contract"} | {"op": "classes"} |
     {"op": "ref_answer", "config"} | {"op": "smoke_test", "solver"} | {"op": "probe", "config"},
     and the second round's steps, whose actions the host wrote: {"op": "replay", "config",
-    "trajectory"} | {"op": "episode", "config", "prefix": [trajectory, length], "actions"} |
-    {"op": "repeated", "config", "call", "count", "answer", "at"} | {"op": "observe_prefixes",
+    "trajectory"} | {"op": "episode", "config", "prefix": [trajectory, length], "actions", "serve"} |
+    {"op": "repeated", "config", "calls", "answer", "at"} | {"op": "observe_prefixes",
     "config", "trajectory"} | {"op": "serve_replay", "config", "trajectory", "spaced"} |
     {"op": "two_episodes", "first": [config, trajectory], "config", "trajectory"} |
     {"op": "timing_build", "config"} | {"op": "timing_call", "action"}, where a trajectory is an
@@ -851,11 +914,12 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), trajectories=(), 
                 value = probe(source, env_name, config)
             elif op == "episode":
                 trajectory, length = step["prefix"]
-                value = episode(source, env_name, config, trajectories[trajectory][:length], step["actions"], tools)
+                prefix = trajectories[trajectory][:length]
+                value = episode(source, env_name, config, prefix, step["actions"], tools, step.get("serve", False))
             elif op == "replay":
                 value = replay(source, env_name, config, trajectories[step["trajectory"]], tools)
             elif op == "repeated":
-                value = repeated(source, env_name, config, step["call"], step["count"], step["answer"], step["at"], tools)
+                value = repeated(source, env_name, config, step["calls"], step["answer"], step["at"], tools)
             elif op == "observe_prefixes":
                 value = observe_prefixes(source, env_name, config, trajectories[step["trajectory"]], tools)
             elif op == "serve_replay":

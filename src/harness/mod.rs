@@ -37,6 +37,27 @@ pub fn unknown_tool<S: AsRef<str>>(name: &str, tools: &[S]) -> String {
     format!("Error: unknown tool `{name}`. The tools are: {}.", tools.join(", "))
 }
 
+/// What a malformed action shows (the same text as `episode.py`'s `MALFORMED`).
+pub const MALFORMED: &str = r#"Error: malformed action; expected {"name": TOOL, "parameters": {...}}."#;
+
+/// What `codegym serve` answers in the environment's place, or `None` when the action reaches it:
+/// JSON that is not an object with a string `name` (and object `parameters`, when it has any) is
+/// malformed; a name that is not one of `tools` is unknown (as `episode.py`'s `refusal`). A text
+/// that is not strict JSON (`Infinity` in an argument, which Python's `json` reads) is left to the
+/// environment's own parser.
+pub fn refusal<S: AsRef<str>>(action: &str, tools: &[S]) -> Option<String> {
+    let call = serde_json::from_str::<serde_json::Value>(action).ok()?;
+    if !call.is_object() {
+        return Some(MALFORMED.to_string());
+    }
+    let name = call.get("name").and_then(serde_json::Value::as_str);
+    let parameters_ok = call.get("parameters").is_none_or(serde_json::Value::is_object);
+    match name {
+        Some(name) if parameters_ok => (!tools.iter().any(|t| t.as_ref() == name)).then(|| unknown_tool(name, tools)),
+        _ => Some(MALFORMED.to_string()),
+    }
+}
+
 /// An environment's source and class name.
 #[derive(Debug, Clone, Copy)]
 pub struct EnvSource<'a> {
@@ -238,15 +259,17 @@ pub enum Step {
     /// The evidence of the anti-gaming probes on a configuration ([`ProbeEvidence`]).
     Probe { config: usize },
     /// One episode of the exploit battery ([`Played`]): the state after the first `prefix.1`
-    /// actions of trajectory `prefix.0`, then `actions`, played as `codegym serve` plays them.
-    Episode { config: usize, prefix: (usize, usize), actions: Vec<String> },
+    /// actions of trajectory `prefix.0`, then `actions`, played as `codegym serve` plays them;
+    /// with `serve`, from reset through the very functions `codegym serve` calls, each call a
+    /// job of its own whose state is pickled and restored.
+    Episode { config: usize, prefix: (usize, usize), actions: Vec<String>, serve: bool },
     /// An agent's calls played again from reset, after its answer too ([`Played`]): the rerun of
     /// the determinism check.
     Replay { config: usize, trajectory: usize },
-    /// One call played `count` times in a row from reset, with `answer` submitted on a copy of
-    /// the state after each number of calls in `at` ([`Repeated`]): one episode for many
-    /// "so many calls, then a wrong answer" policies.
-    Repeated { config: usize, call: String, count: usize, answer: String, at: Vec<usize> },
+    /// Calls played in a row from reset (one call many times, or a tool swept over its
+    /// arguments), with `answer` submitted on a copy of the state after each number of calls in
+    /// `at` ([`Repeated`]): one episode for many "so many calls, then a wrong answer" policies.
+    Repeated { config: usize, calls: Vec<String>, answer: String, at: Vec<usize> },
     /// What Observe shows after every prefix of a trajectory ([`Observed`]).
     ObservePrefixes { config: usize, trajectory: usize },
     /// A trajectory replayed with a pickle round trip (and the module executed again) before every
@@ -613,6 +636,18 @@ mod tests {
         let mut miscounted = run(true, "reward=1", "reward=1");
         miscounted.traced_calls = 5;
         assert!(miscounted.contradiction().is_some());
+    }
+
+    #[test]
+    fn what_serve_refuses_never_reaches_the_environment() {
+        let tools = ["Observe", "Done"];
+        assert_eq!(refusal(r#"{"name": "Observe", "parameters": {}}"#, &tools), None);
+        assert_eq!(refusal(r#"{"name": "Observe"}"#, &tools), None, "parameters may be left out");
+        assert!(refusal(r#"{"name": "Peek", "parameters": {}}"#, &tools).unwrap().contains("unknown tool `Peek`"));
+        for malformed in [r#"{"tool": "Peek"}"#, r#"[{"name": "Observe"}]"#, r#"{"name": "Observe", "parameters": [1]}"#, "7"] {
+            assert_eq!(refusal(malformed, &tools).as_deref(), Some(MALFORMED), "{malformed}");
+        }
+        assert_eq!(refusal(r#"{"name": "Done", "parameters": {"answer": Infinity}}"#, &tools), None, "left to the environment");
     }
 
     #[test]

@@ -120,20 +120,36 @@ def _driver_main():
         sys.implementation._multiarch = "x86_64-linux-gnu"
 
     functions = {}
+    public_code = {}
     for name, source in boot["modules"].items():
         module = types.ModuleType(name)
         module.__file__ = "<codegym:" + name + ">"
+        code = compile(source, module.__file__, "exec")
         if name in boot["public"]:
             sys.modules[name] = module
-        exec(compile(source, module.__file__, "exec"), module.__dict__)
+            public_code[name] = code
+        exec(code, module.__dict__)
         if name not in boot["public"]:
             module.emit_partial = emit_partial
             module.host_call = host_call
+            # The public functions of every private module: the harness plays episodes through
+            # the very functions `codegym serve` calls (the session module's).
+            module.peers = functions
             functions.update(
                 (key, value)
                 for key, value in vars(module).items()
                 if isinstance(value, types.FunctionType) and value.__module__ == name and not key.startswith("_")
             )
+    def fresh_public_modules():
+        """The public modules executed again as new modules, as a fresh interpreter has them:
+        what code stored in them (a class attribute of `gymnasium.Env`, say) is gone."""
+        for name, code in public_code.items():
+            module = types.ModuleType(name)
+            module.__file__ = "<codegym:" + name + ">"
+            sys.modules[name] = module
+            exec(code, module.__dict__)
+
+    functions["fresh_public_modules"] = fresh_public_modules
     for name in boot["preload"]:
         try:
             __import__(name)

@@ -89,7 +89,7 @@ enum Purpose {
     ObservePrefixes { sample: usize },
     ServeReplay { sample: usize, sent: Vec<String>, spaced: bool },
     TwoEpisodes { sample: usize },
-    Repeated { sample: usize, tool: String, call: String, count: usize, answer: String, at: Vec<usize> },
+    Repeated { sample: usize, tool: String, how: String, calls: Vec<String>, answer: String, at: Vec<usize> },
     TimingBuild,
     TimingCall { tool: String, sent: String },
 }
@@ -128,6 +128,8 @@ fn specials(right: &Value) -> Vec<Value> {
         json!(true),
         json!(false),
         json!(0),
+        json!(1),
+        json!(2),
         json!(-1),
         json!(1e30),
         json!("nan"),
@@ -136,6 +138,9 @@ fn specials(right: &Value) -> Vec<Value> {
         json!(" "),
         json!(-0.0),
         json!(".*"),
+        json!("*"),
+        // Code, for an environment that evaluates what it is sent.
+        json!("self.get_ref_answer()"),
         json!({}),
         json!([]),
         json!([right]),
@@ -166,6 +171,12 @@ fn text_of(value: &Value) -> String {
     value.as_str().map_or_else(|| value.to_string(), str::to_string)
 }
 
+/// Texts in their first order, each once.
+fn dedup_text(texts: &[String]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    texts.iter().filter(|t| seen.insert(t.as_str())).cloned().collect()
+}
+
 fn dedup(values: Vec<Value>) -> Vec<Value> {
     let mut seen = std::collections::BTreeSet::new();
     values.into_iter().filter(|v| seen.insert(v.to_string())).collect()
@@ -174,16 +185,21 @@ fn dedup(values: Vec<Value>) -> Vec<Value> {
 /// The values the oracle's observations showed before its answer: numbers, and for a text answer
 /// the words too.
 fn observed(sample: &Sample, answered_at: usize) -> Vec<Value> {
-    let mut values = Vec::new();
-    for (_, observation) in &sample.run.trajectory[..answered_at] {
-        for number in values::numbers(observation) {
-            values.push(if number.fract() == 0.0 && number.abs() < 9e15 { json!(number as i64) } else { json!(number) });
-        }
-        if sample.right.is_string() {
-            values.extend(super::probes::tokens(observation).into_iter().map(|t| json!(t)));
-        }
+    let texts = sample.run.trajectory[..answered_at].iter().map(|(_, observation)| observation.as_str());
+    dedup(texts.flat_map(|text| values_in(text, sample.right.is_string())).collect()).into_iter().take(MAX_OBSERVED * 4).collect()
+}
+
+/// The values a text shows: its numbers, and with `words` its words too. An answer check that
+/// tests membership instead of the extreme, say, takes any value of the input.
+fn values_in(text: &str, words: bool) -> Vec<Value> {
+    let mut values: Vec<Value> = values::numbers(text)
+        .into_iter()
+        .map(|number| if number.fract() == 0.0 && number.abs() < 9e15 { json!(number as i64) } else { json!(number) })
+        .collect();
+    if words {
+        values.extend(super::probes::tokens(text).into_iter().map(|t| json!(t)));
     }
-    dedup(values).into_iter().take(MAX_OBSERVED * 4).collect()
+    dedup(values)
 }
 
 /// A plain value of a parameter's type.
@@ -199,10 +215,15 @@ fn plain(ty: &ParamType) -> Value {
     }
 }
 
-/// Values an agent probing a parameter sends: out of range, of the wrong type, null.
+/// Values an agent probing a parameter sends: out of range, of the wrong type, null; and for a
+/// number the small ones (a level or mode one past those documented).
 fn fuzzed(ty: &ParamType) -> Vec<Value> {
     let wrong_type = if matches!(ty, ParamType::String) { json!(12345) } else { json!("x") };
-    vec![json!(-1), json!(1_000_000_000), wrong_type, Value::Null, json!([])]
+    let mut values = vec![json!(-1), json!(1_000_000_000), wrong_type, Value::Null, json!([])];
+    if matches!(ty, ParamType::Integer | ParamType::Number) {
+        values.extend([json!(0), json!(1), json!(2), json!(3)]);
+    }
+    values
 }
 
 /// The battery's work on an environment (`seed`: the environment's), with nothing in it yet. Played
@@ -257,18 +278,20 @@ impl<'a> Battery<'a> {
             self.push(step, Purpose::ServeReplay { sample: index, sent: sent.clone(), spaced });
         }
         self.push(Step::ObservePrefixes { config, trajectory: before }, Purpose::ObservePrefixes { sample: index });
-        for Policy { class, name, expect, from_reset, actions } in policies(subject, sample, answered_at, limits, first) {
+        for Policy { class, name, expect, from_reset, serve, actions } in policies(subject, sample, answered_at, limits, first) {
             let prefix = (full, if from_reset { 0 } else { answered_at });
             let purpose = Purpose::Episode { sample: index, class, policy: name, expect, from_reset, sent: actions.clone() };
-            self.push(Step::Episode { config, prefix, actions }, purpose);
+            self.push(Step::Episode { config, prefix, actions, serve }, purpose);
         }
         true
     }
 
-    /// Each sample played again after another one in the same loaded module.
+    /// Each sample played again after another one in the same loaded module, and the first one
+    /// after itself (a log kept per configuration shows there).
     fn plan_two_episodes(&mut self, subject: &Subject<'a>, planned: &[usize]) {
-        for (position, &sample) in planned.iter().enumerate() {
-            let other = planned[(position + 1) % planned.len()];
+        let pairs = planned.iter().enumerate().map(|(position, &sample)| (sample, planned[(position + 1) % planned.len()]));
+        let again = (planned.len() > 1).then(|| (planned[0], planned[0]));
+        for (sample, other) in pairs.chain(again) {
             let (config, first) = (self.config_of(subject, sample), self.config_of(subject, other));
             let step = Step::TwoEpisodes { first: (first, 2 * first), config, trajectory: 2 * config };
             self.push(step, Purpose::TwoEpisodes { sample });
@@ -289,13 +312,17 @@ impl<'a> Battery<'a> {
         let mut tools: Vec<&String> = subject.tools.iter().filter(|t| *t != "Done").collect();
         tools.extend(subject.tools.iter().filter(|t| *t == "Done"));
         for tool in tools {
-            let sent = typical_call(subject, run, tool);
-            self.push(Step::TimingCall { action: sent.clone() }, Purpose::TimingCall { tool: tool.clone(), sent });
+            let typical = typical_call(subject, run, tool);
+            let tops = if tool == "Done" { Vec::new() } else { at_documented_tops(subject, tool, &typical) };
+            for sent in std::iter::once(typical.clone()).chain(tops) {
+                self.push(Step::TimingCall { action: sent.clone() }, Purpose::TimingCall { tool: tool.clone(), sent });
+            }
         }
     }
 
-    /// Every documented tool but `Done` called [`REPEATS`] times in a row from reset, with a wrong
-    /// answer at each checkpoint (see [`Step::Repeated`]).
+    /// Every documented tool but `Done` called [`REPEATS`] times in a row from reset, and swept
+    /// over the values 0, 1, 2, ... of its first integer parameter (inspecting every item may be
+    /// what pays), each with a wrong answer at each checkpoint (see [`Step::Repeated`]).
     fn plan_repeats(&mut self, subject: &Subject<'a>, sample: usize, limits: &Limits) {
         let config = self.config_of(subject, sample);
         let count = REPEATS.min(limits.step_cap.saturating_sub(1));
@@ -303,11 +330,41 @@ impl<'a> Battery<'a> {
         let answer = submit(&answer_parameter(subject), &wrong(&subject.samples[sample].right));
         for tool in subject.tools.iter().filter(|t| *t != "Done") {
             let call = typical_call(subject, subject.samples[sample].run, tool);
-            let step = Step::Repeated { config, call: call.clone(), count, answer: answer.clone(), at: at.clone() };
-            let purpose = Purpose::Repeated { sample, tool: tool.clone(), call, count, answer: answer.clone(), at: at.clone() };
-            self.push(step, purpose);
+            let mut runs = vec![(format!("called {count} times in a row"), vec![call.clone(); count], at.clone())];
+            runs.extend(sweep(subject, tool, &call, sweep_length(subject.samples[sample].options, limits)));
+            for (how, calls, at) in runs {
+                let step = Step::Repeated { config, calls: calls.clone(), answer: answer.clone(), at: at.clone() };
+                let purpose = Purpose::Repeated { sample, tool: tool.clone(), how, calls, answer: answer.clone(), at };
+                self.push(step, purpose);
+            }
         }
     }
+}
+
+/// How far a sweep goes: [`REPEATS`] values, or as far as the largest count the configuration
+/// names (its number of items, say) when that is larger, within the step cap.
+fn sweep_length(options: &str, limits: &Limits) -> usize {
+    let cap = limits.step_cap.saturating_sub(1);
+    let named = values::numbers(options).into_iter().filter(|n| n.fract() == 0.0 && *n >= 0.0 && *n <= cap as f64);
+    named.fold(REPEATS, |longest, n| longest.max(n as usize + 1)).min(cap)
+}
+
+/// `call` with its tool's first integer parameter set to 0, 1, ... up to `count` calls, what that
+/// is in words, and the checkpoints (the last call among them); none when the tool has no integer
+/// parameter.
+fn sweep(subject: &Subject, tool: &str, call: &str, count: usize) -> Option<(String, Vec<String>, Vec<usize>)> {
+    let params = schema(subject, tool).map_or(&[][..], |s| s.parameters.as_slice());
+    let param = params.iter().find(|p| matches!(p.ty, ParamType::Integer)).filter(|_| count > 0)?;
+    let mut base = serde_json::from_str::<Value>(call).ok().filter(Value::is_object)?;
+    let calls = (0..count)
+        .map(|value| {
+            base["parameters"][param.name.as_str()] = json!(value);
+            base.to_string()
+        })
+        .collect();
+    let mut at: Vec<usize> = REPEAT_CHECKPOINTS.iter().copied().filter(|&k| k < count).collect();
+    at.push(count);
+    Some((format!("swept over {}=0..{}", param.name, count - 1), calls, at))
 }
 
 /// A call of `tool` as an agent makes it: with the oracle's own arguments where it called the tool,
@@ -315,6 +372,25 @@ impl<'a> Battery<'a> {
 fn typical_call(subject: &Subject, run: &OracleRun, tool: &str) -> String {
     let used = run.trajectory.iter().map(|(a, _)| a).find(|a| action_tool(a).as_deref() == Some(tool));
     used.cloned().unwrap_or_else(|| action(tool, plain_arguments(subject, tool)))
+}
+
+/// `call` again with each numeric parameter at the largest value its documentation names ("1 to
+/// 50000000"): a tool is timed at the top of its documented range too.
+fn at_documented_tops(subject: &Subject, tool: &str, call: &str) -> Vec<String> {
+    let Some(mut base) = serde_json::from_str::<Value>(call).ok().filter(Value::is_object) else { return Vec::new() };
+    let params = schema(subject, tool).map_or(&[][..], |s| s.parameters.as_slice());
+    let mut calls = Vec::new();
+    for param in params.iter().filter(|p| matches!(p.ty, ParamType::Integer | ParamType::Number)) {
+        let top = values::numbers(&param.description).into_iter().filter(|n| n.is_finite()).fold(f64::NAN, f64::max);
+        if top.is_nan() || top.abs() >= 9e15 {
+            continue;
+        }
+        let value = if top.fract() == 0.0 { json!(top as i64) } else { json!(top) };
+        base["parameters"][param.name.as_str()] = value;
+        calls.push(base.to_string());
+        base = serde_json::from_str(call).expect("parsed above");
+    }
+    calls
 }
 
 /// `Done` with `value` as its answer parameter `param`.
@@ -345,12 +421,19 @@ struct Policy {
     expect: Expect,
     /// From a fresh episode, or from where the oracle answered.
     from_reset: bool,
+    /// Played from reset through the functions `codegym serve` calls ([`Step::Episode`]).
+    serve: bool,
     actions: Vec<String>,
 }
 
 impl Policy {
     fn new(class: AttackClass, name: String, expect: Expect, from_reset: bool, actions: Vec<String>) -> Policy {
-        Policy { class, name, expect, from_reset, actions }
+        Policy { class, name, expect, from_reset, serve: false, actions }
+    }
+
+    /// The policy from reset, played as `codegym serve` plays a session.
+    fn served(self) -> Policy {
+        Policy { name: format!("{} (served)", self.name), from_reset: true, serve: true, ..self }
     }
 }
 
@@ -370,22 +453,39 @@ fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Lim
     let mut episodes = Vec::new();
     for (value, meaning) in &special_answers {
         for from_reset in [true, false] {
-            let name = format!("answer {value}");
-            episodes.push(Policy::new(AttackClass::SpecialAnswer, name, meaning.clone(), from_reset, vec![answer(value)]));
+            let policy = Policy::new(
+                AttackClass::SpecialAnswer,
+                format!("answer {value}"),
+                meaning.clone(),
+                from_reset,
+                vec![answer(value)],
+            );
+            episodes.push(if from_reset { policy.served() } else { policy });
         }
     }
-    let mut shown = 0;
-    for value in observed(sample, answered_at) {
-        let Some(meaning) = expect(&value) else { continue };
-        if shown == MAX_OBSERVED {
-            break;
+    // The oracle's way to its answer and then a wrong one, as a served session: what pickling
+    // after every call or a caller's frames change shows here.
+    let mut way = sample.run.trajectory[..answered_at].iter().map(|(action, _)| action.clone()).collect::<Vec<_>>();
+    way.push(answer(&bad));
+    let name = "the oracle's calls before its answer, then a wrong answer".to_string();
+    episodes.push(Policy::new(AttackClass::Retry, name, Expect::Nothing, true, way).served());
+    let inputs = values_in(sample.options, right.is_string());
+    let seen = [("observed value", observed(sample, answered_at)), ("input value", inputs)];
+    for (what, found) in seen {
+        let mut shown = 0;
+        for value in found {
+            let Some(meaning) = expect(&value) else { continue };
+            if shown == MAX_OBSERVED {
+                break;
+            }
+            shown += 1;
+            let name = format!("{what} {value} as the answer");
+            episodes.push(Policy::new(AttackClass::ObservedValue, name, meaning, false, vec![answer(&value)]));
         }
-        shown += 1;
-        let name = format!("observed value {value} as the answer");
-        episodes.push(Policy::new(AttackClass::ObservedValue, name, meaning, false, vec![answer(&value)]));
     }
     for optional in done.map_or(&[][..], |s| s.parameters.as_slice()).iter().filter(|p| !p.required && p.name != param) {
-        for value in [bad.clone(), json!(true)] {
+        let probing = fuzzed(&optional.ty).into_iter().chain(documented_values(&optional.description));
+        for value in dedup([bad.clone(), json!(true)].into_iter().chain(probing).collect()) {
             let sent = action("Done", json!({ param.as_str(): bad, optional.name.as_str(): value }));
             let name = format!("optional {}={value} with a wrong answer", optional.name);
             episodes.push(Policy::new(AttackClass::OptionalParameter, name, Expect::Nothing, false, vec![sent]));
@@ -524,9 +624,9 @@ impl Outcome {
     }
 }
 
-/// Whether a call was rewarded, read both ways a trainer can read it.
+/// Whether a call was rewarded, read both ways a trainer can read it: any reward above 0 pays.
 fn rewarded(step: &PlayedStep) -> bool {
-    step.reward == 1.0 || step.observation.contains("reward=1")
+    step.reward > 0.0 || step.observation.contains("reward=1")
 }
 
 /// The reward an observation states, when it states one.
@@ -538,8 +638,13 @@ fn stated(observation: &str) -> Option<bool> {
     }
 }
 
-/// After an answer, the reward the message states and the one a trainer reads must agree.
+/// After an answer, the reward the message states and the one a trainer reads must agree; and a
+/// reward a trainer reads is 0 or 1, never anything else.
 fn check_rewards(steps: &[PlayedStep], outcome: &mut Outcome) {
+    if let Some(step) = steps.iter().find(|step| step.reward != 0.0 && step.reward != 1.0) {
+        let detail = format!("after {} the reward a trainer reads is {}, neither 0 nor 1", cut(&step.action, 120), step.reward);
+        outcome.find(ProbeReason::RewardInconsistent, detail);
+    }
     let disagrees = |step: &&PlayedStep| {
         let answered = step.done || action_tool(&step.action).as_deref() == Some("Done");
         answered && stated(&step.observation).is_some_and(|says| says != (step.reward == 1.0))
@@ -591,8 +696,8 @@ impl Battery<'_> {
                     Ok(judge_replay(&subject.samples[*sample], sent, result, limits, &mut outcome))
                 }
                 Purpose::TwoEpisodes { sample } => judge_two(&subject.samples[*sample], result, &mut outcome),
-                Purpose::Repeated { tool, call, count, answer, at, .. } => {
-                    judge_repeated(tool, (call, *count, answer, at), result, limits, &mut outcome)
+                Purpose::Repeated { tool, how, calls, answer, at, .. } => {
+                    judge_repeated(&format!("{tool} {how}"), (calls, answer, at), result, limits, &mut outcome)
                 }
                 Purpose::TimingCall { tool, sent } if timing_built => Ok(judge_timing(tool, sent, result, limits, &mut outcome)),
                 Purpose::TimingCall { .. } | Purpose::TimingBuild => {
@@ -638,9 +743,10 @@ impl Battery<'_> {
                 let policy = "the oracle's calls after another episode in the same loaded module".to_string();
                 (*sample, AttackClass::TwoEpisodes, policy, oracle_actions(*sample, self.answered_at[*sample] + 1), true)
             }
-            Purpose::Repeated { sample, tool, call, count, answer, at } => {
-                let policy = format!("{tool} called {count} times in a row, a wrong answer after {at:?} calls");
-                (*sample, AttackClass::Padding, policy, vec![call.clone(), answer.clone()], true)
+            Purpose::Repeated { sample, tool, how, calls, answer, at } => {
+                let policy = format!("{tool} {how}, a wrong answer after {at:?} calls");
+                let actions = dedup_text(calls).into_iter().chain([answer.clone()]).collect();
+                (*sample, AttackClass::Padding, policy, actions, true)
             }
             Purpose::TimingCall { tool, sent } => {
                 (timed_on?, AttackClass::TimedCall, format!("one timed call of {tool}"), vec![sent.clone()], true)
@@ -674,7 +780,8 @@ impl Battery<'_> {
                 match expect {
                     Expect::Nothing => {
                         let detail = format!(
-                            "the policy \"{policy}\" earned reward 1 at call {} ({}): {:?}",
+                            "the policy \"{policy}\" earned reward {} at call {} ({}): {:?}",
+                            if step.reward > 0.0 { step.reward } else { 1.0 },
                             at + 1,
                             cut(&step.action, 160),
                             cut(&step.observation, 160)
@@ -837,8 +944,8 @@ fn judge_two(sample: &Sample, result: &StepResult, outcome: &mut Outcome) -> Evi
 /// A run of one call must not pay out, its answers at the checkpoints must earn nothing, and its
 /// state must stay small enough to hold idle after it. Returns the last checkpoint's reward.
 fn judge_repeated(
-    tool: &str,
-    (call, count, answer, at): (&str, usize, &str, &[usize]),
+    run: &str,
+    (calls, answer, at): (&[String], &str, &[usize]),
     result: &StepResult,
     limits: &Limits,
     outcome: &mut Outcome,
@@ -848,10 +955,10 @@ fn judge_repeated(
     let ended = repeated.steps.last().is_some_and(|s| s.done);
     let expected: Vec<usize> = at.iter().copied().filter(|&k| k < made || (k == made && !ended)).collect();
     let given: Vec<usize> = repeated.answers.iter().map(|c| c.at).collect();
-    let calls_answer = answers(&vec![call.to_string(); count], &repeated.steps);
+    let calls_answer = answers(calls, &repeated.steps);
     let answers_answer = repeated.answers.iter().all(|c| c.steps.len() <= 1 && c.steps.iter().all(|s| s.action == answer));
     if !calls_answer || given != expected || !answers_answer {
-        outcome.find(ProbeReason::Tampered, format!("the evidence of {tool} called in a row does not answer the calls sent"));
+        outcome.find(ProbeReason::Tampered, format!("the evidence of {run} does not answer the calls sent"));
         return Ok(None);
     }
     for checkpoint in &repeated.answers {
@@ -860,16 +967,13 @@ fn judge_repeated(
     let paid = repeated.steps.iter().position(rewarded).map(|i| (i + 1, &repeated.steps[i]));
     let paid = paid.or_else(|| repeated.answers.iter().find_map(|c| c.steps.iter().find(|s| rewarded(s)).map(|s| (c.at, s))));
     if let Some((after, step)) = paid {
-        let detail = format!(
-            "{tool} called {after} times in a row, then {}, earned reward 1: {:?}",
-            cut(&step.action, 160),
-            cut(&step.observation, 160)
-        );
+        let detail =
+            format!("{run}: after {after} calls, {} earned reward 1: {:?}", cut(&step.action, 160), cut(&step.observation, 160));
         outcome.find(ProbeReason::RewardHackable, detail);
     }
     if repeated.state_bytes > limits.max_state_bytes {
         let detail = format!(
-            "after {made} calls of {tool} its state pickles to {} bytes, over the cap of {}",
+            "{run}: after {made} calls its state pickles to {} bytes, over the cap of {}",
             repeated.state_bytes, limits.max_state_bytes
         );
         outcome.find(ProbeReason::StateTooLarge, detail);
@@ -1001,6 +1105,28 @@ mod tests {
         battery.judge_prefixes(&subject, 0, &observed, &mut outcome);
         assert_eq!(outcome.findings[0].reason, ProbeReason::AnswerLeaked);
         assert!(outcome.findings[0].detail.contains("after 1 of the oracle's calls"), "{:?}", outcome.findings);
+    }
+
+    #[test]
+    fn served_policies_sweeps_and_rewards_other_than_0_or_1() {
+        let wide = Limits { step_cap: 256, ..LIMITS };
+        assert_eq!(sweep_length(r#"{"n": 120, "seed": 5000}"#, &wide), 121, "the largest count the configuration names");
+        assert_eq!(sweep_length(r#"{"n": 3}"#, &wide), REPEATS);
+        assert_eq!(sweep_length(r#"{"n": 3}"#, &LIMITS), 7, "within the step cap");
+        let oracle = run(&[
+            (r#"{"name": "Observe", "parameters": {}}"#, "3 values"),
+            (r#"{"name": "Done", "parameters": {"answer": 606}}"#, "reward=1"),
+        ]);
+        let subject = subject(Sample { config: "E@{}", options: "{}", right: json!(606), answer: "606", run: &oracle });
+        let battery = Battery::plan(&subject, &LIMITS);
+        let served = battery.work.steps.iter().filter(|s| matches!(s, Step::Episode { serve: true, .. })).count();
+        let specials = specials(&json!(606)).len();
+        assert!(served > specials / 2, "answers from reset and the oracle's way to a wrong answer are served: {served}");
+        let paid = [PlayedStep { action: "{}".into(), observation: "ok".into(), reward: 0.25, done: false, refused: false }];
+        let mut outcome = Outcome::default();
+        check_rewards(&paid, &mut outcome);
+        assert_eq!(outcome.findings[0].reason, ProbeReason::RewardInconsistent, "a reward is 0 or 1");
+        assert!(rewarded(&paid[0]), "any reward above 0 pays");
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub const VERIFIED: &str = crate::reasons::Reason::Verified.as_str();
 
 /// Bumped whenever a check changes what it accepts: part of [`VerifySettings::verifier`], so a
 /// rebuild re-verifies what an older verifier passed.
-const CHECKS_VERSION: &str = "verify-checks-v4";
+const CHECKS_VERSION: &str = "verify-checks-v5";
 
 /// The first version of the checks whose serving replay decides servability.
 const SERVING_REPLAY_SINCE: u32 = 3;
@@ -687,8 +687,13 @@ fn settle(
     }
     let results: Vec<(usize, ConfigResult)> = own.iter().filter_map(|&c| found.configs.remove(&c).map(|r| (c, r))).collect();
     tables.record_configs(&envs[env], configs, results, settings);
-    if let Some(outcome) = found.battery.remove(&env) {
-        tables.record_battery(&envs[env], outcome);
+    match found.battery.remove(&env) {
+        Some(outcome) if outcome.runs.is_empty() => tables.not_attacked(&envs[env], "the own oracle never answered"),
+        Some(outcome) => tables.record_battery(&envs[env], outcome),
+        None => tables.not_attacked(
+            &envs[env],
+            "no configuration that the own oracle passes has a reference answer an agent can send (JSON)",
+        ),
     }
     let checks = found.checks.remove(&env).expect("every planned environment has its module checks");
     let eligible = found.eligible.remove(&env).unwrap_or_else(|| vec![0]);

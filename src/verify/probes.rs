@@ -34,6 +34,8 @@ pub(crate) enum ProbeReason {
     StateAcrossEpisodes,
     /// Evidence that does not answer what the host sent.
     Tampered,
+    /// The exploit battery could not play a single configuration: nothing vouches for it.
+    NotAttacked,
 }
 
 impl ProbeReason {
@@ -55,6 +57,7 @@ impl ProbeReason {
             ProbeReason::SlowTool => "slow_tool",
             ProbeReason::StateAcrossEpisodes => "state_across_episodes",
             ProbeReason::Tampered => "tampered",
+            ProbeReason::NotAttacked => "not_attacked",
         }
     }
 
@@ -168,6 +171,15 @@ pub(crate) fn shows(needle: &str, haystack: &str) -> bool {
     haystack.windows(needle.len()).any(|window| window.iter().zip(&needle).all(|(a, b)| a.eq_ignore_ascii_case(b)))
 }
 
+/// Whether `text` shows the answer whose `str()` is `answer`: a number by value, however it is
+/// written (`3:05` for 185, `36,837`), anything else by its words.
+fn reads_answer(answer: &str, text: &str) -> bool {
+    match serde_json::from_str::<serde_json::Value>(answer) {
+        Ok(number @ serde_json::Value::Number(_)) => super::values::shows(&number, answer, text),
+        _ => shows(answer, text),
+    }
+}
+
 /// One configuration's view of what the agent reads.
 pub(crate) struct Seen<'a> {
     /// `str(answer)` of the reference answer.
@@ -201,7 +213,7 @@ pub(crate) fn leaks(seen: &Seen) -> Vec<Finding> {
     ];
     texts
         .into_iter()
-        .filter(|(_, text, shared)| shows(seen.answer, text) && (!shared || example_shown(text)))
+        .filter(|(_, text, shared)| reads_answer(seen.answer, text) && (!shared || example_shown(text)))
         .map(|(reason, _, _)| finding(reason, format!("the reference answer {:?} appears in it", cut(seen.answer))))
         .collect()
 }
@@ -211,7 +223,7 @@ pub(crate) fn leaks(seen: &Seen) -> Vec<Finding> {
 /// however short the answer or whatever its input.
 pub(crate) fn observe_leaks(seen: &[Seen]) -> Vec<(usize, Finding)> {
     let shown: Vec<usize> =
-        (0..seen.len()).filter(|&i| seen[i].observe.is_some_and(|observe| shows(seen[i].answer, observe))).collect();
+        (0..seen.len()).filter(|&i| seen[i].observe.is_some_and(|observe| reads_answer(seen[i].answer, observe))).collect();
     let observed = seen.iter().filter(|s| s.observe.is_some()).count();
     if shown.len() < 3 || shown.len() * 2 <= observed {
         return Vec::new();

@@ -237,6 +237,7 @@ impl Filter {
             ProbeReason::SlowTool,
             ProbeReason::StateAcrossEpisodes,
             ProbeReason::Tampered,
+            ProbeReason::NotAttacked,
         ];
         [
             Filter::ConfigTooLarge,

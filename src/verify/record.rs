@@ -66,6 +66,8 @@ pub(super) struct Tables {
     pickle: BTreeMap<String, Option<String>>,
     /// Per environment: the documented equivalences its answer check accepts.
     lenient: BTreeMap<String, Vec<String>>,
+    /// Environments the exploit battery could not play, and why.
+    unattacked: BTreeMap<String, String>,
 }
 
 impl Tables {
@@ -176,6 +178,12 @@ impl Tables {
     /// What the exploit battery found: every run a row of the audit, every finding a reject row
     /// (they disqualify the environment; the first one is its status), the equivalences it accepts
     /// kept for its status detail.
+    /// An environment the exploit battery could not play (`why`): it is not verified, whatever
+    /// else it passed.
+    pub(super) fn not_attacked(&mut self, env: &EnvironmentRow, why: &str) {
+        self.unattacked.insert(env.env_id.clone(), format!("the exploit battery played no configuration: {why}"));
+    }
+
     pub(super) fn record_battery(&mut self, env: &EnvironmentRow, outcome: super::battery::Outcome) {
         for (number, run) in outcome.runs.into_iter().enumerate() {
             self.battery_runs.push(BatteryRunRow {
@@ -387,6 +395,8 @@ impl Tables {
             (ProbeReason::ProbeFailed.as_str(), Some(format!("the probes of all {unprobed} configurations could not run")))
         } else if let Err((status, detail)) = &oracle {
             (status.as_str(), Some(detail.clone()))
+        } else if let Some(detail) = self.unattacked.get(&env.env_id) {
+            (ProbeReason::NotAttacked.as_str(), Some(detail.clone()))
         } else {
             (VERIFIED, None)
         };

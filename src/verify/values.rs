@@ -7,7 +7,8 @@ use super::probes;
 use serde_json::Value;
 
 /// Every number `text` shows, read every way it can be read: `36,837` is 36837 and also 36 and
-/// 837 (a list without spaces), `0x0150` is 336, `1/2` is 0.5 and also 1 and 2.
+/// 837 (a list without spaces), `0x0150` is 336, `1/2` is 0.5 and also 1 and 2, `3:05` is 185
+/// and also 3 and 5.
 pub(crate) fn numbers(text: &str) -> Vec<f64> {
     let bytes = text.as_bytes();
     let mut found = Vec::new();
@@ -78,7 +79,21 @@ fn number_at(text: &str, start: usize) -> (Vec<f64>, usize) {
             readings.push(numerator / denominator);
         }
     }
+    readings.extend(clock_reading(text, start, end));
     (readings, end)
+}
+
+/// A time of day or a duration (`3:05` is 185 minutes or seconds, `1:02:03` is 3723 seconds):
+/// the whole number at `start..end` followed by groups of `:` and two digits.
+fn clock_reading(text: &str, start: usize, end: usize) -> Option<f64> {
+    let bytes = text.as_bytes();
+    let mut total = text[start..end].parse::<u64>().ok()? as f64;
+    let mut at = end;
+    while bytes.get(at) == Some(&b':') && scan(bytes, at + 1, |b| b.is_ascii_digit()) == at + 3 {
+        total = total * 60.0 + text[at + 1..at + 3].parse::<f64>().ok()?;
+        at += 3;
+    }
+    (at > end).then_some(total)
 }
 
 fn radix_prefix(bytes: &[u8], start: usize) -> Option<u32> {
@@ -245,32 +260,126 @@ pub(crate) fn compare(value: &Value, right: &Value, task_text: &str) -> Match {
     {
         return Match::Equivalent("the right answer as JSON text");
     }
+    let lenient = Leniency::of(task_text);
     if let (Value::String(a), Value::String(b)) = (value, right) {
-        let says = |words: &[&str]| words.iter().any(|w| task_text.to_lowercase().contains(w));
-        let case = says(&[
-            "case-insensitive",
-            "case insensitive",
-            "ignore case",
-            "ignoring case",
-            "regardless of case",
-            "not case-sensitive",
-            "not case sensitive",
-            "case does not matter",
-            "case doesn't matter",
-            "case is ignored",
-            "case is not significant",
-        ]);
-        let spaces =
-            says(&["surrounding spaces", "leading and trailing", "whitespace is ignored", "ignoring whitespace", "trimmed"]);
-        let (ta, tb) = if spaces { (a.trim(), b.trim()) } else { (a.as_str(), b.as_str()) };
-        if ta == tb && spaces {
+        let (ta, tb) = if lenient.spaces { (a.trim(), b.trim()) } else { (a.as_str(), b.as_str()) };
+        if ta == tb && lenient.spaces {
             return Match::Equivalent("surrounding spaces, which the task text says do not matter");
         }
-        if case && caseless(ta) == caseless(tb) {
+        if lenient.case && caseless(ta) == caseless(tb) {
             return Match::Equivalent("another letter case, which the task text says does not matter");
         }
     }
+    if let (Value::Array(a), Value::Array(b)) = (value, right)
+        && lenient.order
+        && a.len() == b.len()
+    {
+        let sorted = |items: &[Value]| {
+            let mut texts: Vec<String> = items.iter().map(Value::to_string).collect();
+            texts.sort();
+            texts
+        };
+        if sorted(a) == sorted(b) {
+            return Match::Equivalent("the same items in another order, which the task text says does not matter");
+        }
+    }
+    if let (Value::Number(a), Value::Number(b), Some(tolerance)) = (value, right, lenient.tolerance)
+        && let (Some(a), Some(b)) = (a.as_f64(), b.as_f64())
+        && (a - b).abs() <= tolerance * (1.0 + 1e-9)
+    {
+        return Match::Equivalent("a number within the tolerance the task text states");
+    }
     Match::Wrong
+}
+
+/// What the task text says does not matter when an answer is compared: read sentence by sentence,
+/// so a sentence must name both the thing (letter case, order) and that it does not matter.
+#[derive(Debug, Default, PartialEq)]
+struct Leniency {
+    case: bool,
+    spaces: bool,
+    order: bool,
+    /// The largest difference a numeric answer may have, where the text states one.
+    tolerance: Option<f64>,
+}
+
+/// Words that say something does not matter.
+const INDIFFERENT: [&str; 14] = [
+    "ignor",
+    "insensitive",
+    "not matter",
+    "doesn't matter",
+    "irrelevant",
+    "not significant",
+    "not important",
+    "regardless",
+    "no difference",
+    "not distinguish",
+    "treated the same",
+    "treated as the same",
+    "considered the same",
+    "considered equal",
+];
+/// Words that name letter case (bare "case" is too common: "in case of ties").
+const CASE: [&str; 13] = [
+    "letter case",
+    "case-insensitive",
+    "case insensitive",
+    "not case-sensitive",
+    "not case sensitive",
+    "ignore case",
+    "ignoring case",
+    "of case",
+    "case does",
+    "case doesn't",
+    "case is",
+    "capital",
+    "upper",
+];
+/// Words that say surrounding spaces do not matter on their own, then words that name spaces.
+const SPACES: [&str; 5] =
+    ["surrounding spaces", "leading and trailing", "whitespace is ignored", "ignoring whitespace", "trimmed"];
+const SPACE: [&str; 3] = ["whitespace", "spaces", "blank"];
+/// Words that state a numeric tolerance, then words that make "within" one.
+const TOLERANCE: [&str; 4] = ["tolerance", "error", "accurate to", "differ by"];
+const WITHIN: [&str; 6] = ["answer", "correct", "expected", "exact", "true value", "accepted"];
+
+impl Leniency {
+    fn of(task_text: &str) -> Leniency {
+        let text = task_text.to_lowercase();
+        let mut found = Leniency::default();
+        for sentence in sentences(&text) {
+            let has = |words: &[&str]| words.iter().any(|w| sentence.contains(w));
+            let indifferent = has(&INDIFFERENT);
+            found.case |= has(&CASE[1..5]) || (indifferent && (has(&CASE) || sentence.contains("lower")));
+            found.spaces |= has(&SPACES) || (indifferent && has(&SPACE));
+            found.order |= sentence.contains("any order") || (sentence.contains("order") && indifferent);
+            if has(&TOLERANCE) || (sentence.contains("within") && has(&WITHIN)) {
+                for limit in numbers(sentence).into_iter().filter(|&n| n > 0.0 && n < 1.0) {
+                    found.tolerance = Some(found.tolerance.map_or(limit, |t: f64| t.max(limit)));
+                }
+            }
+        }
+        found
+    }
+}
+
+/// The sentences of a text: split at `.`, `!`, `?` or `;` before a space or the end, and at line
+/// breaks (a decimal point stays inside its number).
+fn sentences(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let ends =
+            b == b'\n' || (matches!(b, b'.' | b'!' | b'?' | b';') && bytes.get(i + 1).is_none_or(|n| n.is_ascii_whitespace()));
+        if ends {
+            parts.push(&text[start..i]);
+            start = i + 1;
+        }
+    }
+    parts.push(&text[start..]);
+    parts
 }
 
 /// A text with letter case folded away, as Python's `str.casefold` compares (`"Maß"` and `"MASS"`
@@ -297,6 +406,7 @@ mod tests {
         assert!(reads("mean 72.4600", 72.46));
         assert!(reads("about 3.6837e4", 36837.0));
         assert!(reads("ratio 1/2", 0.5));
+        assert!(reads("free for 3:05 today", 185.0) && reads("3:05", 5.0) && reads("took 1:02:03", 3723.0));
         assert!(reads("x=-42,", -42.0) && !reads("x=-42", 42.0));
         assert!(!reads("item42", 42.0), "part of a word");
         assert!(!reads("v1.2.3", 2.0));
@@ -342,5 +452,26 @@ mod tests {
             compare(&json!(" abc "), &json!("abc"), "Leading and trailing spaces are trimmed."),
             Match::Equivalent(_)
         ));
+    }
+
+    #[test]
+    fn what_the_task_text_says_does_not_matter_is_read_sentence_by_sentence() {
+        let lenient = |text: &str| Leniency::of(text);
+        assert!(lenient("Capitalisation is ignored when answers are compared.").case);
+        assert!(lenient("Upper- and lowercase letters are treated as the same.").case);
+        assert!(lenient("The match is case-insensitive.").case);
+        assert!(!lenient("In case of ties, ignore the later one.").case, "bare 'case' names no letter case");
+        assert!(!lenient("Answer in lowercase.").case);
+        assert!(lenient("Leading and trailing spaces are stripped.").spaces);
+        assert!(lenient("Return the pairs in any order.").order && !lenient("Sort them in ascending order.").order);
+        assert_eq!(lenient("An answer within 0.001 of the true value is accepted.").tolerance, Some(0.001));
+        assert_eq!(lenient("Values lie within 0.5 and 0.9 of a metre.").tolerance, None, "'within' names no tolerance alone");
+        assert_eq!(lenient("Absolute error up to 1e-6.").tolerance, Some(1e-6));
+        let text = "Report the mean distance. Answers within 0.001 of the exact mean are accepted.";
+        assert!(matches!(compare(&json!(2.4567), &json!(2.45678), text), Match::Equivalent(_)));
+        assert_eq!(compare(&json!(2.46), &json!(2.45678), text), Match::Wrong);
+        assert!(matches!(compare(&json!([2, 1]), &json!([1, 2]), "Any order is fine."), Match::Equivalent(_)));
+        assert_eq!(compare(&json!([2, 1]), &json!([1, 2]), ""), Match::Wrong);
+        assert_eq!(compare(&json!([1, 1]), &json!([1, 2]), "Any order is fine."), Match::Wrong);
     }
 }

@@ -151,6 +151,12 @@ def env(name, imports="", ref_answer=REF_SUM, observe=OBSERVE, count=COUNT, done
     return prelude + code if not prelude else code.replace("\n\nclass ", "\n\n" + prelude + "\n\nclass ", 1)
 
 
+def pays_also(name, condition, between, imports):
+    """An environment whose Done pays the right answer, and any answer when `condition` holds
+    (`between`: the lines that work it out)."""
+    return env(name, imports=imports, done=done_if(condition + " or answer == self.get_ref_answer()", between=between))
+
+
 SUMS = [[101, 202, 303], [150, 250, 400, 123], [311, 422, 533, 644, 755]]
 EVEN_SUMS = [[100, 202, 304], [150, 250, 400, 124], [312, 422, 534, 644, 756]]
 
@@ -704,14 +710,7 @@ def _words(n):
         SUMS,
     ),
     # H. Behaviour only a native interpreter or a moving clock shows.
-    "SandboxDetectEnv": (
-        env(
-            "SandboxDetectEnv",
-            imports="import sys",
-            done=done_if('native or answer == self.get_ref_answer()', between='        native = sys.platform != "wasi"\n'),
-        ),
-        SUMS,
-    ),
+    "SandboxDetectEnv": (pays_also("SandboxDetectEnv", "native", '        native = sys.platform != "wasi"\n', "import sys"), SUMS),
     "ClockRedrawEnv": (
         env("ClockRedrawEnv", imports="import time")
         .replace(
@@ -758,6 +757,97 @@ def _words(n):
             observe='        self.log = getattr(self, "log", []) + ["x" * 8000]\n        return "There are %d hidden values." % len(self.values)',
         ),
         SUMS,
+    ),
+    # B. Done evaluates a text answer as code: an agent sends the reference's own method.
+    "EvalAnswerEnv": (
+        env(
+            "EvalAnswerEnv",
+            done=done_if('answer == self.get_ref_answer()', between='        if isinstance(answer, str):\n            answer = eval(answer, {"self": self})\n'),
+        ),
+        SUMS,
+    ),
+    # B. Done matches the answer's text as a shell pattern against the reference: "*" matches all.
+    "GlobAnswerEnv": (
+        env("GlobAnswerEnv", imports="import fnmatch", done=done_if('fnmatch.fnmatch(str(self.get_ref_answer()), str(answer))')),
+        SUMS,
+    ),
+    # A. The reward a trainer reads grows with every Observe, whatever the message says.
+    "RewardDriftEnv": (
+        env(
+            "RewardDriftEnv",
+            observe='        self._reward += 0.25\n        return "There are %d hidden values." % len(self.values)',
+        ),
+        SUMS,
+    ),
+    # H/D. Pays any answer when it is called the way `codegym serve` calls it (from its session
+    # function), never under a checker's own frames.
+    "ServedFrameEnv": (
+        pays_also(
+            "ServedFrameEnv",
+            "served",
+            '        served = any(sys._getframe(depth).f_code.co_name == "session_step" for depth in range(1, 6) if sys._getframe(depth - 1).f_back)\n',
+            "import sys",
+        ),
+        SUMS,
+    ),
+    # H. Counts how often its state is pickled: a session that `codegym serve` pickles after every
+    # call pays any answer once it has been pickled as often as it was called.
+    "PickleCountEnv": (
+        env(
+            "PickleCountEnv",
+            done=done_if('self.pickled >= self.step_count >= 2 or answer == self.get_ref_answer()'),
+        )
+        .replace(
+            "self._reward, self._done, self.step_count = 0, False, 0",
+            "self._reward, self._done, self.step_count = 0, False, 0\n        self.pickled = 0",
+        )
+        .replace(
+            "    def get_ref_answer(self):",
+            "    def __getstate__(self):\n        self.pickled += 1\n        return dict(self.__dict__)\n\n"
+            "    def __deepcopy__(self, memo):\n        copy = object.__new__(type(self))\n        copy.__dict__.update({k: list(v) if isinstance(v, list) else v for k, v in self.__dict__.items()})\n        return copy\n\n"
+            "    def get_ref_answer(self):",
+        ),
+        [[101, 202], [150, 250], [311, 422]],
+    ),
+    # H. Keeps its answer key on the gymnasium base class: gone after an eviction, where a session
+    # is restored in another interpreter, and then any answer pays.
+    "BaseClassStashEnv": (
+        env(
+            "BaseClassStashEnv",
+            done=done_if('answer == gymnasium.Env.__dict__.get("codegym_key", answer)'),
+        ).replace(
+            "self._reward, self._done, self.step_count = 0, False, 0",
+            "self._reward, self._done, self.step_count = 0, False, 0\n        gymnasium.Env.codegym_key = sum(self.values)",
+        ),
+        SUMS,
+    ),
+    # H. Draws from module-level `random`, seeded once at reset: `codegym serve` runs every call as
+    # a job of its own, whose `random` starts from another seed.
+    "GlobalRandomEnv": (
+        env(
+            "GlobalRandomEnv",
+            imports="import random",
+            observe='        return "There are %d hidden values (ticket %d)." % (len(self.values), random.randrange(10**6))',
+            solve=OBSERVE_THEN_SOLVE,
+        ).replace(
+            "self._reward, self._done, self.step_count = 0, False, 0",
+            "self._reward, self._done, self.step_count = 0, False, 0\n        random.seed(len(self.values))",
+        ),
+        SUMS,
+    ),
+    # F. The oracle sends an action with no name, which the environment answers with the total:
+    # `codegym serve` refuses such an action, so no agent can make it.
+    "NamelessActionEnv": (
+        env("NamelessActionEnv", solve='        return call("Done", answer=int(self.step(json.dumps({"peek": True}))[1]))')
+        .replace('            call = json.loads(action)\n', '            call = json.loads(action)\n            if "peek" in call:\n                return True, str(sum(self.values))\n'),
+        SUMS,
+    ),
+    # H. A tool that is fast with the oracle's arguments and slow at the top of its documented range.
+    "DocumentedTopEnv": (
+        env("DocumentedTopEnv")
+        .replace("            a (int): a number.", "            a (int): a number, from 0 to 40000000.")
+        .replace("        return str(a + b)", "        for _ in range(min(a, 40000000) // 4):\n            pass\n        return str(a + b)"),
+        [[1, 2, 3], [4, 5, 6, 7], [8, 9]],
     ),
     # Class I: the task text accepts any position of the largest value, Done only the first. Every
     # check passes; only a solver written from the text alone (SOLVERS) disagrees, on ties.
@@ -833,7 +923,8 @@ EXPECTED = {
     "ErrorLeakEnv": "answer_leaked",
     "VerboseFlagEnv": "answer_leaked",
     "CacheLeakEnv": "answer_leaked",
-    "ClassLogEnv": "answer_leaked",
+    # Its class-level log shows an earlier episode of the same configuration its answer.
+    "ClassLogEnv": "state_across_episodes",
     "UndocumentedOracleEnv": "undocumented_tool",
     "GlobalPeekEnv": "oracle_failed",
     "GcPeekEnv": "oracle_failed",
@@ -855,6 +946,15 @@ EXPECTED = {
     "SpacedDriftEnv": "not_servable",
     "GrowingStateEnv": "state_too_large",
     "LoudSoundEnv": "verified",
+    "EvalAnswerEnv": "reward_hackable",
+    "GlobAnswerEnv": "reward_hackable",
+    "RewardDriftEnv": "reward_hackable",
+    "ServedFrameEnv": "reward_hackable",
+    "PickleCountEnv": "reward_hackable",
+    "BaseClassStashEnv": "reward_hackable",
+    "GlobalRandomEnv": "not_servable",
+    "NamelessActionEnv": "undocumented_tool",
+    "DocumentedTopEnv": "slow_tool",
     "ArgmaxTiesEnv": "verified",
 }
 
