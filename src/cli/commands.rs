@@ -25,6 +25,10 @@ pub(super) fn run(cli: Cli) -> Result<()> {
         Command::Build(args) => build(args),
         Command::Ingest(args) => ingest_command(args),
         Command::ImportCodegym(args) => {
+            // The release is found before the dataset is opened: a wrong path creates nothing.
+            for path in [Some(&args.envs), Some(&args.tasks), args.solvers.as_ref()].into_iter().flatten() {
+                std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+            }
             let (data, selection) = open(&args.data, &args.shards)?;
             logged("import-codegym", &data, |log| {
                 let release = import_codegym::Release {

@@ -137,3 +137,25 @@ fn sandbox_run_reads_a_byte_order_mark_and_takes_quiet() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "out\n");
     assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn an_import_of_a_release_that_is_not_there_creates_no_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tasks, data) = (dir.path().join("t.jsonl"), dir.path().join("d"));
+    std::fs::write(&tasks, "").unwrap();
+    let missing = dir.path().join("missing.jsonl");
+    let args = [
+        "import-codegym",
+        "--envs",
+        missing.to_str().unwrap(),
+        "--tasks",
+        tasks.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    let output = codegym().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("missing.jsonl"), "{stderr}");
+    assert!(!data.exists(), "nothing was created at {}", data.display());
+}
