@@ -726,9 +726,11 @@ def served(source, env_name, config, actions, tools, restore_at=None):
 
 
 def _state_bytes(report):
-    """The size of the pickled state a session report carries (base64)."""
+    """The size of the pickled state a session report carries (base64: 3 bytes per 4 characters,
+    less one per padding `=`)."""
     state = report["state"]
-    return len(state) * 3 // 4 - len(state) + len(state.rstrip("="))
+    padding = len(state) - len(state.rstrip("="))
+    return len(state) * 3 // 4 - padding
 
 
 def serve_replay(source, env_name, config, actions, tools, spaced=False):

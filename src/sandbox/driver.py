@@ -119,11 +119,15 @@ def _driver_main():
         os.uname = lambda: uname("Linux", "worker-7", "6.8.0-49-generic", "#49-Ubuntu SMP", "x86_64")
         sys.implementation._multiarch = "x86_64-linux-gnu"
 
+    def new_module(name):
+        module = types.ModuleType(name)
+        module.__file__ = "<codegym:" + name + ">"
+        return module
+
     functions = {}
     public_code = {}
     for name, source in boot["modules"].items():
-        module = types.ModuleType(name)
-        module.__file__ = "<codegym:" + name + ">"
+        module = new_module(name)
         code = compile(source, module.__file__, "exec")
         if name in boot["public"]:
             sys.modules[name] = module
@@ -140,12 +144,12 @@ def _driver_main():
                 for key, value in vars(module).items()
                 if isinstance(value, types.FunctionType) and value.__module__ == name and not key.startswith("_")
             )
+
     def fresh_public_modules():
         """The public modules executed again as new modules, as a fresh interpreter has them:
         what code stored in them (a class attribute of `gymnasium.Env`, say) is gone."""
         for name, code in public_code.items():
-            module = types.ModuleType(name)
-            module.__file__ = "<codegym:" + name + ">"
+            module = new_module(name)
             sys.modules[name] = module
             exec(code, module.__dict__)
 

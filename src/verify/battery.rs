@@ -192,14 +192,23 @@ fn observed(sample: &Sample, answered_at: usize) -> Vec<Value> {
 /// The values a text shows: its numbers, and with `words` its words too. An answer check that
 /// tests membership instead of the extreme, say, takes any value of the input.
 fn values_in(text: &str, words: bool) -> Vec<Value> {
-    let mut values: Vec<Value> = values::numbers(text)
-        .into_iter()
-        .map(|number| if number.fract() == 0.0 && number.abs() < 9e15 { json!(number as i64) } else { json!(number) })
-        .collect();
+    let mut values: Vec<Value> = values::numbers(text).into_iter().map(number_value).collect();
     if words {
         values.extend(super::probes::tokens(text).into_iter().map(|t| json!(t)));
     }
     dedup(values)
+}
+
+/// A number as JSON: an integer where it is a whole one (and fits exactly).
+fn number_value(number: f64) -> Value {
+    if number.fract() == 0.0 && number.abs() < 9e15 { json!(number as i64) } else { json!(number) }
+}
+
+/// `call` (a parsed action) with its argument `name` set to `value`, as text.
+fn with_argument(call: &Value, name: &str, value: Value) -> String {
+    let mut call = call.clone();
+    call["parameters"][name] = value;
+    call.to_string()
 }
 
 /// A plain value of a parameter's type.
@@ -355,13 +364,8 @@ fn sweep_length(options: &str, limits: &Limits) -> usize {
 fn sweep(subject: &Subject, tool: &str, call: &str, count: usize) -> Option<(String, Vec<String>, Vec<usize>)> {
     let params = schema(subject, tool).map_or(&[][..], |s| s.parameters.as_slice());
     let param = params.iter().find(|p| matches!(p.ty, ParamType::Integer)).filter(|_| count > 0)?;
-    let mut base = serde_json::from_str::<Value>(call).ok().filter(Value::is_object)?;
-    let calls = (0..count)
-        .map(|value| {
-            base["parameters"][param.name.as_str()] = json!(value);
-            base.to_string()
-        })
-        .collect();
+    let base = serde_json::from_str::<Value>(call).ok().filter(Value::is_object)?;
+    let calls = (0..count).map(|value| with_argument(&base, &param.name, json!(value))).collect();
     let mut at: Vec<usize> = REPEAT_CHECKPOINTS.iter().copied().filter(|&k| k < count).collect();
     at.push(count);
     Some((format!("swept over {}=0..{}", param.name, count - 1), calls, at))
@@ -377,20 +381,14 @@ fn typical_call(subject: &Subject, run: &OracleRun, tool: &str) -> String {
 /// `call` again with each numeric parameter at the largest value its documentation names ("1 to
 /// 50000000"): a tool is timed at the top of its documented range too.
 fn at_documented_tops(subject: &Subject, tool: &str, call: &str) -> Vec<String> {
-    let Some(mut base) = serde_json::from_str::<Value>(call).ok().filter(Value::is_object) else { return Vec::new() };
+    let Some(base) = serde_json::from_str::<Value>(call).ok().filter(Value::is_object) else { return Vec::new() };
     let params = schema(subject, tool).map_or(&[][..], |s| s.parameters.as_slice());
-    let mut calls = Vec::new();
-    for param in params.iter().filter(|p| matches!(p.ty, ParamType::Integer | ParamType::Number)) {
+    let numeric = params.iter().filter(|p| matches!(p.ty, ParamType::Integer | ParamType::Number));
+    let tops = numeric.filter_map(|param| {
         let top = values::numbers(&param.description).into_iter().filter(|n| n.is_finite()).fold(f64::NAN, f64::max);
-        if top.is_nan() || top.abs() >= 9e15 {
-            continue;
-        }
-        let value = if top.fract() == 0.0 { json!(top as i64) } else { json!(top) };
-        base["parameters"][param.name.as_str()] = value;
-        calls.push(base.to_string());
-        base = serde_json::from_str(call).expect("parsed above");
-    }
-    calls
+        (!top.is_nan() && top.abs() < 9e15).then(|| with_argument(&base, &param.name, number_value(top)))
+    });
+    tops.collect()
 }
 
 /// `Done` with `value` as its answer parameter `param`.

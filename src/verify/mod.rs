@@ -552,27 +552,26 @@ fn run_battery(
     let limits = settings.battery_limits();
     let subjects: BTreeMap<usize, battery::Subject> =
         chunk.iter().filter_map(|&env| subject(env, envs, configs, configs_of, found, settings).map(|s| (env, s))).collect();
-    let mut plans = Vec::new();
+    let (mut plans, mut work) = (Vec::new(), Vec::new());
     for &env in chunk {
         let battery = subjects.get(&env).map(|subject| battery::Battery::plan(subject, &limits));
         let row = &envs[env];
-        let mut work = match &battery {
+        let mut env_work = match &battery {
             Some(battery) => battery.work.clone(),
             None => battery::work(EnvSource { code: &row.env_code, name: &row.env_name }, harness::seed_for(&row.env_id)),
         };
         let own = configs_of.get(&row.env_id).map_or(&[][..], Vec::as_slice);
-        let reruns = plan_reruns(&mut work, env, own, configs, found);
-        if !work.steps.is_empty() {
-            plans.push((env, reruns, battery, work));
+        let reruns = plan_reruns(&mut env_work, env, own, configs, found);
+        if !env_work.steps.is_empty() {
+            plans.push((env, reruns, battery));
+            work.push(env_work);
         }
     }
-    let work: Vec<EnvWork> = plans.iter().map(|(.., work)| work.clone()).collect();
     let results = harness::run_steps(sandbox, &work, &settings.budgets(), settings.mode, settings.threads, None)?;
     let steps = work.iter().map(|w| w.steps.len()).sum();
-    drop(work);
     let (mut replays, mut outcomes, mut step_ms) = (Vec::new(), Vec::new(), BTreeMap::<&'static str, u64>::new());
-    for ((env, reruns, battery, work), results) in plans.iter().zip(&results) {
-        for (step, result) in work.steps.iter().zip(results) {
+    for (((env, reruns, battery), env_work), results) in plans.iter().zip(&work).zip(&results) {
+        for (step, result) in env_work.steps.iter().zip(results) {
             *step_ms.entry(step.kind()).or_default() += result.duration_ms;
         }
         let (rerun, rest) = results.split_at(reruns.len());
@@ -583,7 +582,7 @@ fn run_battery(
             outcomes.push((*env, battery.judge(subject, rest, &limits)));
         }
     }
-    drop((plans, subjects));
+    drop((plans, work, subjects));
     for (config, replay) in replays {
         found.configs.entry(config).or_default().alternate = Some(replay);
     }

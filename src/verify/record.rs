@@ -175,15 +175,15 @@ impl Tables {
         }
     }
 
-    /// What the exploit battery found: every run a row of the audit, every finding a reject row
-    /// (they disqualify the environment; the first one is its status), the equivalences it accepts
-    /// kept for its status detail.
     /// An environment the exploit battery could not play (`why`): it is not verified, whatever
     /// else it passed.
     pub(super) fn not_attacked(&mut self, env: &EnvironmentRow, why: &str) {
         self.unattacked.insert(env.env_id.clone(), format!("the exploit battery played no configuration: {why}"));
     }
 
+    /// What the exploit battery found: every run a row of the audit, every finding a reject row
+    /// (they disqualify the environment; the first one is its status), the equivalences it accepts
+    /// kept for its status detail.
     pub(super) fn record_battery(&mut self, env: &EnvironmentRow, outcome: super::battery::Outcome) {
         for (number, run) in outcome.runs.into_iter().enumerate() {
             self.battery_runs.push(BatteryRunRow {

@@ -320,13 +320,11 @@ const INDIFFERENT: [&str; 14] = [
     "considered the same",
     "considered equal",
 ];
-/// Words that name letter case (bare "case" is too common: "in case of ties").
-const CASE: [&str; 13] = [
+/// Words that say on their own that letter case does not matter, then words that name letter case
+/// (bare "case" is too common: "in case of ties").
+const CASE_INSENSITIVE: [&str; 4] = ["case-insensitive", "case insensitive", "not case-sensitive", "not case sensitive"];
+const CASE: [&str; 10] = [
     "letter case",
-    "case-insensitive",
-    "case insensitive",
-    "not case-sensitive",
-    "not case sensitive",
     "ignore case",
     "ignoring case",
     "of case",
@@ -335,6 +333,7 @@ const CASE: [&str; 13] = [
     "case is",
     "capital",
     "upper",
+    "lower",
 ];
 /// Words that say surrounding spaces do not matter on their own, then words that name spaces.
 const SPACES: [&str; 5] =
@@ -351,7 +350,7 @@ impl Leniency {
         for sentence in sentences(&text) {
             let has = |words: &[&str]| words.iter().any(|w| sentence.contains(w));
             let indifferent = has(&INDIFFERENT);
-            found.case |= has(&CASE[1..5]) || (indifferent && (has(&CASE) || sentence.contains("lower")));
+            found.case |= has(&CASE_INSENSITIVE) || (indifferent && has(&CASE));
             found.spaces |= has(&SPACES) || (indifferent && has(&SPACE));
             found.order |= sentence.contains("any order") || (sentence.contains("order") && indifferent);
             if has(&TOLERANCE) || (sentence.contains("within") && has(&WITHIN)) {

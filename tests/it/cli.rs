@@ -2,7 +2,7 @@
 //! stream says what (status and summaries on stderr, data only on stdout), and progress bars
 //! that end at their totals, with units.
 
-use crate::util::{codegym, import_release, repo, run_ok_status};
+use crate::util::{codegym, import_args, import_release, repo, run_ok_status};
 use std::path::Path;
 
 /// Every verb that takes `--threads`, with the arguments it needs besides.
@@ -144,16 +144,7 @@ fn an_import_of_a_release_that_is_not_there_creates_no_dataset() {
     let (tasks, data) = (dir.path().join("t.jsonl"), dir.path().join("d"));
     std::fs::write(&tasks, "").unwrap();
     let missing = dir.path().join("missing.jsonl");
-    let args = [
-        "import-codegym",
-        "--envs",
-        missing.to_str().unwrap(),
-        "--tasks",
-        tasks.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ];
-    let output = codegym().args(args).output().unwrap();
+    let output = codegym().args(import_args(&missing, &tasks, &data)).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("missing.jsonl"), "{stderr}");

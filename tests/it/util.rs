@@ -93,16 +93,13 @@ pub fn import_release(dir: &Path, ext: &str, data: &Path) {
 
 /// `codegym import-codegym --envs ENVS --tasks TASKS --data DATA`.
 pub fn import_files(envs: &Path, tasks: &Path, data: &Path) {
-    let args = [
-        "import-codegym",
-        "--envs",
-        envs.to_str().unwrap(),
-        "--tasks",
-        tasks.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ];
-    run_ok(&args);
+    run_ok(&import_args(envs, tasks, data));
+}
+
+/// The arguments of `codegym import-codegym --envs ENVS --tasks TASKS --data DATA`.
+pub fn import_args<'a>(envs: &'a Path, tasks: &'a Path, data: &'a Path) -> [&'a str; 7] {
+    let text = |path: &'a Path| path.to_str().unwrap();
+    ["import-codegym", "--envs", text(envs), "--tasks", text(tasks), "--data", text(data)]
 }
 
 /// The dataset in the folder `data` (opened, or created with the default shard count).
