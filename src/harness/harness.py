@@ -624,12 +624,14 @@ def _at(source, env_name, config, prefix, tools):
     return env
 
 
-def episode(source, env_name, config, prefix, actions, tools, serve=False):
-    """One episode of the battery: the environment after `prefix`, then `actions`; with `serve`,
-    from reset through the functions `codegym serve` calls ([`served`])."""
-    if serve:
-        return {"steps": served(source, env_name, config, actions, tools)[0]}
-    return {"steps": _play(_at(source, env_name, config, prefix, tools), tools, actions)}
+def episode(source, env_name, config, prefix, actions, tools, serve="forked"):
+    """One episode of the battery: the environment after `prefix`, then `actions`; with `serve`
+    "restored" or "live", from reset through the functions `codegym serve` calls ([`served`]),
+    the state restored before every call or never."""
+    if serve == "forked":
+        return {"steps": _play(_at(source, env_name, config, prefix, tools), tools, actions)}
+    restore_at = None if serve == "restored" else ()
+    return {"steps": served(source, env_name, config, actions, tools, restore_at)[0]}
 
 
 def replay(source, env_name, config, actions, tools):
@@ -673,13 +675,15 @@ def observe_prefixes(source, env_name, config, actions, tools):
 
 
 class _Served:
-    """The bytecode `codegym serve` runs the last environment served in this job from."""
+    """The bytecode `codegym serve` runs the last environment served in this job from, and the
+    sessions played so far that were restored before every call, by (configuration, calls made)."""
 
-    __slots__ = ("source", "code")
+    __slots__ = ("source", "code", "sessions")
 
 
 _served = _Served()
 _served.source = _served.code = None
+_served.sessions = {}
 
 
 def _reseed():
@@ -688,28 +692,58 @@ def _reseed():
         _sys.modules["random"].seed()
 
 
+# A session's state is kept for later episodes up to this size (a job holds many of them).
+_KEPT_STATE_BYTES = 1 << 16
+
+
+def _known_prefix(config, actions):
+    """The longest prefix of `actions` a session restored before every call already played in
+    this job: how many calls, the report after them, their records and the largest state."""
+    sessions = _served.sessions
+    known = [sessions.get((config, tuple(actions[:made]))) for made in range(len(actions) + 1)]
+    if known[0] is None:
+        return None
+    made = known.index(None) - 1 if None in known else len(actions)
+    report, largest, _ = known[made]
+    return made, report, [dict(entry[2]) for entry in known[1 : made + 1]], largest
+
+
 def served(source, env_name, config, actions, tools, restore_at=None):
     """`actions` played through the functions `codegym serve` calls (the session module's), as a
     served session: each call a job of its own (module-level `random` reseeded), its state pickled
     after it; before the calls `restore_at` names (all of them when None), the module executed again
     and the state unpickled, as after an eviction. A name `serve` refuses never reaches the
-    environment. Returns the calls and the largest pickled state (bytes)."""
+    environment. Returns the calls and the largest pickled state (bytes).
+
+    Restored before every call, a session's course depends only on its configuration and the calls
+    so far (anything else is what the serving replay catches): the calls a session of this job
+    already made are taken from it, not played again (the answers from reset share one start, an
+    answer after the oracle's calls shares the serving replay's)."""
     start, restore, step = peers["session_start"], peers["session_restore"], peers["session_step"]
     if _served.source != source:
         _served.code = peers["session_compile"](source, env_name)
         _served.source = source
-    try:
-        report = start(_served.code, env_name, config, OBSERVATION_LIMIT)
-    finally:
-        _unhook()
-    steps, largest = [], _state_bytes(report)
-    for made, action in enumerate(actions):
+        _served.sessions = {}
+    every_call = restore_at is None
+    known = _known_prefix(config, actions) if every_call else None
+    if known is not None:
+        made, report, steps, largest = known
+    else:
+        try:
+            report = start(_served.code, env_name, config, OBSERVATION_LIMIT)
+        finally:
+            _unhook()
+        made, steps, largest = 0, [], _state_bytes(report)
+        if every_call and largest <= _KEPT_STATE_BYTES:
+            _served.sessions[(config, ())] = (report, largest, None)
+    for made in range(made, len(actions)):
         if report["done"]:
             break
+        action = actions[made]
         refused = refusal(action, tools)
         if refused is None:
             try:
-                if restore_at is None or made in restore_at:
+                if every_call or made in restore_at:
                     # Restored after an eviction, in another interpreter: modules anew too.
                     peers["fresh_public_modules"]()
                     restore(_served.code, env_name, report["state"])
@@ -719,9 +753,10 @@ def served(source, env_name, config, actions, tools, restore_at=None):
                 _unhook()
             largest = max(largest, _state_bytes(report))
         observation = report["observation"] if refused is None else refused
-        steps.append(
-            {"action": action, "observation": observation, "reward": report["reward"], "done": report["done"], "refused": refused is not None}
-        )
+        record = {"action": action, "observation": observation, "reward": report["reward"], "done": report["done"], "refused": refused is not None}
+        steps.append(record)
+        if every_call and _state_bytes(report) <= _KEPT_STATE_BYTES:
+            _served.sessions[(config, tuple(actions[: made + 1]))] = (report, largest, dict(record))
     return steps, largest
 
 
@@ -917,7 +952,7 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), trajectories=(), 
             elif op == "episode":
                 trajectory, length = step["prefix"]
                 prefix = trajectories[trajectory][:length]
-                value = episode(source, env_name, config, prefix, step["actions"], tools, step.get("serve", False))
+                value = episode(source, env_name, config, prefix, step["actions"], tools, step["serve"])
             elif op == "replay":
                 value = replay(source, env_name, config, trajectories[step["trajectory"]], tools)
             elif op == "repeated":

@@ -260,9 +260,8 @@ pub enum Step {
     Probe { config: usize },
     /// One episode of the exploit battery ([`Played`]): the state after the first `prefix.1`
     /// actions of trajectory `prefix.0`, then `actions`, played as `codegym serve` plays them;
-    /// with `serve`, from reset through the very functions `codegym serve` calls, each call a
-    /// job of its own whose state is pickled and restored.
-    Episode { config: usize, prefix: (usize, usize), actions: Vec<String>, serve: bool },
+    /// or, as `serve` says, from reset through the very functions `codegym serve` calls.
+    Episode { config: usize, prefix: (usize, usize), actions: Vec<String>, serve: Serving },
     /// An agent's calls played again from reset, after its answer too ([`Played`]): the rerun of
     /// the determinism check.
     Replay { config: usize, trajectory: usize },
@@ -309,15 +308,33 @@ impl Step {
         match self {
             Step::Module | Step::Classes | Step::SmokeTest { .. } => budgets.module,
             Step::Probe { .. }
-            | Step::Episode { .. }
             | Step::Replay { .. }
-            | Step::Repeated { .. }
             | Step::ObservePrefixes { .. }
             | Step::ServeReplay { .. }
             | Step::TwoEpisodes { .. } => budgets.probe,
-            Step::RefAnswer { .. } | Step::TimingBuild { .. } | Step::TimingCall { .. } => budgets.cell.timeout,
+            // An episode of the battery has an oracle cell's budget: it plays one episode too (its
+            // calls are judged, not the time they take, so one that runs out gives no evidence).
+            Step::RefAnswer { .. }
+            | Step::Episode { .. }
+            | Step::Repeated { .. }
+            | Step::TimingBuild { .. }
+            | Step::TimingCall { .. } => budgets.cell.timeout,
         }
     }
+}
+
+/// How a battery episode reaches the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Serving {
+    /// Forked from a pickled state in the job's interpreter, by the harness's own episode path.
+    Forked,
+    /// Through `codegym serve`'s session functions, every call a job of its own: the state
+    /// restored before it (the module executed again, as after an eviction) and pickled after.
+    Restored,
+    /// Through `codegym serve`'s session functions in a session held live: no restore between
+    /// calls, as most of a trainer's served calls run.
+    Live,
 }
 
 /// The limits of the steps of a job: each step kind has its own time budget.

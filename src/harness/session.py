@@ -46,13 +46,15 @@ ENV_MODULE = "codegym_env"
 
 
 class _Held:
-    """The environment this interpreter serves (one per interpreter)."""
+    """The environment this interpreter serves (one per interpreter), and the bytecode it was
+    last given with what it unmarshals to (the verification harness restores many sessions of one
+    environment in one interpreter; unmarshalling is most of a restore)."""
 
-    __slots__ = ("env",)
+    __slots__ = ("env", "code", "unmarshalled")
 
 
 _held = _Held()
-_held.env = None
+_held.env = _held.code = _held.unmarshalled = None
 
 
 def _filename(env_name):
@@ -66,7 +68,10 @@ def _load(code, env_name):
     module.__dict__["__builtins__"] = _builtins
     module.__file__ = _filename(env_name)
     _sys.modules[ENV_MODULE] = module
-    exec(_unmarshal(_from_base64(code)), module.__dict__)
+    if _held.code != code:
+        _held.unmarshalled = _unmarshal(_from_base64(code))
+        _held.code = code
+    exec(_held.unmarshalled, module.__dict__)
     cls = module.__dict__.get(env_name)
     if not isinstance(cls, type):
         raise LookupError("the module defines no class named %s" % env_name)

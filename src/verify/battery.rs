@@ -14,7 +14,8 @@ use super::probes::{Finding, ProbeReason, cut_at as cut};
 use super::reasons::{AttackClass, RunVerdict};
 use super::values::{self, Match};
 use crate::harness::{
-    EnvSource, EnvWork, Observed, OracleRun, Played, PlayedStep, Repeated, Replayed, Step, StepResult, TwoPlayed, action_tool,
+    EnvSource, EnvWork, Observed, OracleRun, Played, PlayedStep, Repeated, Replayed, Serving, Step, StepResult, TwoPlayed,
+    action_tool,
 };
 use crate::sandbox::{Variant, Verdict};
 use crate::tools::{ParamType, ToolSchema};
@@ -97,7 +98,11 @@ enum Purpose {
 /// The battery of one environment: its steps, and what each is for.
 pub(super) struct Battery<'a> {
     pub(super) work: EnvWork<'a>,
+    /// Episodes that each start a new interpreter of their own, as every session `codegym serve`
+    /// starts does: one step each, judged after `work`'s (their purposes come last).
+    pub(super) fresh: Vec<EnvWork<'a>>,
     purposes: Vec<Purpose>,
+    fresh_purposes: Vec<Purpose>,
     /// Per sample: how many of the oracle's calls come before its answer.
     answered_at: Vec<usize>,
 }
@@ -247,7 +252,8 @@ impl<'a> Battery<'a> {
     pub(super) fn plan(subject: &Subject<'a>, limits: &Limits) -> Battery<'a> {
         let mut work = work(subject.source, subject.seed);
         work.tools = subject.tools.clone();
-        let mut battery = Battery { work, purposes: Vec::new(), answered_at: Vec::new() };
+        let mut battery =
+            Battery { work, fresh: Vec::new(), purposes: Vec::new(), fresh_purposes: Vec::new(), answered_at: Vec::new() };
         let planned: Vec<usize> = (0..subject.samples.len()).filter(|&i| battery.plan_sample(subject, i, limits)).collect();
         if !planned.is_empty() {
             battery.plan_two_episodes(subject, &planned);
@@ -256,7 +262,21 @@ impl<'a> Battery<'a> {
             battery.plan_timings(subject, first);
             battery.plan_repeats(subject, first, limits);
         }
+        let fresh = std::mem::take(&mut battery.fresh_purposes);
+        battery.purposes.extend(fresh);
         battery
+    }
+
+    /// An episode from reset in a new interpreter of its own: its environment is the first that
+    /// interpreter builds, as in every session `codegym serve` starts.
+    fn push_fresh(&mut self, subject: &Subject<'a>, config: &'a str, actions: Vec<String>, purpose: Purpose) {
+        let mut work = work(subject.source, subject.seed);
+        work.tools = subject.tools.clone();
+        work.configs.push(config);
+        work.trajectories.push(Vec::new());
+        work.steps.push(Step::Episode { config: 0, prefix: (0, 0), actions, serve: Serving::Live });
+        self.fresh.push(work);
+        self.fresh_purposes.push(purpose);
     }
 
     fn push(&mut self, step: Step, purpose: Purpose) {
@@ -287,10 +307,16 @@ impl<'a> Battery<'a> {
             self.push(step, Purpose::ServeReplay { sample: index, sent: sent.clone(), spaced });
         }
         self.push(Step::ObservePrefixes { config, trajectory: before }, Purpose::ObservePrefixes { sample: index });
-        for Policy { class, name, expect, from_reset, serve, actions } in policies(subject, sample, answered_at, limits, first) {
+        for Policy { class, name, expect, from_reset, serve, fresh, actions } in
+            policies(subject, sample, answered_at, limits, first)
+        {
             let prefix = (full, if from_reset { 0 } else { answered_at });
             let purpose = Purpose::Episode { sample: index, class, policy: name, expect, from_reset, sent: actions.clone() };
-            self.push(Step::Episode { config, prefix, actions, serve }, purpose);
+            if fresh {
+                self.push_fresh(subject, sample.config, actions, purpose);
+            } else {
+                self.push(Step::Episode { config, prefix, actions, serve }, purpose);
+            }
         }
         true
     }
@@ -419,23 +445,33 @@ struct Policy {
     expect: Expect,
     /// From a fresh episode, or from where the oracle answered.
     from_reset: bool,
-    /// Played from reset through the functions `codegym serve` calls ([`Step::Episode`]).
-    serve: bool,
+    /// Played by the harness's own episode path, or through the functions `codegym serve` calls.
+    serve: Serving,
+    /// In a new interpreter of its own, where its environment is the first one built.
+    fresh: bool,
     actions: Vec<String>,
 }
 
 impl Policy {
     fn new(class: AttackClass, name: String, expect: Expect, from_reset: bool, actions: Vec<String>) -> Policy {
-        Policy { class, name, expect, from_reset, serve: false, actions }
+        Policy { class, name, expect, from_reset, serve: Serving::Forked, fresh: false, actions }
     }
 
-    /// The policy from reset, played as `codegym serve` plays a session.
+    /// The policy from reset, played as `codegym serve` plays a session evicted between calls.
     fn served(self) -> Policy {
-        Policy { name: format!("{} (served)", self.name), from_reset: true, serve: true, ..self }
+        Policy { name: format!("{} (served)", self.name), from_reset: true, serve: Serving::Restored, ..self }
+    }
+
+    /// The policy from reset as the first session of a new interpreter, held live as `codegym
+    /// serve` holds a trainer's session between its calls.
+    fn first_served(self) -> Policy {
+        let name = format!("{} (served live, the first session of a new interpreter)", self.name);
+        Policy { name, from_reset: true, serve: Serving::Live, fresh: true, ..self }
     }
 }
 
-/// The episodes of one sample; the retries with every special answer on the `first` sample only.
+/// The episodes of one sample; on the `first` sample only, the retries with every special answer
+/// and the episodes played as `codegym serve` plays them from reset.
 fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Limits, first: bool) -> Vec<Policy> {
     let done = schema(subject, "Done");
     let param = answer_parameter(subject);
@@ -458,7 +494,9 @@ fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Lim
                 from_reset,
                 vec![answer(value)],
             );
-            episodes.push(if from_reset { policy.served() } else { policy });
+            // Served on the first sample: how an environment holds up when served is not a
+            // property of one configuration, and the others' answers are forked from reset.
+            episodes.push(if from_reset && first { policy.served() } else { policy });
         }
     }
     // The oracle's way to its answer and then a wrong one, as a served session: what pickling
@@ -466,7 +504,15 @@ fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Lim
     let mut way = sample.run.trajectory[..answered_at].iter().map(|(action, _)| action.clone()).collect::<Vec<_>>();
     way.push(answer(&bad));
     let name = "the oracle's calls before its answer, then a wrong answer".to_string();
-    episodes.push(Policy::new(AttackClass::Retry, name, Expect::Nothing, true, way).served());
+    episodes.push(Policy::new(AttackClass::Retry, name.clone(), Expect::Nothing, true, way.clone()).served());
+    // On the first sample, the same and a wrong answer alone where serve plays every session: the
+    // first environment a new interpreter builds, its session held live (an environment may tell
+    // that it is the first).
+    if first {
+        episodes.push(Policy::new(AttackClass::Retry, name, Expect::Nothing, true, way).first_served());
+        let alone = Policy::new(AttackClass::SpecialAnswer, "a wrong answer".into(), Expect::Nothing, true, vec![answer(&bad)]);
+        episodes.push(alone.first_served());
+    }
     let inputs = values_in(sample.options, right.is_string());
     let seen = [("observed value", observed(sample, answered_at)), ("input value", inputs)];
     for (what, found) in seen {
@@ -1117,7 +1163,7 @@ mod tests {
         ]);
         let subject = subject(Sample { config: "E@{}", options: "{}", right: json!(606), answer: "606", run: &oracle });
         let battery = Battery::plan(&subject, &LIMITS);
-        let served = battery.work.steps.iter().filter(|s| matches!(s, Step::Episode { serve: true, .. })).count();
+        let served = battery.work.steps.iter().filter(|s| matches!(s, Step::Episode { serve: Serving::Restored, .. })).count();
         let specials = specials(&json!(606)).len();
         assert!(served > specials / 2, "answers from reset and the oracle's way to a wrong answer are served: {served}");
         let paid = [PlayedStep { action: "{}".into(), observation: "ok".into(), reward: 0.25, done: false, refused: false }];
@@ -1125,6 +1171,31 @@ mod tests {
         check_rewards(&paid, &mut outcome);
         assert_eq!(outcome.findings[0].reason, ProbeReason::RewardInconsistent, "a reward is 0 or 1");
         assert!(rewarded(&paid[0]), "any reward above 0 pays");
+    }
+
+    #[test]
+    fn the_first_sample_is_also_played_where_serve_plays_every_session_and_the_others_are_forked() {
+        let oracle = run(&[
+            (r#"{"name": "Observe", "parameters": {}}"#, "3 values"),
+            (r#"{"name": "Done", "parameters": {"answer": 606}}"#, "reward=1"),
+        ]);
+        let mut subject =
+            subject(Sample { config: "E@{\"a\": 1}", options: "{}", right: json!(606), answer: "606", run: &oracle });
+        subject.samples.push(Sample { config: "E@{\"a\": 2}", options: "{}", right: json!(606), answer: "606", run: &oracle });
+        let battery = Battery::plan(&subject, &LIMITS);
+        assert_eq!(battery.fresh.len(), 2, "the oracle's way to a wrong answer, and a wrong answer alone");
+        for work in &battery.fresh {
+            assert_eq!(work.configs, ["E@{\"a\": 1}"], "on the first sample");
+            assert!(matches!(work.steps[..], [Step::Episode { serve: Serving::Live, prefix: (0, 0), .. }]), "{:?}", work.steps);
+        }
+        let purposes = battery.purposes.len();
+        assert_eq!(purposes, battery.work.steps.len() + 2, "the new interpreters' episodes are judged last");
+        let served_on = |config| {
+            let steps = battery.work.steps.iter();
+            steps.filter(|s| matches!(s, Step::Episode { serve: Serving::Restored, config: c, .. } if *c == config)).count()
+        };
+        assert!(served_on(0) > 1, "answers from reset are served on the first sample");
+        assert_eq!(served_on(1), 1, "only the oracle's way to a wrong answer on the others");
     }
 
     #[test]

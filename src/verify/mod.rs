@@ -42,7 +42,7 @@ pub const VERIFIED: &str = crate::reasons::Reason::Verified.as_str();
 
 /// Bumped whenever a check changes what it accepts: part of [`VerifySettings::verifier`], so a
 /// rebuild re-verifies what an older verifier passed.
-const CHECKS_VERSION: &str = "verify-checks-v5";
+const CHECKS_VERSION: &str = "verify-checks-v6";
 
 /// The first version of the checks whose serving replay decides servability.
 const SERVING_REPLAY_SINCE: u32 = 3;
@@ -563,17 +563,24 @@ fn run_battery(
         let own = configs_of.get(&row.env_id).map_or(&[][..], Vec::as_slice);
         let reruns = plan_reruns(&mut env_work, env, own, configs, found);
         if !env_work.steps.is_empty() {
-            plans.push((env, reruns, battery));
+            let fresh = battery.as_ref().map_or(&[][..], |b| b.fresh.as_slice());
+            // The environment's jobs: its battery's (after the reruns), then one per new interpreter.
+            let jobs = work.len()..work.len() + 1 + fresh.len();
             work.push(env_work);
+            work.extend(fresh.iter().cloned());
+            plans.push((env, reruns, battery, jobs));
         }
     }
     let results = harness::run_steps(sandbox, &work, &settings.budgets(), settings.mode, settings.threads, None)?;
     let steps = work.iter().map(|w| w.steps.len()).sum();
     let (mut replays, mut outcomes, mut step_ms) = (Vec::new(), Vec::new(), BTreeMap::<&'static str, u64>::new());
-    for (((env, reruns, battery), env_work), results) in plans.iter().zip(&work).zip(&results) {
-        for (step, result) in env_work.steps.iter().zip(results) {
-            *step_ms.entry(step.kind()).or_default() += result.duration_ms;
+    for (env, reruns, battery, jobs) in &plans {
+        for (env_work, results) in work[jobs.clone()].iter().zip(&results[jobs.clone()]) {
+            for (step, result) in env_work.steps.iter().zip(results) {
+                *step_ms.entry(step.kind()).or_default() += result.duration_ms;
+            }
         }
+        let results: Vec<harness::StepResult> = results[jobs.clone()].concat();
         let (rerun, rest) = results.split_at(reruns.len());
         for (&config, result) in reruns.iter().zip(rerun) {
             replays.push((config, result.parse().map_err(|e| result.failure().unwrap_or(e))));

@@ -849,6 +849,18 @@ def _words(n):
         .replace("        return str(a + b)", "        for _ in range(min(a, 40000000) // 4):\n            pass\n        return str(a + b)"),
         [[1, 2, 3], [4, 5, 6, 7], [8, 9]],
     ),
+    # H. Pays any answer in the first environment an interpreter builds (a mark left on `sys`
+    # survives the module being executed again): where `codegym serve` plays every session, and
+    # where no check's episode used to be.
+    "FirstBuiltEnv": (
+        env("FirstBuiltEnv", imports="import sys", done=done_if("self.first or answer == self.get_ref_answer()")).replace(
+            "self._reward, self._done, self.step_count = 0, False, 0",
+            "self._reward, self._done, self.step_count = 0, False, 0\n"
+            "        self.first = not hasattr(sys, 'codegym_built')\n"
+            "        sys.codegym_built = True",
+        ),
+        SUMS,
+    ),
     # Class I: the task text accepts any position of the largest value, Done only the first. Every
     # check passes; only a solver written from the text alone (SOLVERS) disagrees, on ties.
     "ArgmaxTiesEnv": (
@@ -924,7 +936,9 @@ EXPECTED = {
     "VerboseFlagEnv": "answer_leaked",
     "CacheLeakEnv": "answer_leaked",
     # Its class-level log shows an earlier episode of the same configuration its answer.
-    "ClassLogEnv": "state_across_episodes",
+    # Its log shows in the battery's own episodes after earlier ones (the leak comes first among
+    # its findings; state_across_episodes is among its rejects too).
+    "ClassLogEnv": "answer_leaked",
     "UndocumentedOracleEnv": "undocumented_tool",
     "GlobalPeekEnv": "oracle_failed",
     "GcPeekEnv": "oracle_failed",
@@ -955,6 +969,7 @@ EXPECTED = {
     "GlobalRandomEnv": "not_servable",
     "NamelessActionEnv": "undocumented_tool",
     "DocumentedTopEnv": "slow_tool",
+    "FirstBuiltEnv": "reward_hackable",
     "ArgmaxTiesEnv": "verified",
 }
 
