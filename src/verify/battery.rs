@@ -98,11 +98,10 @@ enum Purpose {
 /// The battery of one environment: its steps, and what each is for.
 pub(super) struct Battery<'a> {
     pub(super) work: EnvWork<'a>,
-    /// Episodes that each start a new interpreter of their own, as every session `codegym serve`
-    /// starts does: one step each, judged after `work`'s (their purposes come last).
-    pub(super) fresh: Vec<EnvWork<'a>>,
+    /// How many of the steps come first in the job's new interpreter, before any other step
+    /// builds an environment there (the session `codegym serve` would start there).
+    pub(super) leading: usize,
     purposes: Vec<Purpose>,
-    fresh_purposes: Vec<Purpose>,
     /// Per sample: how many of the oracle's calls come before its answer.
     answered_at: Vec<usize>,
 }
@@ -252,8 +251,7 @@ impl<'a> Battery<'a> {
     pub(super) fn plan(subject: &Subject<'a>, limits: &Limits) -> Battery<'a> {
         let mut work = work(subject.source, subject.seed);
         work.tools = subject.tools.clone();
-        let mut battery =
-            Battery { work, fresh: Vec::new(), purposes: Vec::new(), fresh_purposes: Vec::new(), answered_at: Vec::new() };
+        let mut battery = Battery { work, leading: 0, purposes: Vec::new(), answered_at: Vec::new() };
         let planned: Vec<usize> = (0..subject.samples.len()).filter(|&i| battery.plan_sample(subject, i, limits)).collect();
         if !planned.is_empty() {
             battery.plan_two_episodes(subject, &planned);
@@ -262,21 +260,7 @@ impl<'a> Battery<'a> {
             battery.plan_timings(subject, first);
             battery.plan_repeats(subject, first, limits);
         }
-        let fresh = std::mem::take(&mut battery.fresh_purposes);
-        battery.purposes.extend(fresh);
         battery
-    }
-
-    /// An episode from reset in a new interpreter of its own: its environment is the first that
-    /// interpreter builds, as in every session `codegym serve` starts.
-    fn push_fresh(&mut self, subject: &Subject<'a>, config: &'a str, actions: Vec<String>, purpose: Purpose) {
-        let mut work = work(subject.source, subject.seed);
-        work.tools = subject.tools.clone();
-        work.configs.push(config);
-        work.trajectories.push(Vec::new());
-        work.steps.push(Step::Episode { config: 0, prefix: (0, 0), actions, serve: Serving::Live });
-        self.fresh.push(work);
-        self.fresh_purposes.push(purpose);
     }
 
     fn push(&mut self, step: Step, purpose: Purpose) {
@@ -307,15 +291,19 @@ impl<'a> Battery<'a> {
             self.push(step, Purpose::ServeReplay { sample: index, sent: sent.clone(), spaced });
         }
         self.push(Step::ObservePrefixes { config, trajectory: before }, Purpose::ObservePrefixes { sample: index });
-        for Policy { class, name, expect, from_reset, serve, fresh, actions } in
+        for Policy { class, name, expect, from_reset, serve, first_session, actions } in
             policies(subject, sample, answered_at, limits, first)
         {
             let prefix = (full, if from_reset { 0 } else { answered_at });
             let purpose = Purpose::Episode { sample: index, class, policy: name, expect, from_reset, sent: actions.clone() };
-            if fresh {
-                self.push_fresh(subject, sample.config, actions, purpose);
+            let step = Step::Episode { config, prefix, actions, serve };
+            if first_session && self.leading == 0 {
+                // First in the job: the environment it builds is the first its interpreter builds.
+                self.work.steps.insert(0, step);
+                self.purposes.insert(0, purpose);
+                self.leading = 1;
             } else {
-                self.push(Step::Episode { config, prefix, actions, serve }, purpose);
+                self.push(step, purpose);
             }
         }
         true
@@ -447,14 +435,14 @@ struct Policy {
     from_reset: bool,
     /// Played by the harness's own episode path, or through the functions `codegym serve` calls.
     serve: Serving,
-    /// In a new interpreter of its own, where its environment is the first one built.
-    fresh: bool,
+    /// The first session of a new interpreter: the first environment built there.
+    first_session: bool,
     actions: Vec<String>,
 }
 
 impl Policy {
     fn new(class: AttackClass, name: String, expect: Expect, from_reset: bool, actions: Vec<String>) -> Policy {
-        Policy { class, name, expect, from_reset, serve: Serving::Forked, fresh: false, actions }
+        Policy { class, name, expect, from_reset, serve: Serving::Forked, first_session: false, actions }
     }
 
     /// The policy from reset, played as `codegym serve` plays a session evicted between calls.
@@ -466,7 +454,7 @@ impl Policy {
     /// serve` holds a trainer's session between its calls.
     fn first_served(self) -> Policy {
         let name = format!("{} (served live, the first session of a new interpreter)", self.name);
-        Policy { name, from_reset: true, serve: Serving::Live, fresh: true, ..self }
+        Policy { name, from_reset: true, serve: Serving::Live, first_session: true, ..self }
     }
 }
 
@@ -505,13 +493,10 @@ fn policies(subject: &Subject, sample: &Sample, answered_at: usize, limits: &Lim
     way.push(answer(&bad));
     let name = "the oracle's calls before its answer, then a wrong answer".to_string();
     episodes.push(Policy::new(AttackClass::Retry, name.clone(), Expect::Nothing, true, way.clone()).served());
-    // On the first sample, the same and a wrong answer alone where serve plays every session: the
-    // first environment a new interpreter builds, its session held live (an environment may tell
-    // that it is the first).
+    // On the first sample, the same where serve plays every session: the first environment a new
+    // interpreter builds, its session held live (an environment may tell that it is the first).
     if first {
         episodes.push(Policy::new(AttackClass::Retry, name, Expect::Nothing, true, way).first_served());
-        let alone = Policy::new(AttackClass::SpecialAnswer, "a wrong answer".into(), Expect::Nothing, true, vec![answer(&bad)]);
-        episodes.push(alone.first_served());
     }
     let inputs = values_in(sample.options, right.is_string());
     let seen = [("observed value", observed(sample, answered_at)), ("input value", inputs)];
@@ -1183,13 +1168,13 @@ mod tests {
             subject(Sample { config: "E@{\"a\": 1}", options: "{}", right: json!(606), answer: "606", run: &oracle });
         subject.samples.push(Sample { config: "E@{\"a\": 2}", options: "{}", right: json!(606), answer: "606", run: &oracle });
         let battery = Battery::plan(&subject, &LIMITS);
-        assert_eq!(battery.fresh.len(), 2, "the oracle's way to a wrong answer, and a wrong answer alone");
-        for work in &battery.fresh {
-            assert_eq!(work.configs, ["E@{\"a\": 1}"], "on the first sample");
-            assert!(matches!(work.steps[..], [Step::Episode { serve: Serving::Live, prefix: (0, 0), .. }]), "{:?}", work.steps);
-        }
-        let purposes = battery.purposes.len();
-        assert_eq!(purposes, battery.work.steps.len() + 2, "the new interpreters' episodes are judged last");
+        assert_eq!(battery.leading, 1);
+        let Step::Episode { config: 0, prefix: (_, 0), actions, serve: Serving::Live } = &battery.work.steps[0] else {
+            panic!("the first step is the oracle's way to a wrong answer, held live: {:?}", battery.work.steps[0]);
+        };
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        let live = battery.work.steps.iter().filter(|s| matches!(s, Step::Episode { serve: Serving::Live, .. })).count();
+        assert_eq!(live, 1, "only the first step can be the first session of the interpreter");
         let served_on = |config| {
             let steps = battery.work.steps.iter();
             steps.filter(|s| matches!(s, Step::Episode { serve: Serving::Restored, config: c, .. } if *c == config)).count()

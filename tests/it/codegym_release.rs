@@ -144,7 +144,7 @@ fn a_second_import_and_verify_redo_nothing_and_all_redoes_everything() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(steps, vec![11137, 0, 11137], "first run, nothing pending, --all");
+    assert_eq!(steps, vec![11046, 0, 11046], "first run, nothing pending, --all");
 }
 
 #[test]
