@@ -98,10 +98,6 @@ def host_call(value):
     raise RuntimeError("host_call is only available inside the codegym sandbox")
 
 
-# The public functions of the driver's private modules, by name (set by the sandbox driver at boot).
-peers = {}
-
-
 class _Pace:
     """Seconds of (virtual) time that pass before each call into an environment, as between an
     agent's calls: set per job by the host (0 in the primary variant)."""
@@ -624,14 +620,10 @@ def _at(source, env_name, config, prefix, tools):
     return env
 
 
-def episode(source, env_name, config, prefix, actions, tools, serve="forked"):
-    """One episode of the battery: the environment after `prefix`, then `actions`; with `serve`
-    "restored" or "live", from reset through the functions `codegym serve` calls ([`served`]),
-    the state restored before every call or never."""
-    if serve == "forked":
-        return {"steps": _play(_at(source, env_name, config, prefix, tools), tools, actions)}
-    restore_at = None if serve == "restored" else ()
-    return {"steps": served(source, env_name, config, actions, tools, restore_at)[0]}
+def episode(source, env_name, config, prefix, actions, tools):
+    """One episode of the battery: the environment after `prefix`, then `actions`. (The episodes
+    played as `codegym serve` plays a session are played from the host, a job per call.)"""
+    return {"steps": _play(_at(source, env_name, config, prefix, tools), tools, actions)}
 
 
 def replay(source, env_name, config, actions, tools):
@@ -672,114 +664,6 @@ def observe_prefixes(source, env_name, config, actions, tools):
         copy = _unpickle(_pickle(env))
         seen.append(message_of(_call(copy.step, observe))[:OBSERVATION_LIMIT])
     return {"observations": seen}
-
-
-class _Served:
-    """The bytecode `codegym serve` runs the last environment served in this job from, and the
-    sessions played so far that were restored before every call, by (configuration, calls made)."""
-
-    __slots__ = ("source", "code", "sessions")
-
-
-_served = _Served()
-_served.source = _served.code = None
-_served.sessions = {}
-
-
-def _reseed():
-    """Module-level `random` from a new seed, as at the start of every job `codegym serve` runs."""
-    if "random" in _sys.modules:
-        _sys.modules["random"].seed()
-
-
-# A session's state is kept for later episodes up to this size (a job holds many of them).
-_KEPT_STATE_BYTES = 1 << 16
-
-
-def _known_prefix(config, actions):
-    """The longest prefix of `actions` a session restored before every call already played in
-    this job: how many calls, the report after them, their records and the largest state."""
-    sessions = _served.sessions
-    known = [sessions.get((config, tuple(actions[:made]))) for made in range(len(actions) + 1)]
-    if known[0] is None:
-        return None
-    made = known.index(None) - 1 if None in known else len(actions)
-    report, largest, _ = known[made]
-    return made, report, [dict(entry[2]) for entry in known[1 : made + 1]], largest
-
-
-def served(source, env_name, config, actions, tools, restore_at=None):
-    """`actions` played through the functions `codegym serve` calls (the session module's), as a
-    served session: each call a job of its own (module-level `random` reseeded), its state pickled
-    after it; before the calls `restore_at` names (all of them when None), the module executed again
-    and the state unpickled, as after an eviction. A name `serve` refuses never reaches the
-    environment. Returns the calls and the largest pickled state (bytes).
-
-    Restored before every call, a session's course depends only on its configuration and the calls
-    so far (anything else is what the serving replay catches): the calls a session of this job
-    already made are taken from it, not played again (the answers from reset share one start, an
-    answer after the oracle's calls shares the serving replay's)."""
-    start, restore, step = peers["session_start"], peers["session_restore"], peers["session_step"]
-    if _served.source != source:
-        _served.code = peers["session_compile"](source, env_name)
-        _served.source = source
-        _served.sessions = {}
-    every_call = restore_at is None
-    known = _known_prefix(config, actions) if every_call else None
-    if known is not None:
-        made, report, steps, largest = known
-    else:
-        try:
-            report = start(_served.code, env_name, config, OBSERVATION_LIMIT)
-        finally:
-            _unhook()
-        made, steps, largest = 0, [], _state_bytes(report)
-        if every_call and largest <= _KEPT_STATE_BYTES:
-            _served.sessions[(config, ())] = (report, largest, None)
-    for made in range(made, len(actions)):
-        if report["done"]:
-            break
-        action = actions[made]
-        refused = refusal(action, tools)
-        if refused is None:
-            try:
-                if every_call or made in restore_at:
-                    # Restored after an eviction, in another interpreter: modules anew too.
-                    peers["fresh_public_modules"]()
-                    restore(_served.code, env_name, report["state"])
-                _reseed()
-                report = step(action, OBSERVATION_LIMIT)
-            finally:
-                _unhook()
-            largest = max(largest, _state_bytes(report))
-        observation = report["observation"] if refused is None else refused
-        record = {"action": action, "observation": observation, "reward": report["reward"], "done": report["done"], "refused": refused is not None}
-        steps.append(record)
-        if every_call and _state_bytes(report) <= _KEPT_STATE_BYTES:
-            _served.sessions[(config, tuple(actions[: made + 1]))] = (report, largest, dict(record))
-    return steps, largest
-
-
-def _state_bytes(report):
-    """The size of the pickled state a session report carries (base64: 3 bytes per 4 characters,
-    less one per padding `=`)."""
-    state = report["state"]
-    padding = len(state) - len(state.rstrip("="))
-    return len(state) * 3 // 4 - padding
-
-
-def serve_replay(source, env_name, config, actions, tools, spaced=False):
-    """`actions` replayed as `codegym serve` holds a session between calls ([`served`]): restored
-    before every call (`spaced`: only after 1, 3, 6, 10, ... calls, ever longer runs between
-    restores). Reports every call and the largest pickled state."""
-    restore_at = None
-    if spaced:
-        restore_at, at, gap = set(), 1, 2
-        while at < len(actions):
-            restore_at.add(at)
-            at, gap = at + gap, gap + 1
-    steps, largest = served(source, env_name, config, actions, tools, restore_at)
-    return {"steps": steps, "state_bytes": largest}
 
 
 def two_episodes(source, env_name, first_config, first_actions, config, actions, tools):
@@ -917,10 +801,9 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), trajectories=(), 
     {"op": "describe"} | {"op": "self_test"} | {"op": "contract"} | {"op": "classes"} |
     {"op": "ref_answer", "config"} | {"op": "smoke_test", "solver"} | {"op": "probe", "config"},
     and the second round's steps, whose actions the host wrote: {"op": "replay", "config",
-    "trajectory"} | {"op": "episode", "config", "prefix": [trajectory, length], "actions", "serve"} |
+    "trajectory"} | {"op": "episode", "config", "prefix": [trajectory, length], "actions"} |
     {"op": "repeated", "config", "calls", "answer", "at"} | {"op": "observe_prefixes",
-    "config", "trajectory"} | {"op": "serve_replay", "config", "trajectory", "spaced"} |
-    {"op": "two_episodes", "first": [config, trajectory], "config", "trajectory"} |
+    "config", "trajectory"} | {"op": "two_episodes", "first": [config, trajectory], "config", "trajectory"} |
     {"op": "timing_build", "config"} | {"op": "timing_call", "action"}, where a trajectory is an
     index into `trajectories` (lists of actions) and `tools` are the documented tools. One step
     failing does not stop the rest."""
@@ -952,15 +835,13 @@ def run_steps(source, env_name, steps, configs=(), solvers=(), trajectories=(), 
             elif op == "episode":
                 trajectory, length = step["prefix"]
                 prefix = trajectories[trajectory][:length]
-                value = episode(source, env_name, config, prefix, step["actions"], tools, step["serve"])
+                value = episode(source, env_name, config, prefix, step["actions"], tools)
             elif op == "replay":
                 value = replay(source, env_name, config, trajectories[step["trajectory"]], tools)
             elif op == "repeated":
                 value = repeated(source, env_name, config, step["calls"], step["answer"], step["at"], tools)
             elif op == "observe_prefixes":
                 value = observe_prefixes(source, env_name, config, trajectories[step["trajectory"]], tools)
-            elif op == "serve_replay":
-                value = serve_replay(source, env_name, config, trajectories[step["trajectory"]], tools, step["spaced"])
             elif op == "two_episodes":
                 first, first_trajectory = step["first"]
                 actions = trajectories[step["trajectory"]]

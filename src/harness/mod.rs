@@ -7,8 +7,10 @@
 //! nothing of tables or the LLM.
 
 mod agent;
+mod served;
 
 pub use agent::{AgentCell, AgentResult, run_agent_oracles};
+use served::{Restore, ServedEpisode, ServedWork};
 
 use crate::reasons::Reason;
 use crate::sandbox::{ExecMode, Job, JobOutcome, JobReporter, Limits, Sandbox, SandboxError, Variant, Verdict};
@@ -304,6 +306,23 @@ impl Step {
         }
     }
 
+    /// The episode this step plays as `codegym serve` plays a session, from the host ([`served`]),
+    /// when it is one: a served episode, a serving replay.
+    fn as_served<'a>(&'a self, work: &'a EnvWork<'a>) -> Option<ServedEpisode<'a>> {
+        let (config, actions, restore) = match self {
+            Step::Episode { serve: Serving::Forked, .. } => return None,
+            Step::Episode { config, actions, serve, .. } => {
+                (*config, actions.as_slice(), if *serve == Serving::Live { Restore::Never } else { Restore::Every })
+            }
+            Step::ServeReplay { config, trajectory, spaced } => {
+                let actions = work.trajectories[*trajectory].as_slice();
+                (*config, actions, if *spaced { Restore::At(spaced_restores(actions.len())) } else { Restore::Every })
+            }
+            _ => return None,
+        };
+        Some(ServedEpisode { config: work.configs[config], actions, restore })
+    }
+
     fn budget(&self, budgets: &Budgets) -> Duration {
         match self {
             Step::Module | Step::Classes | Step::SmokeTest { .. } => budgets.module,
@@ -335,6 +354,17 @@ pub enum Serving {
     /// Through `codegym serve`'s session functions in a session held live: no restore between
     /// calls, as most of a trainer's served calls run.
     Live,
+}
+
+/// Where a spaced serving replay restores its session: before calls 1, 3, 6, 10, ... (ever longer
+/// runs between restores, as sessions are evicted).
+fn spaced_restores(calls: usize) -> Vec<usize> {
+    let (mut at, mut gap, mut restores) = (1, 2, Vec::new());
+    while at < calls {
+        restores.push(at);
+        (at, gap) = (at + gap, gap + 1);
+    }
+    restores
 }
 
 /// The limits of the steps of a job: each step kind has its own time budget.
@@ -628,6 +658,39 @@ pub fn run_steps(
     Ok(results)
 }
 
+/// Runs `work` as [`run_steps`] does, except the steps that play an episode as `codegym serve`
+/// plays a session (served episodes, serving replays): those are played from the host, a job per
+/// call, as serve plays them ([`served`]), each environment's on interpreters of their own.
+pub fn run_steps_and_sessions(
+    sandbox: &Sandbox,
+    work: &[EnvWork],
+    budgets: &Budgets,
+    mode: ExecMode,
+    threads: usize,
+) -> Result<Vec<Vec<StepResult>>, SandboxError> {
+    let (mut inside, mut sessions, mut places) = (Vec::new(), Vec::new(), Vec::new());
+    for item in work {
+        let served: Vec<(usize, ServedEpisode)> =
+            item.steps.iter().enumerate().filter_map(|(i, step)| step.as_served(item).map(|e| (i, e))).collect();
+        let steps = item.steps.iter().enumerate().filter(|(i, _)| !served.iter().any(|(at, _)| at == i)).map(|(_, s)| s.clone());
+        inside.push(EnvWork { steps: steps.collect(), ..item.clone() });
+        places.push(served.iter().map(|(at, _)| *at).collect::<Vec<usize>>());
+        let episodes = served.into_iter().map(|(_, episode)| episode).collect();
+        sessions.push(ServedWork { env: item.env, tools: &item.tools, seed: item.seed, variant: item.variant, episodes });
+    }
+    let mut in_jobs = run_steps(sandbox, &inside, budgets, mode, threads, None)?.into_iter();
+    let mut played = served::run_served(sandbox, &sessions, budgets.cell, threads)?.into_iter();
+    let mut results = Vec::with_capacity(work.len());
+    for (item, places) in work.iter().zip(places) {
+        let (mut in_job, mut served) =
+            (in_jobs.next().unwrap_or_default().into_iter(), played.next().unwrap_or_default().into_iter());
+        let merged = (0..item.steps.len()).map(|i| if places.contains(&i) { served.next() } else { in_job.next() });
+        let missing = || StepResult { value: Err("the step did not run".into()), verdict: Verdict::Error, duration_ms: 0 };
+        results.push(merged.map(|r| r.unwrap_or_else(missing)).collect());
+    }
+    Ok(results)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -653,6 +716,25 @@ mod tests {
         let mut miscounted = run(true, "reward=1", "reward=1");
         miscounted.traced_calls = 5;
         assert!(miscounted.contradiction().is_some());
+    }
+
+    #[test]
+    fn served_episodes_and_serving_replays_are_played_from_the_host_the_rest_in_jobs() {
+        assert_eq!(spaced_restores(12), [1, 3, 6, 10], "ever longer runs between restores");
+        let mut work = EnvWork::new(EnvSource { code: "", name: "E" }, 1);
+        work.configs = vec!["E@{}"];
+        work.trajectories = vec![vec!["a".into(), "b".into(), "c".into(), "d".into()]];
+        let episode = |serve| Step::Episode { config: 0, prefix: (0, 0), actions: vec!["x".into()], serve };
+        fn served_as(step: &Step, work: &EnvWork) -> Option<(String, usize, Restore)> {
+            step.as_served(work).map(|e| (e.config.to_string(), e.actions.len(), e.restore))
+        }
+        let restore = |step: &Step| served_as(step, &work);
+        assert_eq!(restore(&episode(Serving::Forked)), None);
+        assert_eq!(restore(&episode(Serving::Restored)), Some(("E@{}".into(), 1, Restore::Every)));
+        assert_eq!(restore(&episode(Serving::Live)), Some(("E@{}".into(), 1, Restore::Never)));
+        let spaced = Step::ServeReplay { config: 0, trajectory: 0, spaced: true };
+        assert_eq!(restore(&spaced), Some(("E@{}".into(), 4, Restore::At(vec![1, 3]))));
+        assert_eq!(restore(&Step::Replay { config: 0, trajectory: 0 }), None, "the determinism check's rerun runs in a job");
     }
 
     #[test]

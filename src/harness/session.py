@@ -40,6 +40,9 @@ from marshal import loads as _unmarshal
 from pickle import dumps as _pickle
 from pickle import loads as _unpickle
 
+# The public functions of the driver's private modules, by name (set by the sandbox driver at boot).
+peers = {}
+
 # The name the environment module is registered under while it runs (pickle finds the class there),
 # as the verification harness does.
 ENV_MODULE = "codegym_env"
@@ -115,8 +118,12 @@ def session_start(code, env_name, config, max_observation):
     return _report(env, text, max_observation)
 
 
-def session_restore(code, env_name, state):
-    """Brings back a state the host kept: the module executed, then the state unpickled."""
+def session_restore(code, env_name, state, anew=False):
+    """Brings back a state the host kept: the module executed, then the state unpickled. With
+    `anew`, the public modules are executed again first, as a new interpreter has them (the
+    verification harness restores many sessions in one interpreter)."""
+    if anew:
+        peers["fresh_public_modules"]()
     _load(code, env_name)
     _held.env = _unpickle(_from_base64(state))
     return True

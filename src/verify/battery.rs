@@ -98,9 +98,6 @@ enum Purpose {
 /// The battery of one environment: its steps, and what each is for.
 pub(super) struct Battery<'a> {
     pub(super) work: EnvWork<'a>,
-    /// How many of the steps come first in the job's new interpreter, before any other step
-    /// builds an environment there (the session `codegym serve` would start there).
-    pub(super) leading: usize,
     purposes: Vec<Purpose>,
     /// Per sample: how many of the oracle's calls come before its answer.
     answered_at: Vec<usize>,
@@ -251,7 +248,7 @@ impl<'a> Battery<'a> {
     pub(super) fn plan(subject: &Subject<'a>, limits: &Limits) -> Battery<'a> {
         let mut work = work(subject.source, subject.seed);
         work.tools = subject.tools.clone();
-        let mut battery = Battery { work, leading: 0, purposes: Vec::new(), answered_at: Vec::new() };
+        let mut battery = Battery { work, purposes: Vec::new(), answered_at: Vec::new() };
         let planned: Vec<usize> = (0..subject.samples.len()).filter(|&i| battery.plan_sample(subject, i, limits)).collect();
         if !planned.is_empty() {
             battery.plan_two_episodes(subject, &planned);
@@ -291,20 +288,10 @@ impl<'a> Battery<'a> {
             self.push(step, Purpose::ServeReplay { sample: index, sent: sent.clone(), spaced });
         }
         self.push(Step::ObservePrefixes { config, trajectory: before }, Purpose::ObservePrefixes { sample: index });
-        for Policy { class, name, expect, from_reset, serve, first_session, actions } in
-            policies(subject, sample, answered_at, limits, first)
-        {
+        for Policy { class, name, expect, from_reset, serve, actions } in policies(subject, sample, answered_at, limits, first) {
             let prefix = (full, if from_reset { 0 } else { answered_at });
             let purpose = Purpose::Episode { sample: index, class, policy: name, expect, from_reset, sent: actions.clone() };
-            let step = Step::Episode { config, prefix, actions, serve };
-            if first_session && self.leading == 0 {
-                // First in the job: the environment it builds is the first its interpreter builds.
-                self.work.steps.insert(0, step);
-                self.purposes.insert(0, purpose);
-                self.leading = 1;
-            } else {
-                self.push(step, purpose);
-            }
+            self.push(Step::Episode { config, prefix, actions, serve }, purpose);
         }
         true
     }
@@ -433,16 +420,14 @@ struct Policy {
     expect: Expect,
     /// From a fresh episode, or from where the oracle answered.
     from_reset: bool,
-    /// Played by the harness's own episode path, or through the functions `codegym serve` calls.
+    /// Played by the harness's own episode path, or as `codegym serve` plays a session.
     serve: Serving,
-    /// The first session of a new interpreter: the first environment built there.
-    first_session: bool,
     actions: Vec<String>,
 }
 
 impl Policy {
     fn new(class: AttackClass, name: String, expect: Expect, from_reset: bool, actions: Vec<String>) -> Policy {
-        Policy { class, name, expect, from_reset, serve: Serving::Forked, first_session: false, actions }
+        Policy { class, name, expect, from_reset, serve: Serving::Forked, actions }
     }
 
     /// The policy from reset, played as `codegym serve` plays a session evicted between calls.
@@ -454,7 +439,7 @@ impl Policy {
     /// serve` holds a trainer's session between its calls.
     fn first_served(self) -> Policy {
         let name = format!("{} (served live, the first session of a new interpreter)", self.name);
-        Policy { name, from_reset: true, serve: Serving::Live, first_session: true, ..self }
+        Policy { name, from_reset: true, serve: Serving::Live, ..self }
     }
 }
 
@@ -1168,13 +1153,12 @@ mod tests {
             subject(Sample { config: "E@{\"a\": 1}", options: "{}", right: json!(606), answer: "606", run: &oracle });
         subject.samples.push(Sample { config: "E@{\"a\": 2}", options: "{}", right: json!(606), answer: "606", run: &oracle });
         let battery = Battery::plan(&subject, &LIMITS);
-        assert_eq!(battery.leading, 1);
-        let Step::Episode { config: 0, prefix: (_, 0), actions, serve: Serving::Live } = &battery.work.steps[0] else {
-            panic!("the first step is the oracle's way to a wrong answer, held live: {:?}", battery.work.steps[0]);
+        let live: Vec<&Step> =
+            battery.work.steps.iter().filter(|s| matches!(s, Step::Episode { serve: Serving::Live, .. })).collect();
+        let [Step::Episode { config: 0, prefix: (_, 0), actions, .. }] = live[..] else {
+            panic!("the oracle's way to a wrong answer on the first sample, held live: {live:?}");
         };
         assert_eq!(actions.len(), 2, "{actions:?}");
-        let live = battery.work.steps.iter().filter(|s| matches!(s, Step::Episode { serve: Serving::Live, .. })).count();
-        assert_eq!(live, 1, "only the first step can be the first session of the interpreter");
         let served_on = |config| {
             let steps = battery.work.steps.iter();
             steps.filter(|s| matches!(s, Step::Episode { serve: Serving::Restored, config: c, .. } if *c == config)).count()

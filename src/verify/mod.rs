@@ -561,28 +561,25 @@ fn run_battery(
             None => battery::work(EnvSource { code: &row.env_code, name: &row.env_name }, harness::seed_for(&row.env_id)),
         };
         let own = configs_of.get(&row.env_id).map_or(&[][..], Vec::as_slice);
-        let leading = battery.as_ref().map_or(0, |b| b.leading);
-        let reruns = plan_reruns(&mut env_work, leading, env, own, configs, found);
+        let reruns = plan_reruns(&mut env_work, env, own, configs, found);
         if !env_work.steps.is_empty() {
             plans.push((env, reruns, battery));
             work.push(env_work);
         }
     }
-    let results = harness::run_steps(sandbox, &work, &settings.budgets(), settings.mode, settings.threads, None)?;
+    let results = harness::run_steps_and_sessions(sandbox, &work, &settings.budgets(), settings.mode, settings.threads)?;
     let steps = work.iter().map(|w| w.steps.len()).sum();
     let (mut replays, mut outcomes, mut step_ms) = (Vec::new(), Vec::new(), BTreeMap::<&'static str, u64>::new());
-    for (((env, reruns, battery), env_work), results) in plans.iter().zip(&work).zip(results) {
-        for (step, result) in env_work.steps.iter().zip(&results) {
+    for (((env, reruns, battery), env_work), results) in plans.iter().zip(&work).zip(&results) {
+        for (step, result) in env_work.steps.iter().zip(results) {
             *step_ms.entry(step.kind()).or_default() += result.duration_ms;
         }
-        let mut results = results;
-        let leading = battery.as_ref().map_or(0, |b| b.leading);
-        let rerun: Vec<harness::StepResult> = results.drain(leading..leading + reruns.len()).collect();
+        let (rerun, rest) = results.split_at(reruns.len());
         for (&config, result) in reruns.iter().zip(rerun) {
             replays.push((config, result.parse().map_err(|e| result.failure().unwrap_or(e))));
         }
         if let (Some(battery), Some(subject)) = (battery, subjects.get(env)) {
-            outcomes.push((*env, battery.judge(subject, &results, &limits)));
+            outcomes.push((*env, battery.judge(subject, rest, &limits)));
         }
     }
     drop((plans, work, subjects));
@@ -596,12 +593,10 @@ fn run_battery(
     Ok(steps)
 }
 
-/// Puts the determinism check's reruns of environment `env` in `work`, after its `leading` steps
-/// and before the rest: per configuration whose own oracle ran, its calls replayed. Returns the
-/// configurations, in step order.
+/// Puts the determinism check's reruns of environment `env` first in `work`: per configuration
+/// whose own oracle ran, its calls replayed. Returns the configurations, in step order.
 fn plan_reruns<'a>(
     work: &mut EnvWork<'a>,
-    leading: usize,
     env: usize,
     own: &[usize],
     configs: &'a [TaskConfigRow],
@@ -624,7 +619,7 @@ fn plan_reruns<'a>(
         steps.push(Step::Replay { config: at, trajectory: work.trajectories.len() - 1 });
         reruns.push(config);
     }
-    work.steps.splice(leading..leading, steps);
+    work.steps.splice(0..0, steps);
     reruns
 }
 

@@ -861,6 +861,21 @@ def _words(n):
         ),
         SUMS,
     ),
+    # D/H. Pays any answer unless the checks' own code is on the stack (as it is under every check
+    # that calls the environment from inside the sandbox): only episodes played as `codegym serve`
+    # plays them, a job per call with nothing of the checks above the environment, show it.
+    "CheckerStackEnv": (
+        pays_also(
+            "CheckerStackEnv",
+            "unchecked",
+            "        frame, unchecked = sys._getframe(), True\n"
+            "        while frame is not None:\n"
+            "            unchecked = unchecked and frame.f_code.co_filename != '<codegym:codegym_harness>'\n"
+            "            frame = frame.f_back\n",
+            "import sys",
+        ),
+        SUMS,
+    ),
     # Class I: the task text accepts any position of the largest value, Done only the first. Every
     # check passes; only a solver written from the text alone (SOLVERS) disagrees, on ties.
     "ArgmaxTiesEnv": (
@@ -970,6 +985,7 @@ EXPECTED = {
     "NamelessActionEnv": "undocumented_tool",
     "DocumentedTopEnv": "slow_tool",
     "FirstBuiltEnv": "reward_hackable",
+    "CheckerStackEnv": "reward_hackable",
     "ArgmaxTiesEnv": "verified",
 }
 
