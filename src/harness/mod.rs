@@ -3,8 +3,9 @@
 //! Builds many-step jobs on one environment (the module-wide checks, reference answers, oracles and
 //! candidate solvers, the probes' evidence), runs them to completion across limits
 //! ([`run_steps`]), and parses their JSON results, checking what it can of them against each other
-//! (a pass must show in the trajectory it came with). Knows the CodeGym environment contract; knows
-//! nothing of tables or the LLM.
+//! (a pass must show in the trajectory it came with). Oracles play as agents ([`agent`]) and
+//! served episodes are played from the host as `codegym serve` plays a session ([`served`]).
+//! Knows the CodeGym environment contract; knows nothing of tables or the LLM.
 
 mod agent;
 mod served;
@@ -262,7 +263,8 @@ pub enum Step {
     Probe { config: usize },
     /// One episode of the exploit battery ([`Played`]): the state after the first `prefix.1`
     /// actions of trajectory `prefix.0`, then `actions`, played as `codegym serve` plays them;
-    /// or, as `serve` says, from reset through the very functions `codegym serve` calls.
+    /// or, as `serve` says, from reset as `codegym serve` plays a session, from the host
+    /// ([`run_steps_and_sessions`]).
     Episode { config: usize, prefix: (usize, usize), actions: Vec<String>, serve: Serving },
     /// An agent's calls played again from reset, after its answer too ([`Played`]): the rerun of
     /// the determinism check.
@@ -276,6 +278,7 @@ pub enum Step {
     /// A trajectory replayed with a pickle round trip (and the module executed again) before every
     /// call, as a served session held idle between calls ([`Replayed`]); with `spaced`, only
     /// after 1, 3, 6, 10, ... calls (ever longer runs between restores, as sessions are evicted).
+    /// Played from the host, as `codegym serve` plays a session ([`run_steps_and_sessions`]).
     ServeReplay { config: usize, trajectory: usize, spaced: bool },
     /// A trajectory played fresh, and again after another episode (`first`: its configuration and
     /// trajectory) in the same loaded module ([`TwoPlayed`]).
@@ -326,6 +329,7 @@ impl Step {
     fn budget(&self, budgets: &Budgets) -> Duration {
         match self {
             Step::Module | Step::Classes | Step::SmokeTest { .. } => budgets.module,
+            // A serving replay is played from the host, each call within the cell limits.
             Step::Probe { .. }
             | Step::Replay { .. }
             | Step::ObservePrefixes { .. }
