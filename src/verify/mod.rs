@@ -147,6 +147,8 @@ impl VerifySettings {
             CHECKS_VERSION,
             include_str!("../harness/episode.py"),
             include_str!("../harness/harness.py"),
+            // Served episodes are played through the session module's functions.
+            include_str!("../harness/session.py"),
             include_str!("../sandbox/driver.py"),
             &settings,
         ];
