@@ -72,7 +72,6 @@ impl Report {
 }
 
 /// A session after some calls: the last report, the records of the calls, the largest state.
-#[derive(Clone)]
 struct Session {
     state: String,
     reward: f64,
@@ -80,6 +79,19 @@ struct Session {
     records: Vec<Value>,
     largest: u64,
 }
+
+/// A session restored before every call, after some calls: what it takes to go on from there,
+/// and the record of its last call (the records before it are those of the shorter prefixes).
+struct Known {
+    state: String,
+    reward: f64,
+    done: bool,
+    largest: u64,
+    record: Option<Value>,
+}
+
+/// Sessions are kept for later episodes only up to this state size: a player holds many of them.
+const KEPT_STATE_BYTES: usize = 64 << 10;
 
 /// The interpreters and the sessions of one environment's episodes.
 struct Player<'w, 'a> {
@@ -90,7 +102,7 @@ struct Player<'w, 'a> {
     /// The module's bytecode, compiled in an interpreter where no environment code had run.
     code: Option<String>,
     /// Sessions restored before every call, by configuration and calls made.
-    known: BTreeMap<(&'a str, Vec<String>), Session>,
+    known: BTreeMap<(&'a str, Vec<String>), Known>,
     jobs: u64,
 }
 
@@ -171,14 +183,12 @@ impl<'w, 'a> Player<'w, 'a> {
             // A new episode never shares an interpreter with the one before it, as in serve.
             self.interpreter = None;
         }
-        let every = episode.restore == Restore::Every;
         let (mut made, mut session) = match self.known_prefix(episode) {
             Some(known) => known,
             None => (0, self.start(episode.config)?),
         };
-        if every && made == 0 {
-            self.known.insert((episode.config, Vec::new()), session.clone());
-        }
+        // Each prefix is kept only after the shorter ones: a kept prefix has all of its records.
+        let mut keep = episode.restore == Restore::Every && self.remember(episode.config, &episode.actions[..made], &session);
         while made < episode.actions.len() && !session.done {
             let restore = match &episode.restore {
                 Restore::Every => true,
@@ -187,9 +197,7 @@ impl<'w, 'a> Player<'w, 'a> {
             };
             self.call(&mut session, &episode.actions[made], restore)?;
             made += 1;
-            if every {
-                self.known.insert((episode.config, episode.actions[..made].to_vec()), session.clone());
-            }
+            keep = keep && self.remember(episode.config, &episode.actions[..made], &session);
         }
         Ok(json!({ "steps": session.records, "state_bytes": session.largest }))
     }
@@ -200,9 +208,25 @@ impl<'w, 'a> Player<'w, 'a> {
         if episode.restore != Restore::Every {
             return None;
         }
-        (0..=episode.actions.len())
-            .rev()
-            .find_map(|made| self.known.get(&(episode.config, episode.actions[..made].to_vec())).map(|s| (made, s.clone())))
+        let known = |made: usize| self.known.get(&(episode.config, episode.actions[..made].to_vec()));
+        let made = (0..=episode.actions.len()).rev().find(|&made| known(made).is_some())?;
+        let last = known(made)?;
+        let records = (1..=made).filter_map(|at| known(at).and_then(|k| k.record.clone())).collect();
+        let session = Session { state: last.state.clone(), reward: last.reward, done: last.done, records, largest: last.largest };
+        Some((made, session))
+    }
+
+    /// Keeps the session after `calls` for later episodes, when its state is small enough; says
+    /// whether it did.
+    fn remember(&mut self, config: &'a str, calls: &[String], session: &Session) -> bool {
+        if session.state.len() > KEPT_STATE_BYTES {
+            return false;
+        }
+        let Session { state, reward, done, largest, records } = session;
+        let known =
+            Known { state: state.clone(), reward: *reward, done: *done, largest: *largest, record: records.last().cloned() };
+        self.known.entry((config, calls.to_vec())).or_insert(known);
+        true
     }
 }
 
