@@ -10,7 +10,7 @@ use crate::sandbox::{
     HostCalls, Interpreter, Job, JobOutcome, Limits, Sandbox, SandboxError, Variant, Verdict, WORKER_STACK_BYTES,
 };
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, mpsc};
 
 /// One oracle cell played as an agent.
@@ -245,39 +245,18 @@ pub fn run_agent_oracles(
     limits: Limits,
     threads: usize,
 ) -> Result<Vec<AgentResult>, SandboxError> {
-    let mut runs: VecDeque<std::ops::Range<usize>> = VecDeque::new();
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
     for (i, cell) in cells.iter().enumerate() {
-        match runs.back_mut() {
+        match runs.last_mut() {
             Some(run) if same_run(&cells[run.start], cell) => run.end = i + 1,
-            _ => runs.push_back(i..i + 1),
+            _ => runs.push(i..i + 1),
         }
     }
-    let queue = Mutex::new(runs);
-    let results = Mutex::new(vec![None; cells.len()]);
-    let failures = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.clamp(1, cells.len().max(1)))
-            .map(|i| {
-                let (queue, results) = (&queue, &results);
-                std::thread::Builder::new()
-                    .name(format!("codegym-agent-{i}"))
-                    .stack_size(WORKER_STACK_BYTES)
-                    .spawn_scoped(scope, move || -> Result<(), SandboxError> {
-                        loop {
-                            let Some(run) = queue.lock().unwrap().pop_front() else { return Ok(()) };
-                            let mut pair = Pair { env: None, solver: None };
-                            for index in run {
-                                let result = play(sandbox, &mut pair, &cells[index], limits)?;
-                                results.lock().unwrap()[index] = Some(result);
-                            }
-                        }
-                    })
-                    .expect("spawn an agent worker thread")
-            })
-            .collect();
-        workers.into_iter().filter_map(|w| w.join().expect("agent worker panicked").err()).collect::<Vec<_>>()
-    });
-    if let Some(failure) = failures.into_iter().next() {
-        return Err(failure);
-    }
-    Ok(results.into_inner().unwrap().into_iter().map(|r| r.expect("every cell was played")).collect())
+    // The cells of a run in a row on one pair of interpreters; runs in cell order, so the
+    // results are too.
+    let played = super::on_workers(runs, threads, "codegym-agent", |run: std::ops::Range<usize>| {
+        let mut pair = Pair { env: None, solver: None };
+        run.map(|index| play(sandbox, &mut pair, &cells[index], limits)).collect::<Result<Vec<_>, _>>()
+    })?;
+    Ok(played.into_iter().flatten().collect())
 }

@@ -662,6 +662,43 @@ pub fn run_steps(
     Ok(results)
 }
 
+/// Runs `task` on every item on `threads` worker threads (named `name-N`, with the stack guest
+/// frames need), taking items in order; returns the results in item order, or the first
+/// sandbox failure.
+fn on_workers<I: Send, T: Send>(
+    items: Vec<I>,
+    threads: usize,
+    name: &str,
+    task: impl Fn(I) -> Result<T, SandboxError> + Sync,
+) -> Result<Vec<T>, SandboxError> {
+    let count = items.len();
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate().collect::<std::collections::VecDeque<_>>());
+    let results = std::sync::Mutex::new((0..count).map(|_| None).collect::<Vec<Option<T>>>());
+    let failures = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.clamp(1, count.max(1)))
+            .map(|i| {
+                let (queue, results, task) = (&queue, &results, &task);
+                std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .stack_size(crate::sandbox::WORKER_STACK_BYTES)
+                    .spawn_scoped(scope, move || -> Result<(), SandboxError> {
+                        loop {
+                            let Some((index, item)) = queue.lock().unwrap().pop_front() else { return Ok(()) };
+                            let result = task(item)?;
+                            results.lock().unwrap()[index] = Some(result);
+                        }
+                    })
+                    .expect("spawn a worker thread")
+            })
+            .collect();
+        workers.into_iter().filter_map(|w| w.join().expect("a worker thread panicked").err()).collect::<Vec<_>>()
+    });
+    if let Some(failure) = failures.into_iter().next() {
+        return Err(failure);
+    }
+    Ok(results.into_inner().unwrap().into_iter().map(|r| r.expect("every item was done")).collect())
+}
+
 /// Runs `work` as [`run_steps`] does, except the steps that play an episode as `codegym serve`
 /// plays a session (served episodes, serving replays): those are played from the host, a job per
 /// call, as serve plays them ([`served`]), each environment's on interpreters of their own.
@@ -672,27 +709,23 @@ pub fn run_steps_and_sessions(
     mode: ExecMode,
     threads: usize,
 ) -> Result<Vec<Vec<StepResult>>, SandboxError> {
-    let (mut inside, mut sessions, mut places) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut inside, mut sessions, mut from_host) = (Vec::new(), Vec::new(), Vec::new());
     for item in work {
-        let served: Vec<(usize, ServedEpisode)> =
-            item.steps.iter().enumerate().filter_map(|(i, step)| step.as_served(item).map(|e| (i, e))).collect();
-        let steps = item.steps.iter().enumerate().filter(|(i, _)| !served.iter().any(|(at, _)| at == i)).map(|(_, s)| s.clone());
+        let episodes: Vec<Option<ServedEpisode>> = item.steps.iter().map(|step| step.as_served(item)).collect();
+        let steps = item.steps.iter().zip(&episodes).filter(|(_, e)| e.is_none()).map(|(step, _)| step.clone());
         inside.push(EnvWork { steps: steps.collect(), ..item.clone() });
-        places.push(served.iter().map(|(at, _)| *at).collect::<Vec<usize>>());
-        let episodes = served.into_iter().map(|(_, episode)| episode).collect();
+        from_host.push(episodes.iter().map(Option::is_some).collect::<Vec<bool>>());
+        let episodes = episodes.into_iter().flatten().collect();
         sessions.push(ServedWork { env: item.env, tools: &item.tools, seed: item.seed, variant: item.variant, episodes });
     }
-    let mut in_jobs = run_steps(sandbox, &inside, budgets, mode, threads, None)?.into_iter();
-    let mut played = served::run_served(sandbox, &sessions, budgets.cell, threads)?.into_iter();
-    let mut results = Vec::with_capacity(work.len());
-    for (item, places) in work.iter().zip(places) {
-        let (mut in_job, mut served) =
-            (in_jobs.next().unwrap_or_default().into_iter(), played.next().unwrap_or_default().into_iter());
-        let merged = (0..item.steps.len()).map(|i| if places.contains(&i) { served.next() } else { in_job.next() });
+    let in_jobs = run_steps(sandbox, &inside, budgets, mode, threads, None)?;
+    let played = served::run_served(sandbox, &sessions, budgets.cell, threads)?;
+    let merge = |((from_host, in_job), played): ((Vec<bool>, Vec<StepResult>), Vec<StepResult>)| {
+        let (mut in_job, mut played) = (in_job.into_iter(), played.into_iter());
         let missing = || StepResult { value: Err("the step did not run".into()), verdict: Verdict::Error, duration_ms: 0 };
-        results.push(merged.map(|r| r.unwrap_or_else(missing)).collect());
-    }
-    Ok(results)
+        from_host.into_iter().map(|host| if host { played.next() } else { in_job.next() }.unwrap_or_else(missing)).collect()
+    };
+    Ok(from_host.into_iter().zip(in_jobs).zip(played).map(merge).collect())
 }
 
 #[cfg(test)]

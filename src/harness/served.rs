@@ -6,11 +6,10 @@
 //! these episodes from a trainer's by looking at its callers, and the records of each call are made
 //! here, from the job's report, where no later call can reach them.
 
-use super::{EnvSource, StepResult};
-use crate::sandbox::{Interpreter, Job, JobOutcome, Limits, Sandbox, SandboxError, Variant, Verdict, WORKER_STACK_BYTES};
+use super::{EnvSource, OBSERVATION_LIMIT, StepResult};
+use crate::sandbox::{Interpreter, Job, JobOutcome, Limits, Sandbox, SandboxError, Variant, Verdict};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 /// Before which calls an episode's state is restored, as after an eviction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +103,8 @@ struct Player<'w, 'a> {
     /// Sessions restored before every call, by configuration and calls made.
     known: BTreeMap<(&'a str, Vec<String>), Known>,
     jobs: u64,
+    /// Why the sandbox could not give an interpreter: a failure of the run, not of an episode.
+    broken: Option<SandboxError>,
 }
 
 impl<'w, 'a> Player<'w, 'a> {
@@ -112,7 +113,14 @@ impl<'w, 'a> Player<'w, 'a> {
         let job = Job { seed: self.work.seed ^ self.jobs, variant: self.work.variant, ..Job::call(function, args, self.limits) };
         let interpreter = match &mut self.interpreter {
             Some(interpreter) if interpreter.usable() => interpreter,
-            slot => slot.insert(self.sandbox.interpreter(self.work.variant).map_err(|e| e.to_string())?),
+            slot => match self.sandbox.interpreter(self.work.variant) {
+                Ok(interpreter) => slot.insert(interpreter),
+                Err(failure) => {
+                    let why = failure.to_string();
+                    self.broken = Some(failure);
+                    return Err(why);
+                }
+            },
         };
         Ok(interpreter.run(&job))
     }
@@ -230,46 +238,31 @@ impl<'w, 'a> Player<'w, 'a> {
     }
 }
 
-/// Observations are cut at this many characters, as in the battery's other evidence.
-const OBSERVATION_LIMIT: usize = 2000;
-
 /// Plays every work's episodes, each work on interpreters of its own, on `threads` worker threads.
 /// Returns per work one result per episode, in order: `{"steps", "state_bytes"}`, or why the
-/// episode has no evidence (a call that failed or ran out of `limits`).
+/// episode has no evidence (a call that failed or ran out of `limits`). A sandbox that cannot give
+/// an interpreter fails the run, as in [`super::run_steps`]: no episode passes for want of one.
 pub fn run_served(
     sandbox: &Sandbox,
     works: &[ServedWork],
     limits: Limits,
     threads: usize,
 ) -> Result<Vec<Vec<StepResult>>, SandboxError> {
-    let queue = Mutex::new((0..works.len()).collect::<VecDeque<usize>>());
-    let results = Mutex::new(vec![Vec::new(); works.len()]);
-    std::thread::scope(|scope| {
-        for i in 0..threads.clamp(1, works.len().max(1)) {
-            let (queue, results) = (&queue, &results);
-            std::thread::Builder::new()
-                .name(format!("codegym-served-{i}"))
-                .stack_size(WORKER_STACK_BYTES)
-                .spawn_scoped(scope, move || {
-                    while let Some(index) = queue.lock().unwrap().pop_front() {
-                        let played = play_work(sandbox, &works[index], limits);
-                        results.lock().unwrap()[index] = played;
-                    }
-                })
-                .expect("spawn a served-episode worker thread");
-        }
-    });
-    Ok(results.into_inner().unwrap())
+    super::on_workers(works.iter().collect(), threads, "codegym-served", |work| play_work(sandbox, work, limits))
 }
 
-fn play_work(sandbox: &Sandbox, work: &ServedWork, limits: Limits) -> Vec<StepResult> {
-    let mut player = Player { sandbox, work, limits, interpreter: None, code: None, known: BTreeMap::new(), jobs: 0 };
+fn play_work(sandbox: &Sandbox, work: &ServedWork, limits: Limits) -> Result<Vec<StepResult>, SandboxError> {
+    let mut player =
+        Player { sandbox, work, limits, interpreter: None, code: None, known: BTreeMap::new(), jobs: 0, broken: None };
     let mut results = Vec::with_capacity(work.episodes.len());
     for episode in &work.episodes {
         let started = std::time::Instant::now();
         let value = player.play(episode);
+        if let Some(failure) = player.broken.take() {
+            return Err(failure);
+        }
         let verdict = if value.is_ok() { Verdict::Ok } else { Verdict::Error };
         results.push(StepResult { value, verdict, duration_ms: started.elapsed().as_millis() as u64 });
     }
-    results
+    Ok(results)
 }
